@@ -1,0 +1,45 @@
+package main
+
+import (
+	"fmt"
+	"runtime"
+
+	"github.com/spf13/cobra"
+)
+
+// Version is set at build time: -ldflags "-X main.Version=$(git describe --tags --always)".
+var Version = "dev"
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "socklife",
+		Short: "eBPF socket-lifecycle tracer: snapshot, trace and diagnose sockets",
+		Long: `socklife shows every socket on the host and follows TCP connections through
+their states as they happen, with the right process on both sides.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	// Flag parse errors are bad input: exit 2, like an unknown flag value.
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return usageError{err}
+	})
+	root.AddCommand(
+		newSnapshotCmd(),
+		newTraceCmd(),
+		newInfoCmd(),
+		newVersionCmd(),
+	)
+	return root
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "socklife %s (%s, %s/%s)\n", Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			return err
+		},
+	}
+}
