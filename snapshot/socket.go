@@ -61,6 +61,20 @@ type Socket struct {
 	// CgroupID is the cgroup v2 id of the socket (INET_DIAG_CGROUP_ID, 5.8+), 0 if unknown.
 	CgroupID uint64
 
+	// With Options.Info only: the TCP congestion control algorithm ("cubic").
+	Congestion string
+	// Mark is SO_MARK; the kernel reports it only to CAP_NET_ADMIN.
+	Mark uint32
+	// Shutdown has bit 0 set once reads are shut down, bit 1 for writes
+	// (RCV_SHUTDOWN, SEND_SHUTDOWN): ss -e prints it as "<->" arrows.
+	Shutdown uint8
+	// With Options.Info only: TOS (IPv4) or traffic class (IPv6).
+	TOS uint8
+	// V6Only is IPV6_V6ONLY on an IPv6 socket (reported for full sockets).
+	// (These small fields sit together, before UnixType, to keep Socket
+	// at 208 bytes: 100,000 of them are in memory at once.)
+	V6Only bool
+
 	// Unix sockets only.
 	UnixType  UnixType
 	Path      string // bound path; abstract names start with "@"

@@ -1,16 +1,125 @@
 package main
 
 import (
-	"errors"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/socklife/socklife/internal/output"
+	"github.com/socklife/socklife/tracer"
 )
 
-// Placeholder until the tracer lands (issue 3).
+// kernelInfo is what `socklife info` reports; the JSON keys are its -o json form.
+type kernelInfo struct {
+	Kernel   string        `json:"kernel"`
+	BTF      bool          `json:"btf"`
+	Lockdown string        `json:"lockdown"`
+	Features []featureInfo `json:"features"`
+	// lines are the features as HookStatus prints them, for the table.
+	lines []string
+}
+
+type featureInfo struct {
+	Feature string        `json:"feature"`
+	Hook    string        `json:"hook"`   // "none" when the feature is off
+	Target  string        `json:"target"` // what the hook attached to
+	Failed  []failureInfo `json:"failed"` // better hooks, tried first
+}
+
+type failureInfo struct {
+	Hook   string `json:"hook"`
+	Reason string `json:"reason"`
+}
+
 func newInfoCmd() *cobra.Command {
-	return &cobra.Command{
+	var format string
+	var disable []string
+	cmd := &cobra.Command{
 		Use:   "info",
 		Short: "Print the kernel, BTF and the hook each feature uses",
-		RunE:  func(*cobra.Command, []string) error { return errors.New("info: not built yet") },
+		Long: `Load socklife's programs as trace would and say, per feature, which hook
+this kernel allows and why the better ones failed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f, err := output.ParseFormat(format, output.Table, output.JSON)
+			if err != nil {
+				return badInput("%w", err)
+			}
+			for _, h := range disable {
+				if !slices.Contains(tracer.HookNames, h) {
+					return badInput("--disable-hook: unknown hook %q (valid: %s)", h, strings.Join(tracer.HookNames, ", "))
+				}
+			}
+			return runInfo(cmd.OutOrStdout(), f, disable)
+		},
 	}
+	cmd.Flags().StringVarP(&format, "output", "o", "table", "output format: table or json")
+	cmd.Flags().StringArrayVar(&disable, "disable-hook", nil, "say what is used without this hook (repeatable): "+strings.Join(tracer.HookNames, ", "))
+	return cmd
+}
+
+func runInfo(w io.Writer, format output.Format, disable []string) error {
+	info := kernelInfo{Kernel: kernelRelease(), Lockdown: tracer.Lockdown()}
+	if info.Lockdown == "" {
+		info.Lockdown = "unknown (no /sys/kernel/security/lockdown: securityfs not mounted?)"
+	}
+	_, err := os.Stat(tracer.BTFPath)
+	info.BTF = err == nil
+	hookErr := probeHooks(&info, disable)
+	if format == output.JSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(info); err != nil {
+			return err
+		}
+		return hookErr
+	}
+	btf := "no (" + tracer.BTFPath + " missing)"
+	if info.BTF {
+		btf = "yes"
+	}
+	fmt.Fprintf(w, "kernel: %s\nbtf: %s\nlockdown: %s\n", info.Kernel, btf, info.Lockdown)
+	if hookErr != nil {
+		return hookErr
+	}
+	for _, l := range info.lines {
+		fmt.Fprintln(w, l)
+	}
+	return nil
+}
+
+// probeHooks loads and attaches everything, as trace does, and records the result.
+func probeHooks(info *kernelInfo, disable []string) error {
+	tr, err := tracer.New(tracer.Options{DisableHooks: disable, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	for _, h := range tr.Hooks() {
+		f := featureInfo{Feature: h.Feature, Hook: "none", Target: h.Target, Failed: []failureInfo{}}
+		if h.Attached() {
+			f.Hook = h.Hook.String()
+		}
+		for _, fail := range h.Failed {
+			f.Failed = append(f.Failed, failureInfo{Hook: fail.Hook.String(), Reason: tracer.Reason(fail.Err)})
+		}
+		info.Features = append(info.Features, f)
+		info.lines = append(info.lines, h.String())
+	}
+	return nil
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:])
 }

@@ -29,7 +29,23 @@ their states as they happen, with the right process on both sides.`,
 		newInfoCmd(),
 		newVersionCmd(),
 	)
+	for _, c := range root.Commands() {
+		argsAreInput(c)
+	}
 	return root
+}
+
+// argsAreInput makes a wrong positional argument a usage error (exit 2),
+// like a bad flag; cobra's validators return plain errors.
+func argsAreInput(c *cobra.Command) {
+	if validate := c.Args; validate != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := validate(cmd, args); err != nil {
+				return usageError{err}
+			}
+			return nil
+		}
+	}
 }
 
 func newVersionCmd() *cobra.Command {

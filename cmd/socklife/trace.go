@@ -1,16 +1,193 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/socklife/socklife/internal/output"
+	"github.com/socklife/socklife/internal/tcpstate"
+	"github.com/socklife/socklife/tracer"
 )
 
-// Placeholder until the tracer lands (issue 3).
+type traceFlags struct {
+	output       string
+	pid          uint32
+	comm         string
+	port         uint16
+	sport, dport uint16
+	states       []string
+	ipv4, ipv6   bool
+	netns        uint32
+	count        uint64
+	duration     time.Duration
+	readyFile    string
+	disableHooks []string
+	debug        bool
+}
+
 func newTraceCmd() *cobra.Command {
-	return &cobra.Command{
+	var f traceFlags
+	cmd := &cobra.Command{
 		Use:   "trace",
 		Short: "Stream TCP state transitions as they happen",
-		RunE:  func(*cobra.Command, []string) error { return errors.New("trace: not built yet") },
+		Long: `Print one line per TCP state change, with the process that owns the socket
+even when the change runs in softirq, and the milliseconds spent in the old state
+("-" when the socket was not seen entering it). An ACCEPT line marks a connection
+taken off its listener's queue by accept(); its MS is the wait in the queue.
+At stop (Ctrl-C, SIGTERM, --count, --duration) it prints
+"socklife: N events, M lost" on stderr.`,
+		Example: `  socklife trace --port 443
+  socklife trace --state close-wait --state last-ack -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runTrace(cmd, f) },
 	}
+	fl := cmd.Flags()
+	fl.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per line)")
+	fl.Uint32Var(&f.pid, "pid", 0, "only sockets owned by this process")
+	fl.StringVar(&f.comm, "comm", "", "only sockets whose owner has this command name")
+	fl.Uint16Var(&f.port, "port", 0, "only connections with this port on either side")
+	fl.Uint16Var(&f.sport, "sport", 0, "only this local port")
+	fl.Uint16Var(&f.dport, "dport", 0, "only this remote port")
+	fl.StringArrayVar(&f.states, "state", nil, "only transitions from or to this state, ss names (repeatable): "+strings.Join(tcpstate.FilterNames(), ", "))
+	fl.BoolVarP(&f.ipv4, "ipv4", "4", false, "only IPv4 (dual-stack sockets talking IPv4 included)")
+	fl.BoolVarP(&f.ipv6, "ipv6", "6", false, "only IPv6")
+	fl.Uint32Var(&f.netns, "netns", 0, "only this network namespace (inode, as in /proc/PID/ns/net)")
+	fl.Uint64Var(&f.count, "count", 0, "stop after this many events")
+	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (e.g. 30s)")
+	fl.StringArrayVar(&f.disableHooks, "disable-hook", nil, "do not use this hook, to force a fallback (repeatable): "+strings.Join(tracer.HookNames, ", "))
+	fl.BoolVar(&f.debug, "debug", false, "log which hook each feature uses and why others failed")
+	fl.StringVar(&f.readyFile, "ready-file", "", "write this file once attached (for tests)")
+	fl.MarkHidden("ready-file")
+	return cmd
+}
+
+// options checks the flags and turns them into tracer options.
+func (f traceFlags) options() (tracer.Options, output.Format, error) {
+	format, err := output.ParseFormat(f.output, output.Table, output.JSON)
+	if err != nil {
+		return tracer.Options{}, "", badInput("%w", err)
+	}
+	states, err := tcpstate.ParseFilter(f.states)
+	if err != nil {
+		return tracer.Options{}, "", badInput("--state: %w", err)
+	}
+	if f.ipv4 && f.ipv6 {
+		return tracer.Options{}, "", badInput("-4 and -6 exclude each other")
+	}
+	if f.duration < 0 {
+		return tracer.Options{}, "", badInput("--duration %v is negative", f.duration)
+	}
+	for _, h := range f.disableHooks {
+		if !slices.Contains(tracer.HookNames, h) {
+			return tracer.Options{}, "", badInput("--disable-hook: unknown hook %q (valid: %s)", h, strings.Join(tracer.HookNames, ", "))
+		}
+	}
+	return tracer.Options{
+		PID: f.pid, Port: f.port, SPort: f.sport, DPort: f.dport, Netns: f.netns,
+		IPv4Only: f.ipv4, IPv6Only: f.ipv6, States: states, DisableHooks: f.disableHooks,
+	}, format, nil
+}
+
+func runTrace(cmd *cobra.Command, f traceFlags) error {
+	opts, format, err := f.options()
+	if err != nil {
+		return err
+	}
+	opts.Logger = stderrLogger(cmd.ErrOrStderr(), f.debug)
+	tr, err := tracer.New(opts)
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	if f.readyFile != "" {
+		if err := os.WriteFile(f.readyFile, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
+			return fmt.Errorf("writing the ready file: %w", err)
+		}
+	}
+	ctx := cmd.Context()
+	if f.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.duration)
+		defer cancel()
+	}
+	n, err := stream(ctx, tr, cmd.OutOrStdout(), format, f)
+	if isBrokenPipe(err) {
+		return nil // `socklife trace | head`: the reader has all it wants
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d events, %d lost\n", n, tr.Lost())
+	return err
+}
+
+var errEnough = errors.New("count reached")
+
+// stream writes events until ctx ends or --count is reached, and returns how
+// many it wrote. Output is buffered and flushed whenever the ring is drained,
+// so a quiet trace shows each line at once and a busy one writes in blocks.
+func stream(ctx context.Context, tr *tracer.Tracer, out io.Writer, format output.Format, f traceFlags) (uint64, error) {
+	w := bufio.NewWriterSize(out, 64<<10)
+	appendEvent := tracer.AppendTable
+	if format == output.JSON {
+		appendEvent = tracer.AppendJSON
+	} else if _, err := w.WriteString(tracer.TableHeader); err != nil {
+		return 0, err
+	}
+	var n uint64
+	var line []byte
+	err := tr.Read(ctx, func(ev *tracer.Event) error {
+		if f.comm != "" && (ev.OwnerSource == tracer.OwnerUnknown || ev.Owner.Comm != f.comm) {
+			return nil
+		}
+		line = appendEvent(line[:0], ev)
+		if _, err := w.Write(line); err != nil {
+			return err
+		}
+		n++
+		if f.count > 0 && n >= f.count {
+			return errEnough
+		}
+		if tr.Pending() == 0 {
+			return w.Flush()
+		}
+		return nil
+	})
+	if errors.Is(err, errEnough) {
+		err = nil
+	}
+	if ferr := w.Flush(); err == nil {
+		err = ferr
+	}
+	return n, err
+}
+
+func isBrokenPipe(err error) bool {
+	return errors.Is(err, syscall.EPIPE)
+}
+
+// stderrLogger prints warnings as single lines without timestamps; with
+// --debug it also says which hooks were tried.
+func stderrLogger(w io.Writer, debug bool) *slog.Logger {
+	level := slog.LevelWarn
+	if debug {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{
+		Level: level,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
 }

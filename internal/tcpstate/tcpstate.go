@@ -104,16 +104,17 @@ func Of(states ...State) Mask {
 	return m
 }
 
-// The groups ss(8) defines (misc/ss.c). Connected leaves out LISTEN and CLOSE;
-// synchronized leaves out SYN-SENT too; bucket is what lives in minisocks.
+// The groups ss(8) defines (misc/ss.c). Connected leaves out LISTEN, CLOSE
+// and the minisock states (SYN-RECV, TIME-WAIT); synchronized leaves out
+// SYN-SENT too; bucket is what lives in minisocks.
 var (
-	Connected    = All &^ Of(Listen, Close, NewSynRecv)
+	Connected    = All &^ Of(Listen, Close, TimeWait, SynRecv, NewSynRecv)
 	Synchronized = Connected &^ Of(SynSent)
-	Bucket       = Of(SynRecv, TimeWait)
-	Big          = All &^ Bucket &^ Of(NewSynRecv)
-	// Default is what ss shows without -a or -l: connected sockets that are
-	// not in a minisock bucket.
-	Default = Connected &^ Bucket
+	Bucket       = Of(SynRecv, NewSynRecv, TimeWait)
+	Big          = All &^ Bucket
+	// Listening is what ss -l selects: listeners and unconnected (bound)
+	// datagram sockets.
+	Listening = Of(Listen, Close)
 )
 
 // filterNames maps every name ss accepts after "state" to its mask.
@@ -125,6 +126,7 @@ var filterNames = map[string]Mask{
 	"fin-wait-2":   Of(FinWait2),
 	"time-wait":    Of(TimeWait),
 	"closed":       Of(Close),
+	"unconnected":  Of(Close),
 	"close-wait":   Of(CloseWait),
 	"last-ack":     Of(LastAck),
 	"listening":    Of(Listen),
@@ -134,6 +136,17 @@ var filterNames = map[string]Mask{
 	"synchronized": Synchronized,
 	"bucket":       Bucket,
 	"big":          Big,
+}
+
+// aliases accept the spellings of the kernel (tcpstates, JSON output) and of
+// ss's State column, so a value copied from any socklife output filters.
+var aliases = map[string]string{
+	"estab":     "established",
+	"listen":    "listening",
+	"close":     "closed",
+	"unconn":    "closed",
+	"fin-wait1": "fin-wait-1",
+	"fin-wait2": "fin-wait-2",
 }
 
 // FilterNames lists the names ParseFilter accepts, sorted.
@@ -153,6 +166,9 @@ func ParseFilter(names []string) (Mask, error) {
 	var m Mask
 	for _, name := range names {
 		key := strings.ReplaceAll(strings.ToLower(strings.TrimSpace(name)), "_", "-")
+		if full, ok := aliases[key]; ok {
+			key = full
+		}
 		bits, ok := filterNames[key]
 		if !ok {
 			return 0, fmt.Errorf("unknown state %q (valid: %s)", name, strings.Join(FilterNames(), ", "))

@@ -1,0 +1,61 @@
+# socklife — build, test and benchmark.
+#
+#   make run     build, then run socklife (ARGS="snapshot -tl" by default)
+#   make test    vet, format check, generated-code check, all tests (root runs the kernel tests)
+#   make bench   the benchmarks, with ratios against ss and bpftrace measured in the same run
+
+GO       ?= go
+BIN      := bin/socklife
+VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.Version=$(VERSION)
+ARGS     ?= snapshot -tl
+
+.PHONY: all build run test unit vet fmt-check generate check-generate bench vmtest clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/socklife
+
+run: build
+	./$(BIN) $(ARGS)
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+# The BPF objects are committed so that `go build` needs no clang; this
+# rebuilds them (installing clang, bpftool and libbpf headers if missing).
+generate:
+	@command -v clang >/dev/null && command -v bpftool >/dev/null && [ -f /usr/include/bpf/bpf_helpers.h ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang llvm bpftool libbpf-dev)
+	$(GO) generate ./...
+
+# Regenerating must change nothing that is committed.
+check-generate: generate
+	git diff --exit-code -- bpf/ tracer/
+
+test: vet fmt-check
+	$(GO) test -count=1 ./...
+
+unit:
+	$(GO) test -count=1 -short ./...
+
+# Every benchmark once: each runs its own rounds, interleaving socklife with
+# its peer (ss, bpftrace) so that ratios come from the same run. Needs root,
+# ss and bpftrace (apt-get install bpftrace); takes a few minutes. -v keeps
+# go test from cutting the tables the benchmarks log to ten lines.
+bench:
+	$(GO) test -count=1 -v -run '^$$' -bench . -benchtime 1x -timeout 15m ./...
+
+# The privileged tests inside Debian 5.10, 6.1 and 6.12 under QEMU (the matrix in
+# internal/vmtest/kernels.txt): `make vmtest`, or KERNEL=6.1 for one, ACCEL=tcg to
+# skip the KVM probe, VMTEST_FLAGS for more (go run ./internal/vmtest -h).
+vmtest:
+	$(GO) run ./internal/vmtest $(if $(KERNEL),-kernel '$(KERNEL)') $(if $(ACCEL),-accel '$(ACCEL)') $(VMTEST_FLAGS)
+
+clean:
+	rm -rf bin

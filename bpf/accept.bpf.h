@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
+/*
+ * Accept: the moment a child leaves the listener's queue, and who took it.
+ * Three rungs, best first: fexit and kretprobe on inet_csk_accept, and the
+ * accept/accept4 syscall tracepoints where the kernel allows neither.
+ */
+#ifndef SOCKLIFE_ACCEPT_BPF_H
+#define SOCKLIFE_ACCEPT_BPF_H
+
+#include "common.bpf.h"
+
+/* Listener of each thread inside accept(), from the entry hook. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);   /* pid_tgid */
+	__type(value, __u64); /* struct sock * */
+} accepting SEC(".maps");
+
+static __always_inline bool is_tcp(const struct sock *sk)
+{
+	__u16 family;
+
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return false;
+	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	return family == AF_INET || family == AF_INET6;
+}
+
+static __always_inline int on_accept(const struct sock *lsk, const struct sock *sk, __u8 hook)
+{
+	__u64 key = (__u64)sk;
+	__u64 now = bpf_ktime_get_ns();
+	struct sock_info fresh = {};
+	struct sock_info *si;
+	struct tuple tu = {};
+	struct event *e;
+	__u32 netns;
+	__u8 state;
+
+	if (!is_tcp(sk))
+		return 0;
+	si = bpf_map_lookup_elem(&socks, &key);
+	if (!si) {
+		/* accepted before we started: nothing knows its state time */
+		bpf_map_update_elem(&socks, &key, &fresh, BPF_NOEXIST);
+		si = bpf_map_lookup_elem(&socks, &key);
+		if (!si)
+			return 0;
+	}
+	/* the accepting process owns the child from now on */
+	task_now(&si->owner);
+	si->owner_flag = FLAG_OWNER_TASK;
+
+	netns = sock_netns(sk);
+	sock_tuple(sk, &tu);
+	state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	if (!wanted(si, netns, &tu, state, state))
+		return 0;
+	e = reserve_event();
+	if (!e)
+		return 0;
+	fill_common(e, sk, now, si, netns, &tu);
+	e->kind = EVENT_ACCEPT;
+	e->hook = hook;
+	e->oldstate = state;
+	e->newstate = state;
+	/* time since the handshake completed: the wait in the accept queue */
+	if (si->state_ts && state == TCP_ESTABLISHED) {
+		e->in_state_ns = now - si->state_ts;
+		e->flags |= FLAG_IN_STATE_KNOWN;
+	}
+	if (lsk) {
+		e->listener = (__u64)lsk;
+		e->ack_backlog = BPF_CORE_READ(lsk, sk_ack_backlog);
+		e->max_ack_backlog = BPF_CORE_READ(lsk, sk_max_ack_backlog);
+		e->flags |= FLAG_LISTENER_KNOWN;
+	}
+	submit_event(e);
+	return 0;
+}
+
+/*
+ * inet_csk_accept(sk, flags, err, kern) until 6.9, (sk, struct proto_accept_arg *)
+ * since 6.10: fexit finds the return value after the last argument, so each
+ * prototype has its program and the loader picks by the kernel's BTF. (One
+ * program choosing with bpf_core_type_exists compiles to a load off a moved
+ * ctx pointer, which the verifier refuses.)
+ */
+SEC("fexit/inet_csk_accept")
+int BPF_PROG(fexit_accept, const struct sock *lsk, struct proto_accept_arg *arg,
+	     const struct sock *sk)
+{
+	return on_accept(lsk, sk, HOOK_FEXIT);
+}
+
+SEC("fexit/inet_csk_accept")
+int BPF_PROG(fexit_accept_pre610, const struct sock *lsk, int flags, int *err, bool kern,
+	     const struct sock *sk)
+{
+	return on_accept(lsk, sk, HOOK_FEXIT);
+}
+
+SEC("kprobe/inet_csk_accept")
+int BPF_KPROBE(kprobe_accept, const struct sock *lsk)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 lsk_addr = (__u64)lsk;
+
+	bpf_map_update_elem(&accepting, &id, &lsk_addr, BPF_ANY);
+	return 0;
+}
+
+SEC("kretprobe/inet_csk_accept")
+int BPF_KRETPROBE(kretprobe_accept, const struct sock *sk)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 *lsk = bpf_map_lookup_elem(&accepting, &id);
+	const struct sock *listener = NULL;
+
+	if (lsk) {
+		listener = (const struct sock *)*lsk;
+		bpf_map_delete_elem(&accepting, &id);
+	}
+	return on_accept(listener, sk, HOOK_KRETPROBE);
+}
+
+/*
+ * An MPTCP socket (what Go listens on by default since 1.24) runs TCP in
+ * its subflows; the first one is the TCP sock whose states we trace,
+ * including after a fallback to plain TCP.
+ */
+static __always_inline const struct sock *tcp_of(const struct sock *sk)
+{
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_MPTCP)
+		return sk;
+	if (!bpf_core_field_exists(struct mptcp_sock, first))
+		return NULL;
+	return BPF_CORE_READ((const struct mptcp_sock *)sk, first);
+}
+
+/* fd -> struct file -> struct socket -> sk, in the current task's table. */
+static __always_inline const struct sock *fd_sock(long fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *f = NULL;
+	struct socket *sock;
+
+	if (!fdt || fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return NULL;
+	sock = BPF_CORE_READ(f, private_data);
+	/* private_data of a non-socket file is something else: check the back pointer */
+	if (!sock || BPF_CORE_READ(sock, file) != f)
+		return NULL;
+	return tcp_of(BPF_CORE_READ(sock, sk));
+}
+
+/* sys_enter_accept and sys_enter_accept4: remember the listener of TCP accepts only. */
+SEC("tracepoint/syscalls/sys_enter_accept4")
+int sys_enter_accept(struct trace_event_raw_sys_enter *ctx)
+{
+	const struct sock *lsk = fd_sock((long)ctx->args[0]);
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 lsk_addr = (__u64)lsk;
+
+	if (!is_tcp(lsk))
+		return 0;
+	bpf_map_update_elem(&accepting, &id, &lsk_addr, BPF_ANY);
+	return 0;
+}
+
+/* sys_exit_accept and sys_exit_accept4: the new fd holds the child. */
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int sys_exit_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 *lsk = bpf_map_lookup_elem(&accepting, &id);
+	const struct sock *listener;
+
+	if (!lsk)
+		return 0;
+	listener = (const struct sock *)*lsk;
+	bpf_map_delete_elem(&accepting, &id);
+	if (ctx->ret < 0)
+		return 0;
+	return on_accept(listener, fd_sock(ctx->ret), HOOK_SYSCALL_TRACEPOINT);
+}
+
+#endif

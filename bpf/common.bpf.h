@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
+/*
+ * Maps, load-time filters and helpers shared by the state and accept programs.
+ */
+#ifndef SOCKLIFE_COMMON_BPF_H
+#define SOCKLIFE_COMMON_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_tracing.h>
+
+#include "socklife.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+
+/*
+ * Filters, set by the loader before load so the verifier sees constants and a
+ * filtered-out event costs no ring space. 0 means "no filter".
+ */
+volatile const __u32 filter_pid;    /* owner tgid, not the current task */
+volatile const __u32 filter_netns;  /* netns inode */
+volatile const __u16 filter_port;   /* either side */
+volatile const __u16 filter_sport;  /* local port */
+volatile const __u16 filter_dport;  /* remote port */
+volatile const __u8 filter_family;  /* AF_INET (v4-mapped counts as IPv4) or AF_INET6 */
+volatile const __u32 filter_states; /* 1 << state, matches the old or the new state */
+/* Wake the reader once this much is pending; below it the reader polls on a timer. */
+volatile const __u64 wakeup_bytes = 256 * 1024;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20); /* the loader may resize */
+} events SEC(".maps");
+
+/* Reserve failures: the ring was full. Per CPU, summed by the reader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost SEC(".maps");
+
+/* What we know of a live socket: who owns it and when it entered its state. */
+struct sock_info {
+	struct task_id owner;
+	__u64 state_ts; /* 0: not seen entering its state */
+	__u8 owner_flag; /* 0, FLAG_OWNER_TASK or FLAG_OWNER_LISTENER */
+};
+
+/* Keyed by struct sock *; deleted at ->CLOSE since the address is reused. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 18); /* the loader may resize */
+	__type(key, __u64);
+	__type(value, struct sock_info);
+} socks SEC(".maps");
+
+struct listen_key {
+	__u32 netns;
+	__u16 port;
+	__u16 pad;
+};
+
+struct listen_info {
+	__u64 sk;
+	struct task_id owner;
+};
+
+/*
+ * LISTEN->SYN_RECV fires on a new child that has nothing but the listener's
+ * tuple: this map lends it the listener's owner until accept names the real one.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct listen_key);
+	__type(value, struct listen_info);
+} listeners SEC(".maps");
+
+struct tuple {
+	__u16 family;
+	__u16 sport;
+	__u16 dport;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+static __always_inline void task_now(struct task_id *t)
+{
+	t->tgid = bpf_get_current_pid_tgid() >> 32;
+	t->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(t->comm, sizeof(t->comm));
+}
+
+static __always_inline __u32 sock_netns(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+static __always_inline void map_v4(__u8 out[16], __be32 addr)
+{
+	__builtin_memset(out, 0, 10);
+	out[10] = 0xff;
+	out[11] = 0xff;
+	__builtin_memcpy(out + 12, &addr, 4);
+}
+
+/* The tuple straight from the sock, for hooks that get no tracepoint fields. */
+static __always_inline void sock_tuple(const struct sock *sk, struct tuple *tu)
+{
+	tu->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	/* inet_sport, not skc_num: ->CLOSE clears skc_num before the tracepoint */
+	tu->sport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
+	tu->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (tu->family == AF_INET) {
+		map_v4(tu->saddr, BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr));
+		map_v4(tu->daddr, BPF_CORE_READ(sk, __sk_common.skc_daddr));
+		return;
+	}
+	BPF_CORE_READ_INTO(&tu->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+	BPF_CORE_READ_INTO(&tu->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+}
+
+static __always_inline bool is_v4mapped(const __u8 a[16])
+{
+	__u64 hi;
+	__u32 mid;
+
+	__builtin_memcpy(&hi, a, 8);
+	__builtin_memcpy(&mid, a + 8, 4);
+	return hi == 0 && mid == bpf_htonl(0xffff);
+}
+
+static __always_inline bool wanted(const struct sock_info *si, __u32 netns,
+				   const struct tuple *tu, int old, int new)
+{
+	if (filter_pid && (!si->owner_flag || si->owner.tgid != filter_pid))
+		return false;
+	if (filter_netns && netns != filter_netns)
+		return false;
+	if (filter_port && tu->sport != filter_port && tu->dport != filter_port)
+		return false;
+	if (filter_sport && tu->sport != filter_sport)
+		return false;
+	if (filter_dport && tu->dport != filter_dport)
+		return false;
+	if (filter_states && !(filter_states & (1u << (old & 31))) &&
+	    !(filter_states & (1u << (new & 31))))
+		return false;
+	if (filter_family) {
+		bool v4 = tu->family == AF_INET || is_v4mapped(tu->saddr) ||
+			  is_v4mapped(tu->daddr);
+		if (v4 != (filter_family == AF_INET))
+			return false;
+	}
+	return true;
+}
+
+static __always_inline struct event *reserve_event(void)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		__u32 zero = 0;
+		__u64 *n = bpf_map_lookup_elem(&lost, &zero);
+
+		if (n)
+			*n += 1;
+		return NULL;
+	}
+	/* ring memory is not zeroed, and every byte of it reaches user space */
+	__builtin_memset(e, 0, sizeof(*e));
+	return e;
+}
+
+/*
+ * A wake-up per event is what makes per-event tracers expensive: skip it
+ * unless enough is pending, and let the reader's timer pick up the rest.
+ */
+static __always_inline void submit_event(struct event *e)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+}
+
+/* Fill the fields every event kind shares. */
+static __always_inline void fill_common(struct event *e, const void *sk, __u64 now,
+					const struct sock_info *si, __u32 netns,
+					const struct tuple *tu)
+{
+	e->ts_ns = now;
+	e->skaddr = (__u64)sk;
+	e->owner = si->owner;
+	e->flags = si->owner_flag;
+	task_now(&e->current);
+	e->netns = netns;
+	e->family = tu->family;
+	e->sport = tu->sport;
+	e->dport = tu->dport;
+	__builtin_memcpy(e->saddr, tu->saddr, 16);
+	__builtin_memcpy(e->daddr, tu->daddr, 16);
+}
+
+#endif

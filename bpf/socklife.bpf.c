@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR MIT)
+/*
+ * socklife: TCP state changes and accepts, one CO-RE object for every kernel.
+ * The loader loads each program on its own, so a program this kernel refuses
+ * only costs its feature. State changes here, accepts in accept.bpf.h.
+ */
+#include "common.bpf.h"
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+/* Puts struct event in the BTF, where bpf2go -type event finds it. */
+const struct event *unused_event __attribute__((unused));
+
+/* Transitions that run in the owning process's context (DESIGN.md). */
+static __always_inline bool in_owner_context(int old, int new)
+{
+	return (old == TCP_CLOSE && (new == TCP_LISTEN || new == TCP_SYN_SENT)) ||
+	       (old == TCP_ESTABLISHED && new == TCP_FIN_WAIT1) ||
+	       (old == TCP_CLOSE_WAIT && new == TCP_LAST_ACK);
+}
+
+/* A new child inherits the listener's owner until accept names its own. */
+static __always_inline void inherit_listener(struct sock_info *si, __u32 netns, __u16 port)
+{
+	struct listen_key key = { .netns = netns, .port = port };
+	struct listen_info *li = bpf_map_lookup_elem(&listeners, &key);
+
+	if (li) {
+		si->owner = li->owner;
+		si->owner_flag = FLAG_OWNER_LISTENER;
+	}
+}
+
+static __always_inline void track_listener(const struct sock *sk, int old, int new,
+					   const struct sock_info *si, __u32 netns, __u16 port)
+{
+	struct listen_key key = { .netns = netns, .port = port };
+
+	if (new == TCP_LISTEN) {
+		struct listen_info li = { .sk = (__u64)sk, .owner = si->owner };
+
+		bpf_map_update_elem(&listeners, &key, &li, BPF_ANY);
+	} else if (old == TCP_LISTEN) {
+		struct listen_info *li = bpf_map_lookup_elem(&listeners, &key);
+
+		/* only our own entry: SO_REUSEPORT peers share the key */
+		if (li && li->sk == (__u64)sk)
+			bpf_map_delete_elem(&listeners, &key);
+	}
+}
+
+static __always_inline void close_stats(struct event *e, const struct sock *sk)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+
+	e->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
+	e->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	e->total_retrans = BPF_CORE_READ(tp, total_retrans);
+	e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3; /* stored << 3 */
+	e->flags |= FLAG_CLOSE_STATS;
+}
+
+static __always_inline int on_state(const struct sock *sk, int old, int new,
+				    const struct tuple *tu, __u8 hook)
+{
+	__u64 key = (__u64)sk;
+	__u64 now = bpf_ktime_get_ns();
+	__u32 netns = sock_netns(sk);
+	struct sock_info fresh = {};
+	struct sock_info *si = bpf_map_lookup_elem(&socks, &key);
+	bool known = si != NULL;
+	__u64 in_state = 0;
+	bool in_state_known = false;
+
+	if (!si)
+		si = &fresh;
+	if (si->state_ts) {
+		in_state = now - si->state_ts;
+		in_state_known = true;
+	}
+	if (in_owner_context(old, new)) {
+		task_now(&si->owner);
+		si->owner_flag = FLAG_OWNER_TASK;
+	} else if (old == TCP_LISTEN && new == TCP_SYN_RECV && !si->owner_flag) {
+		inherit_listener(si, netns, tu->sport);
+	}
+	si->state_ts = now;
+
+	if (wanted(si, netns, tu, old, new)) {
+		struct event *e = reserve_event();
+
+		if (e) {
+			fill_common(e, sk, now, si, netns, tu);
+			e->kind = EVENT_STATE;
+			e->hook = hook;
+			e->oldstate = old;
+			e->newstate = new;
+			e->in_state_ns = in_state;
+			if (in_state_known)
+				e->flags |= FLAG_IN_STATE_KNOWN;
+			if (new == TCP_CLOSE)
+				close_stats(e, sk);
+			submit_event(e);
+		}
+	}
+
+	if (new == TCP_LISTEN || old == TCP_LISTEN)
+		track_listener(sk, old, new, si, netns, tu->sport);
+	if (new == TCP_CLOSE)
+		bpf_map_delete_elem(&socks, &key);
+	else if (!known)
+		bpf_map_update_elem(&socks, &key, &fresh, BPF_ANY);
+	return 0;
+}
+
+/* No tracefs needed; reads the tuple from the sock. */
+SEC("raw_tracepoint/inet_sock_set_state")
+int raw_state(struct bpf_raw_tracepoint_args *ctx)
+{
+	const struct sock *sk = (const struct sock *)ctx->args[0];
+	struct tuple tu = {};
+
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	sock_tuple(sk, &tu);
+	return on_state(sk, (int)ctx->args[1], (int)ctx->args[2], &tu, HOOK_RAW_TRACEPOINT);
+}
+
+/* The tracepoint has already copied the tuple for us. */
+SEC("tracepoint/sock/inet_sock_set_state")
+int tp_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	struct tuple tu = {};
+
+	if (ctx->protocol != IPPROTO_TCP)
+		return 0;
+	tu.family = ctx->family;
+	tu.sport = ctx->sport;
+	tu.dport = ctx->dport;
+	/* a copy from ctx compiles to loads off a moved ctx pointer, which
+	 * the verifier refuses: read the arrays through the helper */
+	bpf_probe_read_kernel(tu.saddr, sizeof(tu.saddr), ctx->saddr_v6);
+	bpf_probe_read_kernel(tu.daddr, sizeof(tu.daddr), ctx->daddr_v6);
+	return on_state(ctx->skaddr, ctx->oldstate, ctx->newstate, &tu, HOOK_TRACEPOINT);
+}
+
+#include "accept.bpf.h"

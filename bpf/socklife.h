@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
+/*
+ * The one record socklife's BPF programs write to the ring buffer. Go gets
+ * its mirror from bpf2go (-type event); change it here only.
+ */
+#ifndef SOCKLIFE_H
+#define SOCKLIFE_H
+
+enum event_kind {
+	EVENT_STATE = 1,  /* sock:inet_sock_set_state */
+	EVENT_ACCEPT = 2, /* a child socket left the accept queue */
+};
+
+/* Which hook wrote the event, so user space can say where data came from. */
+enum event_hook {
+	HOOK_RAW_TRACEPOINT = 1,
+	HOOK_TRACEPOINT = 2,
+	HOOK_FEXIT = 3,
+	HOOK_KRETPROBE = 4,
+	HOOK_SYSCALL_TRACEPOINT = 5,
+};
+
+enum event_flag {
+	/* owner was set by the owning process: a process-context transition or accept */
+	FLAG_OWNER_TASK = 1 << 0,
+	/* owner was inherited from the listener: a child not accepted yet */
+	FLAG_OWNER_LISTENER = 1 << 1,
+	/* in_state_ns holds the time in the old state (0 is a real value) */
+	FLAG_IN_STATE_KNOWN = 1 << 2,
+	/* listener, ack_backlog and max_ack_backlog are filled (accept) */
+	FLAG_LISTENER_KNOWN = 1 << 3,
+	/* bytes_acked ... srtt_us are filled (a transition to CLOSE) */
+	FLAG_CLOSE_STATS = 1 << 4,
+};
+
+struct task_id {
+	__u64 cgroup_id;
+	__u32 tgid;
+	__u8 comm[16]; /* not NUL-terminated when 16 long */
+};
+
+struct event {
+	__u64 ts_ns;       /* bpf_ktime_get_ns: CLOCK_MONOTONIC */
+	__u64 skaddr;      /* struct sock *: the socket's identity while it lives */
+	__u64 listener;    /* accept: the listening struct sock *, if the hook sees it */
+	__u64 in_state_ns; /* time spent in oldstate (accept: time since ESTABLISHED) */
+	__u64 bytes_acked;
+	__u64 bytes_received;
+	struct task_id owner;   /* from the socks map, see FLAG_OWNER_* */
+	struct task_id current; /* whoever ran the hook: in softirq, often not the owner */
+	__u32 netns;            /* network namespace inode number */
+	__u32 total_retrans;
+	__u32 srtt_us;
+	__u32 ack_backlog;     /* accept: queue length after this dequeue */
+	__u32 max_ack_backlog; /* accept: the listen() backlog */
+	__u16 sport;           /* host order */
+	__u16 dport;           /* host order */
+	__u8 saddr[16];        /* IPv4 as v4-mapped IPv6 */
+	__u8 daddr[16];
+	__u8 kind;     /* enum event_kind */
+	__u8 hook;     /* enum event_hook */
+	__u8 family;   /* AF_INET or AF_INET6 */
+	__u8 oldstate; /* TCP_* (accept: the child's state, both) */
+	__u8 newstate;
+	__u8 flags; /* enum event_flag */
+	__u8 pad[2];
+};
+
+#endif

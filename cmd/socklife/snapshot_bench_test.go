@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/socklife/socklife/internal/testutil"
+)
+
+// benchConns is how many loopback connections BenchmarkSnapshotVsSS holds
+// open: 100,000 sockets, a busy proxy's worth. SOCKLIFE_BENCH_CONNS
+// overrides it for a quick look.
+const benchConns = 50000
+
+// contender is one command line the benchmark times.
+type contender struct {
+	name string
+	argv []string
+}
+
+// BenchmarkSnapshotVsSS times `socklife snapshot` against ss over the same
+// sockets, without and with owning processes, alternating the four commands
+// within each round (rotating which goes first) so that they share the
+// machine's state. Run it with a fixed count of rounds:
+//
+//	go test -run '^$' -bench SnapshotVsSS -benchtime 15x ./cmd/socklife
+//
+// It reports each command's median, socklife's median over ss's, and the
+// peak RSS of socklife, and logs a table for the README.
+func BenchmarkSnapshotVsSS(b *testing.B) {
+	testutil.RequireRoot(b)
+	ss, err := exec.LookPath("ss")
+	if err != nil {
+		b.Fatalf("the benchmark compares with ss (iproute2): %v", err)
+	}
+	socklife := buildSocklife(b)
+	n := benchConns
+	if s := os.Getenv("SOCKLIFE_BENCH_CONNS"); s != "" {
+		if n, err = strconv.Atoi(s); err != nil {
+			b.Fatalf("bad SOCKLIFE_BENCH_CONNS %q: %v", s, err)
+		}
+	}
+	conns := testutil.OpenConns(b, n)
+	contenders := []contender{
+		{"socklife snapshot -t -a --no-process", []string{socklife, "snapshot", "-t", "-a", "--no-process"}},
+		{"ss -tan", []string{ss, "-tan"}},
+		{"socklife snapshot -t -a", []string{socklife, "snapshot", "-t", "-a"}},
+		{"ss -tanp", []string{ss, "-tanp"}},
+	}
+	// A first round, not timed, checks that each command lists every socket
+	// the holders made, measures peak RSS, and warms the dentry cache for
+	// /proc/PID/fd.
+	peakRSS := map[string]int64{} // KiB
+	for _, c := range contenders {
+		lines, rss := measureRSS(b, c.argv)
+		if lines < conns.Sockets() {
+			b.Fatalf("%s listed %d lines, want at least the %d sockets held", c.name, lines, conns.Sockets())
+		}
+		peakRSS[c.name] = rss
+	}
+
+	var tm testutil.Timings
+	for round := 0; b.Loop(); round++ {
+		for i := range contenders {
+			c := contenders[(round+i)%len(contenders)]
+			tm.Add(c.name, timeCommand(b, c.argv))
+		}
+	}
+	names := func(i int) string { return contenders[i].name }
+	b.ReportMetric(tm.Ratio(names(0), names(1)), "ratio-noproc")
+	b.ReportMetric(tm.Ratio(names(2), names(3)), "ratio-proc")
+	b.ReportMetric(float64(max(peakRSS[names(0)], peakRSS[names(2)]))/1024, "peak-rss-MiB")
+	for i, metric := range []string{"socklife-noproc-ms", "ss-tan-ms", "socklife-proc-ms", "ss-tanp-ms"} {
+		b.ReportMetric(float64(tm.Median(names(i)))/float64(time.Millisecond), metric)
+	}
+	b.Logf("%d loopback TCP connections (%d sockets) in %d holders, commands alternating, output to /dev/null:\n%s%s",
+		conns.N, conns.Sockets(), len(conns.Holders), tm.Table(), rssTable(contenders, peakRSS))
+	b.Logf("socklife / ss (medians): %.2f without owners, %.2f with owners",
+		tm.Ratio(names(0), names(1)), tm.Ratio(names(2), names(3)))
+}
+
+func rssTable(contenders []contender, peakKiB map[string]int64) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-36s %10s\n", "command", "peak RSS")
+	for _, c := range contenders {
+		fmt.Fprintf(&b, "%-36s %6.1f MiB\n", c.name, float64(peakKiB[c.name])/1024)
+	}
+	return b.String()
+}
+
+// buildSocklife builds the command in this directory once, as a user would.
+func buildSocklife(tb testing.TB) string {
+	tb.Helper()
+	bin := filepath.Join(tb.TempDir(), "socklife")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		tb.Fatalf("building socklife: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// timeCommand runs argv with its output to /dev/null, as a user pipes a big
+// listing away, and returns the wall time from start to exit.
+func timeCommand(tb testing.TB, argv []string) time.Duration {
+	tb.Helper()
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer devnull.Close()
+	var stderr bytes.Buffer
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = devnull, &stderr
+	start := time.Now()
+	err = cmd.Run()
+	took := time.Since(start)
+	if err != nil {
+		tb.Fatalf("%s: %v: %s", strings.Join(argv, " "), err, stderr.Bytes())
+	}
+	return took
+}
+
+// measureRSS runs argv and returns how many lines it printed and its peak
+// RSS in KiB. The ru_maxrss that os/exec's ProcessState reports would be
+// wrong: os/exec starts children with vfork, so at exec the kernel folds the
+// RSS high-water mark of this test binary into the child's. GNU time forks
+// from its own small address space (about 1 MiB) and reports the child alone.
+func measureRSS(tb testing.TB, argv []string) (lines int, kib int64) {
+	tb.Helper()
+	gnuTime, err := exec.LookPath("time")
+	if err != nil {
+		tb.Fatalf("measuring peak RSS needs GNU time (Debian package time): %v", err)
+	}
+	report := filepath.Join(tb.TempDir(), "rss")
+	var stderr bytes.Buffer
+	cmd := exec.Command(gnuTime, append([]string{"-f", "%M", "-o", report}, argv...)...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		tb.Fatalf("%s: %v: %s", strings.Join(argv, " "), err, stderr.Bytes())
+	}
+	b, err := os.ReadFile(report)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if kib, err = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err != nil {
+		tb.Fatalf("GNU time printed %q, want the peak RSS in KiB", b)
+	}
+	return bytes.Count(out, []byte{'\n'}), kib
+}

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"encoding/json"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/socklife/socklife/internal/sockfmt"
+	"github.com/socklife/socklife/internal/testutil"
+)
+
+func TestSnapshotBadInput(t *testing.T) {
+	tests := []struct {
+		args []string
+		want []string // every one must appear in the one stderr line
+	}{
+		{[]string{"snapshot", "--state", "establised"}, []string{`unknown state "establised"`, "established", "close-wait", "synchronized"}},
+		{[]string{"snapshot", "-o", "yaml"}, []string{`unknown output format "yaml"`, "table, json, ndjson"}},
+		{[]string{"snapshot", "--port", "70000"}, []string{`bad --port "70000"`, "0-65535"}},
+		{[]string{"snapshot", "--dport", "http"}, []string{`bad --dport "http"`}},
+		{[]string{"snapshot", "--src", "10.0.0.0/33"}, []string{`bad --src`, `"10.0.0.0/33"`}},
+		{[]string{"snapshot", "--dst", "not-an-ip"}, []string{`bad --dst`, `"not-an-ip"`}},
+		{[]string{"snapshot", "--pid", "abc"}, []string{`bad --pid "abc"`}},
+		{[]string{"snapshot", "--pid", "1", "--no-process"}, []string{"drop --no-process"}},
+		{[]string{"snapshot", "-4", "-6"}, []string{"-4 and -6"}},
+		{[]string{"snapshot", "--exposed", "--summary"}, []string{"cannot be combined"}},
+		{[]string{"snapshot", "--bogus"}, []string{"unknown flag: --bogus"}},
+		{[]string{"snapshot", "extra-arg"}, []string{"unknown command"}},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			stdout, stderr, code := runCLI(t, tt.args...)
+			if code != 2 {
+				t.Errorf("exit status %d, want 2", code)
+			}
+			if stdout != "" {
+				t.Errorf("stdout = %q, want nothing", stdout)
+			}
+			if n := strings.Count(stderr, "\n"); n != 1 {
+				t.Errorf("stderr has %d lines, want 1: %q", n, stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr %q does not contain %q", stderr, w)
+				}
+			}
+		})
+	}
+}
+
+// listenTCP opens a listener owned by this test process and returns its port.
+func listenTCP(t *testing.T, network, addr string) int {
+	t.Helper()
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func TestSnapshotListenerJSON(t *testing.T) {
+	testutil.RequireRoot(t)
+	port := listenTCP(t, "tcp4", "127.0.0.1:0")
+	stdout, stderr, code := runCLI(t, "snapshot", "-tl", "--sport", strconv.Itoa(port), "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var socks []sockfmt.SocketJSON
+	if err := json.Unmarshal([]byte(stdout), &socks); err != nil {
+		t.Fatalf("output is not a JSON array: %v\n%s", err, stdout)
+	}
+	if len(socks) != 1 {
+		t.Fatalf("got %d sockets for port %d, want 1: %s", len(socks), port, stdout)
+	}
+	s := socks[0]
+	if s.Netid != "tcp" || s.State != "LISTEN" || s.LocalAddr != "127.0.0.1" || int(s.LocalPort) != port || s.Family != "inet" {
+		t.Errorf("socket = %+v", s)
+	}
+	if s.Processes == nil || len(*s.Processes) != 1 || int((*s.Processes)[0].PID) != os.Getpid() {
+		t.Errorf("processes = %+v, want this test (pid %d)", s.Processes, os.Getpid())
+	}
+	if s.SendQ == 0 {
+		t.Errorf("send_q (backlog) = 0 for a listener")
+	}
+}
+
+func TestSnapshotTableLikeSS(t *testing.T) {
+	testutil.RequireRoot(t)
+	port := listenTCP(t, "tcp6", "[::1]:0")
+	stdout, stderr, code := runCLI(t, "snapshot", "-tl", "--sport", strconv.Itoa(port))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want a header and one row, got:\n%s", stdout)
+	}
+	for _, col := range []string{"Netid", "State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port", "Process"} {
+		if !strings.Contains(lines[0], col) {
+			t.Errorf("header %q lacks %q", lines[0], col)
+		}
+	}
+	wantUsers := `users:(("` + comm(t) + `",pid=` + strconv.Itoa(os.Getpid()) + `,fd=`
+	fields := strings.Fields(lines[1])
+	if fields[0] != "tcp" || fields[1] != "LISTEN" || fields[4] != "[::1]:"+strconv.Itoa(port) || fields[5] != "[::]:*" ||
+		!strings.HasPrefix(fields[6], wantUsers) {
+		t.Errorf("row = %q, want tcp LISTEN ... [::1]:%d [::]:* %s...", lines[1], port, wantUsers)
+	}
+}
+
+func TestSnapshotExposed(t *testing.T) {
+	testutil.RequireRoot(t)
+	loopback := listenTCP(t, "tcp4", "127.0.0.1:0")
+	wildcard := listenTCP(t, "tcp4", "0.0.0.0:0")
+	stdout, stderr, code := runCLI(t, "snapshot", "--exposed", "-o", "ndjson")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var found bool
+	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
+		var e sockfmt.ExposureJSON
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("bad ndjson line %q: %v", line, err)
+		}
+		if int(e.Port) == loopback {
+			t.Errorf("loopback listener on %d listed as exposed: %s", loopback, line)
+		}
+		if int(e.Port) == wildcard {
+			found = true
+			if e.Scope != "wildcard" || e.Netid != "tcp" || e.Processes == nil || int((*e.Processes)[0].PID) != os.Getpid() {
+				t.Errorf("exposure = %s", line)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("wildcard listener on %d not listed:\n%s", wildcard, stdout)
+	}
+}
+
+func comm(t *testing.T) string {
+	b, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}

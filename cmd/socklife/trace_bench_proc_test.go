@@ -1,0 +1,223 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/socklife/socklife/internal/testutil"
+)
+
+// This file holds what BenchmarkTraceChurn needs to watch a tracer process
+// from outside: its CPU time, its BPF programs' own run time, and a clean
+// stop.
+
+// benchTracer is one running tracer, output to a tmpfs file.
+type benchTracer struct {
+	cmd     *exec.Cmd
+	out     string // its stdout
+	stderr  bytes.Buffer
+	exited  chan struct{}
+	waitErr error
+
+	cpuAtReady time.Duration
+	progs      []ebpf.ProgramID
+	atReady    []progRun
+}
+
+// progRun is one BPF program's bpf_stats: total run time and runs.
+type progRun struct {
+	name    string
+	runtime time.Duration
+	runs    uint64
+}
+
+// progDelta is what each program did between two readings of the same list.
+func progDelta(now, before []progRun) []progRun {
+	out := make([]progRun, len(now))
+	for i := range now {
+		out[i] = progRun{now[i].name, now[i].runtime - before[i].runtime, now[i].runs - before[i].runs}
+	}
+	return out
+}
+
+// startBenchTracer starts argv with stdout to a file in dir and waits until
+// ready reports it is attached, then notes its CPU time and BPF programs
+// so that start-up costs stay out of what the benchmark charges per event.
+func startBenchTracer(tb testing.TB, dir string, argv []string, ready func(out string) bool) *benchTracer {
+	tb.Helper()
+	out, err := os.CreateTemp(dir, "trace-*.out")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer out.Close()
+	p := &benchTracer{cmd: exec.Command(argv[0], argv[1:]...), out: out.Name(), exited: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = out, &p.stderr
+	if err := p.cmd.Start(); err != nil {
+		tb.Fatalf("starting %s: %v", argv[0], err)
+	}
+	go func() { p.waitErr = p.cmd.Wait(); close(p.exited) }()
+	tb.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.exited
+		os.Remove(p.out)
+	})
+	testutil.WaitFor(tb, 30*time.Second, argv[0]+" to attach", func() bool {
+		select {
+		case <-p.exited:
+			tb.Fatalf("%s exited before it was ready: %v: %s", argv[0], p.waitErr, p.stderr.Bytes())
+		default:
+		}
+		return ready(p.out)
+	})
+	if p.progs, err = bpfProgsOf(p.cmd.Process.Pid); err != nil {
+		tb.Fatal(err)
+	}
+	if len(p.progs) == 0 {
+		tb.Fatalf("%s is ready but holds no BPF program", argv[0])
+	}
+	p.atReady = p.progStats(tb)
+	p.cpuAtReady = p.cpu(tb)
+	return p
+}
+
+// waitIdle waits until the tracer has caught up with what the churn left
+// in its buffers: its CPU time stops moving for 200 ms.
+func (p *benchTracer) waitIdle(tb testing.TB) {
+	tb.Helper()
+	last, since := p.cpu(tb), time.Now()
+	testutil.WaitFor(tb, time.Minute, "the tracer to drain its buffers", func() bool {
+		now := p.cpu(tb)
+		if now != last {
+			last, since = now, time.Now()
+		}
+		return time.Since(since) >= 200*time.Millisecond
+	})
+}
+
+// stop sends SIGINT, as Ctrl-C does, and returns the CPU the tracer used
+// after it was ready (rusage at exit minus /proc at ready) and its
+// programs' run time since ready.
+func (p *benchTracer) stop(tb testing.TB) (cpu time.Duration, bpf []progRun) {
+	tb.Helper()
+	bpf = progDelta(p.progStats(tb), p.atReady)
+	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+		tb.Fatalf("interrupting the tracer: %v", err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		tb.Fatalf("%s still running 10 s after SIGINT", p.cmd.Path)
+	}
+	if p.waitErr != nil {
+		tb.Fatalf("%s: %v: %s", p.cmd.Path, p.waitErr, p.stderr.Bytes())
+	}
+	ru := p.cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	total := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return total - p.cpuAtReady, bpf
+}
+
+// cpu is the tracer's user+system time so far, all threads, from
+// /proc/PID/stat (fields 14 and 15, in clock ticks).
+func (p *benchTracer) cpu(tb testing.TB) time.Duration {
+	tb.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		tb.Fatalf("reading the tracer's CPU time: %v", err)
+	}
+	// The command name in parentheses may hold spaces: count from after it.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		tb.Fatalf("parsing /proc/%d/stat: %v", p.cmd.Process.Pid, err)
+	}
+	const tick = 10 * time.Millisecond // USER_HZ is 100 on Linux
+	return time.Duration(utime+stime) * tick
+}
+
+// progStats reads bpf_stats of each of the tracer's programs, in the
+// order of p.progs.
+func (p *benchTracer) progStats(tb testing.TB) []progRun {
+	tb.Helper()
+	out := make([]progRun, len(p.progs))
+	for i, id := range p.progs {
+		prog, err := ebpf.NewProgramFromID(id)
+		if err != nil {
+			tb.Fatalf("opening BPF program %d: %v", id, err)
+		}
+		st, err := prog.Stats()
+		info, ierr := prog.Info()
+		prog.Close()
+		if err = errors.Join(err, ierr); err != nil {
+			tb.Fatalf("reading the stats of BPF program %d: %v", id, err)
+		}
+		out[i] = progRun{name: info.Name, runtime: st.Runtime, runs: st.RunCount}
+	}
+	return out
+}
+
+// bpfProgsOf lists the BPF programs a process holds open, from the
+// prog_id line of each bpf-prog fd's fdinfo: that tells one tracer's
+// programs from those of anything else loaded on the machine.
+func bpfProgsOf(pid int) ([]ebpf.ProgramID, error) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("listing the tracer's fds: %w", err)
+	}
+	var ids []ebpf.ProgramID
+	for _, e := range ents {
+		if link, _ := os.Readlink(filepath.Join(dir, e.Name())); link != "anon_inode:bpf-prog" {
+			continue
+		}
+		id, err := fdinfoProgID(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+func fdinfoProgID(path string) (ebpf.ProgramID, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "prog_id:"); ok {
+			id, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+			return ebpf.ProgramID(id), err
+		}
+	}
+	return 0, fmt.Errorf("%s: no prog_id line", path)
+}
+
+// mountTracefs mounts tracefs where bpftrace looks for tracepoint formats,
+// unless it is already there, and unmounts it when the benchmark ends.
+func mountTracefs(tb testing.TB) {
+	tb.Helper()
+	const dir = "/sys/kernel/tracing"
+	if _, err := os.Stat(filepath.Join(dir, "events")); err == nil {
+		return
+	}
+	if err := unix.Mount("tracefs", dir, "tracefs", 0, ""); err != nil {
+		tb.Fatalf("bpftrace needs tracefs: mounting it on %s: %v", dir, err)
+	}
+	tb.Cleanup(func() { unix.Unmount(dir, 0) })
+}

@@ -1,0 +1,343 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/socklife/socklife/internal/churn"
+	"github.com/socklife/socklife/internal/testutil"
+)
+
+// What BenchmarkTraceChurn does by default; SOCKLIFE_BENCH_CHURN_CONNS,
+// SOCKLIFE_BENCH_ROUNDS and SOCKLIFE_BENCH_TRACERS (a comma list of off,
+// socklife, bpftrace) override it for a quick look.
+const (
+	churnConns  = 30000 // per run: about 2 s of churn with no tracer here
+	churnRounds = 5
+	// The runs that count events per connection on the churn's port go at
+	// a pace every tracer keeps up with: an event lost would spoil the count.
+	countConns = 2000
+	countRate  = 2000 // connections/s
+)
+
+// churnTracer is one configuration the benchmark interleaves.
+type churnTracer struct {
+	name string
+	// start starts the tracer on all traffic, or on port only if not 0.
+	start func(tb testing.TB, dir string, port uint16) *benchTracer
+	// events are the events the tracer wrote out and those it says it lost.
+	events func(tb testing.TB, p *benchTracer) (written, lost int64)
+	// portMark is in every output line about a connection on port, and in
+	// no other: other traffic on the host is traced too.
+	portMark func(port uint16) string
+}
+
+// churnSample is one run of the churn under one configuration.
+type churnSample struct {
+	rate    float64 // connections per second
+	elapsed time.Duration
+	written int64 // all events written out
+	ours    int64 // those about the churn's connections
+	lost    int64
+	cpu     time.Duration // the tracer's user+sys from ready to exit
+	bpf     []progRun     // its programs' run time over the same span
+}
+
+// BenchmarkTraceChurn measures what tracing costs a host that opens and
+// closes connections as fast as it can: a loopback churn of a fixed count of
+// connections (connect, one byte each way, close) with no tracer, under
+// `socklife trace -o json`, and under bpftrace running the equivalent
+// tcpstates one-liner, the three interleaved round after round so they
+// share the machine's noise. Run it once:
+//
+//	go test -run '^$' -bench TraceChurn -benchtime 1x ./cmd/socklife
+//
+// It reports medians: each configuration's churn rate and its ratio to the
+// no-tracer rate of the same round, the events each tracer kept up with and
+// lost, the tracer process's CPU per event and BPF run time per program
+// run (bpf_stats), and logs a table for the README.
+func BenchmarkTraceChurn(b *testing.B) {
+	testutil.RequireRoot(b)
+	conns, rounds := benchEnvInt(b, "SOCKLIFE_BENCH_CHURN_CONNS", churnConns), benchEnvInt(b, "SOCKLIFE_BENCH_ROUNDS", churnRounds)
+	tracers := churnTracers(b)
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		b.Fatalf("enabling BPF run-time statistics: %v", err)
+	}
+	b.Cleanup(func() { stats.Close() }) // the kernel turns them off with the last holder
+	gen, err := churn.New(churn.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { gen.Close() })
+	dir := benchOutDir(b)
+
+	perConn := countPerConn(b, tracers[1:], dir)
+
+	samples := map[string][]churnSample{}
+	for b.Loop() {
+		for round := range rounds {
+			for i := range tracers {
+				tr := tracers[(round+i)%len(tracers)]
+				samples[tr.name] = append(samples[tr.name], churnOnce(b, gen, tr, dir, conns))
+			}
+		}
+	}
+	reportChurn(b, conns, tracers, samples, perConn)
+}
+
+// countPerConn counts each tracer's events per connection on the port of a
+// paced churn alone, so that the unfiltered runs know how many to expect.
+// It counts what a second run adds to the output of a first: events of the
+// first run's start-up (listeners, accept() calls already blocked when the
+// tracer attached) cancel out, and the difference is exact.
+func countPerConn(tb testing.TB, tracers []churnTracer, dir string) map[string]int64 {
+	tb.Helper()
+	gen, err := churn.New(churn.Config{Rate: countRate})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer gen.Close()
+	perConn := map[string]int64{}
+	for _, tr := range tracers {
+		p := tr.start(tb, dir, gen.Port())
+		var lines [2]int64
+		for i, n := range []int{countConns / 4, countConns} {
+			churnRun(tb, gen, n, tr.name)
+			p.waitIdle(tb)
+			lines[i] = countFileLines(tb, p.out, nil)
+		}
+		p.stop(tb)
+		written, lost := tr.events(tb, p)
+		os.Remove(p.out)
+		added := lines[1] - lines[0]
+		if lost != 0 || added%countConns != 0 || written != lines[1] {
+			tb.Fatalf("%s on port %d: %d connections added %d events; %d written in all, %d lost: want a whole number per connection and none lost",
+				tr.name, gen.Port(), countConns, added, written, lost)
+		}
+		perConn[tr.name] = added / countConns
+		if first := int64(countConns / 4); lines[0] != first*perConn[tr.name] {
+			tb.Logf("%s: %d events for the first %d connections, %+d from %d per connection: start-up (listeners, calls in flight at attach)",
+				tr.name, lines[0], first, lines[0]-first*perConn[tr.name], perConn[tr.name])
+		}
+	}
+	return perConn
+}
+
+func churnRun(tb testing.TB, gen *churn.Generator, conns int, what string) churn.Result {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	res, err := gen.Run(ctx, conns)
+	if err != nil {
+		tb.Fatalf("churn under %s: %v", what, err)
+	}
+	return res
+}
+
+// churnOnce runs the churn once under tr (nil start: no tracer).
+func churnOnce(tb testing.TB, gen *churn.Generator, tr churnTracer, dir string, conns int) churnSample {
+	tb.Helper()
+	var p *benchTracer
+	if tr.start != nil {
+		p = tr.start(tb, dir, 0)
+	}
+	res := churnRun(tb, gen, conns, tr.name)
+	s := churnSample{rate: res.Rate(), elapsed: res.Elapsed}
+	if p != nil {
+		p.waitIdle(tb)
+		s.cpu, s.bpf = p.stop(tb)
+		s.written, s.lost = tr.events(tb, p)
+		s.ours = countMarked(tb, p.out, tr.portMark(gen.Port()))
+		os.Remove(p.out)
+	}
+	return s
+}
+
+// churnTracers are the configurations to compare, "off" first: the others'
+// rates are taken relative to it.
+func churnTracers(tb testing.TB) []churnTracer {
+	tb.Helper()
+	want := []string{"socklife", "bpftrace"}
+	if s := os.Getenv("SOCKLIFE_BENCH_TRACERS"); s != "" {
+		want = strings.Split(s, ",")
+	}
+	out := []churnTracer{{name: "off"}}
+	for _, name := range want {
+		switch name {
+		case "off":
+		case "socklife":
+			out = append(out, socklifeTracer(tb))
+		case "bpftrace":
+			out = append(out, bpftraceTracer(tb))
+		default:
+			tb.Fatalf("SOCKLIFE_BENCH_TRACERS: unknown tracer %q: want socklife, bpftrace or off", name)
+		}
+	}
+	return out
+}
+
+func socklifeTracer(tb testing.TB) churnTracer {
+	bin := buildSocklife(tb)
+	return churnTracer{
+		name: "socklife",
+		start: func(tb testing.TB, dir string, port uint16) *benchTracer {
+			ready := filepath.Join(dir, "socklife.ready")
+			os.Remove(ready)
+			argv := []string{bin, "trace", "-o", "json", "--ready-file", ready}
+			if port != 0 {
+				argv = append(argv, "--port", strconv.Itoa(int(port)))
+			}
+			return startBenchTracer(tb, dir, argv, func(string) bool {
+				_, err := os.Stat(ready)
+				return err == nil
+			})
+		},
+		events:   socklifeEvents,
+		portMark: func(port uint16) string { return fmt.Sprintf(`:%d"`, port) }, // "local":"127.0.0.1:PORT"
+	}
+}
+
+// socklifeSummary is the one line socklife trace prints on stderr at stop.
+var socklifeSummary = regexp.MustCompile(`(?m)^socklife: (\d+) events, (\d+) lost$`)
+
+func socklifeEvents(tb testing.TB, p *benchTracer) (written, lost int64) {
+	tb.Helper()
+	m := socklifeSummary.FindSubmatch(p.stderr.Bytes())
+	if m == nil {
+		tb.Fatalf("socklife trace printed no %q line at stop; stderr:\n%s", socklifeSummary, p.stderr.Bytes())
+	}
+	written, _ = strconv.ParseInt(string(m[1]), 10, 64)
+	lost, _ = strconv.ParseInt(string(m[2]), 10, 64)
+	if lines := countFileLines(tb, p.out, nil); lines != written {
+		tb.Errorf("socklife trace said %d events but wrote %d lines", written, lines)
+	}
+	return written, lost
+}
+
+// bpftraceReady is what the script's BEGIN prints: bpftrace runs BEGIN once
+// every other probe is attached.
+const bpftraceReady = "bench-ready"
+
+func bpftraceTracer(tb testing.TB) churnTracer {
+	bin, err := exec.LookPath("bpftrace")
+	if err != nil {
+		tb.Fatalf("the benchmark compares with bpftrace (apt-get install bpftrace): %v", err)
+	}
+	mountTracefs(tb)
+	return churnTracer{
+		name: "bpftrace",
+		start: func(tb testing.TB, dir string, port uint16) *benchTracer {
+			filter := "args->protocol == 6"
+			if port != 0 {
+				filter += fmt.Sprintf(" && (args->sport == %d || args->dport == %d)", port, port)
+			}
+			// tcpstates as a one-liner: time, pid, comm, both ends, states.
+			script := fmt.Sprintf(`BEGIN { printf("%s\n"); }
+tracepoint:sock:inet_sock_set_state /%s/ {
+	printf("%%lld %%d %%s %%s:%%d %%s:%%d %%d %%d\n", nsecs, pid, comm,
+		ntop(args->saddr), args->sport, ntop(args->daddr), args->dport, args->oldstate, args->newstate);
+}`, bpftraceReady, filter)
+			return startBenchTracer(tb, dir, []string{bin, "-e", script}, func(out string) bool {
+				b, _ := os.ReadFile(out)
+				return bytes.Contains(b, []byte(bpftraceReady+"\n"))
+			})
+		},
+		events:   bpftraceEvents,
+		portMark: func(port uint16) string { return fmt.Sprintf(":%d ", port) }, // ADDR:PORT then a space
+	}
+}
+
+// bpftraceLost is how bpftrace reports a perf buffer overrun: in its output.
+var bpftraceLost = regexp.MustCompile(`^Lost (\d+) events$`)
+
+func bpftraceEvents(tb testing.TB, p *benchTracer) (written, lost int64) {
+	tb.Helper()
+	written = countFileLines(tb, p.out, func(line []byte) {
+		if m := bpftraceLost.FindSubmatch(line); m != nil {
+			n, _ := strconv.ParseInt(string(m[1]), 10, 64)
+			lost += n
+		}
+	})
+	return written, lost
+}
+
+// countFileLines counts the event lines of a tracer's output, those that
+// start with a digit (bpftrace) or '{' (JSON), and shows every line to each.
+func countFileLines(tb testing.TB, path string, each func([]byte)) int64 {
+	tb.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	var n int64
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(line) > 0 && (line[0] == '{' || line[0] >= '0' && line[0] <= '9') {
+			n++
+		}
+		if each != nil {
+			each(line)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		tb.Fatalf("reading %s: %v", path, err)
+	}
+	return n
+}
+
+// countMarked counts the lines of a tracer's output that hold mark.
+func countMarked(tb testing.TB, path, mark string) int64 {
+	tb.Helper()
+	var n int64
+	countFileLines(tb, path, func(line []byte) {
+		if bytes.Contains(line, []byte(mark)) {
+			n++
+		}
+	})
+	return n
+}
+
+// benchOutDir is where tracers write: tmpfs, so that output costs memory
+// copies as /dev/null costs none, and not disk writes that would time the
+// disk. A file, unlike /dev/null, lets the benchmark count what was written
+// and read bpftrace's "Lost N events", which it prints into its output.
+func benchOutDir(tb testing.TB) string {
+	tb.Helper()
+	dir, err := os.MkdirTemp("/dev/shm", "socklife-bench-")
+	if err != nil {
+		tb.Logf("no /dev/shm (%v): tracer output goes to the test's temporary directory", err)
+		return tb.TempDir()
+	}
+	tb.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+func benchEnvInt(tb testing.TB, name string, def int) int {
+	tb.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		tb.Fatalf("bad %s %q: want a positive integer", name, s)
+	}
+	return n
+}

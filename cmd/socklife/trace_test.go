@@ -1,0 +1,280 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/socklife/socklife/internal/testutil"
+)
+
+func TestTraceBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string // in the error line
+	}{
+		{[]string{"trace", "-o", "xml"}, `unknown output format "xml" (valid: table, json)`},
+		{[]string{"trace", "--state", "bogus"}, "unknown state \"bogus\" (valid: all, big"},
+		{[]string{"trace", "-4", "-6"}, "-4 and -6 exclude each other"},
+		{[]string{"trace", "--disable-hook", "uprobe"}, `unknown hook "uprobe" (valid: fexit, kprobe, kretprobe, raw_tracepoint, tracepoint)`},
+		{[]string{"trace", "--port", "70000"}, "invalid argument \"70000\""},
+		{[]string{"trace", "--duration", "-1s"}, "--duration -1s is negative"},
+		{[]string{"info", "-o", "yaml"}, `unknown output format "yaml" (valid: table, json)`},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			stdout, stderr, code := runCLI(t, tc.args...)
+			if code != 2 {
+				t.Errorf("exit status %d, want 2", code)
+			}
+			if !strings.Contains(stderr, tc.want) || strings.Count(stderr, "\n") != 1 {
+				t.Errorf("stderr %q, want one line with %q", stderr, tc.want)
+			}
+			if stdout != "" {
+				t.Errorf("stdout %q, want nothing", stdout)
+			}
+		})
+	}
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// socklifeBin builds the command once per test run, as users get it.
+func socklifeBin(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "socklife-test")
+		if err != nil {
+			binErr = err
+			return
+		}
+		// readable by the unprivileged user TestTraceNotRoot runs it as
+		if err := os.Chmod(dir, 0o755); err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "socklife")
+		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("building socklife: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+func expectedAcceptHook() string {
+	if h := os.Getenv("SOCKLIFE_TEST_EXPECT_ACCEPT_HOOK"); h != "" {
+		return h
+	}
+	return "tracepoint"
+}
+
+// disableHookArgs passes the kernel-matrix runner's SOCKLIFE_TEST_DISABLE_HOOKS on.
+func disableHookArgs() []string {
+	var args []string
+	for _, h := range strings.Split(os.Getenv("SOCKLIFE_TEST_DISABLE_HOOKS"), ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			args = append(args, "--disable-hook", h)
+		}
+	}
+	return args
+}
+
+func TestInfoNamesAcceptHook(t *testing.T) {
+	testutil.RequireRoot(t)
+	out, err := exec.Command(socklifeBin(t), append([]string{"info"}, disableHookArgs()...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("socklife info: %v\n%s", err, out)
+	}
+	want := map[string]string{
+		"tracepoint": "accept: syscalls:sys_exit_accept{,4} tracepoint (fexit: ",
+		"kretprobe":  "accept: inet_csk_accept kretprobe (fexit: ",
+		"fexit":      "accept: inet_csk_accept fexit\n",
+	}[expectedAcceptHook()]
+	lines := []string{"kernel: ", "btf: yes\n", "state: sock:inet_sock_set_state ", want}
+	if os.Getenv("SOCKLIFE_TEST_EXPECT_ACCEPT_HOOK") == "" {
+		// this machine: no kprobes, fexit refused
+		lines = append(lines, "(fexit: EPERM, kretprobe: not supported by kernel)\n")
+	}
+	for _, line := range lines {
+		if !strings.Contains(string(out), line) {
+			t.Errorf("socklife info does not say %q:\n%s", line, out)
+		}
+	}
+}
+
+// traceRun is a `socklife trace` process started by a test.
+type traceRun struct {
+	cmd            *exec.Cmd
+	stdout, stderr bytes.Buffer
+}
+
+// startTrace runs socklife trace with args and returns once it has written
+// its ready file: everything attached.
+func startTrace(t *testing.T, args ...string) *traceRun {
+	t.Helper()
+	ready := filepath.Join(t.TempDir(), "ready")
+	args = append(append([]string{"trace", "--ready-file", ready}, disableHookArgs()...), args...)
+	r := &traceRun{cmd: exec.Command(socklifeBin(t), args...)}
+	r.cmd.Stdout, r.cmd.Stderr = &r.stdout, &r.stderr
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.cmd.Process.Kill(); r.cmd.Wait() })
+	testutil.WaitFor(t, 10*time.Second, "socklife trace to attach", func() bool {
+		_, err := os.Stat(ready)
+		return err == nil
+	})
+	return r
+}
+
+// stop sends SIGTERM and checks the clean stop: exit 0 and the one summary line.
+func (r *traceRun) stop(t *testing.T) (lines []string) {
+	t.Helper()
+	r.cmd.Process.Signal(syscall.SIGTERM)
+	if err := r.cmd.Wait(); err != nil {
+		t.Fatalf("socklife trace: %v\nstderr: %s", err, r.stderr.String())
+	}
+	sc := bufio.NewScanner(&r.stdout)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	return lines
+}
+
+var traceSummary = regexp.MustCompile(`^socklife: (\d+) events, (\d+) lost\n$`)
+
+func (r *traceRun) checkSummary(t *testing.T, events int) {
+	t.Helper()
+	m := traceSummary.FindStringSubmatch(r.stderr.String())
+	if m == nil || m[1] != strconv.Itoa(events) || m[2] != "0" {
+		t.Errorf("stderr %q, want exactly \"socklife: %d events, 0 lost\"", r.stderr.String(), events)
+	}
+}
+
+// loopbackConn makes one connection to ln, the client closing first.
+func loopbackConn(t *testing.T, ln net.Listener) {
+	t.Helper()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	io.Copy(io.Discard, s)
+	s.Close()
+}
+
+func TestTraceTable(t *testing.T) {
+	testutil.RequireRoot(t)
+	pid := strconv.Itoa(os.Getpid())
+	// --pid, so the listener can start after the trace and lend its owner
+	// to the child before accept.
+	r := startTrace(t, "--pid", pid)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	loopbackConn(t, ln)
+	ln.Close()
+	want := []string{
+		"CLOSE -> LISTEN -", "LISTEN -> CLOSE",
+		"CLOSE -> SYN_SENT -", "SYN_SENT -> ESTABLISHED", "ESTABLISHED -> FIN_WAIT1", "FIN_WAIT1 -> FIN_WAIT2", "FIN_WAIT2 -> CLOSE",
+		"LISTEN -> SYN_RECV -", "SYN_RECV -> ESTABLISHED", "ACCEPT -> ESTABLISHED", "ESTABLISHED -> CLOSE_WAIT", "CLOSE_WAIT -> LAST_ACK", "LAST_ACK -> CLOSE",
+	}
+	testutil.WaitFor(t, 5*time.Second, "the connection's lines", func() bool {
+		return strings.Count(r.stdout.String(), "\n") >= 1+len(want)
+	})
+	lines := r.stop(t)
+	r.checkSummary(t, len(lines)-1)
+	if len(lines) != 1+len(want) || !strings.HasPrefix(lines[0], "TIME ") {
+		t.Errorf("got %d lines, want the header and %d:\n%s", len(lines), len(want), strings.Join(lines, "\n"))
+	}
+	body := strings.Join(lines[1:], "\n")
+	squeezed := regexp.MustCompile(` +`).ReplaceAllString(body, " ")
+	for _, w := range want {
+		if !strings.Contains(squeezed, w) {
+			t.Errorf("no %q line in:\n%s", w, body)
+		}
+	}
+	for _, l := range lines[1:] {
+		if f := strings.Fields(l); f[1] != pid {
+			t.Errorf("line owned by %s, want this test (%s): %s", f[1], pid, l)
+		}
+	}
+}
+
+func TestTraceJSON(t *testing.T) {
+	testutil.RequireRoot(t)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	r := startTrace(t, "-o", "json", "--sport", port, "--state", "close-wait", "--comm", "socklife.test", "--count", "1")
+	loopbackConn(t, ln)
+	// --count 1: it stops by itself after the accepted side enters CLOSE_WAIT.
+	if err := r.cmd.Wait(); err != nil {
+		t.Fatalf("socklife trace: %v\nstderr: %s", err, r.stderr.String())
+	}
+	r.checkSummary(t, 1)
+	var ev map[string]any
+	if err := json.Unmarshal(r.stdout.Bytes(), &ev); err != nil {
+		t.Fatalf("stdout is not one JSON object: %v\n%s", err, r.stdout.String())
+	}
+	for key, want := range map[string]any{
+		"kind": "state", "old": "established", "new": "close_wait", "family": "inet",
+		"local": "127.0.0.1:" + port, "owner_source": "task", "close": nil, "accept": nil,
+	} {
+		if ev[key] != want {
+			t.Errorf("%s = %v, want %v", key, ev[key], want)
+		}
+	}
+	if owner, _ := ev["owner"].(map[string]any); owner["pid"] != float64(os.Getpid()) {
+		t.Errorf("owner %v, want pid %d", ev["owner"], os.Getpid())
+	}
+	if ms, ok := ev["in_state_ms"].(float64); !ok || ms <= 0 {
+		t.Errorf("in_state_ms = %v, want the time in ESTABLISHED", ev["in_state_ms"])
+	}
+}
+
+// Without CAP_BPF and CAP_PERFMON: one line naming them, exit 1, nothing loaded.
+func TestTraceNotRoot(t *testing.T) {
+	testutil.RequireRoot(t) // to become someone else
+	cmd := exec.Command(socklifeBin(t), "trace")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("as nobody: %v, want exit status 1; stderr %q", err, stderr.String())
+	}
+	want := "socklife: missing capabilities CAP_BPF and CAP_PERFMON (run as root)\n"
+	if stderr.String() != want {
+		t.Errorf("stderr %q, want %q", stderr.String(), want)
+	}
+}

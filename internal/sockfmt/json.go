@@ -1,0 +1,157 @@
+package sockfmt
+
+import (
+	"net/netip"
+
+	"github.com/socklife/socklife/snapshot"
+	"golang.org/x/sys/unix"
+)
+
+// SocketJSON is one socket in -o json / ndjson. The keys are part of the
+// interface scripts rely on: README documents each one.
+type SocketJSON struct {
+	Netid     string `json:"netid"`
+	Family    string `json:"family"`
+	State     string `json:"state"`
+	Netns     uint32 `json:"netns"`
+	RecvQ     uint32 `json:"recv_q"`
+	SendQ     uint32 `json:"send_q"`
+	LocalAddr string `json:"local_addr,omitempty"`
+	LocalPort uint16 `json:"local_port"`
+	PeerAddr  string `json:"peer_addr,omitempty"`
+	PeerPort  uint16 `json:"peer_port"`
+	Interface string `json:"interface,omitempty"`
+	Path      string `json:"path,omitempty"`
+	PeerInode uint64 `json:"peer_inode,omitempty"`
+	UID       uint32 `json:"uid"`
+	Inode     uint64 `json:"inode"`
+	Cookie    uint64 `json:"cookie"`
+	CgroupID  uint64 `json:"cgroup_id,omitempty"`
+
+	TCPInfo *TCPInfoJSON `json:"tcp_info,omitempty"`
+	Memory  *MemJSON     `json:"memory,omitempty"`
+	Timer   *TimerJSON   `json:"timer,omitempty"`
+	// Processes is absent when owners were not looked up (--no-process)
+	// and [] when they were but no process holds the socket.
+	Processes *[]ProcessJSON `json:"processes,omitempty"`
+}
+
+// TCPInfoJSON is the tcp_info subset; durations in microseconds or milliseconds as named.
+type TCPInfoJSON struct {
+	RTTUs          int64  `json:"rtt_us"`
+	RTTVarUs       int64  `json:"rttvar_us"`
+	Retransmits    uint8  `json:"retransmits"`
+	TotalRetrans   uint32 `json:"total_retrans"`
+	Lost           uint32 `json:"lost"`
+	BytesAcked     uint64 `json:"bytes_acked"`
+	BytesReceived  uint64 `json:"bytes_received"`
+	BytesSent      uint64 `json:"bytes_sent"`
+	LastDataSentMs int64  `json:"last_data_sent_ms"`
+	LastDataRecvMs int64  `json:"last_data_recv_ms"`
+	LastAckRecvMs  int64  `json:"last_ack_recv_ms"`
+	SndCwnd        uint32 `json:"snd_cwnd"`
+	SndMSS         uint32 `json:"snd_mss"`
+	RcvMSS         uint32 `json:"rcv_mss"`
+}
+
+// MemJSON is skmeminfo (ss -m), in bytes, and the socket's drop count.
+type MemJSON struct {
+	RmemAlloc  uint32 `json:"rmem_alloc"`
+	RcvBuf     uint32 `json:"rcv_buf"`
+	WmemAlloc  uint32 `json:"wmem_alloc"`
+	SndBuf     uint32 `json:"snd_buf"`
+	FwdAlloc   uint32 `json:"fwd_alloc"`
+	WmemQueued uint32 `json:"wmem_queued"`
+	OptMem     uint32 `json:"opt_mem"`
+	Backlog    uint32 `json:"backlog"`
+	Drops      uint32 `json:"drops"`
+}
+
+// TimerJSON is the pending TCP timer.
+type TimerJSON struct {
+	Kind        string `json:"kind"`
+	ExpiresMs   int64  `json:"expires_ms"`
+	Retransmits uint8  `json:"retransmits"`
+}
+
+// ProcessJSON is one holder of the socket.
+type ProcessJSON struct {
+	PID  int32  `json:"pid"`
+	Comm string `json:"comm"`
+	FD   int32  `json:"fd"`
+}
+
+var timerNames = map[snapshot.TimerKind]string{
+	snapshot.TimerRetransmit:      "retransmit",
+	snapshot.TimerKeepalive:       "keepalive",
+	snapshot.TimerTimeWait:        "timewait",
+	snapshot.TimerZeroWindowProbe: "persist",
+}
+
+// ToJSON converts s. withProcesses says whether owners were looked up.
+func ToJSON(s *snapshot.Socket, withProcesses bool, names *Interfaces) SocketJSON {
+	j := SocketJSON{
+		Netid:  Netid(s),
+		Family: familyName(s.Family),
+		State:  s.State.KernelName(),
+		Netns:  s.Netns,
+		RecvQ:  s.RecvQ,
+		SendQ:  s.SendQ,
+		UID:    s.UID,
+		Inode:  s.Inode,
+		Cookie: s.Cookie,
+
+		CgroupID:  s.CgroupID,
+		Interface: names.Name(s.Interface),
+	}
+	if s.Protocol == snapshot.Unix {
+		j.Path, j.PeerInode = s.Path, s.PeerInode
+	} else {
+		j.LocalAddr, j.LocalPort = addrString(s.Local.Addr()), s.Local.Port()
+		j.PeerAddr, j.PeerPort = addrString(s.Remote.Addr()), s.Remote.Port()
+	}
+	if ti := s.TCPInfo; ti != nil {
+		j.TCPInfo = &TCPInfoJSON{
+			RTTUs: ti.RTT.Microseconds(), RTTVarUs: ti.RTTVar.Microseconds(),
+			Retransmits: ti.Retransmits, TotalRetrans: ti.TotalRetrans, Lost: ti.Lost,
+			BytesAcked: ti.BytesAcked, BytesReceived: ti.BytesReceived, BytesSent: ti.BytesSent,
+			LastDataSentMs: ti.LastDataSent.Milliseconds(), LastDataRecvMs: ti.LastDataRecv.Milliseconds(),
+			LastAckRecvMs: ti.LastAckRecv.Milliseconds(),
+			SndCwnd:       ti.SndCwnd, SndMSS: ti.SndMSS, RcvMSS: ti.RcvMSS,
+		}
+	}
+	if m := s.MemInfo; m != nil {
+		mj := MemJSON(*m)
+		j.Memory = &mj
+	}
+	if t := s.Timer; t != nil && t.Kind != snapshot.TimerNone {
+		j.Timer = &TimerJSON{Kind: timerNames[t.Kind], ExpiresMs: t.Expires.Milliseconds(), Retransmits: t.Retransmits}
+	}
+	if withProcesses {
+		procs := make([]ProcessJSON, len(s.Processes))
+		for i, p := range s.Processes {
+			procs[i] = ProcessJSON(p)
+		}
+		j.Processes = &procs
+	}
+	return j
+}
+
+func familyName(f uint8) string {
+	switch f {
+	case unix.AF_INET:
+		return "inet"
+	case unix.AF_INET6:
+		return "inet6"
+	case unix.AF_UNIX:
+		return "unix"
+	}
+	return "unknown"
+}
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}

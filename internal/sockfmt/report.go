@@ -1,0 +1,166 @@
+package sockfmt
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/socklife/socklife/internal/output"
+	"github.com/socklife/socklife/internal/tcpstate"
+	"github.com/socklife/socklife/snapshot"
+)
+
+// ExposureJSON is one line of --exposed.
+type ExposureJSON struct {
+	Netid     string         `json:"netid"`
+	Scope     string         `json:"scope"`
+	Interface string         `json:"interface,omitempty"`
+	Address   string         `json:"address"`
+	Port      uint16         `json:"port"`
+	Netns     uint32         `json:"netns"`
+	Processes *[]ProcessJSON `json:"processes,omitempty"`
+}
+
+// ExposureToJSON converts one exposure.
+func ExposureToJSON(e *snapshot.Exposure, withProcesses bool, names *Interfaces) ExposureJSON {
+	s := ToJSON(e.Socket, withProcesses, names)
+	iface := e.Interface
+	if iface == "" {
+		iface = s.Interface
+	}
+	return ExposureJSON{
+		Netid: s.Netid, Scope: e.Scope.String(), Interface: iface,
+		Address: s.LocalAddr, Port: s.LocalPort, Netns: s.Netns, Processes: s.Processes,
+	}
+}
+
+// WriteExposedTable writes one line per exposed socket.
+func WriteExposedTable(w io.Writer, exp []snapshot.Exposure, opts TableOptions, names *Interfaces) error {
+	cols := []output.Column{{Title: "Netid"}, {Title: "Local Address:Port"}, {Title: "Scope"}, {Title: "Interface"}}
+	if opts.Netns {
+		cols = append(cols, output.Column{Title: "Netns", Right: true})
+	}
+	if opts.Processes {
+		cols = append(cols, output.Column{Title: "Process"})
+	}
+	return output.WriteTable(w, cols, len(exp), func(i int, buf []byte, ends []int) ([]byte, []int) {
+		e := &exp[i]
+		s := e.Socket
+		cell := func() { ends = append(ends, len(buf)) }
+		buf = append(buf, Netid(s)...)
+		cell()
+		buf = AppendAddrPort(buf, s.Local, names.Name(s.Interface))
+		cell()
+		buf = append(buf, e.Scope.String()...)
+		cell()
+		switch {
+		case e.Interface != "":
+			buf = append(buf, e.Interface...)
+		case s.Interface != 0:
+			buf = append(buf, names.Name(s.Interface)...)
+		case e.Scope == snapshot.Wildcard:
+			buf = append(buf, "all"...)
+		default:
+			buf = append(buf, '-')
+		}
+		cell()
+		if opts.Netns {
+			buf = strconv.AppendUint(buf, uint64(s.Netns), 10)
+			cell()
+		}
+		if opts.Processes {
+			buf = AppendUsers(buf, s.Processes)
+			cell()
+		}
+		return buf, ends
+	})
+}
+
+// SummaryJSON is --summary's document.
+type SummaryJSON struct {
+	Total     int                     `json:"total"`
+	Protocols map[string]ProtocolJSON `json:"protocols"`
+	CloseWait []CloseWaitJSON         `json:"close_wait_top"`
+}
+
+// ProtocolJSON counts one protocol's sockets by state (kernel state names).
+type ProtocolJSON struct {
+	Total  int            `json:"total"`
+	States map[string]int `json:"states"`
+}
+
+// CloseWaitJSON is one process's CLOSE-WAIT count; pid 0 is "owner unknown".
+type CloseWaitJSON struct {
+	PID   int32  `json:"pid"`
+	Comm  string `json:"comm"`
+	Count int    `json:"count"`
+}
+
+// SummaryToJSON converts a summary.
+func SummaryToJSON(sum *snapshot.Summary) SummaryJSON {
+	j := SummaryJSON{Total: sum.Total, Protocols: map[string]ProtocolJSON{}, CloseWait: []CloseWaitJSON{}}
+	for _, pc := range sum.Protocols {
+		pj := ProtocolJSON{Total: pc.Total, States: map[string]int{}}
+		for st, n := range pc.States {
+			if n > 0 {
+				pj.States[tcpstate.State(st).KernelName()] = n
+			}
+		}
+		j.Protocols[pc.Protocol.String()] = pj
+	}
+	for _, c := range sum.CloseWait {
+		j.CloseWait = append(j.CloseWait, CloseWaitJSON(c))
+	}
+	return j
+}
+
+// WriteSummaryTable writes the counts and the CLOSE-WAIT ranking.
+func WriteSummaryTable(w io.Writer, sum *snapshot.Summary) error {
+	type row struct{ proto, state, count string }
+	var rows []row
+	for _, pc := range sum.Protocols {
+		rows = append(rows, row{pc.Protocol.String(), "total", strconv.Itoa(pc.Total)})
+		for st, n := range pc.States {
+			if n > 0 {
+				rows = append(rows, row{"", tcpstate.State(st).String(), strconv.Itoa(n)})
+			}
+		}
+	}
+	if _, err := fmt.Fprintf(w, "Total: %d sockets\n\n", sum.Total); err != nil {
+		return err
+	}
+	cols := []output.Column{{Title: "Proto"}, {Title: "State"}, {Title: "Count", Right: true}}
+	err := output.WriteTable(w, cols, len(rows), func(i int, buf []byte, ends []int) ([]byte, []int) {
+		for _, c := range []string{rows[i].proto, rows[i].state, rows[i].count} {
+			buf = append(buf, c...)
+			ends = append(ends, len(buf))
+		}
+		return buf, ends
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := io.WriteString(w, "\nCLOSE-WAIT by process (each waits for its owner to call close()):\n"); err != nil {
+		return err
+	}
+	if len(sum.CloseWait) == 0 {
+		_, err := io.WriteString(w, "none\n")
+		return err
+	}
+	cols = []output.Column{{Title: "PID", Right: true}, {Title: "Command"}, {Title: "CLOSE-WAIT", Right: true}}
+	return output.WriteTable(w, cols, len(sum.CloseWait), func(i int, buf []byte, ends []int) ([]byte, []int) {
+		c := sum.CloseWait[i]
+		if c.PID == 0 {
+			buf = append(buf, '-')
+			ends = append(ends, len(buf))
+			buf = append(buf, "(owner unknown)"...)
+		} else {
+			buf = strconv.AppendInt(buf, int64(c.PID), 10)
+			ends = append(ends, len(buf))
+			buf = append(buf, c.Comm...)
+		}
+		ends = append(ends, len(buf))
+		buf = strconv.AppendInt(buf, int64(c.Count), 10)
+		return buf, append(ends, len(buf))
+	})
+}

@@ -1,0 +1,179 @@
+// Package sockfmt renders snapshot sockets the way ss(8) users read them: the
+// same columns, address notation and users:(...) process column, and as
+// JSON with snake_case keys.
+//
+//	Netid  State   Recv-Q  Send-Q  Local Address:Port  Peer Address:Port  Process
+//	tcp    LISTEN       0    4096  0.0.0.0:22          0.0.0.0:*          users:(("sshd",pid=612,fd=3))
+//	tcp    ESTAB        0       0  10.0.2.15:22        10.0.2.2:50512     users:(("sshd",pid=9120,fd=4))
+package sockfmt
+
+import (
+	"io"
+	"net/netip"
+	"strconv"
+
+	"github.com/socklife/socklife/internal/output"
+	"github.com/socklife/socklife/snapshot"
+	"golang.org/x/sys/unix"
+)
+
+// TableOptions chooses the optional columns.
+type TableOptions struct {
+	Netns     bool // a Netns column, for --all-netns
+	Processes bool // the Process column, when owners were looked up
+	Info      bool // rtt and retransmits, bytes, from tcp_info
+}
+
+// WriteTable writes socks as an aligned table.
+func WriteTable(w io.Writer, socks []snapshot.Socket, opts TableOptions, names *Interfaces) error {
+	cols := []output.Column{
+		{Title: "Netid"}, {Title: "State"},
+		{Title: "Recv-Q", Right: true}, {Title: "Send-Q", Right: true},
+		{Title: "Local Address:Port"}, {Title: "Peer Address:Port"},
+	}
+	if opts.Netns {
+		cols = append(cols, output.Column{Title: "Netns", Right: true})
+	}
+	if opts.Info {
+		cols = append(cols,
+			output.Column{Title: "RTT(ms)", Right: true}, output.Column{Title: "Retrans", Right: true},
+			output.Column{Title: "Sent", Right: true}, output.Column{Title: "Rcvd", Right: true})
+	}
+	if opts.Processes {
+		cols = append(cols, output.Column{Title: "Process"})
+	}
+	return output.WriteTable(w, cols, len(socks), func(i int, buf []byte, ends []int) ([]byte, []int) {
+		s := &socks[i]
+		cell := func() { ends = append(ends, len(buf)) }
+		buf = append(buf, Netid(s)...)
+		cell()
+		buf = append(buf, s.State.String()...)
+		cell()
+		buf = strconv.AppendUint(buf, uint64(s.RecvQ), 10)
+		cell()
+		buf = strconv.AppendUint(buf, uint64(s.SendQ), 10)
+		cell()
+		if s.Protocol == snapshot.Unix {
+			buf = appendUnixLocal(buf, s)
+			cell()
+			buf = appendUnixPeer(buf, s)
+			cell()
+		} else {
+			buf = AppendAddrPort(buf, s.Local, names.Name(s.Interface))
+			cell()
+			buf = AppendAddrPort(buf, s.Remote, "")
+			cell()
+		}
+		if opts.Netns {
+			buf = strconv.AppendUint(buf, uint64(s.Netns), 10)
+			cell()
+		}
+		if opts.Info {
+			buf = appendInfo(buf, s.TCPInfo, &ends)
+		}
+		if opts.Processes {
+			buf = AppendUsers(buf, s.Processes)
+			cell()
+		}
+		return buf, ends
+	})
+}
+
+func appendInfo(buf []byte, ti *snapshot.TCPInfo, ends *[]int) []byte {
+	if ti == nil {
+		for range 4 {
+			buf = append(buf, '-')
+			*ends = append(*ends, len(buf))
+		}
+		return buf
+	}
+	buf = strconv.AppendFloat(buf, float64(ti.RTT.Microseconds())/1000, 'f', 3, 64)
+	*ends = append(*ends, len(buf))
+	buf = strconv.AppendUint(buf, uint64(ti.TotalRetrans), 10)
+	*ends = append(*ends, len(buf))
+	buf = strconv.AppendUint(buf, ti.BytesAcked, 10)
+	*ends = append(*ends, len(buf))
+	buf = strconv.AppendUint(buf, ti.BytesReceived, 10)
+	*ends = append(*ends, len(buf))
+	return buf
+}
+
+// Netid is the Netid column: tcp, udp, or u_str/u_dgr/u_seq for Unix sockets.
+func Netid(s *snapshot.Socket) string {
+	if s.Protocol != snapshot.Unix {
+		return s.Protocol.String()
+	}
+	switch s.UnixType {
+	case unix.SOCK_STREAM:
+		return "u_str"
+	case unix.SOCK_DGRAM:
+		return "u_dgr"
+	case unix.SOCK_SEQPACKET:
+		return "u_seq"
+	}
+	return "unix"
+}
+
+// AppendAddrPort appends ap as ss -n prints it: 10.0.0.1:80, [::1]:80,
+// 127.0.0.53%lo:53 for a socket bound to a device, and * for port 0.
+func AppendAddrPort(buf []byte, ap netip.AddrPort, ifname string) []byte {
+	a := ap.Addr()
+	switch {
+	case !a.IsValid():
+		buf = append(buf, '*')
+	case a.Is4():
+		buf = a.AppendTo(buf)
+	default:
+		buf = append(buf, '[')
+		buf = a.WithZone("").AppendTo(buf)
+		buf = append(buf, ']')
+	}
+	if ifname != "" {
+		buf = append(buf, '%')
+		buf = append(buf, ifname...)
+	}
+	buf = append(buf, ':')
+	if ap.Port() == 0 {
+		return append(buf, '*')
+	}
+	return strconv.AppendUint(buf, uint64(ap.Port()), 10)
+}
+
+// Unix sockets fill the address columns as ss -x does: the bound path (or *)
+// and the inode, then * and the peer's inode.
+func appendUnixLocal(buf []byte, s *snapshot.Socket) []byte {
+	if s.Path == "" {
+		buf = append(buf, '*')
+	} else {
+		buf = append(buf, s.Path...)
+	}
+	buf = append(buf, ' ')
+	return strconv.AppendUint(buf, s.Inode, 10)
+}
+
+func appendUnixPeer(buf []byte, s *snapshot.Socket) []byte {
+	buf = append(buf, '*', ' ')
+	return strconv.AppendUint(buf, s.PeerInode, 10)
+}
+
+// AppendUsers appends the process column as ss -p prints it:
+// users:(("nginx",pid=10,fd=6),("nginx",pid=11,fd=6)), or nothing.
+func AppendUsers(buf []byte, procs []snapshot.Process) []byte {
+	if len(procs) == 0 {
+		return buf
+	}
+	buf = append(buf, "users:("...)
+	for i, p := range procs {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, "(\""...)
+		buf = append(buf, p.Comm...)
+		buf = append(buf, "\",pid="...)
+		buf = strconv.AppendInt(buf, int64(p.PID), 10)
+		buf = append(buf, ",fd="...)
+		buf = strconv.AppendInt(buf, int64(p.FD), 10)
+		buf = append(buf, ')')
+	}
+	return append(buf, ')')
+}

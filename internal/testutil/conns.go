@@ -1,0 +1,162 @@
+package testutil
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// MaxConnsPerHolder is how many connections one holder process keeps open:
+// both ends live in the holder, and a process may hold at most 20,000 fds
+// here (the hard RLIMIT_NOFILE), so 9,000 connections leave room to spare.
+const MaxConnsPerHolder = 9000
+
+// The environment that turns a re-executed test binary into a holder.
+const (
+	helperEnv = "SOCKLIFE_TESTUTIL_HELPER" // "conns"
+	connsEnv  = "SOCKLIFE_TESTUTIL_CONNS"  // how many connections
+	addrEnv   = "SOCKLIFE_TESTUTIL_ADDR"   // the loopback address to listen on
+)
+
+// Holder is one child process that holds connections open.
+type Holder struct {
+	PID int
+	// Listener is where its connections go; the client ends come from 127.0.0.1.
+	Listener netip.AddrPort
+	Conns    int
+}
+
+// Conns is a set of established loopback TCP connections, client and server
+// ends, held open by child processes until the test ends.
+type Conns struct {
+	N       int
+	Holders []Holder
+}
+
+// Sockets is how many sockets the connections and their listeners make.
+func (c *Conns) Sockets() int { return 2*c.N + len(c.Holders) }
+
+// holderProc is a running holder as the parent sees it.
+type holderProc struct {
+	cmd    *exec.Cmd
+	stdin  *os.File // closing it tells the holder to exit
+	stderr bytes.Buffer
+	ready  chan error
+	Holder
+}
+
+// OpenConns opens n established loopback TCP connections spread over
+// child processes (re-executions of the test binary; see the package doc)
+// and returns once all of them are established. The children exit when the
+// test ends. Each holder listens on its own address, 127.0.0.2 and up, so
+// that no two holders compete for the ~28,000 ephemeral ports of one
+// destination.
+func OpenConns(tb testing.TB, n int) *Conns {
+	tb.Helper()
+	return openConns(tb, n, MaxConnsPerHolder)
+}
+
+func openConns(tb testing.TB, n, perHolder int) *Conns {
+	tb.Helper()
+	if n <= 0 {
+		tb.Fatalf("opening %d connections: want at least one", n)
+	}
+	holders := (n + perHolder - 1) / perHolder
+	if holders > 250 {
+		tb.Fatalf("opening %d connections: more than 250 holders", n)
+	}
+	procs := make([]*holderProc, holders)
+	for i := range procs {
+		share := n / holders
+		if i < n%holders {
+			share++
+		}
+		addr := netip.AddrFrom4([4]byte{127, 0, 0, byte(2 + i)})
+		p, err := startHolder(share, addr)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(p.stop)
+		procs[i] = p
+	}
+	conns := &Conns{N: n}
+	deadline := time.After(time.Minute)
+	for _, p := range procs {
+		select {
+		case err := <-p.ready:
+			if err != nil {
+				tb.Fatalf("connection holder %d: %v: %s", p.PID, err, strings.TrimSpace(p.stderr.String()))
+			}
+		case <-deadline:
+			tb.Fatalf("connection holder %d: not ready after a minute", p.PID)
+		}
+		conns.Holders = append(conns.Holders, p.Holder)
+	}
+	return conns
+}
+
+func startHolder(n int, addr netip.Addr) (*holderProc, error) {
+	// -test.run matches nothing, so that if the environment were lost the
+	// child would run no test rather than all of them again.
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=conns", connsEnv+"="+strconv.Itoa(n), addrEnv+"="+addr.String())
+	stdin, childStdin, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("starting connection holder: %w", err)
+	}
+	p := &holderProc{cmd: cmd, ready: make(chan error, 1), Holder: Holder{Conns: n}}
+	cmd.Stdin = stdin
+	cmd.Stderr = &p.stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("starting connection holder: %w", err)
+	}
+	err = cmd.Start()
+	stdin.Close() // the child has its copy
+	if err != nil {
+		childStdin.Close()
+		return nil, fmt.Errorf("starting connection holder: %w", err)
+	}
+	p.stdin, p.PID = childStdin, cmd.Process.Pid
+	go func() {
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		if err != nil {
+			p.ready <- fmt.Errorf("exited before ready: %w", err)
+			return
+		}
+		port, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimSpace(line), "ready "), 10, 16)
+		if err != nil {
+			p.ready <- fmt.Errorf("unexpected ready line %q", line)
+			return
+		}
+		p.Listener = netip.AddrPortFrom(addr, uint16(port))
+		p.ready <- nil
+	}()
+	return p, nil
+}
+
+// stop closes the holder's stdin, which makes it exit, and waits for it;
+// a holder that does not exit promptly is killed. Its sockets were set to
+// linger 0, so closing them resets the connections and leaves no TIME-WAIT
+// behind to skew the next test's counts.
+func (p *holderProc) stop() {
+	p.stdin.Close()
+	done := make(chan struct{})
+	go func() {
+		p.cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-done
+	}
+}

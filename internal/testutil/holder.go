@@ -1,0 +1,136 @@
+package testutil
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// A test binary that imports this package becomes a connection holder when
+// OpenConns re-executes it with helperEnv set. Doing it in init, rather than
+// in a TestMain each package would have to remember, lets any test package
+// use OpenConns; the holder exits before the testing package even starts.
+func init() {
+	if os.Getenv(helperEnv) != "conns" {
+		return
+	}
+	if err := holdConns(); err != nil {
+		fmt.Fprintln(os.Stderr, "connection holder:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// holdConns opens the connections, says "ready PORT" on stdout, and keeps
+// them until stdin closes.
+func holdConns() error {
+	n, err := strconv.Atoi(os.Getenv(connsEnv))
+	if err != nil {
+		return fmt.Errorf("bad %s: %w", connsEnv, err)
+	}
+	addr, err := netip.ParseAddr(os.Getenv(addrEnv))
+	if err != nil || !addr.Is4() {
+		return fmt.Errorf("bad %s %q", addrEnv, os.Getenv(addrEnv))
+	}
+	if err := raiseFDLimit(); err != nil {
+		return err
+	}
+	ln, port, err := listen(addr)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(ln)
+	if err := connectMany(ln, &unix.SockaddrInet4{Addr: addr.As4(), Port: port}, n); err != nil {
+		return err
+	}
+	if _, err := fmt.Printf("ready %d\n", port); err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, os.Stdin)
+	return err
+}
+
+func raiseFDLimit() error {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("reading RLIMIT_NOFILE: %w", err)
+	}
+	lim.Cur = lim.Max
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("raising RLIMIT_NOFILE: %w", err)
+	}
+	return nil
+}
+
+// acceptBatch is how many connections wait in the accept queue at once. It
+// must stay below the listen backlog (somaxconn, 4096 by default): a SYN to a
+// full queue is dropped and its connect stalls a second for the retransmit.
+const acceptBatch = 1024
+
+func listen(addr netip.Addr) (fd, port int, err error) {
+	fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, 0, fmt.Errorf("creating listener: %w", err)
+	}
+	if err = unix.Bind(fd, &unix.SockaddrInet4{Addr: addr.As4()}); err != nil {
+		unix.Close(fd)
+		return -1, 0, fmt.Errorf("binding listener to %s: %w", addr, err)
+	}
+	if err = unix.Listen(fd, acceptBatch+1); err != nil {
+		unix.Close(fd)
+		return -1, 0, fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		unix.Close(fd)
+		return -1, 0, fmt.Errorf("reading listener address: %w", err)
+	}
+	return fd, sa.(*unix.SockaddrInet4).Port, nil
+}
+
+// connectMany opens n connections to the listener ln at dst, with blocking
+// system calls: on loopback a blocking connect returns once the handshake is
+// done, and the Go poller would only add cost. The fds are never closed: the
+// process exit does that.
+func connectMany(ln int, dst *unix.SockaddrInet4, n int) error {
+	for done := 0; done < n; {
+		batch := min(acceptBatch, n-done)
+		for range batch {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return fmt.Errorf("creating socket %d: %w", done, err)
+			}
+			if err := abortOnClose(fd); err != nil {
+				return err
+			}
+			if err := unix.Connect(fd, dst); err != nil {
+				return fmt.Errorf("connecting socket %d: %w", done, err)
+			}
+		}
+		for range batch {
+			fd, _, err := unix.Accept4(ln, unix.SOCK_CLOEXEC)
+			if err != nil {
+				return fmt.Errorf("accepting connection %d: %w", done, err)
+			}
+			if err := abortOnClose(fd); err != nil {
+				return err
+			}
+			done++
+		}
+	}
+	return nil
+}
+
+// abortOnClose sets SO_LINGER to 0, so that the exit of the holder resets
+// its connections instead of leaving tens of thousands in TIME-WAIT.
+func abortOnClose(fd int) error {
+	err := unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	if err != nil {
+		return fmt.Errorf("setting SO_LINGER: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,331 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/socklife/socklife/internal/tcpstate"
+)
+
+// Options selects what Dump lists. The zero value of each group means "all":
+// no protocol set lists TCP, UDP and Unix; neither family lists both; an
+// empty States lists every state.
+type Options struct {
+	TCP, UDP, Unix bool
+	IPv4, IPv6     bool
+	// States is filtered in the kernel (idiag_states / udiag_states).
+	States tcpstate.Mask
+	// Info asks for tcp_info, socket memory and congestion control (ss -i -m).
+	Info bool
+	// AllNetns dumps every network namespace on the host, not only ours.
+	AllNetns bool
+}
+
+// Result is one snapshot.
+type Result struct {
+	// Sockets in namespace order (Namespaces), then TCP, UDP, Unix, each
+	// IPv4 before IPv6, each in kernel hash order.
+	Sockets []Socket
+	// Namespaces are the inodes of the network namespaces dumped.
+	Namespaces []uint32
+	// Warnings say what was skipped and why (a namespace that vanished).
+	Warnings []string
+}
+
+// query is one sock_diag dump: a protocol and, for inet, a family.
+type query struct {
+	proto  Protocol
+	family uint8
+}
+
+// module names the kernel module that answers q, for error messages.
+func (q query) module() string {
+	switch q.proto {
+	case TCP:
+		return "tcp_diag"
+	case UDP:
+		return "udp_diag"
+	}
+	return "unix_diag"
+}
+
+func (q query) request(opts Options) []byte {
+	switch q.proto {
+	case TCP:
+		return inetDiagReq(q.family, unix.IPPROTO_TCP, opts.States, opts.Info)
+	case UDP:
+		return inetDiagReq(q.family, unix.IPPROTO_UDP, opts.States, opts.Info)
+	}
+	return unixDiagReq(opts.States)
+}
+
+func (q query) decode(b []byte, s *Socket, a *arena) error {
+	if q.proto == Unix {
+		return decodeUnix(b, s)
+	}
+	return decodeInet(b, q.proto, s, a)
+}
+
+// queries lists the dumps opts asks for, in output order.
+func (o Options) queries() []query {
+	anyProto := o.TCP || o.UDP || o.Unix
+	bothFamilies := !o.IPv4 && !o.IPv6
+	var qs []query
+	for _, p := range []Protocol{TCP, UDP} {
+		if anyProto && !(p == TCP && o.TCP || p == UDP && o.UDP) {
+			continue
+		}
+		if o.IPv4 || bothFamilies {
+			qs = append(qs, query{p, unix.AF_INET})
+		}
+		if o.IPv6 || bothFamilies {
+			qs = append(qs, query{p, unix.AF_INET6})
+		}
+	}
+	if o.Unix || !anyProto {
+		qs = append(qs, query{Unix, unix.AF_UNIX})
+	}
+	return qs
+}
+
+// job is one query in one namespace, and what it found.
+type job struct {
+	ns      namespace
+	q       query
+	sockets []Socket
+	err     error
+	gone    bool // the namespace vanished before it could be dumped
+}
+
+// Dump lists sockets through sock_diag. The dumps of a namespace run two at
+// a time (the kernel walks its hash table once per dump, so on two cores
+// the IPv4 and IPv6 walks overlap).
+func Dump(ctx context.Context, opts Options) (*Result, error) {
+	if opts.States == 0 {
+		opts.States = tcpstate.All
+	}
+	self, err := CurrentNetns()
+	if err != nil {
+		return nil, err
+	}
+	namespaces := []namespace{{inode: self, path: "/proc/self/ns/net"}}
+	if opts.AllNetns {
+		if namespaces, err = listNamespaces(); err != nil {
+			return nil, err
+		}
+	}
+	jobs := planJobs(namespaces, opts.queries())
+	runJobs(ctx, jobs, opts, self)
+	return gather(jobs, namespaces)
+}
+
+// planJobs lists the dumps and sizes their slices by sockstatHint. The first
+// gets room for every socket, so gathering them copies only the later
+// (usually small) dumps and never regrows the big one.
+func planJobs(namespaces []namespace, qs []query) []*job {
+	var jobs []*job
+	var hints []int
+	total := 0
+	for _, ns := range namespaces {
+		for _, q := range qs {
+			jobs = append(jobs, &job{ns: ns, q: q})
+			hints = append(hints, sockstatHint(q, ns))
+			total += hints[len(hints)-1]
+		}
+	}
+	for i, j := range jobs {
+		if i == 0 {
+			j.sockets = make([]Socket, 0, total)
+		} else if hints[i] > 0 {
+			j.sockets = make([]Socket, 0, hints[i])
+		}
+	}
+	return jobs
+}
+
+// dumpWorkers is how many dumps run at once. Two, because the kernel walks
+// its whole hash table for each family: on two cores the IPv4 and IPv6
+// walks overlap (BenchmarkDumpWorkers measures it).
+var dumpWorkers = 2
+
+// runJobs runs the jobs on up to dumpWorkers workers, each with its own
+// netlink socket and receive buffer.
+func runJobs(ctx context.Context, jobs []*job, opts Options, self uint32) {
+	workers := min(dumpWorkers, runtime.GOMAXPROCS(0), len(jobs))
+	next := make(chan *job)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := worker{self: self}
+			defer w.close()
+			for j := range next {
+				w.run(ctx, j, opts)
+			}
+		}()
+	}
+	for _, j := range jobs {
+		next <- j
+	}
+	close(next)
+	wg.Wait()
+}
+
+type worker struct {
+	self  uint32
+	ns    uint32
+	conn  *diagConn
+	arena arena
+}
+
+func (w *worker) close() {
+	if w.conn != nil {
+		w.conn.Close()
+		w.conn = nil
+	}
+}
+
+func (w *worker) run(ctx context.Context, j *job, opts Options) {
+	if w.conn == nil || w.ns != j.ns.inode {
+		w.close()
+		if j.ns.inode == w.self {
+			w.conn, j.err = openDiag()
+		} else {
+			w.conn, j.err = openDiagIn(j.ns)
+		}
+		if j.err != nil {
+			j.gone = errors.Is(j.err, errNamespaceGone)
+			return
+		}
+		w.ns = j.ns.inode
+	}
+	j.sockets, j.err = w.conn.collect(ctx, j.q, opts, j.ns.inode, j.sockets, &w.arena)
+}
+
+// collect runs one dump and appends its sockets to out.
+func (c *diagConn) collect(ctx context.Context, q query, opts Options, netns uint32, out []Socket, a *arena) ([]Socket, error) {
+	err := c.dump(ctx, q.request(opts), q.module(), func(payload []byte) error {
+		out = append(out, Socket{})
+		s := &out[len(out)-1]
+		if err := q.decode(payload, s, a); err != nil {
+			out = out[:len(out)-1]
+			return fmt.Errorf("decoding %s answer: %w", q.module(), err)
+		}
+		s.Netns = netns
+		return nil
+	})
+	return out, err
+}
+
+// gather joins the jobs' sockets in order, turning vanished namespaces into
+// warnings; any other failure fails the snapshot.
+func gather(jobs []*job, namespaces []namespace) (*Result, error) {
+	res := &Result{}
+	warned := make(map[uint32]bool)
+	for _, j := range jobs {
+		switch {
+		case j.gone:
+			if !warned[j.ns.inode] {
+				warned[j.ns.inode] = true
+				res.Warnings = append(res.Warnings, j.err.Error()+"; skipped")
+			}
+			continue
+		case j.err != nil:
+			return nil, j.err
+		}
+		if res.Sockets == nil {
+			res.Sockets = j.sockets
+		} else {
+			res.Sockets = append(res.Sockets, j.sockets...)
+		}
+		j.sockets = nil
+	}
+	for _, ns := range namespaces {
+		if !warned[ns.inode] {
+			res.Namespaces = append(res.Namespaces, ns.inode)
+		}
+	}
+	return res, nil
+}
+
+// arena hands out the optional per-socket parts from chunks, so a dump with
+// Info does not make three small allocations per socket.
+type arena struct {
+	timers []Timer
+	infos  []TCPInfo
+	mems   []MemInfo
+}
+
+// Chunks start small (most dumps are small) and double up to a cap, so a
+// dump of 100,000 TIME-WAIT sockets makes a few dozen allocations for
+// their timers, not one per socket or per 256.
+const (
+	arenaFirstChunk = 64
+	arenaMaxChunk   = 4096
+)
+
+func take[T any](chunk *[]T) *T {
+	if len(*chunk) == cap(*chunk) {
+		*chunk = make([]T, 0, min(max(2*cap(*chunk), arenaFirstChunk), arenaMaxChunk))
+	}
+	*chunk = (*chunk)[:len(*chunk)+1]
+	return &(*chunk)[len(*chunk)-1]
+}
+
+func (a *arena) timer() *Timer     { return take(&a.timers) }
+func (a *arena) tcpInfo() *TCPInfo { return take(&a.infos) }
+func (a *arena) memInfo() *MemInfo { return take(&a.mems) }
+
+// sockstatHint estimates how many sockets q will return in namespace ns from
+// /proc/PID/net/sockstat{,6} (counters the kernel keeps anyway), plus slack
+// for sockets born during the dump. It is 0 when unknown (Unix sockets, or a
+// namespace known only by its /run/netns name).
+func sockstatHint(q query, ns namespace) int {
+	dir, ok := strings.CutSuffix(ns.path, "/ns/net")
+	if q.proto == Unix || !ok || !strings.HasPrefix(dir, "/proc/") {
+		return 0
+	}
+	file, key := dir+"/net/sockstat", "TCP:"
+	if q.family == unix.AF_INET6 {
+		file, key = file+"6", "TCP6:"
+	}
+	if q.proto == UDP {
+		key = "UDP" + key[3:]
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for line := range strings.Lines(string(data)) {
+		if rest, ok := strings.CutPrefix(line, key); ok {
+			n = sockstatCount(rest, "inuse")
+			if q.proto == TCP && q.family == unix.AF_INET {
+				// tw counts TIME-WAIT of both families; they are mostly IPv4.
+				n += sockstatCount(rest, "tw")
+			}
+		}
+	}
+	return n + n/8 + 16
+}
+
+// sockstatCount returns the number after name in "inuse 3 orphan 0 tw 5".
+func sockstatCount(fields, name string) int {
+	f := strings.Fields(fields)
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == name {
+			n, _ := strconv.Atoi(f[i+1])
+			return n
+		}
+	}
+	return 0
+}

@@ -1,0 +1,120 @@
+package snapshot
+
+import (
+	"cmp"
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/socklife/socklife/internal/tcpstate"
+)
+
+// Scope says how far beyond the host an exposed socket can be reached.
+type Scope uint8
+
+const (
+	// Wildcard: bound to 0.0.0.0 or ::, so reachable on every interface,
+	// including ones added later.
+	Wildcard Scope = iota + 1
+	// Address: bound to one interface's address.
+	Address
+	// LinkLocal: bound to a link-local address, reachable only on that link.
+	LinkLocal
+)
+
+func (s Scope) String() string {
+	switch s {
+	case Wildcard:
+		return "wildcard"
+	case Address:
+		return "address"
+	case LinkLocal:
+		return "link-local"
+	}
+	return "?"
+}
+
+// Exposure is a listening TCP socket or a bound UDP socket that accepts
+// traffic from beyond loopback.
+type Exposure struct {
+	Socket *Socket
+	Scope  Scope
+	// Interface holds the bound address (or the SO_BINDTODEVICE device);
+	// empty for wildcards and when the address belongs to no interface of
+	// this namespace.
+	Interface string
+}
+
+// Exposed returns the sockets of socks that listen beyond loopback, sorted by
+// protocol, port and address. ifaceOf names the interface that holds an
+// address (InterfaceOfAddr for the current namespace); it may be nil.
+func Exposed(socks []Socket, ifaceOf func(netip.Addr) string) []Exposure {
+	var out []Exposure
+	for i := range socks {
+		s := &socks[i]
+		if !listensForPeers(s) {
+			continue
+		}
+		addr := s.Local.Addr().Unmap()
+		if addr.IsLoopback() {
+			continue
+		}
+		e := Exposure{Socket: s, Scope: Address}
+		switch {
+		case addr.IsUnspecified():
+			e.Scope = Wildcard
+		case addr.IsLinkLocalUnicast():
+			e.Scope = LinkLocal
+		}
+		if e.Scope != Wildcard && ifaceOf != nil {
+			e.Interface = ifaceOf(addr)
+		}
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b Exposure) int {
+		return cmp.Or(
+			cmp.Compare(a.Socket.Protocol, b.Socket.Protocol),
+			cmp.Compare(a.Socket.Local.Port(), b.Socket.Local.Port()),
+			a.Socket.Local.Addr().Compare(b.Socket.Local.Addr()),
+			cmp.Compare(a.Socket.Netns, b.Socket.Netns),
+		)
+	})
+	return out
+}
+
+// listensForPeers is true for TCP listeners and for UDP sockets bound to a
+// port but not connected: a connected UDP socket only hears from its peer.
+func listensForPeers(s *Socket) bool {
+	switch s.Protocol {
+	case TCP:
+		return s.State == tcpstate.Listen
+	case UDP:
+		return s.State == tcpstate.Close && s.Local.Port() != 0
+	}
+	return false
+}
+
+// InterfaceOfAddr returns a lookup from address to the name of the interface
+// that holds it in the calling thread's network namespace. It reads the
+// interface table once.
+func InterfaceOfAddr() func(netip.Addr) string {
+	owner := map[netip.Addr]string{}
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return func(netip.Addr) string { return "" }
+	}
+	for _, ifi := range ifaces {
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(ipn.IP); ok {
+					owner[ip.Unmap()] = ifi.Name
+				}
+			}
+		}
+	}
+	return func(a netip.Addr) string { return owner[a.WithZone("").Unmap()] }
+}

@@ -1,0 +1,136 @@
+package snapshot
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+
+	"golang.org/x/sys/unix"
+)
+
+// netnsRunDir is where `ip netns add` bind-mounts named namespaces, which
+// may have no process in them at all.
+const netnsRunDir = "/run/netns"
+
+// namespace is one network namespace found on the host: its inode and a
+// path that opens it.
+type namespace struct {
+	inode uint32
+	path  string
+}
+
+// CurrentNetns returns the inode of the calling process's network namespace,
+// the number `readlink /proc/self/ns/net` shows in brackets.
+func CurrentNetns() (uint32, error) {
+	return nsInode("/proc/self/ns/net")
+}
+
+func nsInode(path string) (uint32, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, fmt.Errorf("reading network namespace %s: %w", path, err)
+	}
+	return uint32(st.Ino), nil
+}
+
+// listNamespaces finds every distinct network namespace: those of running
+// processes (/proc/*/ns/net) and the named ones in /run/netns, deduplicated
+// by inode and sorted by it. A process that exits during the walk is
+// simply not seen; that is not an error.
+func listNamespaces() ([]namespace, error) {
+	seen := make(map[uint32]bool)
+	var out []namespace
+	add := func(path string) {
+		ino, err := nsInode(path)
+		if err != nil || seen[ino] {
+			return
+		}
+		seen[ino] = true
+		out = append(out, namespace{inode: ino, path: path})
+	}
+	// Our own first, so it is found even if /proc is odd.
+	add("/proc/self/ns/net")
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("listing processes for network namespaces: %w", err)
+	}
+	for _, p := range procs {
+		if name := p.Name(); name[0] >= '1' && name[0] <= '9' {
+			add(filepath.Join("/proc", name, "ns/net"))
+		}
+	}
+	// A missing /run/netns just means no named namespaces.
+	named, _ := os.ReadDir(netnsRunDir)
+	for _, n := range named {
+		add(filepath.Join(netnsRunDir, n.Name()))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].inode < out[j].inode })
+	return out, nil
+}
+
+// errNamespaceGone marks a namespace that vanished between discovery and
+// use: the caller warns and goes on.
+var errNamespaceGone = errors.New("vanished during the walk")
+
+// openDiagIn opens a sock_diag socket inside the namespace ns. The netlink
+// socket stays bound to the namespace it was created in, so only socket()
+// needs the thread to be there; the dumps then run from any thread.
+func openDiagIn(ns namespace) (*diagConn, error) {
+	target, err := unix.Open(ns.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	switch {
+	case err == unix.ENOENT || err == unix.ESRCH:
+		return nil, fmt.Errorf("network namespace %d (%s) %w: %w", ns.inode, ns.path, errNamespaceGone, err)
+	case err != nil:
+		return nil, fmt.Errorf("opening network namespace %d (%s): %w", ns.inode, ns.path, err)
+	}
+	defer unix.Close(target)
+	// The path may now name another namespace (a PID reused): check the inode
+	// of what was actually opened.
+	var st unix.Stat_t
+	if err := unix.Fstat(target, &st); err != nil || uint32(st.Ino) != ns.inode {
+		return nil, fmt.Errorf("network namespace %d (%s) %w: the path now names another", ns.inode, ns.path, errNamespaceGone)
+	}
+
+	type result struct {
+		c   *diagConn
+		err error
+	}
+	ch := make(chan result, 1)
+	// A fresh goroutine owns the locked thread: if the thread cannot be put
+	// back into its namespace, the goroutine exits still locked and the
+	// runtime throws the thread away instead of reusing it elsewhere.
+	go func() {
+		runtime.LockOSThread()
+		c, restored, err := openDiagOnThread(target)
+		if restored {
+			runtime.UnlockOSThread()
+		}
+		ch <- result{c, err}
+	}()
+	r := <-ch
+	return r.c, r.err
+}
+
+// openDiagOnThread must run on a locked OS thread. restored reports whether
+// the thread is back in its original namespace.
+func openDiagOnThread(target int) (c *diagConn, restored bool, err error) {
+	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, true, fmt.Errorf("opening this thread's network namespace: %w", err)
+	}
+	defer unix.Close(orig)
+	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+		return nil, true, fmt.Errorf("entering network namespace: %w", err)
+	}
+	c, err = openDiag()
+	if rerr := unix.Setns(orig, unix.CLONE_NEWNET); rerr != nil {
+		if c != nil {
+			c.Close()
+		}
+		return nil, false, fmt.Errorf("returning to the original network namespace: %w", rerr)
+	}
+	return c, true, err
+}

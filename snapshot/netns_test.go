@@ -1,0 +1,160 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/socklife/socklife/internal/tcpstate"
+	"github.com/socklife/socklife/internal/testutil"
+)
+
+// namedNetns creates a network namespace with `ip netns add`, the way
+// operators do, and deletes it when the test ends.
+func namedNetns(t *testing.T) (path string, inode uint32) {
+	t.Helper()
+	name := fmt.Sprintf("socklife-test-%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", name, err, out)
+		}
+	})
+	path = netnsRunDir + "/" + name
+	ino, err := nsInode(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, ino
+}
+
+// listenIn opens a TCP listener on 0.0.0.0 (lo is down in a new namespace)
+// inside the namespace at nsPath and returns its fd.
+func listenIn(t *testing.T, nsPath string) int {
+	t.Helper()
+	ns, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(ns)
+	ch := make(chan int, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, _ := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		defer unix.Close(orig)
+		if err := unix.Setns(ns, unix.CLONE_NEWNET); err != nil {
+			ch <- -1
+			return
+		}
+		fd, _ := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if unix.Setns(orig, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		ch <- fd
+	}()
+	fd := <-ch
+	if fd < 0 {
+		t.Fatalf("creating a socket in %s failed", nsPath)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return listenOn(t, fd, "0.0.0.0", 4)
+}
+
+// TestDumpAllNetns: a listener in a second namespace shows up with AllNetns,
+// tagged with that namespace, and not without.
+func TestDumpAllNetns(t *testing.T) {
+	testutil.RequireRoot(t)
+	path, nsIno := namedNetns(t)
+	ln := listenIn(t, path)
+	ino := fdInode(t, ln)
+	byInode := func(s *Socket) bool { return s.Inode == ino && s.Protocol == TCP }
+
+	opts := Options{TCP: true, IPv4: true, States: tcpstate.Of(tcpstate.Listen)}
+	if res := mustDump(t, opts); containsSocket(res.Sockets, byInode) {
+		t.Errorf("listener of namespace %d found without AllNetns", nsIno)
+	}
+	opts.AllNetns = true
+	res := mustDump(t, opts)
+	var found *Socket
+	for i := range res.Sockets {
+		if byInode(&res.Sockets[i]) {
+			found = &res.Sockets[i]
+		}
+	}
+	if found == nil {
+		t.Fatalf("AllNetns: listener (inode %d) of namespace %d not found; namespaces %v", ino, nsIno, res.Namespaces)
+	}
+	if found.Netns != nsIno || found.State != tcpstate.Listen || found.SendQ != 4 {
+		t.Errorf("AllNetns: listener netns %d state %v Send-Q %d, want %d LISTEN 4", found.Netns, found.State, found.SendQ, nsIno)
+	}
+	if !containsUint32(res.Namespaces, nsIno) || !containsUint32(res.Namespaces, selfNetns(t)) {
+		t.Errorf("AllNetns: namespaces %v, want ours (%d) and %d", res.Namespaces, selfNetns(t), nsIno)
+	}
+	if len(res.Warnings) != 0 {
+		t.Errorf("AllNetns: warnings %q", res.Warnings)
+	}
+}
+
+func TestListNamespacesDedupes(t *testing.T) {
+	testutil.RequireRoot(t)
+	_, nsIno := namedNetns(t)
+	nss, err := listNamespaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint32]int{}
+	for _, ns := range nss {
+		seen[ns.inode]++
+	}
+	for ino, n := range seen {
+		if n > 1 {
+			t.Errorf("namespace %d listed %d times", ino, n)
+		}
+	}
+	if seen[nsIno] != 1 || seen[selfNetns(t)] != 1 {
+		t.Errorf("namespaces %v lack ours or the /run/netns one (%d)", nss, nsIno)
+	}
+}
+
+// TestVanishedNamespaceWarns: a namespace gone between discovery and dump
+// (its process exited, or the path now names another one) is a warning,
+// and the rest of the snapshot still comes back.
+func TestVanishedNamespaceWarns(t *testing.T) {
+	testutil.RequireRoot(t)
+	self := selfNetns(t)
+	namespaces := []namespace{
+		{inode: self, path: "/proc/self/ns/net"},
+		{inode: 1, path: "/proc/self/ns/net"},       // path reused by another namespace
+		{inode: 2, path: "/proc/2147483647/ns/net"}, // process gone
+	}
+	opts := Options{TCP: true, States: tcpstate.All}
+	jobs := planJobs(namespaces, opts.queries())
+	runJobs(context.Background(), jobs, opts, self)
+	res, err := gather(jobs, namespaces)
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	if len(res.Warnings) != 2 || !strings.Contains(res.Warnings[0], "network namespace 1 ") {
+		t.Errorf("warnings %q, want one per vanished namespace", res.Warnings)
+	}
+	if len(res.Namespaces) != 1 || res.Namespaces[0] != self {
+		t.Errorf("namespaces %v, want only ours (%d)", res.Namespaces, self)
+	}
+}
+
+func containsUint32(xs []uint32, x uint32) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,113 @@
+package tracer
+
+import (
+	"context"
+	"io"
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/socklife/socklife/internal/testutil"
+)
+
+// churn makes n loopback connections to ln (connect, close, accept, close).
+func churn(tb testing.TB, ln net.Listener, n int) {
+	tb.Helper()
+	for range n {
+		c, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		c.Close()
+		io.Copy(io.Discard, s)
+		s.Close()
+	}
+}
+
+// progCost is the mean time one run of the state program took, from the
+// kernel's own accounting (kernel.bpf_stats_enabled).
+func progCost(tb testing.TB, tr *Tracer) time.Duration {
+	tb.Helper()
+	for _, c := range tr.progs {
+		for _, name := range []string{"raw_state", "tp_state"} {
+			if p := c.Programs[name]; p != nil {
+				st, err := p.Stats()
+				if err != nil {
+					tb.Fatal(err)
+				}
+				if st.RunCount == 0 {
+					tb.Fatalf("%s never ran", name)
+				}
+				return st.Runtime / time.Duration(st.RunCount)
+			}
+		}
+	}
+	tb.Fatal("no state program loaded")
+	return 0
+}
+
+// BenchmarkStateHook measures what each state-change hook costs per
+// transition inside the kernel, interleaving the two so that both see the
+// same machine. It is how the ladder's order was chosen. The kernel's
+// run-time stats leave out what a tracepoint costs before the program runs
+// (filling its event record), so the churn's time per connection is
+// reported too.
+func BenchmarkStateHook(b *testing.B) {
+	testutil.RequireRoot(b)
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		b.Fatalf("enabling BPF run-time stats: %v", err)
+	}
+	defer stats.Close()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	const rounds, conns = 7, 2000
+	cost := map[string][]time.Duration{}
+	wall := map[string][]time.Duration{} // per connection, the whole churn: also what the kernel spends around the program
+	variants := []struct{ name, disable string }{{"raw_tracepoint", "tracepoint"}, {"tracepoint", "raw_tracepoint"}}
+	for range b.N {
+		for range rounds {
+			for _, v := range variants {
+				tr, err := New(Options{DisableHooks: []string{v.disable}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				go func() { done <- tr.Read(ctx, func(*Event) error { return nil }) }()
+				start := time.Now()
+				churn(b, ln, conns)
+				wall[v.name] = append(wall[v.name], time.Since(start)/conns)
+				cost[v.name] = append(cost[v.name], progCost(b, tr))
+				cancel()
+				<-done
+				tr.Close()
+			}
+		}
+	}
+	raw, tp := median(cost["raw_tracepoint"]), median(cost["tracepoint"])
+	b.ReportMetric(float64(raw.Nanoseconds()), "ns/raw_tracepoint-run")
+	b.ReportMetric(float64(tp.Nanoseconds()), "ns/tracepoint-run")
+	b.ReportMetric(float64(tp)/float64(raw), "tracepoint/raw_tracepoint")
+	rawWall, tpWall := median(wall["raw_tracepoint"]), median(wall["tracepoint"])
+	b.ReportMetric(float64(tpWall)/float64(rawWall), "conn-time-tracepoint/raw_tracepoint")
+	b.Logf("medians over %d rounds of %d connections: program run raw_tracepoint %v, tracepoint %v; connection raw_tracepoint %v, tracepoint %v",
+		rounds*b.N, conns, raw, tp, rawWall, tpWall)
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}

@@ -1,0 +1,156 @@
+package tracer
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/socklife/socklife/internal/tcpstate"
+)
+
+// Flag bits of struct event (enum event_flag in bpf/socklife.h).
+const (
+	flagOwnerTask     = 1 << 0
+	flagOwnerListener = 1 << 1
+	flagInStateKnown  = 1 << 2
+	flagListenerKnown = 1 << 3
+	flagCloseStats    = 1 << 4
+)
+
+// Kinds of struct event (enum event_kind).
+const (
+	wireState  = 1
+	wireAccept = 2
+)
+
+var wireSize = int(unsafe.Sizeof(socklifeEvent{}))
+
+// decode turns one ring-buffer record into ev. It copies the record into
+// w rather than casting, since the record buffer's alignment is not ours to assume.
+func decode(raw []byte, w *socklifeEvent, c clock, comms *commCache, ev *Event) error {
+	if len(raw) < wireSize {
+		return fmt.Errorf("record of %d bytes, want %d", len(raw), wireSize)
+	}
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(w)), wireSize), raw)
+	var kind Kind
+	switch w.Kind {
+	case wireState:
+		kind = StateChange
+	case wireAccept:
+		kind = Accept
+	default:
+		return fmt.Errorf("unknown event kind %d", w.Kind)
+	}
+	*ev = Event{
+		Kind:         kind,
+		Hook:         Hook(w.Hook),
+		Time:         c.wall(w.TsNs),
+		Sock:         w.Skaddr,
+		Netns:        w.Netns,
+		Family:       w.Family,
+		Local:        addrPort(w.Saddr, w.Sport),
+		Remote:       addrPort(w.Daddr, w.Dport),
+		Old:          tcpstate.State(w.Oldstate),
+		New:          tcpstate.State(w.Newstate),
+		Current:      Task{PID: w.Current.Tgid, Comm: comms.name(w.Current.Comm), CgroupID: w.Current.CgroupId},
+		InState:      time.Duration(w.InStateNs),
+		InStateKnown: w.Flags&flagInStateKnown != 0,
+	}
+	switch {
+	case w.Flags&flagOwnerTask != 0:
+		ev.OwnerSource = OwnerTask
+	case w.Flags&flagOwnerListener != 0:
+		ev.OwnerSource = OwnerListener
+	}
+	if ev.OwnerSource != OwnerUnknown {
+		ev.Owner = Task{PID: w.Owner.Tgid, Comm: comms.name(w.Owner.Comm), CgroupID: w.Owner.CgroupId}
+	}
+	if w.Flags&flagCloseStats != 0 {
+		ev.HasClose = true
+		ev.Close = CloseStats{
+			BytesAcked:    w.BytesAcked,
+			BytesReceived: w.BytesReceived,
+			TotalRetrans:  w.TotalRetrans,
+			SRTT:          time.Duration(w.SrttUs) * time.Microsecond,
+		}
+	}
+	if kind == Accept {
+		ev.Accept = AcceptInfo{ListenerPort: w.Sport}
+		if w.Flags&flagListenerKnown != 0 {
+			ev.Accept.ListenerKnown = true
+			ev.Accept.Listener = w.Listener
+			ev.Accept.QueueLen = w.AckBacklog
+			ev.Accept.Backlog = w.MaxAckBacklog
+		}
+	}
+	return nil
+}
+
+// addrPort reads the kernel's 16-byte form; IPv4 arrives v4-mapped, and a
+// dual-stack socket's v4-mapped peer is shown as the IPv4 address it is.
+func addrPort(a [16]uint8, port uint16) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom16(a).Unmap(), port)
+}
+
+// FamilyName names an address family for output: "inet" or "inet6".
+func FamilyName(f uint8) string {
+	switch f {
+	case unix.AF_INET:
+		return "inet"
+	case unix.AF_INET6:
+		return "inet6"
+	}
+	return fmt.Sprintf("family-%d", f)
+}
+
+// commCache interns command names: the same few processes own most events,
+// and a string per event is garbage the hot path does not need.
+type commCache map[[16]uint8]string
+
+const commCacheMax = 4096
+
+func newCommCache() commCache { return make(commCache) }
+
+func (c *commCache) name(raw [16]uint8) string {
+	if s, ok := (*c)[raw]; ok {
+		return s
+	}
+	if len(*c) >= commCacheMax {
+		*c = make(commCache)
+	}
+	n := bytes.IndexByte(raw[:], 0)
+	if n < 0 {
+		n = len(raw)
+	}
+	s := string(raw[:n])
+	(*c)[raw] = s
+	return s
+}
+
+// clock converts bpf_ktime_get_ns (CLOCK_MONOTONIC) to wall-clock time with
+// one offset taken at start, so event times do not jump with NTP steps.
+type clock struct{ offset int64 }
+
+func newClock() clock {
+	best := clock{}
+	bestGap := int64(-1)
+	// Keep the reading bracketed most tightly by two monotonic reads.
+	for range 5 {
+		var m1, r, m2 unix.Timespec
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &m1)
+		unix.ClockGettime(unix.CLOCK_REALTIME, &r)
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &m2)
+		gap := m2.Nano() - m1.Nano()
+		if bestGap < 0 || gap < bestGap {
+			bestGap = gap
+			best.offset = r.Nano() - (m1.Nano()+m2.Nano())/2
+		}
+	}
+	return best
+}
+
+func (c clock) wall(mono uint64) time.Time { return time.Unix(0, int64(mono)+c.offset) }

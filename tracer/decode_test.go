@@ -1,0 +1,260 @@
+package tracer
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/socklife/socklife/internal/tcpstate"
+)
+
+// readSamples reads ring-buffer records captured by the integration tests
+// (SOCKLIFE_UPDATE_TESTDATA=1 rewrites them).
+func readSamples(t *testing.T, name string) [][]byte {
+	t.Helper()
+	f, err := os.Open(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out [][]byte
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		b, err := hex.DecodeString(sc.Text())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+func decodeAll(t *testing.T, name string) []Event {
+	t.Helper()
+	var w socklifeEvent
+	comms := newCommCache()
+	var out []Event
+	for i, raw := range readSamples(t, name) {
+		var ev Event
+		if err := decode(raw, &w, clock{}, &comms, &ev); err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		ev.Time = ev.Time.UTC()
+		out = append(out, ev)
+	}
+	return out
+}
+
+// The captured connections decode to the sequences the kernel produced,
+// whichever hook wrote them.
+func TestDecodeSamples(t *testing.T) {
+	for _, tc := range []struct {
+		file string
+		hook Hook
+		// per socket, keyed by its first transition
+		want map[string]string
+	}{
+		{"client_closes_first_raw_tracepoint.hex", HookRawTracepoint, map[string]string{
+			"CLOSE>LISTEN": listenerSeq, "CLOSE>SYN_SENT": activeCloserClient, "LISTEN>SYN_RECV": passiveCloserChild}},
+		{"client_closes_first_tracepoint.hex", HookTracepoint, map[string]string{
+			"CLOSE>LISTEN": listenerSeq, "CLOSE>SYN_SENT": activeCloserClient, "LISTEN>SYN_RECV": passiveCloserChild}},
+		{"ipv6_tracepoint.hex", HookTracepoint, map[string]string{
+			"CLOSE>LISTEN": listenerSeq, "CLOSE>SYN_SENT": activeCloserClient, "LISTEN>SYN_RECV": passiveCloserChild}},
+		{"dual_stack_raw_tracepoint.hex", HookRawTracepoint, map[string]string{
+			"CLOSE>LISTEN": listenerSeq, "CLOSE>SYN_SENT": activeCloserClient, "LISTEN>SYN_RECV": passiveCloserChild}},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			events := decodeAll(t, tc.file)
+			socks := bySock(events)
+			for first, want := range tc.want {
+				if got := transitions(socks[first]); got != want {
+					t.Errorf("%s:\n got %s\nwant %s", first, got, want)
+				}
+			}
+			for _, ev := range events {
+				if want := tc.hook; ev.Kind == Accept {
+					want = HookSyscallTracepoint
+					if ev.Hook != want {
+						t.Errorf("%s from hook %d, want %d", transition(ev), ev.Hook, want)
+					}
+				} else if ev.Hook != want {
+					t.Errorf("%s from hook %d, want %d", transition(ev), ev.Hook, want)
+				}
+				if ev.OwnerSource == OwnerUnknown || ev.Owner.Comm != "tracer.test" {
+					t.Errorf("%s: owner %+v (%s)", transition(ev), ev.Owner, ev.OwnerSource)
+				}
+			}
+		})
+	}
+}
+
+// In the dual-stack capture the client is AF_INET and the accepted child
+// AF_INET6 with v4-mapped addresses: both must read as plain IPv4.
+func TestDecodeV4Mapped(t *testing.T) {
+	socks := bySock(decodeAll(t, "dual_stack_raw_tracepoint.hex"))
+	lo := netip.MustParseAddr("127.0.0.1")
+	for _, ev := range socks["LISTEN>SYN_RECV"][1:] {
+		if ev.Family != unix.AF_INET6 || ev.Local.Addr() != lo || ev.Remote.Addr() != lo {
+			t.Errorf("%s: family %d %s -> %s, want AF_INET6 127.0.0.1 -> 127.0.0.1", transition(ev), ev.Family, ev.Local, ev.Remote)
+		}
+	}
+	if l := socks["CLOSE>LISTEN"][0].Local.Addr(); l != netip.IPv6Unspecified() {
+		t.Errorf("dual-stack listener bound to %s, want ::", l)
+	}
+}
+
+// The table and JSON of a whole connection, against golden files
+// (SOCKLIFE_UPDATE_TESTDATA=1 rewrites them).
+func TestFormatGolden(t *testing.T) {
+	events := decodeAll(t, "client_closes_first_raw_tracepoint.hex")
+	var table, ndjson []byte
+	table = append(table, TableHeader...)
+	for i := range events {
+		table = AppendTable(table, &events[i])
+		ndjson = AppendJSON(ndjson, &events[i])
+	}
+	for name, got := range map[string][]byte{"client_closes_first.table": table, "client_closes_first.ndjson": ndjson} {
+		path := filepath.Join("testdata", name)
+		if os.Getenv(envUpdate) == "1" {
+			if err := os.WriteFile(path, got, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s:\n%s\nwant:\n%s", name, got, want)
+		}
+	}
+	for i, line := range strings.Split(strings.TrimSpace(string(ndjson)), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("JSON line %d invalid: %s", i, line)
+		}
+	}
+}
+
+// encode turns a wire event into a record, for edge cases no capture has.
+func encode(w socklifeEvent) []byte {
+	return bytes.Clone(unsafe.Slice((*byte)(unsafe.Pointer(&w)), wireSize))
+}
+
+func comm(s string) (c [16]uint8) {
+	copy(c[:], s)
+	return c
+}
+
+func TestDecodeEdges(t *testing.T) {
+	v4mapped := [16]uint8{10: 0xff, 11: 0xff, 12: 10, 13: 1, 14: 2, 15: 3}
+	base := socklifeEvent{Kind: wireState, Hook: 1, Family: unix.AF_INET, Oldstate: 1, Newstate: 4,
+		Saddr: v4mapped, Sport: 80, Daddr: v4mapped, Dport: 5555, TsNs: 1_000_000_000}
+	for _, tc := range []struct {
+		name    string
+		mod     func(w *socklifeEvent)
+		raw     func(b []byte) []byte
+		wantErr string
+		check   func(t *testing.T, ev *Event)
+	}{
+		{name: "short record", raw: func(b []byte) []byte { return b[:10] }, wantErr: "record of 10 bytes"},
+		{name: "unknown kind", mod: func(w *socklifeEvent) { w.Kind = 9 }, wantErr: "unknown event kind 9"},
+		{name: "v4 reads as v4", check: func(t *testing.T, ev *Event) {
+			if ev.Local.String() != "10.1.2.3:80" || ev.Remote.String() != "10.1.2.3:5555" {
+				t.Errorf("addresses %s %s", ev.Local, ev.Remote)
+			}
+		}},
+		{name: "unknown owner and time in state", check: func(t *testing.T, ev *Event) {
+			if ev.OwnerSource != OwnerUnknown || ev.Owner != (Task{}) || ev.InStateKnown {
+				t.Errorf("owner %+v %s, in state known %v", ev.Owner, ev.OwnerSource, ev.InStateKnown)
+			}
+			line := string(AppendTable(nil, ev))
+			if f := strings.Fields(line); f[1] != "-" || f[2] != "-" || f[len(f)-1] != "-" {
+				t.Errorf("table line %q, want - for pid, comm and ms", line)
+			}
+			if js := string(AppendJSON(nil, ev)); !strings.Contains(js, `"owner":null`) || !strings.Contains(js, `"in_state_ms":null`) {
+				t.Errorf("json %s, want null owner and in_state_ms", js)
+			}
+		}},
+		{name: "zero time in state is known, not unknown", mod: func(w *socklifeEvent) { w.Flags = flagInStateKnown }, check: func(t *testing.T, ev *Event) {
+			if line := string(AppendTable(nil, ev)); !strings.HasSuffix(line, " 0.000\n") {
+				t.Errorf("table line %q, want 0.000 ms", line)
+			}
+		}},
+		{name: "comm of 16 bytes, control bytes", mod: func(w *socklifeEvent) {
+			w.Flags = flagOwnerTask
+			w.Owner.Comm = comm("a\"b\\c\x01defghijklmn")
+		}, check: func(t *testing.T, ev *Event) {
+			if ev.Owner.Comm != "a\"b\\c\x01defghijklm" {
+				t.Errorf("comm %q", ev.Owner.Comm)
+			}
+			js := AppendJSON(nil, ev)
+			var back struct{ Owner Task }
+			if err := json.Unmarshal(js, &back); err != nil || back.Owner.Comm != ev.Owner.Comm {
+				t.Errorf("json %s: %v, comm %q", js, err, back.Owner.Comm)
+			}
+		}},
+		{name: "close stats", mod: func(w *socklifeEvent) {
+			w.Newstate = uint8(tcpstate.Close)
+			w.Flags = flagCloseStats
+			w.BytesAcked, w.BytesReceived, w.TotalRetrans, w.SrttUs = 10, 20, 3, 250
+		}, check: func(t *testing.T, ev *Event) {
+			want := CloseStats{BytesAcked: 10, BytesReceived: 20, TotalRetrans: 3, SRTT: 250 * time.Microsecond}
+			if !ev.HasClose || ev.Close != want {
+				t.Errorf("close %+v %v", ev.Close, ev.HasClose)
+			}
+		}},
+		{name: "accept without listener", mod: func(w *socklifeEvent) { w.Kind = wireAccept }, check: func(t *testing.T, ev *Event) {
+			if ev.Kind != Accept || ev.Accept != (AcceptInfo{ListenerPort: 80}) {
+				t.Errorf("accept %+v", ev.Accept)
+			}
+			if js := string(AppendJSON(nil, ev)); !strings.Contains(js, `"accept":{"listener_port":80,"listener":null,"queue_len":null,"backlog":null}`) {
+				t.Errorf("json %s", js)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := base
+			if tc.mod != nil {
+				tc.mod(&w)
+			}
+			raw := encode(w)
+			if tc.raw != nil {
+				raw = tc.raw(raw)
+			}
+			var ev Event
+			var scratch socklifeEvent
+			comms := newCommCache()
+			err := decode(raw, &scratch, clock{}, &comms, &ev)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, &ev)
+		})
+	}
+}
+
+func TestClockOffset(t *testing.T) {
+	c := newClock()
+	var mono unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono)
+	if d := time.Since(c.wall(uint64(mono.Nano()))); d < 0 || d > time.Second {
+		t.Errorf("a monotonic now reads %v off the wall clock", d)
+	}
+}

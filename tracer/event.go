@@ -1,0 +1,113 @@
+package tracer
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/socklife/socklife/internal/tcpstate"
+)
+
+// Kind says what an Event records.
+type Kind uint8
+
+const (
+	// StateChange is one TCP state transition (sock:inet_sock_set_state).
+	StateChange Kind = 1
+	// Accept is a child socket taken off its listener's queue by accept().
+	Accept Kind = 2
+)
+
+func (k Kind) String() string {
+	switch k {
+	case StateChange:
+		return "state"
+	case Accept:
+		return "accept"
+	}
+	return "unknown"
+}
+
+// OwnerSource says how the tracer knows who owns a socket.
+type OwnerSource uint8
+
+const (
+	// OwnerUnknown: the socket predates the tracer and has not yet done
+	// anything in its owner's context; Owner is zero.
+	OwnerUnknown OwnerSource = iota
+	// OwnerTask: the owner ran listen, connect, close or accept on it.
+	OwnerTask
+	// OwnerListener: a child not accepted yet; Owner is the listener's owner.
+	OwnerListener
+)
+
+func (s OwnerSource) String() string {
+	switch s {
+	case OwnerTask:
+		return "task"
+	case OwnerListener:
+		return "listener"
+	}
+	return "unknown"
+}
+
+// Task is a process as a BPF program saw it.
+type Task struct {
+	PID      uint32 // thread group id: the process
+	Comm     string
+	CgroupID uint64 // cgroup v2 id
+}
+
+// CloseStats are the connection's totals, read as it enters CLOSE.
+type CloseStats struct {
+	BytesAcked    uint64 // sent by us and acknowledged by the peer
+	BytesReceived uint64
+	TotalRetrans  uint32
+	SRTT          time.Duration // smoothed round-trip time
+}
+
+// AcceptInfo describes the listener an accepted child came from.
+type AcceptInfo struct {
+	ListenerPort uint16
+	// ListenerKnown says whether the hook saw the listener: Listener,
+	// QueueLen and Backlog are zero otherwise.
+	ListenerKnown bool
+	Listener      uint64 // the listener's struct sock address
+	QueueLen      uint32 // accept-queue length after this accept
+	Backlog       uint32 // the listen() backlog; the queue is full above it
+}
+
+// Event is one decoded ring-buffer record. The reader reuses it: copy what
+// you keep.
+type Event struct {
+	Kind Kind
+	Hook Hook // the hook that wrote the event
+	Time time.Time
+	// Sock is the kernel's struct sock address: the socket's identity for
+	// as long as it lives (reused after CLOSE).
+	Sock   uint64
+	Netns  uint32
+	Family uint8 // unix.AF_INET or unix.AF_INET6
+	// Local and Remote are the socket's addresses; v4-mapped IPv6 addresses
+	// (a dual-stack socket talking IPv4) are shown as IPv4.
+	Local, Remote netip.AddrPort
+	// Old and New are the states of the transition. For Accept both hold
+	// the child's current state.
+	Old, New tcpstate.State
+
+	Owner       Task
+	OwnerSource OwnerSource
+	// Current is whoever ran when the hook fired: in softirq, not the owner.
+	Current Task
+
+	// InState is the time spent in Old (for Accept: since the handshake
+	// completed, the wait in the accept queue) when InStateKnown; a socket
+	// the tracer did not see enter Old has InStateKnown false.
+	InState      time.Duration
+	InStateKnown bool
+
+	// Close is filled when HasClose: a StateChange into CLOSE.
+	Close    CloseStats
+	HasClose bool
+	// Accept is filled for Kind == Accept.
+	Accept AcceptInfo
+}

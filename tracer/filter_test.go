@@ -1,0 +1,99 @@
+package tracer
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/socklife/socklife/internal/testutil"
+)
+
+func ownNetns(t *testing.T) uint32 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
+		t.Fatal(err)
+	}
+	return uint32(st.Ino)
+}
+
+// Each kernel-side filter drops one connection and keeps another; the kept
+// one arriving after the dropped one shows the drop was not just slowness.
+func TestFilters(t *testing.T) {
+	pid := uint32(os.Getpid())
+	for _, tc := range []struct {
+		name       string
+		opts       Options
+		drop, keep func(t *testing.T) *conn
+		keepN      int // events kept of the kept connection
+	}{
+		{"ipv6 only", Options{PID: pid, IPv6Only: true}, v4conn, v6conn, 13},
+		// The [::] listener and its child's LISTEN>SYN_RECV (which still
+		// carries the listener's tuple) are IPv6: 3 of 13 go.
+		{"ipv4 only keeps v4-mapped", Options{PID: pid, IPv4Only: true}, v6conn, dualStackConn, 10},
+		{"own netns", Options{PID: pid, Netns: 0}, nil, v4conn, 13}, // Netns set below
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "own netns" {
+				tc.opts.Netns = ownNetns(t)
+			}
+			col := startTracer(t, tc.opts)
+			var dropped *conn
+			if tc.drop != nil {
+				dropped = tc.drop(t)
+				dropped.closeInOrder(t, dropped.client, dropped.server)
+			}
+			kept := tc.keep(t)
+			kept.closeInOrder(t, kept.client, kept.server)
+			col.waitEvents(t, kept.port, tc.keepN)
+			if dropped != nil {
+				if got := col.snapshot(dropped.port); len(got) != 0 {
+					t.Errorf("%d events for the filtered-out connection, first %s", len(got), transition(got[0]))
+				}
+			}
+		})
+	}
+}
+
+func v4conn(t *testing.T) *conn        { return dial(t, "tcp4", "127.0.0.1:0", "127.0.0.1") }
+func v6conn(t *testing.T) *conn        { return dial(t, "tcp6", "[::1]:0", "::1") }
+func dualStackConn(t *testing.T) *conn { return dial(t, "tcp", ":0", "127.0.0.1") }
+
+// With the kernel skipping wake-ups, the reader's timer is what delivers a
+// quiet connection's events: within FlushInterval, plus scheduling.
+func TestQuietLatency(t *testing.T) {
+	col := startTracer(t, Options{PID: uint32(os.Getpid())})
+	c := v4conn(t)
+	c.closeInOrder(t, c.client, c.server)
+	col.waitEvents(t, c.port, 13)
+	col.mu.Lock()
+	lat := slices.Clone(col.latency)
+	col.mu.Unlock()
+	slices.Sort(lat)
+	if med := lat[len(lat)/2]; med > 50*time.Millisecond {
+		t.Errorf("median delay from kernel to reader %v, want at most 50ms (all: %v)", med, fmt.Sprint(lat))
+	}
+}
+
+// A ring nobody reads fills up; every event that finds it full is counted.
+func TestLostCounted(t *testing.T) {
+	testutil.RequireRoot(t)
+	tr, err := New(Options{PID: uint32(os.Getpid()), RingSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	const conns = 5 // 13 events each, the ring holds about 20
+	for range conns {
+		c := v4conn(t)
+		c.closeInOrder(t, c.client, c.server)
+	}
+	capacity := 4096 / (wireSize + 8)
+	if lost := tr.Lost(); lost < uint64(conns*13-capacity) {
+		t.Errorf("Lost() = %d, want at least %d", lost, conns*13-capacity)
+	}
+}

@@ -1,0 +1,172 @@
+package tracer
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// TableHeader is the header line of AppendTable's rows.
+var TableHeader = string(tableHeader())
+
+func tableHeader() []byte {
+	var b []byte
+	for _, c := range []struct {
+		title string
+		width int
+	}{{"TIME", 15}, {"PID", 7}, {"COMM", 15}, {"NETNS", 10}, {"LADDR:LPORT", 21}, {"RADDR:RPORT", 21}, {"OLD", 11}} {
+		b = pad(append(b, c.title...), len(b), c.width)
+	}
+	b = append(b, "   "...) // under "-> "
+	b = pad(append(b, "NEW"...), len(b), 11)
+	return append(b, "MS\n"...)
+}
+
+// AppendTable appends ev as one line of `socklife trace`: the owner (or "-"
+// when the tracer does not know it), the tuple, the transition and the
+// milliseconds spent in the old state ("-" when unknown, never 0). An accept
+// shows ACCEPT as its old state and the wait in the accept queue as MS.
+func AppendTable(b []byte, ev *Event) []byte {
+	b = ev.Time.AppendFormat(b, "15:04:05.000000")
+	b = append(b, ' ')
+	if ev.OwnerSource != OwnerUnknown {
+		b = pad(strconv.AppendUint(b, uint64(ev.Owner.PID), 10), len(b), 7)
+		b = pad(append(b, ev.Owner.Comm...), len(b), 15)
+	} else {
+		b = pad(append(b, '-'), len(b), 7)
+		b = pad(append(b, '-'), len(b), 15)
+	}
+	b = pad(strconv.AppendUint(b, uint64(ev.Netns), 10), len(b), 10)
+	b = pad(ev.Local.AppendTo(b), len(b), 21)
+	b = pad(ev.Remote.AppendTo(b), len(b), 21)
+	if ev.Kind == Accept {
+		b = pad(append(b, "ACCEPT"...), len(b), 11)
+	} else {
+		b = pad(append(b, ev.Old.KernelName()...), len(b), 11)
+	}
+	b = append(b, "-> "...)
+	b = pad(append(b, ev.New.KernelName()...), len(b), 11)
+	if ev.InStateKnown {
+		b = strconv.AppendFloat(b, ms(ev.InState), 'f', 3, 64)
+	} else {
+		b = append(b, '-')
+	}
+	return append(b, '\n')
+}
+
+// pad fills the column that started at start to width, plus one separator.
+func pad(b []byte, start, width int) []byte {
+	for n := len(b) - start; n < width; n++ {
+		b = append(b, ' ')
+	}
+	return append(b, ' ')
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// AppendJSON appends ev as one JSON object and a newline (NDJSON), with
+// snake_case keys. Unknown values are null: owner when the tracer does not
+// know it, in_state_ms when it did not see the socket enter its old state;
+// close and accept are null unless the event carries them.
+func AppendJSON(b []byte, ev *Event) []byte {
+	b = append(b, `{"time":"`...)
+	b = ev.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","kind":"`...)
+	b = append(b, ev.Kind.String()...)
+	b = append(b, `","hook":"`...)
+	b = append(b, ev.Hook.String()...)
+	b = append(b, `","sock":"0x`...)
+	b = strconv.AppendUint(b, ev.Sock, 16)
+	b = append(b, `","netns":`...)
+	b = strconv.AppendUint(b, uint64(ev.Netns), 10)
+	b = append(b, `,"family":"`...)
+	b = append(b, FamilyName(ev.Family)...)
+	b = append(b, `","local":"`...)
+	b = ev.Local.AppendTo(b)
+	b = append(b, `","remote":"`...)
+	b = ev.Remote.AppendTo(b)
+	b = append(b, `","old":"`...)
+	b = append(b, ev.Old.JSONName()...)
+	b = append(b, `","new":"`...)
+	b = append(b, ev.New.JSONName()...)
+	b = append(b, `","owner":`...)
+	if ev.OwnerSource != OwnerUnknown {
+		b = appendTask(b, ev.Owner)
+	} else {
+		b = append(b, "null"...)
+	}
+	b = append(b, `,"owner_source":"`...)
+	b = append(b, ev.OwnerSource.String()...)
+	b = append(b, `","current":`...)
+	b = appendTask(b, ev.Current)
+	b = append(b, `,"in_state_ms":`...)
+	if ev.InStateKnown {
+		b = strconv.AppendFloat(b, ms(ev.InState), 'f', -1, 64)
+	} else {
+		b = append(b, "null"...)
+	}
+	b = append(b, `,"close":`...)
+	if ev.HasClose {
+		b = fmt.Appendf(b, `{"bytes_acked":%d,"bytes_received":%d,"total_retrans":%d,"srtt_us":%d}`,
+			ev.Close.BytesAcked, ev.Close.BytesReceived, ev.Close.TotalRetrans, ev.Close.SRTT.Microseconds())
+	} else {
+		b = append(b, "null"...)
+	}
+	b = append(b, `,"accept":`...)
+	if ev.Kind == Accept {
+		b = appendAccept(b, ev.Accept)
+	} else {
+		b = append(b, "null"...)
+	}
+	return append(b, "}\n"...)
+}
+
+func appendTask(b []byte, t Task) []byte {
+	b = append(b, `{"pid":`...)
+	b = strconv.AppendUint(b, uint64(t.PID), 10)
+	b = append(b, `,"comm":`...)
+	b = appendJSONString(b, t.Comm)
+	b = append(b, `,"cgroup_id":`...)
+	b = strconv.AppendUint(b, t.CgroupID, 10)
+	return append(b, '}')
+}
+
+func appendAccept(b []byte, a AcceptInfo) []byte {
+	b = append(b, `{"listener_port":`...)
+	b = strconv.AppendUint(b, uint64(a.ListenerPort), 10)
+	if !a.ListenerKnown {
+		return append(b, `,"listener":null,"queue_len":null,"backlog":null}`...)
+	}
+	return fmt.Appendf(b, `,"listener":"0x%x","queue_len":%d,"backlog":%d}`, a.Listener, a.QueueLen, a.Backlog)
+}
+
+// appendJSONString quotes s for JSON. Command names are whatever a process
+// set with prctl: control bytes and invalid UTF-8 included.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}

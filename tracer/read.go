@@ -1,0 +1,74 @@
+package tracer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+)
+
+// ctxCheckEvery bounds how many records Next decodes between looks at its
+// context, so a flood cannot hide a cancellation.
+const ctxCheckEvery = 64
+
+// Next blocks until the next event and decodes it into ev, reusing ev and
+// the tracer's record buffer. It returns ctx's error once ctx is done
+// (noticed within FlushInterval) and ErrClosed after Close.
+func (t *Tracer) Next(ctx context.Context, ev *Event) error {
+	for {
+		if t.reads++; t.reads%ctxCheckEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		err := t.reader.ReadInto(&t.rec)
+		switch {
+		case err == nil:
+			if t.tap != nil {
+				t.tap(t.rec.RawSample)
+			}
+			if err := decode(t.rec.RawSample, &t.wire, t.clock, &t.comms, ev); err != nil {
+				t.badRecs++
+				continue
+			}
+			return nil
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// The ring is drained: the kernel skips most wake-ups, so
+			// this timer is what bounds an event's wait.
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			t.reader.SetDeadline(time.Now().Add(t.flush))
+		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
+			return ErrClosed
+		default:
+			return fmt.Errorf("reading the ring buffer: %w", err)
+		}
+	}
+}
+
+// Read calls fn for each event until ctx is done, the tracer is closed
+// (both return nil) or fn returns an error, which Read returns.
+func (t *Tracer) Read(ctx context.Context, fn func(*Event) error) error {
+	var ev Event
+	for {
+		err := t.Next(ctx, &ev)
+		switch {
+		case err == nil:
+			if err := fn(&ev); err != nil {
+				return err
+			}
+		case errors.Is(err, ErrClosed), ctx.Err() != nil && errors.Is(err, ctx.Err()):
+			return nil
+		default:
+			return err
+		}
+	}
+}
+
+// Pending is how many bytes wait in the ring: 0 once the reader has caught
+// up, the moment to flush buffered output.
+func (t *Tracer) Pending() int { return t.reader.AvailableBytes() }

@@ -1,0 +1,252 @@
+// Package tracer loads socklife's BPF programs, attaches each feature with
+// the best hook the kernel allows (HookStatus says which, and why not the
+// better ones), and decodes the ring buffer into Events: TCP state changes
+// with the owning process even in softirq, and accepts.
+//
+// A connection as `socklife trace` prints it (AppendTable):
+//
+//	TIME            PID     COMM            NETNS      LADDR:LPORT           RADDR:RPORT           OLD            NEW         MS
+//	00:09:15.416908 26946   tracer.test     4026531833 127.0.0.1:0           127.0.0.1:43495       CLOSE       -> SYN_SENT    -
+//	00:09:15.416955 26946   tracer.test     4026531833 127.0.0.1:48630       127.0.0.1:43495       SYN_SENT    -> ESTABLISHED 0.047
+//	00:09:15.416963 26946   tracer.test     4026531833 127.0.0.1:43495       127.0.0.1:48630       LISTEN      -> SYN_RECV    -
+//	00:09:15.416970 26946   tracer.test     4026531833 127.0.0.1:43495       127.0.0.1:48630       SYN_RECV    -> ESTABLISHED 0.007
+//	00:09:15.417000 26946   tracer.test     4026531833 127.0.0.1:43495       127.0.0.1:48630       ACCEPT      -> ESTABLISHED 0.030
+//	00:09:15.417011 26946   tracer.test     4026531833 127.0.0.1:48630       127.0.0.1:43495       ESTABLISHED -> FIN_WAIT1   0.056
+//
+// Use: New, then Read (or Next) on one goroutine; Lost and Close at the end.
+package tracer
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+
+	"github.com/socklife/socklife/internal/tcpstate"
+)
+
+// Options choose what to trace. Filters run in the kernel: an event they
+// drop costs no ring-buffer space. Zero values mean "no filter".
+type Options struct {
+	// PID keeps sockets owned by this process, including the transitions
+	// that run in softirq on its behalf.
+	PID uint32
+	// Port matches either side; SPort the local and DPort the remote port.
+	Port, SPort, DPort uint16
+	Netns              uint32 // network namespace inode
+	// IPv4Only counts a dual-stack socket talking IPv4 (v4-mapped) as IPv4;
+	// a [::] listener, and its child's LISTEN->SYN_RECV, which still carries
+	// the listener's tuple, count as IPv6.
+	IPv4Only, IPv6Only bool
+	// States keeps transitions whose old or new state is in the mask.
+	States tcpstate.Mask
+	// DisableHooks turns mechanisms off (HookNames) to force a lower rung.
+	DisableHooks []string
+
+	// RingSize is the ring buffer's size in bytes, a power of two; 0 is 8 MiB.
+	RingSize uint32
+	// MaxSockets bounds the per-socket owner map; 0 is 262144.
+	MaxSockets uint32
+	// FlushInterval bounds how long an event waits in the ring when the
+	// kernel skips the wake-up; 0 is 25ms.
+	FlushInterval time.Duration
+	// Logger gets one warning per feature that could not attach, and the
+	// reasons of every rung that did not (at debug level). nil: slog.Default().
+	Logger *slog.Logger
+}
+
+const (
+	defaultRingSize   = 8 << 20
+	defaultMaxSockets = 1 << 18
+	defaultFlush      = 25 * time.Millisecond
+)
+
+// ErrClosed is returned by Next after Close.
+var ErrClosed = errors.New("tracer closed")
+
+// Tracer is attached programs and the ring buffer they fill. Next and Read
+// are for one goroutine; Lost, Hooks and Close may be called from any.
+type Tracer struct {
+	maps   *ebpf.Collection
+	progs  []*ebpf.Collection
+	links  []link.Link
+	reader *ringbuf.Reader
+	hooks  []HookStatus
+
+	flush   time.Duration
+	clock   clock
+	rec     ringbuf.Record
+	wire    socklifeEvent
+	comms   commCache
+	reads   uint
+	badRecs uint64
+	// tap, when set (by tests), sees every raw record before decoding.
+	tap func([]byte)
+}
+
+// New loads the programs, attaches every feature it can and starts the
+// ring-buffer reader. It fails when state changes cannot be traced at all;
+// a feature that cannot attach is logged and reported by Hooks.
+func New(opts Options) (*Tracer, error) {
+	if err := checkOptions(opts); err != nil {
+		return nil, err
+	}
+	if err := Preflight(); err != nil {
+		return nil, err
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("removing the memlock rlimit: %w", err)
+	}
+	spec, err := loadSocklife()
+	if err != nil {
+		return nil, fmt.Errorf("reading the BPF object: %w", err)
+	}
+	if err := configure(spec, opts); err != nil {
+		return nil, err
+	}
+	t := &Tracer{flush: opts.FlushInterval, clock: newClock(), comms: newCommCache()}
+	if t.flush <= 0 {
+		t.flush = defaultFlush
+	}
+	if err := t.load(spec, opts); err != nil {
+		t.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+func checkOptions(opts Options) error {
+	if opts.IPv4Only && opts.IPv6Only {
+		return errors.New("IPv4Only and IPv6Only exclude each other")
+	}
+	if opts.RingSize != 0 && (opts.RingSize&(opts.RingSize-1) != 0 || opts.RingSize < 4096) {
+		return fmt.Errorf("ring size %d is not a power of two of at least 4096", opts.RingSize)
+	}
+	return checkHookNames(opts.DisableHooks)
+}
+
+// configure writes the filters into the object's constants and sizes its maps.
+func configure(spec *ebpf.CollectionSpec, opts Options) error {
+	var family uint8
+	switch {
+	case opts.IPv4Only:
+		family = unix.AF_INET
+	case opts.IPv6Only:
+		family = unix.AF_INET6
+	}
+	consts := map[string]any{
+		"filter_pid":    opts.PID,
+		"filter_netns":  opts.Netns,
+		"filter_port":   opts.Port,
+		"filter_sport":  opts.SPort,
+		"filter_dport":  opts.DPort,
+		"filter_family": family,
+		"filter_states": uint32(opts.States),
+	}
+	ring := opts.RingSize
+	if ring == 0 {
+		ring = defaultRingSize
+	}
+	// Wake the reader early enough that a burst cannot fill the ring
+	// between two timer drains.
+	consts["wakeup_bytes"] = uint64(ring / 32)
+	for name, v := range consts {
+		vs, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("BPF object has no constant %s", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return fmt.Errorf("setting %s: %w", name, err)
+		}
+	}
+	spec.Maps["events"].MaxEntries = ring
+	if opts.MaxSockets != 0 {
+		spec.Maps["socks"].MaxEntries = opts.MaxSockets
+	} else {
+		spec.Maps["socks"].MaxEntries = defaultMaxSockets
+	}
+	return nil
+}
+
+// load creates the maps once, then climbs each feature's ladder loading one
+// rung's programs at a time against those maps.
+func (t *Tracer) load(spec *ebpf.CollectionSpec, opts Options) error {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	mapsOnly := &ebpf.CollectionSpec{Maps: spec.Maps, Variables: spec.Variables, Types: spec.Types, ByteOrder: spec.ByteOrder}
+	cache := btf.NewCache()
+	var err error
+	if t.maps, err = ebpf.NewCollectionWithOptions(mapsOnly, ebpf.CollectionOptions{Cache: cache}); err != nil {
+		return fmt.Errorf("creating BPF maps: %w", err)
+	}
+	// Before any attach: cilium/ebpf caches where tracefs is.
+	tracefsErr := ensureTracefs()
+	l := loader{spec: spec, maps: t.maps.Maps, cache: cache, tracefsErr: tracefsErr, disabled: opts.DisableHooks, log: log}
+	// The reader starts before the programs attach so the first events find it.
+	if t.reader, err = ringbuf.NewReader(t.maps.Maps["events"]); err != nil {
+		return fmt.Errorf("opening the ring buffer: %w", err)
+	}
+	t.reader.SetDeadline(time.Now().Add(t.flush))
+	for _, f := range []struct {
+		name   string
+		ladder []rung
+	}{{"state", stateLadder}, {"accept", acceptLadder}} {
+		st, colls, links := l.climb(f.name, f.ladder)
+		t.hooks = append(t.hooks, st)
+		t.progs = append(t.progs, colls...)
+		t.links = append(t.links, links...)
+		if !st.Attached() && f.name == "state" {
+			return fmt.Errorf("no hook for TCP state changes: %s", st)
+		}
+		if !st.Attached() {
+			log.Warn(fmt.Sprintf("%s events off: %s", f.name, st))
+		}
+	}
+	return nil
+}
+
+// Hooks says, per feature, which hook is in use or why none is.
+func (t *Tracer) Hooks() []HookStatus { return append([]HookStatus(nil), t.hooks...) }
+
+// Lost counts events dropped because the ring was full, plus records that
+// failed to decode.
+func (t *Tracer) Lost() uint64 {
+	var perCPU []uint64
+	if err := t.maps.Maps["lost"].Lookup(uint32(0), &perCPU); err != nil {
+		return t.badRecs
+	}
+	n := t.badRecs
+	for _, v := range perCPU {
+		n += v
+	}
+	return n
+}
+
+// Close detaches the programs and stops the reader; a blocked Next returns ErrClosed.
+func (t *Tracer) Close() error {
+	var errs []error
+	for _, l := range t.links {
+		errs = append(errs, l.Close())
+	}
+	t.links = nil
+	if t.reader != nil {
+		errs = append(errs, t.reader.Close())
+	}
+	for _, c := range t.progs {
+		c.Close()
+	}
+	t.progs = nil
+	if t.maps != nil {
+		t.maps.Close()
+	}
+	return errors.Join(errs...)
+}
