@@ -1,3 +1,12 @@
+// Package snapshot lists the sockets that exist now, through sock_diag
+// netlink dumps (TCP, UDP and Unix; every network namespace on request),
+// and finds the processes that hold them. One decoded TCP socket, as
+// Dump returns it with Options.Info:
+//
+//	{Protocol:tcp Family:AF_INET State:ESTAB Netns:4026531840
+//	 Local:127.0.0.1:35361 Remote:127.0.0.1:46346 RecvQ:100 SendQ:0
+//	 Inode:2539844 Cookie:331191 CgroupID:1 Congestion:bbr
+//	 TCPInfo:{RTT:11µs BytesReceived:100 SndCwnd:10 ...}}
 package snapshot
 
 import (

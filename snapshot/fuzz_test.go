@@ -74,19 +74,22 @@ func FuzzDecodeUnix(f *testing.F) {
 }
 
 // FuzzDumpStream feeds whole datagrams through the same path a live dump
-// takes: message framing, then the decoder.
+// takes: message framing, then the decoder. The first byte picks the decoder.
 func FuzzDumpStream(f *testing.F) {
 	for i, fq := range fixtureQueries {
 		data, err := os.ReadFile(filepath.Join("testdata", fq.name+".nl"))
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(data, uint8(i))
+		f.Add(append([]byte{byte(i)}, data...))
 	}
-	f.Fuzz(func(t *testing.T, data []byte, which uint8) {
-		q := fixtureQueries[int(which)%len(fixtureQueries)].q
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) == 0 {
+			return
+		}
+		q := fixtureQueries[int(data[0])%len(fixtureQueries)].q
 		var a arena
 		var s Socket
-		walkMessages(data, 0, q.module(), func(p []byte) error { return q.decode(p, &s, &a) })
+		walkMessages(data[1:], 0, q.module(), func(p []byte) error { return q.decode(p, &s, &a) })
 	})
 }

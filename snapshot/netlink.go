@@ -106,7 +106,8 @@ func (c *diagConn) recv() (int, error) {
 
 // walkMessages calls fn for each message of one datagram. It reports done at
 // NLMSG_DONE and turns NLMSG_ERROR into an error. Messages for another
-// sequence number (a late answer to an abandoned dump) are skipped.
+// sequence number (a late answer to an abandoned dump) are skipped; seq 0
+// accepts any (decoding captured fixtures).
 func walkMessages(b []byte, seq uint32, what string, fn func(payload []byte) error) (done bool, err error) {
 	for len(b) > 0 {
 		if len(b) < nlmsgHdrLen {

@@ -111,7 +111,10 @@ func openDiagIn(ns namespace) (*diagConn, error) {
 		ch <- result{c, err}
 	}()
 	r := <-ch
-	return r.c, r.err
+	if r.err != nil {
+		return nil, fmt.Errorf("network namespace %d (%s): %w", ns.inode, ns.path, r.err)
+	}
+	return r.c, nil
 }
 
 // openDiagOnThread must run on a locked OS thread. restored reports whether
@@ -123,14 +126,14 @@ func openDiagOnThread(target int) (c *diagConn, restored bool, err error) {
 	}
 	defer unix.Close(orig)
 	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-		return nil, true, fmt.Errorf("entering network namespace: %w", err)
+		return nil, true, fmt.Errorf("entering it (needs CAP_SYS_ADMIN): %w", err)
 	}
 	c, err = openDiag()
 	if rerr := unix.Setns(orig, unix.CLONE_NEWNET); rerr != nil {
 		if c != nil {
 			c.Close()
 		}
-		return nil, false, fmt.Errorf("returning to the original network namespace: %w", rerr)
+		return nil, false, fmt.Errorf("returning to our own network namespace: %w", rerr)
 	}
 	return c, true, err
 }

@@ -312,3 +312,32 @@ func TestDirentNames(t *testing.T) {
 		t.Errorf("names %q, want %q", got, want)
 	}
 }
+
+// TestScanSkipsGoneProcesses covers a process that exits between the read
+// of its fds and of its comm: its sockets are closed by then, so its refs
+// must not come back, wherever they sit in the storage chunks.
+func TestScanSkipsGoneProcesses(t *testing.T) {
+	alive, exited := &procInfo{pid: 1, comm: "a"}, &procInfo{pid: 2, gone: true}
+	s := &procScanner{}
+	want := 0
+	for i := range 3*refChunk + 7 {
+		proc := alive
+		if i%3 == 0 {
+			proc = exited
+		} else {
+			want++
+		}
+		s.addRef(fdRef{key: uint64(i), fd: int32(i), proc: proc})
+	}
+	scan := &procScan{scanners: []*procScanner{s}}
+	got := 0
+	scan.each(func(key uint64, p Process) {
+		got++
+		if key%3 == 0 || p != (Process{PID: 1, Comm: "a", FD: int32(key)}) {
+			t.Errorf("key %d came back as %+v", key, p)
+		}
+	})
+	if got != want || scan.count() != want || scan.stats().Sockets != want {
+		t.Errorf("each saw %d, count %d, stats %+v; want %d sockets", got, scan.count(), scan.stats(), want)
+	}
+}

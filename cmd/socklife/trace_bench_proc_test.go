@@ -32,6 +32,12 @@ type benchTracer struct {
 	exited  chan struct{}
 	waitErr error
 
+	// resignal repeats SIGINT every second until the tracer exits:
+	// bpftrace 0.17's poll loop leaves only when epoll_wait is interrupted,
+	// so a SIGINT that lands while it handles events (other traffic on the
+	// host) is noted and never acted on; it then polls forever.
+	resignal bool
+
 	cpuAtReady time.Duration
 	progs      []ebpf.ProgramID
 	atReady    []progRun
@@ -116,10 +122,21 @@ func (p *benchTracer) stop(tb testing.TB) (cpu time.Duration, bpf []progRun) {
 	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
 		tb.Fatalf("interrupting the tracer: %v", err)
 	}
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		tb.Fatalf("%s still running 10 s after SIGINT", p.cmd.Path)
+	deadline := time.After(10 * time.Second)
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
+	for exited := false; !exited; {
+		select {
+		case <-p.exited:
+			exited = true
+		case <-retry.C:
+			if p.resignal {
+				p.cmd.Process.Signal(os.Interrupt)
+			}
+		case <-deadline:
+			tb.Fatalf("%s still running 10 s after SIGINT; its threads: %s; stderr: %s",
+				p.cmd.Path, threadStates(p.cmd.Process.Pid), p.stderr.Bytes())
+		}
 	}
 	if p.waitErr != nil {
 		tb.Fatalf("%s: %v: %s", p.cmd.Path, p.waitErr, p.stderr.Bytes())
@@ -127,6 +144,22 @@ func (p *benchTracer) stop(tb testing.TB) (cpu time.Duration, bpf []progRun) {
 	ru := p.cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	total := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	return total - p.cpuAtReady, bpf
+}
+
+// threadStates says what each thread of a process that does not exit is
+// doing: state, kernel function it waits in, CPU ticks.
+func threadStates(pid int) string {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	var out []string
+	for _, task := range tasks {
+		stat, _ := os.ReadFile(filepath.Join(task, "stat"))
+		wchan, _ := os.ReadFile(filepath.Join(task, "wchan"))
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(f) > 12 {
+			out = append(out, fmt.Sprintf("%s %s in %s, %s+%s ticks", filepath.Base(task), f[0], wchan, f[11], f[12]))
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 // cpu is the tracer's user+system time so far, all threads, from

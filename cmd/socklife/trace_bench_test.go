@@ -25,7 +25,7 @@ import (
 // SOCKLIFE_BENCH_ROUNDS and SOCKLIFE_BENCH_TRACERS (a comma list of off,
 // socklife, bpftrace) override it for a quick look.
 const (
-	churnConns  = 30000 // per run: about 2 s of churn with no tracer here
+	churnConns  = 30000 // per run: a few seconds of churn with no tracer here
 	churnRounds = 5
 	// The runs that count events per connection on the churn's port go at
 	// a pace every tracer keeps up with: an event lost would spoil the count.
@@ -61,9 +61,10 @@ type churnSample struct {
 // connections (connect, one byte each way, close) with no tracer, under
 // `socklife trace -o json`, and under bpftrace running the equivalent
 // tcpstates one-liner, the three interleaved round after round so they
-// share the machine's noise. Run it once:
+// share the machine's noise. Tracers write to tmpfs (see benchOutDir).
+// Run it once (-v, or go test cuts the logged table to ten lines):
 //
-//	go test -run '^$' -bench TraceChurn -benchtime 1x ./cmd/socklife
+//	go test -v -run '^$' -bench TraceChurn -benchtime 1x ./cmd/socklife
 //
 // It reports medians: each configuration's churn rate and its ratio to the
 // no-tracer rate of the same round, the events each tracer kept up with and
@@ -251,10 +252,12 @@ tracepoint:sock:inet_sock_set_state /%s/ {
 	printf("%%lld %%d %%s %%s:%%d %%s:%%d %%d %%d\n", nsecs, pid, comm,
 		ntop(args->saddr), args->sport, ntop(args->daddr), args->dport, args->oldstate, args->newstate);
 }`, bpftraceReady, filter)
-			return startBenchTracer(tb, dir, []string{bin, "-e", script}, func(out string) bool {
+			p := startBenchTracer(tb, dir, []string{bin, "-e", script}, func(out string) bool {
 				b, _ := os.ReadFile(out)
 				return bytes.Contains(b, []byte(bpftraceReady+"\n"))
 			})
+			p.resignal = true
+			return p
 		},
 		events:   bpftraceEvents,
 		portMark: func(port uint16) string { return fmt.Sprintf(":%d ", port) }, // ADDR:PORT then a space

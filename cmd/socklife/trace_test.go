@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -14,7 +13,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -50,35 +48,42 @@ func TestTraceBadInput(t *testing.T) {
 	}
 }
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
+// asMainEnv makes the test binary run socklife's main instead of the tests,
+// so the end-to-end tests need no Go toolchain (the kernel-matrix VMs have none).
+const asMainEnv = "SOCKLIFE_TEST_AS_MAIN"
 
-// socklifeBin builds the command once per test run, as users get it.
-func socklifeBin(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "socklife-test")
-		if err != nil {
-			binErr = err
-			return
-		}
-		// readable by the unprivileged user TestTraceNotRoot runs it as
-		if err := os.Chmod(dir, 0o755); err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "socklife")
-		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("building socklife: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
+func TestMain(m *testing.M) {
+	if os.Getenv(asMainEnv) == "1" {
+		main()
+		os.Exit(0)
 	}
-	return binPath
+	os.Exit(m.Run())
+}
+
+// socklifeCmd is the command `socklife args...`, run by this test binary.
+func socklifeCmd(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Env = append(os.Environ(), asMainEnv+"=1")
+	return cmd
+}
+
+// othersCanRun reports whether a user other than the owner may execute path:
+// every directory above it searchable, the file executable, by others.
+func othersCanRun(path string) bool {
+	for p := path; ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err != nil || st.Mode().Perm()&0o001 == 0 {
+			return false
+		}
+		if p == filepath.Dir(p) {
+			return true
+		}
+	}
 }
 
 func expectedAcceptHook() string {
@@ -101,7 +106,7 @@ func disableHookArgs() []string {
 
 func TestInfoNamesAcceptHook(t *testing.T) {
 	testutil.RequireRoot(t)
-	out, err := exec.Command(socklifeBin(t), append([]string{"info"}, disableHookArgs()...)...).CombinedOutput()
+	out, err := socklifeCmd(t, append([]string{"info"}, disableHookArgs()...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("socklife info: %v\n%s", err, out)
 	}
@@ -134,7 +139,7 @@ func startTrace(t *testing.T, args ...string) *traceRun {
 	t.Helper()
 	ready := filepath.Join(t.TempDir(), "ready")
 	args = append(append([]string{"trace", "--ready-file", ready}, disableHookArgs()...), args...)
-	r := &traceRun{cmd: exec.Command(socklifeBin(t), args...)}
+	r := &traceRun{cmd: socklifeCmd(t, args...)}
 	r.cmd.Stdout, r.cmd.Stderr = &r.stdout, &r.stderr
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -264,7 +269,24 @@ func TestTraceJSON(t *testing.T) {
 // Without CAP_BPF and CAP_PERFMON: one line naming them, exit 1, nothing loaded.
 func TestTraceNotRoot(t *testing.T) {
 	testutil.RequireRoot(t) // to become someone else
-	cmd := exec.Command(socklifeBin(t), "trace")
+	cmd := socklifeCmd(t, "trace")
+	if !othersCanRun(cmd.Path) {
+		// go test builds in a private directory: copy the binary out
+		b, err := os.ReadFile(cmd.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		cmd.Path = filepath.Join(dir, "socklife")
+		if err := os.WriteFile(cmd.Path, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for d := dir; d != filepath.Dir(d) && !othersCanRun(d); d = filepath.Dir(d) {
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

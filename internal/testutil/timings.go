@@ -44,15 +44,29 @@ func (t *Timings) Ratio(name, peer string) float64 {
 	return float64(t.Median(name)) / float64(t.Median(peer))
 }
 
-// Table formats runs, median, min and max of each contender as plain text
-// that can be pasted into a README.
-func (t *Timings) Table() string {
+// Column is an extra column for Table: a header and each contender's value.
+type Column struct {
+	Header string
+	Value  func(name string) string
+}
+
+// Table formats runs, median, min and max of each contender, and any extra
+// columns, as plain text that can be pasted into a README.
+func (t *Timings) Table(extra ...Column) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-36s %5s %10s %10s %10s\n", "command", "runs", "median", "min", "max")
+	fmt.Fprintf(&b, "%-36s %5s %10s %10s %10s", "command", "runs", "median", "min", "max")
+	for _, c := range extra {
+		fmt.Fprintf(&b, " %10s", c.Header)
+	}
+	b.WriteByte('\n')
 	for _, name := range t.names {
 		s := t.samples[name]
-		fmt.Fprintf(&b, "%-36s %5d %10s %10s %10s\n", name, len(s),
+		fmt.Fprintf(&b, "%-36s %5d %10s %10s %10s", name, len(s),
 			ms(t.Median(name)), ms(slices.Min(s)), ms(slices.Max(s)))
+		for _, c := range extra {
+			fmt.Fprintf(&b, " %10s", c.Value(name))
+		}
+		b.WriteByte('\n')
 	}
 	return b.String()
 }
@@ -60,3 +74,6 @@ func (t *Timings) Table() string {
 func ms(d time.Duration) string {
 	return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
 }
+
+// Samples returns the recorded runs of name, in the order they ran.
+func (t *Timings) Samples(name string) []time.Duration { return t.samples[name] }

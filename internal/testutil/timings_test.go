@@ -35,8 +35,10 @@ func TestTimingsRatioAndTable(t *testing.T) {
 	if got := tm.Ratio("socklife", "ss"); got != 0.5 {
 		t.Errorf("ratio = %v, want 0.5", got)
 	}
-	lines := strings.Split(strings.TrimSpace(tm.Table()), "\n")
-	if len(lines) != 3 || !strings.HasPrefix(lines[1], "socklife ") || !strings.Contains(lines[2], "40.0 ms") {
-		t.Errorf("table rows not in order added or median wrong:\n%s", tm.Table())
+	table := tm.Table(Column{"note", func(name string) string { return "<" + name + ">" }})
+	lines := strings.Split(strings.TrimSpace(table), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[1], "socklife ") || !strings.Contains(lines[2], "40.0 ms") ||
+		!strings.HasSuffix(lines[0], "note") || !strings.HasSuffix(lines[2], "<ss>") {
+		t.Errorf("table rows not in order added, median or extra column wrong:\n%s", table)
 	}
 }

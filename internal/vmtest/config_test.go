@@ -92,8 +92,14 @@ func TestParseFlags(t *testing.T) {
 }
 
 func TestSeriesAndNewest(t *testing.T) {
-	if got, want := seriesPattern("linux-image-6.12.117+deb12-amd64"), `^linux-image-[0-9]+\.[0-9]+\.[0-9]+\+deb[0-9]+-amd[0-9]+$`; got != want {
-		t.Errorf("seriesPattern = %s, want %s", got, want)
+	for pkg, want := range map[string]string{
+		"linux-image-6.12.117+deb12-amd64": `^linux-image-6\.12\.[0-9]+\+deb12-amd64$`,
+		"linux-image-5.10.0-46-amd64":      `^linux-image-5\.10\.[0-9]+-[0-9]+-amd64$`,
+		"linux-image-6.1.0-56-cloud-amd64": `^linux-image-6\.1\.[0-9]+-[0-9]+-cloud-amd64$`,
+	} {
+		if got := seriesPattern(pkg); got != want {
+			t.Errorf("seriesPattern(%s) = %s, want %s", pkg, got, want)
+		}
 	}
 	names := []string{"linux-image-6.1.0-9-amd64", "linux-image-6.1.0-56-amd64", "linux-image-6.1.0-10-amd64"}
 	if got := slices.MaxFunc(names, compareNatural); got != "linux-image-6.1.0-56-amd64" {

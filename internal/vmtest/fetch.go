@@ -37,6 +37,7 @@ var hostTools = []struct{ cmd, pkg string }{
 	{"cpio", "cpio"},
 	{"xz", "xz-utils"},
 	{"dpkg-deb", "dpkg"},
+	{"ss", "iproute2"},
 }
 
 // ensureTools installs the missing host tools with apt-get. The Debian
@@ -47,6 +48,10 @@ func ensureTools(ctx context.Context) error {
 		if _, err := exec.LookPath(t.cmd); err != nil {
 			missing = append(missing, t.pkg)
 		}
+	}
+	// A dynamic busybox (Ubuntu's "busybox") cannot run in the initramfs.
+	if _, err := whichStatic("busybox"); err != nil && !slices.Contains(missing, "busybox-static") {
+		missing = append(missing, "busybox-static")
 	}
 	if _, err := os.Stat(debianKeyring); err != nil {
 		missing = append(missing, "debian-archive-keyring")
@@ -150,8 +155,9 @@ func cachedDeb(debDir, pkg string) string {
 	return matches[len(matches)-1]
 }
 
-// newest finds the newest package of the same series as pkg: the same name
-// with any numbers, e.g. linux-image-6.1.0-56-amd64 → linux-image-6.1.0-57-amd64.
+// newest finds the newest package of the same series as pkg: the same
+// kernel version with any ABI and patch numbers, e.g. linux-image-6.1.0-56-amd64
+// → linux-image-6.1.0-57-amd64.
 func (a *privateApt) newest(ctx context.Context, pkg string) (string, error) {
 	if err := a.update(ctx); err != nil {
 		return "", err
@@ -176,15 +182,33 @@ func (a *privateApt) newest(ctx context.Context, pkg string) (string, error) {
 
 var digitRun = regexp.MustCompile(`[0-9]+`)
 
-// seriesPattern turns a package name into an anchored apt-cache regexp
-// that matches it with any numbers in place of its numbers.
+// seriesPattern turns a kernel package name into an anchored apt-cache
+// regexp for its series: the first two numbers (the kernel version) and
+// numbers inside words ("deb12", "amd64") stay, the other numbers may vary.
 func seriesPattern(pkg string) string {
-	parts := digitRun.Split(pkg, -1)
-	for i, p := range parts {
-		parts[i] = regexp.QuoteMeta(p)
+	var b strings.Builder
+	b.WriteString("^")
+	tokens := naturalToken.FindAllString(pkg, -1)
+	numbers := 0
+	for i, tok := range tokens {
+		if !digitRun.MatchString(tok) {
+			b.WriteString(regexp.QuoteMeta(tok))
+			continue
+		}
+		numbers++
+		inWord := i > 0 && endsWithLetter(tokens[i-1]) || i+1 < len(tokens) && startsWithLetter(tokens[i+1])
+		if numbers <= 2 || inWord {
+			b.WriteString(tok)
+		} else {
+			b.WriteString("[0-9]+")
+		}
 	}
-	return "^" + strings.Join(parts, "[0-9]+") + "$"
+	return b.String() + "$"
 }
+
+func endsWithLetter(s string) bool   { return isLetter(s[len(s)-1]) }
+func startsWithLetter(s string) bool { return isLetter(s[0]) }
+func isLetter(c byte) bool           { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
 
 // compareNatural orders names with embedded numbers by value: 6.1.0-9 < 6.1.0-10.
 func compareNatural(a, b string) int {

@@ -21,8 +21,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -43,7 +45,10 @@ type options struct {
 // errFailed reports test failures already shown in the table.
 var errFailed = errors.New("some tests failed")
 
+// usageError is bad input: exit status 2.
 type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -51,7 +56,7 @@ func main() {
 	stop()
 	var ue usageError
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, flag.ErrHelp):
 	case errors.Is(err, errFailed):
 		os.Exit(1)
 	case errors.As(err, &ue):
@@ -76,7 +81,13 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.memMB, "mem", 2048, "guest memory in MiB")
 	fs.IntVar(&o.cpus, "smp", 2, "guest CPUs")
 	fs.BoolVar(&o.candidates, "candidates", false, "print the newest package of each kernel's series and exit")
+	// A bad flag gets the one-line error from main, not the whole usage.
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(os.Stderr)
+			fs.Usage()
+		}
 		return o, usageError{err}
 	}
 	if fs.NArg() > 0 {
@@ -110,12 +121,12 @@ func run(ctx context.Context, args []string) error {
 	if err := ensureTools(ctx); err != nil {
 		return err
 	}
-	apt := &privateApt{dir: cache + "/apt", sources: m.Sources}
+	apt := &privateApt{dir: filepath.Join(cache, "apt"), sources: m.Sources}
 	if o.candidates {
 		return printCandidates(ctx, apt, kernels)
 	}
 	if o.out == "" {
-		o.out = cache + "/out"
+		o.out = filepath.Join(cache, "out")
 	}
 	r, err := newRunner(ctx, o, m, cache, apt)
 	if err != nil {
