@@ -8,6 +8,7 @@
 #define SOCKLIFE_ACCEPT_BPF_H
 
 #include "common.bpf.h"
+#include "backlog.bpf.h"
 
 /* Listener of each thread inside accept(), from the entry hook. */
 struct {
@@ -40,6 +41,8 @@ static __always_inline int on_accept(const struct sock *lsk, const struct sock *
 
 	if (!is_tcp(sk))
 		return 0;
+	if (want_queue && lsk)
+		learn_listener(lsk);
 	si = bpf_map_lookup_elem(&socks, &key);
 	if (!si) {
 		/* accepted before we started: nothing knows its state time */
@@ -70,12 +73,8 @@ static __always_inline int on_accept(const struct sock *lsk, const struct sock *
 		e->in_state_ns = now - si->state_ts;
 		e->flags |= FLAG_IN_STATE_KNOWN;
 	}
-	if (lsk) {
-		e->listener = (__u64)lsk;
-		e->ack_backlog = BPF_CORE_READ(lsk, sk_ack_backlog);
-		e->max_ack_backlog = BPF_CORE_READ(lsk, sk_max_ack_backlog);
-		e->flags |= FLAG_LISTENER_KNOWN;
-	}
+	if (lsk)
+		fill_listener(e, lsk);
 	submit_event(e);
 	return 0;
 }
@@ -174,21 +173,38 @@ int sys_enter_accept(struct trace_event_raw_sys_enter *ctx)
 	return 0;
 }
 
-/* sys_exit_accept and sys_exit_accept4: the new fd holds the child. */
+/*
+ * sys_exit_accept and sys_exit_accept4: the new fd holds the child. A thread
+ * that was already blocked in accept() when we attached has no entry: its
+ * child is still reported, with the listener the tracer knows for the
+ * child's port, if any.
+ */
 SEC("tracepoint/syscalls/sys_exit_accept4")
 int sys_exit_accept(struct trace_event_raw_sys_exit *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u64 *lsk = bpf_map_lookup_elem(&accepting, &id);
-	const struct sock *listener;
+	const struct sock *listener = NULL;
+	const struct sock *sk;
+	__u16 port;
 
-	if (!lsk)
-		return 0;
-	listener = (const struct sock *)*lsk;
-	bpf_map_delete_elem(&accepting, &id);
+	if (lsk) {
+		listener = (const struct sock *)*lsk;
+		bpf_map_delete_elem(&accepting, &id);
+	}
 	if (ctx->ret < 0)
 		return 0;
-	return on_accept(listener, fd_sock(ctx->ret), HOOK_SYSCALL_TRACEPOINT);
+	if (!lsk)
+		return 0;
+	sk = fd_sock(ctx->ret);
+	if (!lsk) {
+		/* also every non-TCP accept: on_accept filters those */
+		if (!is_tcp(sk))
+			return 0;
+		port = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
+		listener = known_listener(sock_netns(sk), port);
+	}
+	return on_accept(listener, sk, HOOK_SYSCALL_TRACEPOINT);
 }
 
 #endif

@@ -5,6 +5,7 @@
  * only costs its feature. State changes here, accepts in accept.bpf.h.
  */
 #include "common.bpf.h"
+#include "backlog.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -100,6 +101,7 @@ static __always_inline int on_state(const struct sock *sk, int old, int new,
 				e->flags |= FLAG_IN_STATE_KNOWN;
 			if (new == TCP_CLOSE)
 				close_stats(e, sk);
+			fill_enqueue(e, old, new, netns, tu->sport);
 			submit_event(e);
 		}
 	}

@@ -9,6 +9,9 @@
 enum event_kind {
 	EVENT_STATE = 1,  /* sock:inet_sock_set_state */
 	EVENT_ACCEPT = 2, /* a child socket left the accept queue */
+	/* tcp:tcp_retransmit_synack on a listener: skaddr is the listener,
+	 * dport/daddr the client whose final ACK is awaited */
+	EVENT_SYNACK_RETRANS = 3,
 };
 
 /* Which hook wrote the event, so user space can say where data came from. */
@@ -27,7 +30,9 @@ enum event_flag {
 	FLAG_OWNER_LISTENER = 1 << 1,
 	/* in_state_ns holds the time in the old state (0 is a real value) */
 	FLAG_IN_STATE_KNOWN = 1 << 2,
-	/* listener, ack_backlog and max_ack_backlog are filled (accept) */
+	/* listener, ack_backlog, max_ack_backlog, listener_ino, listener_drops
+	 * and syn_queue are filled (accept, synack retransmit, and with
+	 * backlog accounting on, a child's SYN_RECV->ESTABLISHED: enqueue) */
 	FLAG_LISTENER_KNOWN = 1 << 3,
 	/* bytes_acked ... srtt_us are filled (a transition to CLOSE) */
 	FLAG_CLOSE_STATS = 1 << 4,
@@ -51,7 +56,7 @@ struct event {
 	__u32 netns;            /* network namespace inode number */
 	__u32 total_retrans;
 	__u32 srtt_us;
-	__u32 ack_backlog;     /* accept: queue length after this dequeue */
+	__u32 ack_backlog;     /* accept-queue length after this dequeue (accept) or enqueue */
 	__u32 max_ack_backlog; /* accept: the listen() backlog */
 	__u16 sport;           /* host order */
 	__u16 dport;           /* host order */
@@ -64,6 +69,10 @@ struct event {
 	__u8 newstate;
 	__u8 flags; /* enum event_flag */
 	__u8 pad[2];
+	/* Listener fields, with FLAG_LISTENER_KNOWN (added after the above). */
+	__u64 listener_ino;   /* inode of the listener's socket (sock_diag's idiag_inode) */
+	__u32 listener_drops; /* the listener's sk_drops: overflows and other drops */
+	__u32 syn_queue;      /* request (SYN) queue length, icsk_accept_queue.qlen */
 };
 
 #endif

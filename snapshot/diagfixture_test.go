@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -152,11 +150,7 @@ func checkFixtureSocket(t *testing.T, name string, s Socket) {
 func captureFixtures(t *testing.T) {
 	testutil.RequireRoot(t)
 	path, ino := namedNetns(t)
-	name := filepath.Base(path)
-	if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		t.Fatalf("bringing lo up in %s: %v: %s", name, err, out)
-	}
-	inNetns(t, path, func() { captureScenario(t) })
+	testutil.InNetns(t, path, func() { captureScenario(t) })
 
 	c, err := openDiagIn(namespace{inode: ino, path: path})
 	if err != nil {
@@ -174,32 +168,6 @@ func captureFixtures(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-}
-
-// inNetns runs fn on this goroutine's thread moved into the namespace at
-// path, so sockets fn creates live there. If the thread cannot come back it
-// stays locked and dies with the goroutine.
-func inNetns(t *testing.T, path string, fn func()) {
-	runtime.LockOSThread()
-	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if unix.Setns(orig, unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-		unix.Close(orig)
-		unix.Close(target)
-	}()
-	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-		t.Fatal(err)
-	}
-	fn()
 }
 
 // captureScenario makes, in the current thread's namespace, one socket of

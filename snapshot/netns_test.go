@@ -2,10 +2,6 @@ package snapshot
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -15,20 +11,11 @@ import (
 	"github.com/socklife/socklife/internal/testutil"
 )
 
-// namedNetns creates a network namespace with `ip netns add`, the way
-// operators do, and deletes it when the test ends.
+// namedNetns creates a network namespace the way `ip netns add` does and
+// deletes it when the test ends.
 func namedNetns(t *testing.T) (path string, inode uint32) {
 	t.Helper()
-	name := fmt.Sprintf("socklife-test-%d", os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
-	path = netnsRunDir + "/" + name
+	path = testutil.NamedNetns(t)
 	ino, err := nsInode(path)
 	if err != nil {
 		t.Fatal(err)
@@ -36,33 +23,17 @@ func namedNetns(t *testing.T) (path string, inode uint32) {
 	return path, ino
 }
 
-// listenIn opens a TCP listener on 0.0.0.0 (lo is down in a new namespace)
-// inside the namespace at nsPath and returns its fd.
+// listenIn opens a TCP listener on 0.0.0.0 inside the namespace at nsPath
+// and returns its fd.
 func listenIn(t *testing.T, nsPath string) int {
 	t.Helper()
-	ns, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd := -1
+	var err error
+	testutil.InNetns(t, nsPath, func() {
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(ns)
-	ch := make(chan int, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, _ := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		defer unix.Close(orig)
-		if err := unix.Setns(ns, unix.CLONE_NEWNET); err != nil {
-			ch <- -1
-			return
-		}
-		fd, _ := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-		if unix.Setns(orig, unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-		ch <- fd
-	}()
-	fd := <-ch
-	if fd < 0 {
-		t.Fatalf("creating a socket in %s failed", nsPath)
+		t.Fatalf("creating a socket in %s: %v", nsPath, err)
 	}
 	t.Cleanup(func() { unix.Close(fd) })
 	return listenOn(t, fd, "0.0.0.0", 4)

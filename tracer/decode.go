@@ -25,6 +25,7 @@ const (
 const (
 	wireState  = 1
 	wireAccept = 2
+	wireSynack = 3
 )
 
 var wireSize = int(unsafe.Sizeof(socklifeEvent{}))
@@ -42,6 +43,8 @@ func decode(raw []byte, w *socklifeEvent, c clock, comms *commCache, ev *Event) 
 		kind = StateChange
 	case wireAccept:
 		kind = Accept
+	case wireSynack:
+		kind = SynackRetransmit
 	default:
 		return fmt.Errorf("unknown event kind %d", w.Kind)
 	}
@@ -78,6 +81,7 @@ func decode(raw []byte, w *socklifeEvent, c clock, comms *commCache, ev *Event) 
 			SRTT:          time.Duration(w.SrttUs) * time.Microsecond,
 		}
 	}
+	decodeQueue(w, ev)
 	if kind == Accept {
 		ev.Accept = AcceptInfo{ListenerPort: w.Sport}
 		if w.Flags&flagListenerKnown != 0 {

@@ -15,6 +15,10 @@ const (
 	StateChange Kind = 1
 	// Accept is a child socket taken off its listener's queue by accept().
 	Accept Kind = 2
+	// SynackRetransmit is a listener resending a SYN-ACK: the client's
+	// final ACK was dropped (accept queue full) or lost. Sock is the
+	// listener, Remote the client. Only with Options.Backlog.
+	SynackRetransmit Kind = 3
 )
 
 func (k Kind) String() string {
@@ -23,6 +27,8 @@ func (k Kind) String() string {
 		return "state"
 	case Accept:
 		return "accept"
+	case SynackRetransmit:
+		return "synack_retransmit"
 	}
 	return "unknown"
 }
@@ -110,4 +116,6 @@ type Event struct {
 	HasClose bool
 	// Accept is filled for Kind == Accept.
 	Accept AcceptInfo
+	// Queue describes the listener's queues when Queue.Known (see QueueInfo).
+	Queue QueueInfo
 }

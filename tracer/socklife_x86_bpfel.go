@@ -51,6 +51,9 @@ type socklifeEvent struct {
 	Newstate      uint8
 	Flags         uint8
 	Pad           [2]uint8
+	ListenerIno   uint64
+	ListenerDrops uint32
+	SynQueue      uint32
 }
 
 type socklifeListenInfo struct {
@@ -100,9 +103,11 @@ const (
 	socklifeProgKprobeAccept      = "kprobe_accept"
 	socklifeProgKretprobeAccept   = "kretprobe_accept"
 	socklifeProgRawState          = "raw_state"
+	socklifeProgRawSynack         = "raw_synack"
 	socklifeProgSysEnterAccept    = "sys_enter_accept"
 	socklifeProgSysExitAccept     = "sys_exit_accept"
 	socklifeProgTpState           = "tp_state"
+	socklifeProgTpSynack          = "tp_synack"
 	socklifeVarFilterDport        = "filter_dport"
 	socklifeVarFilterFamily       = "filter_family"
 	socklifeVarFilterNetns        = "filter_netns"
@@ -112,6 +117,7 @@ const (
 	socklifeVarFilterStates       = "filter_states"
 	socklifeVarUnusedEvent        = "unused_event"
 	socklifeVarWakeupBytes        = "wakeup_bytes"
+	socklifeVarWantQueue          = "want_queue"
 )
 
 // loadSocklife returns the embedded CollectionSpec for socklife.
@@ -161,9 +167,11 @@ type socklifeProgramSpecs struct {
 	KprobeAccept      *ebpf.ProgramSpec `ebpf:"kprobe_accept"`
 	KretprobeAccept   *ebpf.ProgramSpec `ebpf:"kretprobe_accept"`
 	RawState          *ebpf.ProgramSpec `ebpf:"raw_state"`
+	RawSynack         *ebpf.ProgramSpec `ebpf:"raw_synack"`
 	SysEnterAccept    *ebpf.ProgramSpec `ebpf:"sys_enter_accept"`
 	SysExitAccept     *ebpf.ProgramSpec `ebpf:"sys_exit_accept"`
 	TpState           *ebpf.ProgramSpec `ebpf:"tp_state"`
+	TpSynack          *ebpf.ProgramSpec `ebpf:"tp_synack"`
 }
 
 // socklifeMapSpecs contains maps before they are loaded into the kernel.
@@ -190,6 +198,7 @@ type socklifeVariableSpecs struct {
 	FilterStates *ebpf.VariableSpec `ebpf:"filter_states"`
 	UnusedEvent  *ebpf.VariableSpec `ebpf:"unused_event"`
 	WakeupBytes  *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	WantQueue    *ebpf.VariableSpec `ebpf:"want_queue"`
 }
 
 // socklifeObjects contains all objects after they have been loaded into the kernel.
@@ -242,6 +251,7 @@ type socklifeVariables struct {
 	FilterStates *ebpf.Variable `ebpf:"filter_states"`
 	UnusedEvent  *ebpf.Variable `ebpf:"unused_event"`
 	WakeupBytes  *ebpf.Variable `ebpf:"wakeup_bytes"`
+	WantQueue    *ebpf.Variable `ebpf:"want_queue"`
 }
 
 // socklifePrograms contains all programs after they have been loaded into the kernel.
@@ -253,9 +263,11 @@ type socklifePrograms struct {
 	KprobeAccept      *ebpf.Program `ebpf:"kprobe_accept"`
 	KretprobeAccept   *ebpf.Program `ebpf:"kretprobe_accept"`
 	RawState          *ebpf.Program `ebpf:"raw_state"`
+	RawSynack         *ebpf.Program `ebpf:"raw_synack"`
 	SysEnterAccept    *ebpf.Program `ebpf:"sys_enter_accept"`
 	SysExitAccept     *ebpf.Program `ebpf:"sys_exit_accept"`
 	TpState           *ebpf.Program `ebpf:"tp_state"`
+	TpSynack          *ebpf.Program `ebpf:"tp_synack"`
 }
 
 func (p *socklifePrograms) Close() error {
@@ -265,9 +277,11 @@ func (p *socklifePrograms) Close() error {
 		p.KprobeAccept,
 		p.KretprobeAccept,
 		p.RawState,
+		p.RawSynack,
 		p.SysEnterAccept,
 		p.SysExitAccept,
 		p.TpState,
+		p.TpSynack,
 	)
 }
 

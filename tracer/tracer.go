@@ -49,6 +49,9 @@ type Options struct {
 	States tcpstate.Mask
 	// DisableHooks turns mechanisms off (HookNames) to force a lower rung.
 	DisableHooks []string
+	// Backlog turns on accept-queue accounting: enqueue events carry the
+	// listener's queues (Event.Queue) and SYN-ACK retransmits are traced.
+	Backlog bool
 
 	// RingSize is the ring buffer's size in bytes, a power of two; 0 is 8 MiB.
 	RingSize uint32
@@ -149,6 +152,7 @@ func configure(spec *ebpf.CollectionSpec, opts Options) error {
 		"filter_dport":  opts.DPort,
 		"filter_family": family,
 		"filter_states": uint32(opts.States),
+		"want_queue":    boolByte(opts.Backlog),
 	}
 	ring := opts.RingSize
 	if ring == 0 {
@@ -196,10 +200,17 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, opts Options) error {
 		return fmt.Errorf("opening the ring buffer: %w", err)
 	}
 	t.reader.SetDeadline(time.Now().Add(t.flush))
-	for _, f := range []struct {
+	features := []struct {
 		name   string
 		ladder []rung
-	}{{"state", stateLadder}, {"accept", acceptLadder}} {
+	}{{"state", stateLadder}, {"accept", acceptLadder}}
+	if opts.Backlog {
+		features = append(features, struct {
+			name   string
+			ladder []rung
+		}{"synack", synackLadder})
+	}
+	for _, f := range features {
 		st, colls, links := l.climb(f.name, f.ladder)
 		t.hooks = append(t.hooks, st)
 		t.progs = append(t.progs, colls...)

@@ -51,7 +51,7 @@ processes holding CLOSE-WAIT sockets.`,
   socklife snapshot -ta --state close-wait
   socklife snapshot --exposed           # what listens beyond loopback
   socklife snapshot --summary --all-netns
-  socklife snapshot -t -o ndjson | jq 'select(.peer_port == 443)'`,
+  socklife snapshot -t -o ndjson | jq 'select(.remote_port == 443)'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runSnapshot(cmd, &f)

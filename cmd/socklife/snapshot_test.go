@@ -77,7 +77,7 @@ func TestSnapshotListenerJSON(t *testing.T) {
 		t.Fatalf("got %d sockets for port %d, want 1: %s", len(socks), port, stdout)
 	}
 	s := socks[0]
-	if s.Netid != "tcp" || s.State != "LISTEN" || s.LocalAddr != "127.0.0.1" || int(s.LocalPort) != port || s.Family != "inet" {
+	if s.Netid != "tcp" || s.State != "LISTEN" || s.Local != "127.0.0.1:"+strconv.Itoa(port) || int(s.LocalPort) != port || s.Family != "inet" {
 		t.Errorf("socket = %+v", s)
 	}
 	if s.Processes == nil || len(*s.Processes) != 1 || int((*s.Processes)[0].PID) != os.Getpid() {
@@ -126,10 +126,10 @@ func TestSnapshotExposed(t *testing.T) {
 		if err := json.Unmarshal([]byte(line), &e); err != nil {
 			t.Fatalf("bad ndjson line %q: %v", line, err)
 		}
-		if int(e.Port) == loopback {
+		if int(e.LocalPort) == loopback {
 			t.Errorf("loopback listener on %d listed as exposed: %s", loopback, line)
 		}
-		if int(e.Port) == wildcard {
+		if int(e.LocalPort) == wildcard {
 			found = true
 			if e.Scope != "wildcard" || e.Netid != "tcp" || e.Processes == nil || int((*e.Processes)[0].PID) != os.Getpid() {
 				t.Errorf("exposure = %s", line)

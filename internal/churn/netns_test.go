@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/socklife/socklife/internal/churn"
 	"github.com/socklife/socklife/internal/testutil"
 )
@@ -39,7 +37,7 @@ func TestMain(m *testing.M) {
 // tcpCounters are the kernel counters the test compares, by SNMP name.
 var tcpCounters = []string{
 	"Tcp.ActiveOpens", "Tcp.PassiveOpens", "Tcp.AttemptFails", "Tcp.EstabResets",
-	"Tcp.OutRsts", "Tcp.RetransSegs", "TcpExt.ListenDrops", "TcpExt.TCPOrigDataSent",
+	"Tcp.OutRsts", "TcpExt.ListenDrops", "TcpExt.TCPOrigDataSent",
 }
 
 type netnsReport struct {
@@ -74,9 +72,12 @@ func TestKernelCountsEveryConnectionAndByte(t *testing.T) {
 		"Tcp.PassiveOpens": n, // one accept each
 		// Segments with new sequence space: the byte and the FIN, each way.
 		"TcpExt.TCPOrigDataSent": 4 * n,
-		// Clean closes only: no refused connect, no reset, no overflow, no loss.
+		// Clean closes only: no refused connect, no reset, no overflow.
+		// Retransmissions are not compared: under an emulated CPU (the
+		// kernel matrix) a retransmit timer can fire on loopback without
+		// anything being wrong with the churn.
 		"Tcp.AttemptFails": 0, "Tcp.EstabResets": 0, "Tcp.OutRsts": 0,
-		"Tcp.RetransSegs": 0, "TcpExt.ListenDrops": 0,
+		"TcpExt.ListenDrops": 0,
 	}
 	for _, name := range tcpCounters {
 		if got := rep.Delta[name]; got != want[name] {
@@ -92,7 +93,7 @@ func netnsChild(arg string) error {
 	if err != nil {
 		return fmt.Errorf("connection count %q: %w", arg, err)
 	}
-	if err := loopbackUp(); err != nil {
+	if err := testutil.LoopbackUp(); err != nil {
 		return err
 	}
 	g, err := churn.New(churn.Config{})
@@ -119,27 +120,6 @@ func netnsChild(arg string) error {
 		rep.Delta[name] = after[name] - before[name]
 	}
 	return json.NewEncoder(os.Stdout).Encode(rep)
-}
-
-// loopbackUp sets IFF_UP on lo, which a new network namespace leaves down.
-func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("socket for ioctl: %w", err)
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("reading lo flags: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("bringing lo up: %w", err)
-	}
-	return nil
 }
 
 // readTCPCounters reads /proc/net/snmp and /proc/net/netstat, whose

@@ -10,23 +10,25 @@ import (
 // SocketJSON is one socket in -o json / ndjson. The keys are part of the
 // interface scripts rely on: README documents each one.
 type SocketJSON struct {
-	Netid     string `json:"netid"`
-	Family    string `json:"family"`
-	State     string `json:"state"`
-	Netns     uint32 `json:"netns"`
-	RecvQ     uint32 `json:"recv_q"`
-	SendQ     uint32 `json:"send_q"`
-	LocalAddr string `json:"local_addr,omitempty"`
-	LocalPort uint16 `json:"local_port"`
-	PeerAddr  string `json:"peer_addr,omitempty"`
-	PeerPort  uint16 `json:"peer_port"`
-	Interface string `json:"interface,omitempty"`
-	Path      string `json:"path,omitempty"`
-	PeerInode uint64 `json:"peer_inode,omitempty"`
-	UID       uint32 `json:"uid"`
-	Inode     uint64 `json:"inode"`
-	Cookie    uint64 `json:"cookie"`
-	CgroupID  uint64 `json:"cgroup_id,omitempty"`
+	Netid  string `json:"netid"`
+	Family string `json:"family"`
+	State  string `json:"state"`
+	Netns  uint32 `json:"netns"`
+	RecvQ  uint32 `json:"recv_q"`
+	SendQ  uint32 `json:"send_q"`
+	// Local and Remote are "addr:port" ("[::1]:22" for IPv6), as trace and
+	// record write them; the ports are repeated as numbers for filtering.
+	Local      string `json:"local,omitempty"`
+	LocalPort  uint16 `json:"local_port"`
+	Remote     string `json:"remote,omitempty"`
+	RemotePort uint16 `json:"remote_port"`
+	Interface  string `json:"interface,omitempty"`
+	Path       string `json:"path,omitempty"`
+	PeerInode  uint64 `json:"peer_inode,omitempty"`
+	UID        uint32 `json:"uid"`
+	Inode      uint64 `json:"inode"`
+	Cookie     uint64 `json:"cookie"`
+	CgroupID   uint64 `json:"cgroup_id,omitempty"`
 
 	TCPInfo *TCPInfoJSON `json:"tcp_info,omitempty"`
 	Memory  *MemJSON     `json:"memory,omitempty"`
@@ -107,8 +109,8 @@ func ToJSON(s *snapshot.Socket, withProcesses bool, names *Interfaces) SocketJSO
 	if s.Protocol == snapshot.Unix {
 		j.Path, j.PeerInode = s.Path, s.PeerInode
 	} else {
-		j.LocalAddr, j.LocalPort = addrString(s.Local.Addr()), s.Local.Port()
-		j.PeerAddr, j.PeerPort = addrString(s.Remote.Addr()), s.Remote.Port()
+		j.Local, j.LocalPort = addrPortString(s.Local), s.Local.Port()
+		j.Remote, j.RemotePort = addrPortString(s.Remote), s.Remote.Port()
 	}
 	if ti := s.TCPInfo; ti != nil {
 		j.TCPInfo = &TCPInfoJSON{
@@ -149,9 +151,9 @@ func familyName(f uint8) string {
 	return "unknown"
 }
 
-func addrString(a netip.Addr) string {
-	if !a.IsValid() {
+func addrPortString(ap netip.AddrPort) string {
+	if !ap.Addr().IsValid() {
 		return ""
 	}
-	return a.String()
+	return ap.String()
 }

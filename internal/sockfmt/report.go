@@ -15,8 +15,8 @@ type ExposureJSON struct {
 	Netid     string         `json:"netid"`
 	Scope     string         `json:"scope"`
 	Interface string         `json:"interface,omitempty"`
-	Address   string         `json:"address"`
-	Port      uint16         `json:"port"`
+	Local     string         `json:"local"`
+	LocalPort uint16         `json:"local_port"`
 	Netns     uint32         `json:"netns"`
 	Processes *[]ProcessJSON `json:"processes,omitempty"`
 }
@@ -30,7 +30,7 @@ func ExposureToJSON(e *snapshot.Exposure, withProcesses bool, names *Interfaces)
 	}
 	return ExposureJSON{
 		Netid: s.Netid, Scope: e.Scope.String(), Interface: iface,
-		Address: s.LocalAddr, Port: s.LocalPort, Netns: s.Netns, Processes: s.Processes,
+		Local: s.Local, LocalPort: s.LocalPort, Netns: s.Netns, Processes: s.Processes,
 	}
 }
 

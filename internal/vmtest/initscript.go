@@ -49,6 +49,9 @@ echo "` + markBooted + ` $(uname -r)" >&3
 {{end}}ip link set lo up
 ulimit -n 1048576
 export SOCKLIFE_BIN=/bin/socklife
+# An emulated CPU is ten times slower or more: stretch the tests' deadlines
+# (testutil.WaitFor), never their assertions.
+export SOCKLIFE_TEST_TIMEOUT_SCALE=6
 {{range $run := .P.Runs}}{{range $pkg := $.P.Pkgs}}
 echo "socklife-vmtest: {{$run.Name}} {{$pkg.Rel}}"
 echo "` + markBegin + ` {{$run.Name}} {{$pkg.Rel}}" >&3

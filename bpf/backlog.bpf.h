@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
+/*
+ * Accept-backlog accounting: the listener's queues as seen at enqueue (the
+ * child's SYN_RECV->ESTABLISHED), at accept, and at SYN-ACK retransmits.
+ * Overflows themselves have no tracepoint (tcp_listendrop is inline), so
+ * every event carries the listener's sk_drops for user space to difference.
+ */
+#ifndef SOCKLIFE_BACKLOG_BPF_H
+#define SOCKLIFE_BACKLOG_BPF_H
+
+#include "common.bpf.h"
+
+/* Set by the loader when backlog accounting is wanted: off, the state
+ * program skips the listener lookup at enqueue. */
+volatile const __u8 want_queue;
+
+/* The inode of a sock's struct socket: what sock_diag calls idiag_inode. */
+static __always_inline __u64 sock_ino(const struct sock *sk)
+{
+	struct socket *sock = BPF_CORE_READ(sk, sk_socket);
+	struct socket_alloc *sa;
+
+	if (!sock)
+		return 0;
+	sa = container_of(sock, struct socket_alloc, socket);
+	return BPF_CORE_READ(sa, vfs_inode.i_ino);
+}
+
+/* The listener's queues, read now: accept-queue length and backlog, the
+ * SYN (request) queue length and the listener's drop counter. */
+static __always_inline void fill_listener(struct event *e, const struct sock *lsk)
+{
+	const struct inet_connection_sock *icsk = (const struct inet_connection_sock *)lsk;
+
+	e->listener = (__u64)lsk;
+	e->ack_backlog = BPF_CORE_READ(lsk, sk_ack_backlog);
+	e->max_ack_backlog = BPF_CORE_READ(lsk, sk_max_ack_backlog);
+	/* TCP listeners count drops in sk_drops alone; the per-NUMA
+	 * counters of 6.18 are for UDP */
+	e->listener_drops = BPF_CORE_READ(lsk, sk_drops.counter);
+	e->syn_queue = BPF_CORE_READ(icsk, icsk_accept_queue.qlen.counter);
+	e->listener_ino = sock_ino(lsk);
+	e->flags |= FLAG_LISTENER_KNOWN;
+}
+
+/* The listener the tracer knows for a local port (netns + port). SO_REUSEPORT
+ * groups share the key: this is the one that listened (or accepted) last. */
+static __always_inline const struct sock *known_listener(__u32 netns, __u16 port)
+{
+	struct listen_key key = { .netns = netns, .port = port };
+	struct listen_info *li = bpf_map_lookup_elem(&listeners, &key);
+
+	return li ? (const struct sock *)li->sk : NULL;
+}
+
+/*
+ * Learn a listener from an accept on it, so listeners that predate the
+ * tracer (no CLOSE->LISTEN seen) are found at enqueue from then on.
+ */
+static __always_inline void learn_listener(const struct sock *lsk)
+{
+	struct listen_key key = { .netns = sock_netns(lsk) };
+	struct listen_info li = { .sk = (__u64)lsk };
+
+	key.port = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)lsk, inet_sport));
+	task_now(&li.owner);
+	bpf_map_update_elem(&listeners, &key, &li, BPF_NOEXIST);
+}
+
+/* Enqueue: at SYN_RECV->ESTABLISHED the child is already on the listener's
+ * accept queue (inet_csk_complete_hashdance ran in tcp_check_req). */
+static __always_inline void fill_enqueue(struct event *e, int old, int new, __u32 netns,
+					 __u16 sport)
+{
+	const struct sock *lsk;
+
+	if (!want_queue || old != TCP_SYN_RECV || new != TCP_ESTABLISHED)
+		return;
+	lsk = known_listener(netns, sport);
+	if (lsk)
+		fill_listener(e, lsk);
+}
+
+static __always_inline int on_synack(const struct sock *lsk, const struct request_sock *req,
+				     __u8 hook)
+{
+	__u64 key = (__u64)lsk;
+	struct sock_info none = {};
+	struct sock_info *si = bpf_map_lookup_elem(&socks, &key);
+	struct tuple tu = {};
+	struct event *e;
+	__u32 netns;
+
+	if (!lsk || BPF_CORE_READ(lsk, sk_protocol) != IPPROTO_TCP ||
+	    BPF_CORE_READ(lsk, __sk_common.skc_state) != TCP_LISTEN)
+		return 0; /* a fast-open child retransmits too: not a queue matter */
+	if (!si)
+		si = &none;
+	netns = sock_netns(lsk);
+	sock_tuple(lsk, &tu);
+	tu.dport = bpf_ntohs(BPF_CORE_READ(req, __req_common.skc_dport));
+	if (tu.family == AF_INET)
+		map_v4(tu.daddr, BPF_CORE_READ(req, __req_common.skc_daddr));
+	else
+		BPF_CORE_READ_INTO(&tu.daddr, req, __req_common.skc_v6_daddr.in6_u.u6_addr8);
+	if (!wanted(si, netns, &tu, TCP_LISTEN, TCP_LISTEN))
+		return 0;
+	e = reserve_event();
+	if (!e)
+		return 0;
+	fill_common(e, lsk, bpf_ktime_get_ns(), si, netns, &tu);
+	e->kind = EVENT_SYNACK_RETRANS;
+	e->hook = hook;
+	e->oldstate = TCP_LISTEN;
+	e->newstate = TCP_LISTEN;
+	fill_listener(e, lsk);
+	submit_event(e);
+	return 0;
+}
+
+/* A listener retransmits a SYN-ACK when the client's final ACK was dropped
+ * (the accept queue was full) or lost. */
+SEC("raw_tracepoint/tcp_retransmit_synack")
+int raw_synack(struct bpf_raw_tracepoint_args *ctx)
+{
+	return on_synack((const struct sock *)ctx->args[0],
+			 (const struct request_sock *)ctx->args[1], HOOK_RAW_TRACEPOINT);
+}
+
+SEC("tracepoint/tcp/tcp_retransmit_synack")
+int tp_synack(struct trace_event_raw_tcp_retransmit_synack *ctx)
+{
+	return on_synack(ctx->skaddr, ctx->req, HOOK_TRACEPOINT);
+}
+
+#endif

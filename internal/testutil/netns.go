@@ -1,0 +1,128 @@
+package testutil
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// NetnsRunDir is where `ip netns add` keeps named namespaces.
+const NetnsRunDir = "/run/netns"
+
+var netnsSeq atomic.Int32
+
+// NamedNetns creates a network namespace bind-mounted under /run/netns, as
+// `ip netns add` does (without needing the ip binary, which the kernel-matrix
+// VMs lack), brings its loopback up, and removes it when the test ends.
+// It returns the namespace's path.
+func NamedNetns(tb testing.TB) string {
+	tb.Helper()
+	RequireRoot(tb)
+	if err := os.MkdirAll(NetnsRunDir, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	path := filepath.Join(NetnsRunDir, fmt.Sprintf("socklife-test-%d-%d", os.Getpid(), netnsSeq.Add(1)))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f.Close()
+	tb.Cleanup(func() {
+		if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
+			tb.Errorf("unmounting %s: %v", path, err)
+		}
+		os.Remove(path)
+	})
+
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer unix.Close(orig)
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("unshare(CLONE_NEWNET): %w", err)
+			return
+		}
+		err = unix.Mount("/proc/thread-self/ns/net", path, "", unix.MS_BIND, "")
+		if err == nil {
+			err = LoopbackUp()
+		}
+		// The thread must go back: it may be the main thread, whose
+		// namespace /proc/self/ns/net reports as the whole process's.
+		// If it cannot, it stays locked and dies with this goroutine.
+		if unix.Setns(orig, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		if err != nil {
+			err = fmt.Errorf("setting up namespace %s: %w", path, err)
+		}
+		errc <- err
+	}()
+	if err := <-errc; err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+// InNetns runs fn with the calling goroutine's thread moved into the
+// namespace at path, so that the sockets fn creates live there. fn runs on
+// the test goroutine and may call t.Fatal. If the thread cannot return to
+// its own namespace it stays locked and dies with the goroutine.
+func InNetns(tb testing.TB, path string, fn func()) {
+	tb.Helper()
+	runtime.LockOSThread()
+	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		runtime.UnlockOSThread()
+		tb.Fatal(err)
+	}
+	defer func() {
+		if unix.Setns(orig, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		unix.Close(orig)
+	}()
+	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	err = unix.Setns(target, unix.CLONE_NEWNET)
+	unix.Close(target)
+	if err != nil {
+		tb.Fatalf("entering %s: %v", path, err)
+	}
+	fn()
+}
+
+// LoopbackUp sets IFF_UP on lo in the calling thread's namespace; a new
+// network namespace starts with it down.
+func LoopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket for ioctl: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("reading lo flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bringing lo up: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,129 @@
+package tracer
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/socklife/socklife/internal/testutil"
+)
+
+// blockedAccept is a thread parked in a blocking accept4() on a listener of
+// its own, and what that accept returns.
+type blockedAccept struct {
+	fd   int
+	port uint16
+	tid  int
+	done chan error
+}
+
+// startBlockedAccept listens on loopback (blocking socket, backlog 8) and
+// parks a locked OS thread in accept4(), returning once /proc shows it in
+// that syscall.
+func startBlockedAccept(t *testing.T) *blockedAccept {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 8); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &blockedAccept{fd: fd, port: uint16(sa.(*unix.SockaddrInet4).Port), done: make(chan error, 1)}
+	tids := make(chan int, 1)
+	go func() {
+		// The thread dies with the goroutine (never unlocked): it was
+		// blocked in a syscall the test wants to see exactly once.
+		runtime.LockOSThread()
+		tids <- unix.Gettid()
+		nfd, _, err := unix.Accept4(fd, unix.SOCK_CLOEXEC)
+		if err == nil {
+			unix.Close(nfd)
+		}
+		b.done <- err
+	}()
+	b.tid = <-tids
+	testutil.WaitFor(t, 5*time.Second, "the thread to block in accept4", func() bool {
+		return inSyscall(b.tid, unix.SYS_ACCEPT4)
+	})
+	return b
+}
+
+// inSyscall reads /proc/self/task/TID/syscall: its first field is the
+// number of the syscall the thread is blocked in.
+func inSyscall(tid int, nr uintptr) bool {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/syscall", tid))
+	if err != nil {
+		return false
+	}
+	fields := strings.Fields(string(raw))
+	return len(fields) > 0 && fields[0] == strconv.FormatUint(uint64(nr), 10)
+}
+
+// A thread already blocked in accept4() when the tracer attached never ran
+// sys_enter under it: its accept must still be reported, on every rung.
+func TestAcceptBlockedBeforeStart(t *testing.T) {
+	testutil.RequireRoot(t)
+	b := startBlockedAccept(t)
+	col := startTracer(t, Options{Port: b.port})
+	checkHooks(t, col.tr)
+	client, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(b.port))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	select {
+	case err := <-b.done:
+		if err != nil {
+			t.Fatalf("accept4: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("accept4 did not return")
+	}
+	clientPort := uint16(client.LocalAddr().(*net.TCPAddr).Port)
+	var accepts []Event
+	testutil.WaitFor(t, 5*time.Second, "the accept event", func() bool {
+		accepts = accepts[:0]
+		for _, ev := range col.snapshot(b.port) {
+			if ev.Kind == Accept {
+				accepts = append(accepts, ev)
+			}
+		}
+		return len(accepts) > 0
+	})
+	if len(accepts) != 1 {
+		t.Fatalf("%d accept events, want 1", len(accepts))
+	}
+	ev := accepts[0]
+	if ev.Local.Port() != b.port || ev.Remote.Port() != clientPort {
+		t.Errorf("accepted %s <- %s, want port %d <- client port %d", ev.Local, ev.Remote, b.port, clientPort)
+	}
+	if ev.Current.PID != uint32(os.Getpid()) || ev.Owner.PID != uint32(os.Getpid()) || ev.OwnerSource != OwnerTask {
+		t.Errorf("accept by %d, owner %d (%s), want this process %d", ev.Current.PID, ev.Owner.PID, ev.OwnerSource, os.Getpid())
+	}
+	if ev.Accept.ListenerPort != b.port {
+		t.Errorf("listener port %d, want %d", ev.Accept.ListenerPort, b.port)
+	}
+	// The handshake happened under the tracer: the queue wait is known.
+	if !ev.InStateKnown {
+		t.Errorf("accept wait unknown")
+	}
+	if ev.Hook.String() != expectedAcceptHook() {
+		t.Errorf("accept event from %s, want %s", ev.Hook, expectedAcceptHook())
+	}
+}
