@@ -10,7 +10,7 @@ VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.Version=$(VERSION)
 ARGS     ?= snapshot -tl
 
-.PHONY: all build run test unit vet fmt-check generate check-generate bench vmtest clean
+.PHONY: all build run test unit vet fmt-check generate vmlinux check-generate bench vmtest clean
 
 all: build
 
@@ -28,11 +28,17 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 # The BPF objects are committed so that `go build` needs no clang; this
-# rebuilds them (installing clang, bpftool and libbpf headers if missing).
+# rebuilds them (installing clang and the libbpf headers if missing).
 generate:
-	@command -v clang >/dev/null && command -v bpftool >/dev/null && [ -f /usr/include/bpf/bpf_helpers.h ] || \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang llvm bpftool libbpf-dev)
+	@command -v clang >/dev/null && [ -f /usr/include/bpf/bpf_helpers.h ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang llvm libbpf-dev)
 	$(GO) generate ./...
+
+# bpf/vmlinux.h is committed too; this remakes it from the running kernel.
+vmlinux:
+	@command -v bpftool >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bpftool)
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/vmlinux.h
 
 # Regenerating must change nothing that is committed.
 check-generate: generate

@@ -3,6 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -20,4 +24,27 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 		errOut.WriteString("socklife: " + err.Error() + "\n")
 	}
 	return out.String(), errOut.String(), code
+}
+
+// runAsNobody makes cmd run as uid/gid 65534. go test builds the binary in a
+// private directory, so it is copied where nobody may execute it.
+func runAsNobody(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	if !othersCanRun(cmd.Path) {
+		b, err := os.ReadFile(cmd.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		cmd.Path = filepath.Join(dir, "socklife")
+		if err := os.WriteFile(cmd.Path, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for d := dir; d != filepath.Dir(d) && !othersCanRun(d); d = filepath.Dir(d) {
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"net"
 	"os"
@@ -147,4 +148,25 @@ func comm(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// Without root the dump still works, and stderr says that other users'
+// owners are hidden instead of leaving the Process column silently blank.
+func TestSnapshotNotRootSaysOwnersHidden(t *testing.T) {
+	testutil.RequireRoot(t) // to own a socket nobody may not inspect
+	port := listenTCP(t, "tcp4", "127.0.0.1:0")
+	cmd := socklifeCmd(t, "snapshot", "-tl", "--sport", strconv.Itoa(port))
+	runAsNobody(t, cmd)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("as nobody: %v; stderr %q", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[1], "127.0.0.1:"+strconv.Itoa(port)) || strings.Contains(lines[1], "users:") {
+		t.Errorf("stdout = %q, want the listener without an owner", stdout.String())
+	}
+	if !strings.Contains(stderr.String(), "of other users are hidden: run as root") || strings.Count(stderr.String(), "\n") != 1 {
+		t.Errorf("stderr = %q, want one note that owners are hidden", stderr.String())
+	}
 }

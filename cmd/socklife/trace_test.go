@@ -270,24 +270,7 @@ func TestTraceJSON(t *testing.T) {
 func TestTraceNotRoot(t *testing.T) {
 	testutil.RequireRoot(t) // to become someone else
 	cmd := socklifeCmd(t, "trace")
-	if !othersCanRun(cmd.Path) {
-		// go test builds in a private directory: copy the binary out
-		b, err := os.ReadFile(cmd.Path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir := t.TempDir()
-		cmd.Path = filepath.Join(dir, "socklife")
-		if err := os.WriteFile(cmd.Path, b, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for d := dir; d != filepath.Dir(d) && !othersCanRun(d); d = filepath.Dir(d) {
-			if err := os.Chmod(d, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	runAsNobody(t, cmd)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	err := cmd.Run()
