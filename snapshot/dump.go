@@ -112,6 +112,7 @@ type job struct {
 	sockets []Socket
 	err     error
 	gone    bool // the namespace vanished before it could be dumped
+	denied  bool // we may not enter the namespace (not root)
 }
 
 // Dump lists sockets through sock_diag. The dumps of a namespace run two at
@@ -213,6 +214,7 @@ func (w *worker) run(ctx context.Context, j *job, opts Options) {
 		}
 		if j.err != nil {
 			j.gone = errors.Is(j.err, errNamespaceGone)
+			j.denied = errors.Is(j.err, unix.EPERM) || errors.Is(j.err, unix.EACCES)
 			return
 		}
 		w.ns = j.ns.inode
@@ -240,8 +242,17 @@ func (c *diagConn) collect(ctx context.Context, q query, opts Options, netns uin
 func gather(jobs []*job, namespaces []namespace) (*Result, error) {
 	res := &Result{}
 	warned := make(map[uint32]bool)
+	denied := 0
 	for _, j := range jobs {
 		switch {
+		case j.denied:
+			// Without CAP_SYS_ADMIN the other namespaces stay closed: list
+			// what can be listed and say, once, what was left out.
+			if !warned[j.ns.inode] {
+				warned[j.ns.inode] = true
+				denied++
+			}
+			continue
 		case j.gone:
 			if !warned[j.ns.inode] {
 				warned[j.ns.inode] = true
@@ -257,6 +268,10 @@ func gather(jobs []*job, namespaces []namespace) (*Result, error) {
 			res.Sockets = append(res.Sockets, j.sockets...)
 		}
 		j.sockets = nil
+	}
+	if denied > 0 {
+		res.Warnings = append(res.Warnings, fmt.Sprintf(
+			"%d other network namespaces skipped: entering them needs CAP_SYS_ADMIN (run as root)", denied))
 	}
 	for _, ns := range namespaces {
 		if !warned[ns.inode] {

@@ -45,10 +45,14 @@ type Exposure struct {
 	Interface string
 }
 
+// loopbackIndex is lo's interface index, the same in every namespace
+// (LOOPBACK_IFINDEX).
+const loopbackIndex = 1
+
 // Exposed returns the sockets of socks that listen beyond loopback, sorted by
 // protocol, port and address. ifaceOf names the interface that holds an
-// address (InterfaceOfAddr for the current namespace); it may be nil.
-func Exposed(socks []Socket, ifaceOf func(netip.Addr) string) []Exposure {
+// address in a namespace (InterfaceOfAddr); it may be nil.
+func Exposed(socks []Socket, ifaceOf func(netns uint32, a netip.Addr) string) []Exposure {
 	var out []Exposure
 	for i := range socks {
 		s := &socks[i]
@@ -56,7 +60,8 @@ func Exposed(socks []Socket, ifaceOf func(netip.Addr) string) []Exposure {
 			continue
 		}
 		addr := s.Local.Addr().Unmap()
-		if addr.IsLoopback() {
+		if addr.IsLoopback() || s.Interface == loopbackIndex {
+			// A wildcard bound to lo (SO_BINDTODEVICE) hears only loopback too.
 			continue
 		}
 		e := Exposure{Socket: s, Scope: Address}
@@ -67,7 +72,7 @@ func Exposed(socks []Socket, ifaceOf func(netip.Addr) string) []Exposure {
 			e.Scope = LinkLocal
 		}
 		if e.Scope != Wildcard && ifaceOf != nil {
-			e.Interface = ifaceOf(addr)
+			e.Interface = ifaceOf(s.Netns, addr)
 		}
 		out = append(out, e)
 	}
@@ -95,13 +100,14 @@ func listensForPeers(s *Socket) bool {
 }
 
 // InterfaceOfAddr returns a lookup from address to the name of the interface
-// that holds it in the calling thread's network namespace. It reads the
-// interface table once.
-func InterfaceOfAddr() func(netip.Addr) string {
+// that holds it. It reads the interface table of the calling thread's
+// network namespace, whose inode is netns, once, and knows nothing of
+// other namespaces' interfaces.
+func InterfaceOfAddr(netns uint32) func(uint32, netip.Addr) string {
 	owner := map[netip.Addr]string{}
 	ifaces, err := net.Interfaces()
 	if err != nil {
-		return func(netip.Addr) string { return "" }
+		return func(uint32, netip.Addr) string { return "" }
 	}
 	for _, ifi := range ifaces {
 		addrs, err := ifi.Addrs()
@@ -116,5 +122,10 @@ func InterfaceOfAddr() func(netip.Addr) string {
 			}
 		}
 	}
-	return func(a netip.Addr) string { return owner[a.WithZone("").Unmap()] }
+	return func(ns uint32, a netip.Addr) string {
+		if ns != netns {
+			return ""
+		}
+		return owner[a.WithZone("").Unmap()]
+	}
 }

@@ -24,8 +24,9 @@ func TestExposed(t *testing.T) {
 		sock(UDP, tcpstate.Close, "0.0.0.0:0"),           // unbound
 		sock(UDP, tcpstate.Established, "10.0.0.5:5000"), // connected: hears only its peer
 		{Protocol: Unix, State: tcpstate.Listen, Path: "/run/x.sock"},
+		{Protocol: TCP, State: tcpstate.Listen, Local: netip.MustParseAddrPort("0.0.0.0:9204"), Interface: 1}, // SO_BINDTODEVICE lo
 	}
-	ifaceOf := func(a netip.Addr) string {
+	ifaceOf := func(_ uint32, a netip.Addr) string {
 		if a == netip.MustParseAddr("10.0.0.5") {
 			return "eth0"
 		}

@@ -65,7 +65,7 @@ func (f *Filter) matchProcess(procs []Process) bool {
 		}
 		commOK := len(f.Comms) == 0
 		for _, c := range f.Comms {
-			commOK = commOK || p.Comm == c
+			commOK = commOK || p.Comm == TruncComm(c)
 		}
 		if pidOK && commOK {
 			return true
@@ -122,4 +122,16 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 	}
 	a = a.Unmap()
 	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// commLen is the kernel's limit on a command name (TASK_COMM_LEN less the NUL).
+const commLen = 15
+
+// TruncComm cuts name to what the kernel keeps of a command name, so that
+// --comm with a long program name matches what /proc and BPF report.
+func TruncComm(name string) string {
+	if len(name) > commLen {
+		return name[:commLen]
+	}
+	return name
 }

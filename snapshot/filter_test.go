@@ -39,6 +39,8 @@ func TestFilterMatch(t *testing.T) {
 		{"pid matches second holder", Filter{PIDs: []int32{101}}, web, true},
 		{"pid misses", Filter{PIDs: []int32{5}}, web, false},
 		{"comm", Filter{Comms: []string{"nginx"}}, web, true},
+		{"long comm matches the kernel's 15 bytes", Filter{Comms: []string{"myverylongservername"}},
+			Socket{Protocol: TCP, Processes: []Process{{PID: 3, Comm: "myverylongserve"}}}, true},
 		{"pid and comm must hold for one process", Filter{PIDs: []int32{100}, Comms: []string{"sshd"}}, web, false},
 		{"port filter never matches unix", Filter{Ports: []uint16{0}}, unixSock, false},
 		{"address filter never matches unix", Filter{Src: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}, unixSock, false},

@@ -83,3 +83,14 @@ func Summarize(socks []Socket, topN int) Summary {
 	}
 	return sum
 }
+
+// Include adds a zero count for each of protos the summary lacks, so that
+// "no UDP sockets" reads as 0 rather than as a missing key.
+func (sum *Summary) Include(protos ...Protocol) {
+	for _, p := range protos {
+		if !slices.ContainsFunc(sum.Protocols, func(pc ProtocolCount) bool { return pc.Protocol == p }) {
+			sum.Protocols = append(sum.Protocols, ProtocolCount{Protocol: p})
+		}
+	}
+	slices.SortFunc(sum.Protocols, func(a, b ProtocolCount) int { return cmp.Compare(a.Protocol, b.Protocol) })
+}

@@ -79,6 +79,13 @@ processes holding CLOSE-WAIT sockets.`,
 	fl.BoolVar(&f.noProcess, "no-process", false, "skip looking up owning processes (faster on hosts with many fds)")
 	fl.BoolVarP(&f.info, "info", "i", false, "TCP internals: rtt, retransmits, bytes (tcp_info)")
 	fl.StringVarP(&f.output, "output", "o", "table", "output format: table, json, ndjson")
+	// ss habits: -n (numeric) and -p (processes) are what socklife always
+	// does, so `socklife snapshot -tulpn` works as typed.
+	var numeric, processes bool
+	fl.BoolVarP(&numeric, "numeric", "n", true, "addresses and ports as numbers (always; accepted for ss habits)")
+	fl.BoolVarP(&processes, "processes", "p", true, "show owning processes (the default; accepted for ss habits)")
+	fl.MarkHidden("numeric")
+	fl.MarkHidden("processes")
 	return cmd
 }
 
@@ -97,6 +104,12 @@ func planSnapshot(f *snapshotFlags) (*snapshotPlan, error) {
 	}
 	if f.exposed && f.summary {
 		return nil, badInput("--exposed and --summary cannot be combined")
+	}
+	if (f.exposed || f.summary) && (len(f.states) > 0 || f.listening || f.all) {
+		return nil, badInput("--exposed and --summary choose their own states: drop --state, -l and -a")
+	}
+	if f.exposed && f.unix {
+		return nil, badInput("--exposed covers TCP and UDP: drop -x")
 	}
 	if f.ipv4 && f.ipv6 {
 		return nil, badInput("-4 and -6 cannot be combined; give neither for both")
@@ -122,7 +135,7 @@ func planSnapshot(f *snapshotFlags) (*snapshotPlan, error) {
 	case f.listening:
 		o.States = tcpstate.Listening
 	default:
-		o.States = tcpstate.Connected
+		o.States = tcpstate.Default
 	}
 	switch {
 	case f.summary:
@@ -211,6 +224,9 @@ func runSnapshot(cmd *cobra.Command, f *snapshotFlags) error {
 		}
 	}
 	socks = applyFilter(socks, &plan.filter)
+	if len(socks) == 0 && !plan.dump.AllNetns {
+		notes = append(notes, otherNetnsNotes(plan.filter.PIDs)...)
+	}
 
 	out := bufio.NewWriterSize(cmd.OutOrStdout(), 64<<10)
 	names := &sockfmt.Interfaces{}
@@ -259,8 +275,32 @@ func applyFilter(socks []snapshot.Socket, flt *snapshot.Filter) []snapshot.Socke
 	return kept
 }
 
+// otherNetnsNotes explains an empty answer to --pid when the process lives
+// in another network namespace, whose sockets only --all-netns lists.
+func otherNetnsNotes(pids []int32) []string {
+	self, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		return nil
+	}
+	var notes []string
+	for _, pid := range pids {
+		ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid))
+		if err == nil && ns != self {
+			notes = append(notes, fmt.Sprintf("process %d lives in another network namespace (%s): add --all-netns", pid, ns))
+		}
+	}
+	return notes
+}
+
 func writeSummary(w io.Writer, plan *snapshotPlan, socks []snapshot.Socket) error {
 	sum := snapshot.Summarize(socks, 10)
+	var asked []snapshot.Protocol
+	for p, on := range map[snapshot.Protocol]bool{snapshot.TCP: plan.dump.TCP, snapshot.UDP: plan.dump.UDP, snapshot.Unix: plan.dump.Unix} {
+		if on {
+			asked = append(asked, p)
+		}
+	}
+	sum.Include(asked...)
 	if plan.format == output.Table {
 		return sockfmt.WriteSummaryTable(w, &sum)
 	}
@@ -268,9 +308,9 @@ func writeSummary(w io.Writer, plan *snapshotPlan, socks []snapshot.Socket) erro
 }
 
 func writeExposed(w io.Writer, plan *snapshotPlan, socks []snapshot.Socket, opts sockfmt.TableOptions, names *sockfmt.Interfaces) error {
-	var ifaceOf func(netip.Addr) string
-	if !plan.dump.AllNetns {
-		ifaceOf = snapshot.InterfaceOfAddr()
+	var ifaceOf func(uint32, netip.Addr) string
+	if self, err := snapshot.CurrentNetns(); err == nil {
+		ifaceOf = snapshot.InterfaceOfAddr(self)
 	}
 	exp := snapshot.Exposed(socks, ifaceOf)
 	if plan.format == output.Table {

@@ -29,6 +29,9 @@ func TestSnapshotBadInput(t *testing.T) {
 		{[]string{"snapshot", "-4", "-6"}, []string{"-4 and -6"}},
 		{[]string{"snapshot", "--exposed", "--summary"}, []string{"cannot be combined"}},
 		{[]string{"snapshot", "--bogus"}, []string{"unknown flag: --bogus"}},
+		{[]string{"snapshot", "--exposed", "-x"}, []string{"--exposed covers TCP and UDP"}},
+		{[]string{"snapshot", "--summary", "--state", "listening"}, []string{"choose their own states"}},
+		{[]string{"nosuchcmd"}, []string{`unknown command "nosuchcmd"`}},
 		{[]string{"snapshot", "extra-arg"}, []string{"unknown command"}},
 	}
 	for _, tt := range tests {
@@ -168,5 +171,24 @@ func TestSnapshotNotRootSaysOwnersHidden(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "of other users are hidden: run as root") || strings.Count(stderr.String(), "\n") != 1 {
 		t.Errorf("stderr = %q, want one note that owners are hidden", stderr.String())
+	}
+}
+
+// Without root, --all-netns lists this namespace and says, once, that the
+// others could not be entered; it does not fail.
+func TestSnapshotAllNetnsNotRoot(t *testing.T) {
+	testutil.NamedNetns(t)
+	cmd := socklifeCmd(t, "snapshot", "-tl", "--all-netns", "--no-process")
+	runAsNobody(t, cmd)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("as nobody: %v; stderr %q", err, stderr.String())
+	}
+	if !strings.HasPrefix(stdout.String(), "Netid") {
+		t.Errorf("stdout = %q, want the table of this namespace", stdout.String())
+	}
+	if !strings.Contains(stderr.String(), "other network namespaces skipped: entering them needs CAP_SYS_ADMIN") {
+		t.Errorf("stderr = %q, want a note about the skipped namespaces", stderr.String())
 	}
 }

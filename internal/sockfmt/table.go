@@ -37,7 +37,7 @@ func WriteTable(w io.Writer, socks []snapshot.Socket, opts TableOptions, names *
 	if opts.Info {
 		cols = append(cols,
 			output.Column{Title: "RTT(ms)", Right: true}, output.Column{Title: "Retrans", Right: true},
-			output.Column{Title: "Sent", Right: true}, output.Column{Title: "Rcvd", Right: true})
+			output.Column{Title: "Acked", Right: true}, output.Column{Title: "Rcvd", Right: true})
 	}
 	if opts.Processes {
 		cols = append(cols, output.Column{Title: "Process"})

@@ -104,14 +104,17 @@ func Of(states ...State) Mask {
 	return m
 }
 
-// The groups ss(8) defines (misc/ss.c). Connected leaves out LISTEN, CLOSE
-// and the minisock states (SYN-RECV, TIME-WAIT); synchronized leaves out
-// SYN-SENT too; bucket is what lives in minisocks.
+// The groups ss(8) names (ss(8), "STATE-FILTER"): connected is every state
+// but LISTEN and CLOSE; synchronized leaves out SYN-SENT too; bucket is
+// what lives in minisocks (SYN-RECV, TIME-WAIT), big the rest.
 var (
-	Connected    = All &^ Of(Listen, Close, TimeWait, SynRecv, NewSynRecv)
+	Connected    = All &^ Of(Listen, Close)
 	Synchronized = Connected &^ Of(SynSent)
 	Bucket       = Of(SynRecv, NewSynRecv, TimeWait)
 	Big          = All &^ Bucket
+	// Default is what ss shows with neither -a nor -l: connected sockets
+	// without the minisocks.
+	Default = Connected &^ Bucket
 	// Listening is what ss -l selects: listeners and unconnected (bound)
 	// datagram sockets.
 	Listening = Of(Listen, Close)

@@ -19,8 +19,8 @@ func TestParseFilter(t *testing.T) {
 		{[]string{"unconn"}, []State{Close}},
 		{[]string{"fin_wait1"}, []State{FinWait1}},
 		{[]string{"syn-recv"}, []State{SynRecv, NewSynRecv}},
-		{[]string{"connected"}, []State{Established, SynSent, FinWait1, FinWait2, CloseWait, LastAck, Closing}},
-		{[]string{"synchronized"}, []State{Established, FinWait1, FinWait2, CloseWait, LastAck, Closing}},
+		{[]string{"connected"}, []State{Established, SynSent, SynRecv, FinWait1, FinWait2, TimeWait, CloseWait, LastAck, Closing, NewSynRecv}},
+		{[]string{"synchronized"}, []State{Established, SynRecv, FinWait1, FinWait2, TimeWait, CloseWait, LastAck, Closing, NewSynRecv}},
 		{[]string{"bucket"}, []State{SynRecv, TimeWait, NewSynRecv}},
 		{[]string{"big"}, []State{Established, SynSent, FinWait1, FinWait2, Close, CloseWait, LastAck, Listen, Closing}},
 	}
@@ -68,17 +68,17 @@ func TestNames(t *testing.T) {
 	}
 }
 
-// "connected" is what ss shows with neither -a nor -l: no listeners, no
+// Default is what ss shows with neither -a nor -l: no listeners, no
 // unconnected datagram sockets, no TIME-WAIT or SYN-RECV minisocks.
-func TestConnectedMatchesSSDefault(t *testing.T) {
+func TestDefaultMatchesSS(t *testing.T) {
 	for _, s := range []State{Listen, Close, TimeWait, SynRecv, NewSynRecv} {
-		if Connected.Has(s) {
-			t.Errorf("Connected has %v", s)
+		if Default.Has(s) {
+			t.Errorf("Default has %v", s)
 		}
 	}
 	for _, s := range []State{Established, SynSent, FinWait1, FinWait2, CloseWait, LastAck, Closing} {
-		if !Connected.Has(s) {
-			t.Errorf("Connected lacks %v", s)
+		if !Default.Has(s) {
+			t.Errorf("Default lacks %v", s)
 		}
 	}
 }
