@@ -186,7 +186,7 @@ int sys_exit_accept(struct trace_event_raw_sys_exit *ctx)
 	__u64 *lsk = bpf_map_lookup_elem(&accepting, &id);
 	const struct sock *listener = NULL;
 	const struct sock *sk;
-	__u16 port;
+	struct tuple tu = {};
 
 	if (lsk) {
 		listener = (const struct sock *)*lsk;
@@ -194,15 +194,13 @@ int sys_exit_accept(struct trace_event_raw_sys_exit *ctx)
 	}
 	if (ctx->ret < 0)
 		return 0;
-	if (!lsk)
-		return 0;
 	sk = fd_sock(ctx->ret);
 	if (!lsk) {
 		/* also every non-TCP accept: on_accept filters those */
 		if (!is_tcp(sk))
 			return 0;
-		port = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
-		listener = known_listener(sock_netns(sk), port);
+		sock_tuple(sk, &tu);
+		listener = known_listener(sock_netns(sk), tu.sport, tu.saddr);
 	}
 	return on_accept(listener, sk, HOOK_SYSCALL_TRACEPOINT);
 }

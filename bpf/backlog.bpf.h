@@ -43,14 +43,71 @@ static __always_inline void fill_listener(struct event *e, const struct sock *ls
 	e->flags |= FLAG_LISTENER_KNOWN;
 }
 
-/* The listener the tracer knows for a local port (netns + port). SO_REUSEPORT
- * groups share the key: this is the one that listened (or accepted) last. */
-static __always_inline const struct sock *known_listener(__u32 netns, __u16 port)
-{
-	struct listen_key key = { .netns = netns, .port = port };
-	struct listen_info *li = bpf_map_lookup_elem(&listeners, &key);
+/*
+ * Listeners by what they are bound to, so a child finds its own: several
+ * listeners may share a port on different addresses. addr is the bound
+ * address as the tuple holds it (IPv4 v4-mapped); a wildcard listener has
+ * ::ffff:0.0.0.0 (IPv4) or :: (IPv6, dual-stack). SO_REUSEPORT groups share
+ * a key: the last to listen (or accept) stands for the group.
+ */
+struct queue_key {
+	__u32 netns;
+	__u16 port;
+	__u16 pad;
+	__u8 addr[16];
+};
 
-	return li ? (const struct sock *)li->sk : NULL;
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct queue_key);
+	__type(value, __u64); /* struct sock * */
+} queue_listeners SEC(".maps");
+
+/* Keep queue_listeners current at CLOSE->LISTEN and LISTEN->CLOSE. */
+static __always_inline void track_queue_listener(const struct sock *sk, int new, __u32 netns,
+						 const struct tuple *tu)
+{
+	struct queue_key key = { .netns = netns, .port = tu->sport };
+	__u64 addr = (__u64)sk;
+	__u64 *cur;
+
+	if (!want_queue)
+		return;
+	__builtin_memcpy(key.addr, tu->saddr, 16);
+	if (new == TCP_LISTEN) {
+		bpf_map_update_elem(&queue_listeners, &key, &addr, BPF_ANY);
+		return;
+	}
+	cur = bpf_map_lookup_elem(&queue_listeners, &key);
+	if (cur && *cur == addr)
+		bpf_map_delete_elem(&queue_listeners, &key);
+}
+
+/* The listener a child on (addr, port) came from: the exact address first,
+ * then the IPv4 wildcard (v4-mapped children only), then the IPv6 one. */
+static __always_inline const struct sock *known_listener(__u32 netns, __u16 port,
+							 const __u8 addr[16])
+{
+	struct queue_key key = { .netns = netns, .port = port };
+	__u64 *lsk;
+
+	__builtin_memcpy(key.addr, addr, 16);
+	lsk = bpf_map_lookup_elem(&queue_listeners, &key);
+	if (lsk)
+		return (const struct sock *)*lsk;
+	__builtin_memset(key.addr, 0, 16);
+	if (is_v4mapped(addr)) {
+		key.addr[10] = 0xff;
+		key.addr[11] = 0xff;
+		lsk = bpf_map_lookup_elem(&queue_listeners, &key);
+		if (lsk)
+			return (const struct sock *)*lsk;
+		key.addr[10] = 0;
+		key.addr[11] = 0;
+	}
+	lsk = bpf_map_lookup_elem(&queue_listeners, &key);
+	return lsk ? (const struct sock *)*lsk : NULL;
 }
 
 /*
@@ -59,24 +116,27 @@ static __always_inline const struct sock *known_listener(__u32 netns, __u16 port
  */
 static __always_inline void learn_listener(const struct sock *lsk)
 {
-	struct listen_key key = { .netns = sock_netns(lsk) };
-	struct listen_info li = { .sk = (__u64)lsk };
+	struct queue_key key = { .netns = sock_netns(lsk) };
+	struct tuple tu = {};
+	__u64 addr = (__u64)lsk;
 
-	key.port = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)lsk, inet_sport));
-	task_now(&li.owner);
-	bpf_map_update_elem(&listeners, &key, &li, BPF_NOEXIST);
+	sock_tuple(lsk, &tu);
+	key.port = tu.sport;
+	__builtin_memcpy(key.addr, tu.saddr, 16);
+	if (!bpf_map_lookup_elem(&queue_listeners, &key))
+		bpf_map_update_elem(&queue_listeners, &key, &addr, BPF_NOEXIST);
 }
 
 /* Enqueue: at SYN_RECV->ESTABLISHED the child is already on the listener's
  * accept queue (inet_csk_complete_hashdance ran in tcp_check_req). */
 static __always_inline void fill_enqueue(struct event *e, int old, int new, __u32 netns,
-					 __u16 sport)
+					 const struct tuple *tu)
 {
 	const struct sock *lsk;
 
 	if (!want_queue || old != TCP_SYN_RECV || new != TCP_ESTABLISHED)
 		return;
-	lsk = known_listener(netns, sport);
+	lsk = known_listener(netns, tu->sport, tu->saddr);
 	if (lsk)
 		fill_listener(e, lsk);
 }

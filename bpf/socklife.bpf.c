@@ -66,20 +66,26 @@ static __always_inline int on_state(const struct sock *sk, int old, int new,
 {
 	__u64 key = (__u64)sk;
 	__u64 now = bpf_ktime_get_ns();
-	__u32 netns = sock_netns(sk);
 	struct sock_info fresh = {};
 	struct sock_info *si = bpf_map_lookup_elem(&socks, &key);
 	bool known = si != NULL;
+	bool owner_now = in_owner_context(old, new);
 	__u64 in_state = 0;
 	bool in_state_known = false;
+	__u32 netns;
 
 	if (!si)
 		si = &fresh;
+	netns = si->netns;
+	if (!netns) {
+		netns = sock_netns(sk);
+		si->netns = netns;
+	}
 	if (si->state_ts) {
 		in_state = now - si->state_ts;
 		in_state_known = true;
 	}
-	if (in_owner_context(old, new)) {
+	if (owner_now) {
 		task_now(&si->owner);
 		si->owner_flag = FLAG_OWNER_TASK;
 	} else if (old == TCP_LISTEN && new == TCP_SYN_RECV && !si->owner_flag) {
@@ -91,7 +97,8 @@ static __always_inline int on_state(const struct sock *sk, int old, int new,
 		struct event *e = reserve_event();
 
 		if (e) {
-			fill_common(e, sk, now, si, netns, tu);
+			/* in the owner's context, the owner is who runs */
+			fill_common_task(e, sk, now, si, netns, tu, owner_now ? &si->owner : NULL);
 			e->kind = EVENT_STATE;
 			e->hook = hook;
 			e->oldstate = old;
@@ -101,16 +108,19 @@ static __always_inline int on_state(const struct sock *sk, int old, int new,
 				e->flags |= FLAG_IN_STATE_KNOWN;
 			if (new == TCP_CLOSE)
 				close_stats(e, sk);
-			fill_enqueue(e, old, new, netns, tu->sport);
+			fill_enqueue(e, old, new, netns, tu);
 			submit_event(e);
 		}
 	}
 
-	if (new == TCP_LISTEN || old == TCP_LISTEN)
+	if (new == TCP_LISTEN || old == TCP_LISTEN) {
 		track_listener(sk, old, new, si, netns, tu->sport);
-	if (new == TCP_CLOSE)
-		bpf_map_delete_elem(&socks, &key);
-	else if (!known)
+		track_queue_listener(sk, new, netns, tu);
+	}
+	if (new == TCP_CLOSE) {
+		if (known) /* see socks */
+			__builtin_memset(si, 0, sizeof(*si));
+	} else if (!known)
 		bpf_map_update_elem(&socks, &key, &fresh, BPF_ANY);
 	return 0;
 }
@@ -128,6 +138,20 @@ int raw_state(struct bpf_raw_tracepoint_args *ctx)
 	return on_state(sk, (int)ctx->args[1], (int)ctx->args[2], &tu, HOOK_RAW_TRACEPOINT);
 }
 
+/*
+ * An address array of the tracepoint record as two 8-byte loads off ctx (the
+ * arrays are 8-byte aligned). A memcpy from ctx compiles to loads off a moved
+ * ctx pointer, which the verifier refuses, and bpf_probe_read_kernel costs
+ * a helper call (~30 ns) per array.
+ */
+static __always_inline void ctx_addr(__u8 out[16], const __u8 *lo, const __u8 *hi)
+{
+	__u64 a = *(const __u64 *)lo, b = *(const __u64 *)hi;
+
+	__builtin_memcpy(out, &a, 8);
+	__builtin_memcpy(out + 8, &b, 8);
+}
+
 /* The tracepoint has already copied the tuple for us. */
 SEC("tracepoint/sock/inet_sock_set_state")
 int tp_state(struct trace_event_raw_inet_sock_set_state *ctx)
@@ -139,10 +163,8 @@ int tp_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	tu.family = ctx->family;
 	tu.sport = ctx->sport;
 	tu.dport = ctx->dport;
-	/* a copy from ctx compiles to loads off a moved ctx pointer, which
-	 * the verifier refuses: read the arrays through the helper */
-	bpf_probe_read_kernel(tu.saddr, sizeof(tu.saddr), ctx->saddr_v6);
-	bpf_probe_read_kernel(tu.daddr, sizeof(tu.daddr), ctx->daddr_v6);
+	ctx_addr(tu.saddr, &ctx->saddr_v6[0], &ctx->saddr_v6[8]);
+	ctx_addr(tu.daddr, &ctx->daddr_v6[0], &ctx->daddr_v6[8]);
 	return on_state(ctx->skaddr, ctx->oldstate, ctx->newstate, &tu, HOOK_TRACEPOINT);
 }
 

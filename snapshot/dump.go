@@ -132,7 +132,10 @@ func Dump(ctx context.Context, opts Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	jobs := planJobs(namespaces, opts.queries())
+	// sockstat counts sockets in every state: a dump of listeners alone
+	// (socklife backlog, each interval) must not allocate for every
+	// connection on the host.
+	jobs := planJobsSized(namespaces, opts.queries(), opts.States&^tcpstate.Of(tcpstate.Listen) != 0)
 	runJobs(ctx, jobs, opts, self)
 	return gather(jobs, namespaces)
 }
@@ -141,13 +144,22 @@ func Dump(ctx context.Context, opts Options) (*Result, error) {
 // gets room for every socket, so gathering them copies only the later
 // (usually small) dumps and never regrows the big one.
 func planJobs(namespaces []namespace, qs []query) []*job {
+	return planJobsSized(namespaces, qs, true)
+}
+
+// planJobsSized is planJobs, without the sockstat sizing unless sized.
+func planJobsSized(namespaces []namespace, qs []query, sized bool) []*job {
 	var jobs []*job
 	var hints []int
 	total := 0
 	for _, ns := range namespaces {
 		for _, q := range qs {
 			jobs = append(jobs, &job{ns: ns, q: q})
-			hints = append(hints, sockstatHint(q, ns))
+			hint := 0
+			if sized {
+				hint = sockstatHint(q, ns)
+			}
+			hints = append(hints, hint)
 			total += hints[len(hints)-1]
 		}
 	}

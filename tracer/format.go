@@ -1,10 +1,11 @@
 package tracer
 
 import (
-	"fmt"
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/socklife/socklife/internal/tcpstate"
 )
 
 // TableHeader is the header line of AppendTable's rows.
@@ -87,9 +88,9 @@ func AppendJSON(b []byte, ev *Event) []byte {
 	b = append(b, `","remote":"`...)
 	b = ev.Remote.AppendTo(b)
 	b = append(b, `","old":"`...)
-	b = append(b, ev.Old.JSONName()...)
+	b = append(b, stateJSON[ev.Old]...)
 	b = append(b, `","new":"`...)
-	b = append(b, ev.New.JSONName()...)
+	b = append(b, stateJSON[ev.New]...)
 	b = append(b, `","owner":`...)
 	if ev.OwnerSource != OwnerUnknown {
 		b = appendTask(b, ev.Owner)
@@ -108,8 +109,7 @@ func AppendJSON(b []byte, ev *Event) []byte {
 	}
 	b = append(b, `,"close":`...)
 	if ev.HasClose {
-		b = fmt.Appendf(b, `{"bytes_acked":%d,"bytes_received":%d,"total_retrans":%d,"srtt_us":%d}`,
-			ev.Close.BytesAcked, ev.Close.BytesReceived, ev.Close.TotalRetrans, ev.Close.SRTT.Microseconds())
+		b = appendClose(b, ev.Close)
 	} else {
 		b = append(b, "null"...)
 	}
@@ -138,8 +138,35 @@ func appendAccept(b []byte, a AcceptInfo) []byte {
 	if !a.ListenerKnown {
 		return append(b, `,"listener":null,"queue_len":null,"backlog":null}`...)
 	}
-	return fmt.Appendf(b, `,"listener":"0x%x","queue_len":%d,"backlog":%d}`, a.Listener, a.QueueLen, a.Backlog)
+	b = append(b, `,"listener":"0x`...)
+	b = strconv.AppendUint(b, a.Listener, 16)
+	b = append(b, `","queue_len":`...)
+	b = strconv.AppendUint(b, uint64(a.QueueLen), 10)
+	b = append(b, `,"backlog":`...)
+	b = strconv.AppendUint(b, uint64(a.Backlog), 10)
+	return append(b, '}')
 }
+
+func appendClose(b []byte, c CloseStats) []byte {
+	b = append(b, `{"bytes_acked":`...)
+	b = strconv.AppendUint(b, c.BytesAcked, 10)
+	b = append(b, `,"bytes_received":`...)
+	b = strconv.AppendUint(b, c.BytesReceived, 10)
+	b = append(b, `,"total_retrans":`...)
+	b = strconv.AppendUint(b, uint64(c.TotalRetrans), 10)
+	b = append(b, `,"srtt_us":`...)
+	b = strconv.AppendInt(b, c.SRTT.Microseconds(), 10)
+	return append(b, '}')
+}
+
+// stateJSON holds every state's JSON name: JSONName builds a new string
+// per call, which the per-event path cannot afford.
+var stateJSON = func() (names [256]string) {
+	for i := range names {
+		names[i] = tcpstate.State(i).JSONName()
+	}
+	return names
+}()
 
 // appendJSONString quotes s for JSON. Command names are whatever a process
 // set with prctl: control bytes and invalid UTF-8 included.

@@ -75,6 +75,14 @@ type socklifeListenKey struct {
 	Pad   uint16
 }
 
+type socklifeQueueKey struct {
+	_     structs.HostLayout
+	Netns uint32
+	Port  uint16
+	Pad   uint16
+	Addr  [16]uint8
+}
+
 type socklifeSockInfo struct {
 	_     structs.HostLayout
 	Owner struct {
@@ -86,7 +94,8 @@ type socklifeSockInfo struct {
 	}
 	StateTs   uint64
 	OwnerFlag uint8
-	_         [7]byte
+	_         [3]byte
+	Netns     uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -97,6 +106,7 @@ const (
 	socklifeMapEvents             = "events"
 	socklifeMapListeners          = "listeners"
 	socklifeMapLost               = "lost"
+	socklifeMapQueueListeners     = "queue_listeners"
 	socklifeMapSocks              = "socks"
 	socklifeProgFexitAccept       = "fexit_accept"
 	socklifeProgFexitAcceptPre610 = "fexit_accept_pre610"
@@ -178,11 +188,12 @@ type socklifeProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socklifeMapSpecs struct {
-	Accepting *ebpf.MapSpec `ebpf:"accepting"`
-	Events    *ebpf.MapSpec `ebpf:"events"`
-	Listeners *ebpf.MapSpec `ebpf:"listeners"`
-	Lost      *ebpf.MapSpec `ebpf:"lost"`
-	Socks     *ebpf.MapSpec `ebpf:"socks"`
+	Accepting      *ebpf.MapSpec `ebpf:"accepting"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	Listeners      *ebpf.MapSpec `ebpf:"listeners"`
+	Lost           *ebpf.MapSpec `ebpf:"lost"`
+	QueueListeners *ebpf.MapSpec `ebpf:"queue_listeners"`
+	Socks          *ebpf.MapSpec `ebpf:"socks"`
 }
 
 // socklifeVariableSpecs contains global variables before they are loaded into the kernel.
@@ -221,11 +232,12 @@ func (o *socklifeObjects) Close() error {
 //
 // It can be passed to loadSocklifeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socklifeMaps struct {
-	Accepting *ebpf.Map `ebpf:"accepting"`
-	Events    *ebpf.Map `ebpf:"events"`
-	Listeners *ebpf.Map `ebpf:"listeners"`
-	Lost      *ebpf.Map `ebpf:"lost"`
-	Socks     *ebpf.Map `ebpf:"socks"`
+	Accepting      *ebpf.Map `ebpf:"accepting"`
+	Events         *ebpf.Map `ebpf:"events"`
+	Listeners      *ebpf.Map `ebpf:"listeners"`
+	Lost           *ebpf.Map `ebpf:"lost"`
+	QueueListeners *ebpf.Map `ebpf:"queue_listeners"`
+	Socks          *ebpf.Map `ebpf:"socks"`
 }
 
 func (m *socklifeMaps) Close() error {
@@ -234,6 +246,7 @@ func (m *socklifeMaps) Close() error {
 		m.Events,
 		m.Listeners,
 		m.Lost,
+		m.QueueListeners,
 		m.Socks,
 	)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -72,25 +73,30 @@ func runInfo(w io.Writer, format output.Format, disable []string) error {
 	}
 	_, err := os.Stat(tracer.BTFPath)
 	info.BTF = err == nil
-	hookErr := probeHooks(&info, disable)
+	// Probe first: without the rights to load programs the answer is one
+	// error line, not half a report.
+	if err := probeHooks(&info, disable); err != nil {
+		return err
+	}
+	out := bufio.NewWriter(w)
 	if format == output.JSON {
-		enc := json.NewEncoder(w)
+		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(info); err != nil {
-			return err
+			return fmt.Errorf("writing output: %w", err)
 		}
-		return hookErr
+	} else {
+		btf := "no (" + tracer.BTFPath + " missing)"
+		if info.BTF {
+			btf = "yes"
+		}
+		fmt.Fprintf(out, "kernel: %s\nbtf: %s\nlockdown: %s\n", info.Kernel, btf, info.Lockdown)
+		for _, l := range info.lines {
+			fmt.Fprintln(out, l)
+		}
 	}
-	btf := "no (" + tracer.BTFPath + " missing)"
-	if info.BTF {
-		btf = "yes"
-	}
-	fmt.Fprintf(w, "kernel: %s\nbtf: %s\nlockdown: %s\n", info.Kernel, btf, info.Lockdown)
-	if hookErr != nil {
-		return hookErr
-	}
-	for _, l := range info.lines {
-		fmt.Fprintln(w, l)
+	if err := out.Flush(); err != nil {
+		return fmt.Errorf("writing output: %w", err)
 	}
 	return nil
 }

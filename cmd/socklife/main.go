@@ -17,7 +17,10 @@ func main() {
 	err := newRootCmd().ExecuteContext(ctx)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "socklife:", err)
+		var quiet exitStatus
+		if !errors.As(err, &quiet) {
+			fmt.Fprintln(os.Stderr, "socklife:", err)
+		}
 		os.Exit(exitCode(err))
 	}
 }

@@ -18,6 +18,15 @@ func newRootCmd() *cobra.Command {
 their states as they happen, with the right process on both sides.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Without a command: the help. With an unknown one: bad input
+		// (exit 2) rather than cobra's plain error.
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return badInput("unknown command %q (see socklife --help)", args[0])
+			}
+			return cmd.Help()
+		},
 	}
 	// Flag parse errors are bad input: exit 2, like an unknown flag value.
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
@@ -26,6 +35,10 @@ their states as they happen, with the right process on both sides.`,
 	root.AddCommand(
 		newSnapshotCmd(),
 		newTraceCmd(),
+		newRecordCmd(),
+		newTopCmd(),
+		newCloseWaitCmd(),
+		newBacklogCmd(),
 		newInfoCmd(),
 		newVersionCmd(),
 	)

@@ -8,32 +8,21 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"slices"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/socklife/socklife/internal/output"
-	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/tracer"
 )
 
 type traceFlags struct {
-	output       string
-	pid          uint32
-	comm         string
-	port         uint16
-	sport, dport uint16
-	states       []string
-	ipv4, ipv6   bool
-	netns        uint32
-	count        uint64
-	duration     time.Duration
-	readyFile    string
-	disableHooks []string
-	debug        bool
+	filterFlags
+	output    string
+	count     uint64
+	duration  time.Duration
+	readyFile string
 }
 
 func newTraceCmd() *cobra.Command {
@@ -54,19 +43,9 @@ At stop (Ctrl-C, SIGTERM, --count, --duration) it prints
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per line)")
-	fl.Uint32Var(&f.pid, "pid", 0, "only sockets owned by this process")
-	fl.StringVar(&f.comm, "comm", "", "only sockets whose owner has this command name")
-	fl.Uint16Var(&f.port, "port", 0, "only connections with this port on either side")
-	fl.Uint16Var(&f.sport, "sport", 0, "only this local port")
-	fl.Uint16Var(&f.dport, "dport", 0, "only this remote port")
-	fl.StringArrayVar(&f.states, "state", nil, "only transitions from or to this state, ss names (repeatable): "+strings.Join(tcpstate.FilterNames(), ", "))
-	fl.BoolVarP(&f.ipv4, "ipv4", "4", false, "only IPv4 (dual-stack sockets talking IPv4 included)")
-	fl.BoolVarP(&f.ipv6, "ipv6", "6", false, "only IPv6")
-	fl.Uint32Var(&f.netns, "netns", 0, "only this network namespace (inode, as in /proc/PID/ns/net)")
+	f.register(fl, "only transitions from or to this state")
 	fl.Uint64Var(&f.count, "count", 0, "stop after this many events")
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (e.g. 30s)")
-	fl.StringArrayVar(&f.disableHooks, "disable-hook", nil, "do not use this hook, to force a fallback (repeatable): "+strings.Join(tracer.HookNames, ", "))
-	fl.BoolVar(&f.debug, "debug", false, "log which hook each feature uses and why others failed")
 	fl.StringVar(&f.readyFile, "ready-file", "", "write this file once attached (for tests)")
 	fl.MarkHidden("ready-file")
 	return cmd
@@ -78,25 +57,15 @@ func (f traceFlags) options() (tracer.Options, output.Format, error) {
 	if err != nil {
 		return tracer.Options{}, "", badInput("%w", err)
 	}
-	states, err := tcpstate.ParseFilter(f.states)
+	opts, states, err := f.filterFlags.options()
 	if err != nil {
-		return tracer.Options{}, "", badInput("--state: %w", err)
-	}
-	if f.ipv4 && f.ipv6 {
-		return tracer.Options{}, "", badInput("-4 and -6 exclude each other")
+		return tracer.Options{}, "", err
 	}
 	if f.duration < 0 {
 		return tracer.Options{}, "", badInput("--duration %v is negative", f.duration)
 	}
-	for _, h := range f.disableHooks {
-		if !slices.Contains(tracer.HookNames, h) {
-			return tracer.Options{}, "", badInput("--disable-hook: unknown hook %q (valid: %s)", h, strings.Join(tracer.HookNames, ", "))
-		}
-	}
-	return tracer.Options{
-		PID: f.pid, Port: f.port, SPort: f.sport, DPort: f.dport, Netns: f.netns,
-		IPv4Only: f.ipv4, IPv6Only: f.ipv6, States: states, DisableHooks: f.disableHooks,
-	}, format, nil
+	opts.States = states
+	return opts, format, nil
 }
 
 func runTrace(cmd *cobra.Command, f traceFlags) error {

@@ -80,8 +80,8 @@ const (
 	flagSeenFromStart = 1 << iota // the tracer saw the socket being created
 	flagOwnerKnown
 	flagAcceptWaitKnown
-	flagJoined   // an event named its sock pointer (not only a snapshot)
-	flagConfirm  // scratch mark used by resync
+	flagJoined  // an event named its sock pointer (not only a snapshot)
+	flagConfirm // scratch mark used by resync
 )
 
 // entry is one tracked socket. It holds no pointers, so a table of a
@@ -102,8 +102,8 @@ type entry struct {
 	listener uint32 // index into Table.listenerNames; 0: none
 	next     uint32 // next slot with the same tuple hash, or on the free list
 	hist     history
-	// acceptWait is the accept-queue wait in ns; lastRecv is a lower bound
-	// (Unix ns) of when a snapshot entry entered its state, from tcp_info.
+	// acceptWait is the accept-queue wait in ns. atLeast (Unix ns) is when
+	// a snapshot found the socket in its state, entered at an unknown time.
 	acceptWait int64
 	atLeast    int64
 	state      tcpstate.State
@@ -158,9 +158,9 @@ type Conn struct {
 	// first steps have no EnteredAt and OpenedAt is zero.
 	SeenFromStart bool
 	History       []Step
-	// Since is when it entered State, zero if unknown; then AtLeast, when
-	// not zero, is a time it was already in State by (tcp_info's last
-	// received data: a lower bound on the age).
+	// Since is when it entered State, zero if unknown. Then AtLeast is the
+	// time of the snapshot that found it in State: its age in State is at
+	// least time.Since(AtLeast).
 	Since, AtLeast time.Time
 	// OpenedAt is when it entered SYN_SENT or SYN_RECV; EstablishedAt when
 	// it entered ESTABLISHED. Zero when not seen.
@@ -168,7 +168,11 @@ type Conn struct {
 
 	AcceptWait      time.Duration
 	AcceptWaitKnown bool
-	ClosedBy        ClosedBy
+	// Accepts counts, for a listener, the accept()s seen on its port (all
+	// listeners on it: SO_REUSEPORT ones share the count) since it started
+	// listening or the tracker started: a rate is the change over time.
+	Accepts  uint64
+	ClosedBy ClosedBy
 
 	// For a closed connection (OnClose) only.
 	Closed   bool

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/socklife/socklife/internal/backlog"
+	"github.com/socklife/socklife/internal/output"
+	"github.com/socklife/socklife/tracer"
+)
+
+type backlogFlags struct {
+	output       string
+	port         uint16
+	pid          uint32
+	interval     time.Duration
+	stall        time.Duration
+	forDur       time.Duration
+	allNetns     bool
+	disableHooks []string
+	debug        bool
+	readyFile    string
+}
+
+func newBacklogCmd() *cobra.Command {
+	var f backlogFlags
+	cmd := &cobra.Command{
+		Use:   "backlog",
+		Short: "Diagnose accept queues: depth, accept wait, drops and stalled acceptors per listener",
+		Long: `Show, per listening TCP socket and per interval, worst first: the accept-queue
+length and its peak against the listen() backlog, the share of the interval the
+queue was full (length > backlog), the SYN (half-open) queue, how long accepted
+connections waited in the queue (p50/p90/p99/max), drops (the listener's
+sk_drops, as ss -tlnm shows) and SYN-ACK retransmits, beside the netns counters
+TcpExtListenOverflows and TcpExtListenDrops. A listener whose queue is not
+empty while nobody has called accept() for longer than --stall is flagged
+STALLED with its owner; "stall" lines mark when that begins and ends.
+
+With --for, it exits after that long with status 1 if any listener stalled or
+dropped a connection, 0 otherwise: a check for scripts and alerts.`,
+		Example: `  socklife backlog --port 443
+  socklife backlog --for 30s --stall 500ms -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runBacklog(cmd, f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per interval)")
+	fl.Uint16Var(&f.port, "port", 0, "only the listener on this local port")
+	fl.Uint32Var(&f.pid, "pid", 0, "only listeners this process accepts on (or listened on)")
+	fl.DurationVar(&f.interval, "interval", time.Second, "report every this long")
+	fl.DurationVar(&f.stall, "stall", time.Second, "flag a listener with a non-empty queue and no accept() for longer than this")
+	fl.BoolVar(&f.allNetns, "all-netns", false, "also list the listeners of every other network namespace each interval (events cover all of them anyway)")
+	fl.DurationVar(&f.forDur, "for", 0, "stop after this long; exit 1 if any listener stalled or dropped")
+	fl.StringArrayVar(&f.disableHooks, "disable-hook", nil, "do not use this hook, to force a fallback (repeatable): "+strings.Join(tracer.HookNames, ", "))
+	fl.BoolVar(&f.debug, "debug", false, "log which hook each feature uses and why others failed")
+	fl.StringVar(&f.readyFile, "ready-file", "", "write this file once attached (for tests)")
+	fl.MarkHidden("ready-file")
+	return cmd
+}
+
+func (f backlogFlags) check() (output.Format, error) {
+	format, err := output.ParseFormat(f.output, output.Table, output.JSON)
+	if err != nil {
+		return "", badInput("%w", err)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+		min  time.Duration
+	}{{"--interval", f.interval, 10 * time.Millisecond}, {"--stall", f.stall, time.Millisecond}, {"--for", f.forDur, 0}} {
+		if d.v < d.min {
+			return "", badInput("%s %v is below %v", d.name, d.v, d.min)
+		}
+	}
+	for _, h := range f.disableHooks {
+		if !slices.Contains(tracer.HookNames, h) {
+			return "", badInput("--disable-hook: unknown hook %q (valid: %s)", h, strings.Join(tracer.HookNames, ", "))
+		}
+	}
+	return format, nil
+}
+
+func runBacklog(cmd *cobra.Command, f backlogFlags) error {
+	format, err := f.check()
+	if err != nil {
+		return err
+	}
+	// The port filter runs in the kernel too (children and SYN-ACKs carry
+	// the listener's port as theirs); the pid one only here, since a
+	// listener that predates us has no owner in BPF until it accepts.
+	tr, err := tracer.New(tracer.Options{
+		Backlog: true, SPort: f.port, DisableHooks: f.disableHooks,
+		Logger: stderrLogger(cmd.ErrOrStderr(), f.debug),
+	})
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	if !acceptAttached(tr) {
+		return fmt.Errorf("no hook for accept() on this kernel: accept waits and stalls cannot be measured")
+	}
+	if f.readyFile != "" {
+		if err := os.WriteFile(f.readyFile, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
+			return fmt.Errorf("writing the ready file: %w", err)
+		}
+	}
+	ctx := cmd.Context()
+	if f.forDur > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.forDur)
+		defer cancel()
+	}
+	p := &backlogPrinter{out: cmd.OutOrStdout(), json: format == output.JSON, clear: !f.forDurSet() && isTerminal(cmd.OutOrStdout())}
+	cfg := backlog.Config{Interval: f.interval, Stall: f.stall, Port: f.port, PID: f.pid, AllNetns: f.allNetns}
+	if err := backlog.Run(ctx, tr, cfg, p.print, nil); err != nil {
+		if isBrokenPipe(err) {
+			return nil
+		}
+		return err
+	}
+	if f.forDur > 0 && (p.stalled > 0 || p.dropped > 0) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d stalls, %d drops\n", p.stalled, p.dropped)
+		return exitStatus(1)
+	}
+	return nil
+}
+
+func (f backlogFlags) forDurSet() bool { return f.forDur > 0 }
+
+func acceptAttached(tr *tracer.Tracer) bool {
+	for _, h := range tr.Hooks() {
+		if h.Feature == "accept" {
+			return h.Attached()
+		}
+	}
+	return false
+}
+
+// isTerminal: a live table redraws in place on a terminal, and appends
+// otherwise (a file, a pipe).
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"time"
+
+	"github.com/socklife/socklife/internal/backlog"
+)
+
+// The JSON form of a backlog report: snake_case keys, durations in
+// milliseconds; accept_wait_ms is null when nothing was accepted.
+type backlogJSON struct {
+	Start     time.Time      `json:"start"`
+	End       time.Time      `json:"end"`
+	Listeners []listenerJSON `json:"listeners"`
+	Stalls    []stallJSON    `json:"stalls"`
+	Netns     []netnsJSON    `json:"netns"`
+	Lost      uint64         `json:"lost"`
+}
+
+type listenerJSON struct {
+	Netns         uint32    `json:"netns"`
+	Inode         uint64    `json:"inode"`
+	Local         string    `json:"local"`
+	PID           *uint32   `json:"pid"`
+	Comm          *string   `json:"comm"`
+	Backlog       uint32    `json:"backlog"`
+	Queue         uint32    `json:"queue"`
+	Peak          uint32    `json:"peak"`
+	FullFraction  float64   `json:"full_fraction"`
+	SynQueue      uint32    `json:"syn_queue"`
+	SynPeak       uint32    `json:"syn_peak"`
+	Enqueues      uint64    `json:"enqueues"`
+	Accepts       uint64    `json:"accepts"`
+	Wait          *waitJSON `json:"accept_wait_ms"`
+	WaitTotal     *waitJSON `json:"accept_wait_total_ms"`
+	Drops         uint64    `json:"drops"`
+	DropsTotal    uint64    `json:"drops_total"`
+	Synack        uint64    `json:"synack_retransmits"`
+	SynackTotal   uint64    `json:"synack_retransmits_total"`
+	Stalled       bool      `json:"stalled"`
+	StalledMillis *float64  `json:"stalled_ms"`
+}
+
+type waitJSON struct {
+	Count int     `json:"count"`
+	P50   float64 `json:"p50"`
+	P90   float64 `json:"p90"`
+	P99   float64 `json:"p99"`
+	Max   float64 `json:"max"`
+}
+
+type stallJSON struct {
+	Time          time.Time `json:"time"`
+	Event         string    `json:"event"` // begin or end
+	Netns         uint32    `json:"netns"`
+	Inode         uint64    `json:"inode"`
+	Local         string    `json:"local"`
+	PID           uint32    `json:"pid"`
+	Comm          string    `json:"comm"`
+	StalledMillis float64   `json:"stalled_ms"`
+}
+
+type netnsJSON struct {
+	Netns                uint32 `json:"netns"`
+	ListenOverflows      uint64 `json:"listen_overflows"`
+	ListenDrops          uint64 `json:"listen_drops"`
+	ListenOverflowsTotal uint64 `json:"listen_overflows_total"`
+	ListenDropsTotal     uint64 `json:"listen_drops_total"`
+}
+
+func jsonReport(r *backlog.Report) backlogJSON {
+	out := backlogJSON{Start: r.Start.UTC(), End: r.End.UTC(), Lost: r.Lost,
+		Listeners: make([]listenerJSON, len(r.Listeners)), Stalls: make([]stallJSON, len(r.Stalls)),
+		Netns: make([]netnsJSON, len(r.Netns))}
+	for i, l := range r.Listeners {
+		j := listenerJSON{
+			Netns: l.Netns, Inode: l.Inode, Local: l.Local.String(),
+			Backlog: l.Backlog, Queue: l.Queue, Peak: l.Peak, FullFraction: l.FullFraction,
+			SynQueue: l.SynQueue, SynPeak: l.SynPeak, Enqueues: l.Enqueues, Accepts: l.Accepts,
+			Wait: waitOf(l.Wait), WaitTotal: waitOf(l.WaitTotal),
+			Drops: l.Drops, DropsTotal: l.DropsTotal, Synack: l.SynackRetrans, SynackTotal: l.SynackRetransTotal,
+			Stalled: l.Stalled,
+		}
+		if l.PID != 0 {
+			j.PID, j.Comm = &l.PID, &l.Comm
+		}
+		if l.Stalled {
+			ms := msOf(l.StalledFor)
+			j.StalledMillis = &ms
+		}
+		out.Listeners[i] = j
+	}
+	for i, s := range r.Stalls {
+		ev := "end"
+		if s.Begin {
+			ev = "begin"
+		}
+		out.Stalls[i] = stallJSON{Time: s.Time.UTC(), Event: ev, Netns: s.Key.Netns, Inode: s.Key.Inode,
+			Local: s.Local.String(), PID: s.PID, Comm: s.Comm, StalledMillis: msOf(s.For)}
+	}
+	for i, n := range r.Netns {
+		out.Netns[i] = netnsJSON(n)
+	}
+	return out
+}
+
+func waitOf(w backlog.Waits) *waitJSON {
+	if w.Count == 0 {
+		return nil
+	}
+	return &waitJSON{Count: w.Count, P50: msOf(w.P50), P90: msOf(w.P90), P99: msOf(w.P99), Max: msOf(w.Max)}
+}

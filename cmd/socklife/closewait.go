@@ -1,0 +1,143 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/socklife/socklife/internal/closewait"
+	"github.com/socklife/socklife/internal/output"
+	"github.com/socklife/socklife/internal/topview"
+	"github.com/socklife/socklife/snapshot"
+)
+
+type closewaitFlags struct {
+	watchConfig
+	duration  time.Duration
+	threshold int
+	growth    float64
+	output    string
+	pid       uint32
+	port      uint16
+	comm      string
+}
+
+// keepFn limits the watch to --pid, --port (local) and --comm.
+func (f *closewaitFlags) keepFn() func(uint32, string, netip.AddrPort) bool {
+	if f.pid == 0 && f.port == 0 && f.comm == "" {
+		return nil
+	}
+	comm := snapshot.TruncComm(f.comm)
+	return func(pid uint32, c string, local netip.AddrPort) bool {
+		return (f.pid == 0 || pid == f.pid) && (f.port == 0 || local.Port() == f.port) && (comm == "" || c == comm)
+	}
+}
+
+func newCloseWaitCmd() *cobra.Command {
+	var f closewaitFlags
+	cmd := &cobra.Command{
+		Use:   "closewait",
+		Short: "Watch for CLOSE_WAIT build-up; exit 1 if a process crosses a limit (for scripts and alerts)",
+		Long: `Watch the live socket table for --for. As soon as a process holds --threshold
+CLOSE_WAIT sockets, or gains them faster than --growth per minute (measured
+over --window, once at least min(--window, 10s) has been watched), print the
+offending processes (count, growth, oldest socket, ports, peers) and exit 1.
+Exit 0 if no process crossed a limit during --for.`,
+		Example: `  socklife closewait --for 5m --threshold 100
+  socklife closewait --for 2m --growth 20 -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runCloseWait(cmd, &f) },
+	}
+	fl := cmd.Flags()
+	fl.DurationVar(&f.duration, "for", time.Minute, "how long to watch")
+	fl.IntVar(&f.threshold, "threshold", 0, "alert when a process holds this many CLOSE_WAIT sockets")
+	fl.Float64Var(&f.growth, "growth", 0, "alert when a process gains this many CLOSE_WAIT sockets per minute")
+	fl.DurationVar(&f.interval, "interval", time.Second, "look this often")
+	fl.DurationVar(&f.window, "window", time.Minute, "growth is measured over this sliding window")
+	fl.StringVarP(&f.output, "output", "o", "table", "output format: table or json")
+	fl.Uint32Var(&f.pid, "pid", 0, "watch only this process")
+	fl.Uint16Var(&f.port, "port", 0, "watch only sockets on this local port")
+	fl.StringVar(&f.comm, "comm", "", "watch only processes with this command name")
+	fl.StringVar(&f.readyFile, "ready-file", "", "write this file once attached (for tests)")
+	fl.BoolVar(&f.debug, "debug", false, "log which hook each feature uses and why others failed")
+	fl.MarkHidden("ready-file")
+	return cmd
+}
+
+// minGrowthSpan is the least history a growth rate needs before it may
+// alert: one socket in the first second is "60 per minute".
+const minGrowthSpan = 10 * time.Second
+
+// closewaitVerdict is closewait's -o json answer.
+type closewaitVerdict struct {
+	Alert     bool                  `json:"alert"`
+	WatchedMs int64                 `json:"watched_ms"`
+	Threshold int                   `json:"threshold"`
+	Growth    float64               `json:"growth_per_min"`
+	Offenders []topview.ProcessJSON `json:"offenders"`
+}
+
+func runCloseWait(cmd *cobra.Command, f *closewaitFlags) error {
+	format, err := output.ParseFormat(f.output, output.Table, output.JSON)
+	if err != nil {
+		return usageError{err}
+	}
+	if err := f.check(); err != nil {
+		return err
+	}
+	switch {
+	case f.duration <= 0:
+		return badInput("--for %v: want a positive duration", f.duration)
+	case f.threshold < 0 || f.growth < 0:
+		return badInput("--threshold and --growth take positive numbers")
+	case f.threshold == 0 && f.growth == 0:
+		return badInput("give --threshold N or --growth N (or both): nothing to watch for")
+	}
+	f.keep = f.keepFn()
+	ctx := cmd.Context()
+	var start time.Time
+	var offenders []closewait.Process
+	var watched time.Duration
+	limits := closewait.Limits{Count: f.threshold}
+	err = watch(ctx, cmd.ErrOrStderr(), f.watchConfig, func(fr *topview.Frame) (bool, error) {
+		if start.IsZero() {
+			start = fr.At
+		}
+		watched = fr.At.Sub(start)
+		limits.GrowthPerMin = 0
+		if watched >= min(f.window, minGrowthSpan) {
+			limits.GrowthPerMin = f.growth
+		}
+		offenders = fr.CloseWait.Offenders(limits)
+		return len(offenders) == 0 && watched < f.duration, nil
+	}, nil, nil)
+	if err != nil {
+		return err
+	}
+	v := closewaitVerdict{Alert: len(offenders) > 0, WatchedMs: watched.Milliseconds(), Threshold: f.threshold,
+		Growth: f.growth, Offenders: topview.ProcessesJSON(offenders)}
+	if err := writeVerdict(cmd.OutOrStdout(), format, &v, offenders); err != nil {
+		return fmt.Errorf("writing output: %w", err)
+	}
+	if v.Alert {
+		return exitStatus(1)
+	}
+	return nil
+}
+
+func writeVerdict(w io.Writer, format output.Format, v *closewaitVerdict, offenders []closewait.Process) error {
+	if format == output.JSON {
+		return output.WriteJSONList(w, true, 1, func(int) any { return v })
+	}
+	if !v.Alert {
+		_, err := fmt.Fprintf(w, "ok: no process crossed the CLOSE_WAIT limits in %s\n", time.Duration(v.WatchedMs)*time.Millisecond)
+		return err
+	}
+	if _, err := fmt.Fprintf(w, "ALERT: %d processes over the CLOSE_WAIT limits (threshold %d, growth %.1f/min):\n", len(offenders), v.Threshold, v.Growth); err != nil {
+		return err
+	}
+	return topview.WriteCloseWait(w, offenders)
+}

@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/socklife/socklife/internal/live"
+	"github.com/socklife/socklife/internal/record"
+	"github.com/socklife/socklife/internal/tcpstate"
+	"github.com/socklife/socklife/snapshot"
+)
+
+type recordFlags struct {
+	filterFlags
+	output      string
+	includeOpen bool
+	maxSize     string
+	maxFiles    int
+	duration    time.Duration
+	readyFile   string
+}
+
+func newRecordCmd() *cobra.Command {
+	var f recordFlags
+	cmd := &cobra.Command{
+		Use:   "record",
+		Short: "Write one JSON record per TCP connection when it closes",
+		Long: `Write one NDJSON record per TCP connection when it closes: every state it went
+through with the time it entered it, who opened and who closed first, bytes,
+retransmits, RTT, the owning process and, for accepted connections, the
+listener and the wait in its accept queue. Connections that were open before
+the recording started have "seen_from_start": false and null for what was not
+seen, never 0. Every write to the file holds only whole records, so a killed
+socklife leaves only complete lines; files are created mode 0600. The schema
+is docs/record.schema.json. At stop (Ctrl-C, SIGTERM, --duration) it prints
+"socklife: N records, M events, K lost, R resyncs" on stderr.`,
+		Example: `  socklife record -o conns.ndjson --max-size 100M --max-files 10
+  socklife record -o - --port 443 | jq 'select(.closed_by == "reset")'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runRecord(cmd, f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&f.output, "output", "o", "-", `file to write the records to; "-" is stdout`)
+	fl.BoolVar(&f.includeOpen, "include-open", false, `at stop, also write the connections still open (with "open": true)`)
+	fl.StringVar(&f.maxSize, "max-size", "", "start a new file before one grows past this size (bytes, or with K, M, G)")
+	fl.IntVar(&f.maxFiles, "max-files", 5, "with --max-size: files to keep, the current one included")
+	f.register(fl, "only connections that went through this state")
+	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (e.g. 30s)")
+	fl.StringVar(&f.readyFile, "ready-file", "", "write this file once attached (for tests)")
+	fl.MarkHidden("ready-file")
+	return cmd
+}
+
+// parseSize reads "4096", "64K", "100M" or "1G" (powers of 1024).
+func parseSize(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	mult := int64(1)
+	switch strings.ToUpper(s[len(s)-1:]) {
+	case "K":
+		mult = 1 << 10
+	case "M":
+		mult = 1 << 20
+	case "G":
+		mult = 1 << 30
+	}
+	num := s
+	if mult > 1 {
+		num = s[:len(s)-1]
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("--max-size %q is not a positive size (like 4096, 64K, 100M, 1G)", s)
+	}
+	return n * mult, nil
+}
+
+// recordSetup is what the flags ask for, checked.
+type recordSetup struct {
+	live   live.Options
+	states tcpstate.Mask
+	writer record.Options
+}
+
+func (f recordFlags) setup() (recordSetup, error) {
+	var s recordSetup
+	topts, states, err := f.filterFlags.options()
+	if err != nil {
+		return s, err
+	}
+	size, err := parseSize(f.maxSize)
+	if err != nil {
+		return s, badInput("%w", err)
+	}
+	if f.maxFiles < 1 {
+		return s, badInput("--max-files %d: want at least 1", f.maxFiles)
+	}
+	if f.duration < 0 {
+		return s, badInput("--duration %v is negative", f.duration)
+	}
+	if f.output == "" {
+		return s, badInput(`-o: want a file name or "-"`)
+	}
+	s.live = live.Options{Tracer: topts, Keep: f.keepSocket}
+	s.states = states
+	s.writer = record.Options{Path: f.output, MaxSize: size, MaxFiles: f.maxFiles}
+	return s, nil
+}
+
+// keepSocket applies the kernel's event filters to the snapshot's sockets.
+func (f recordFlags) keepSocket(s *snapshot.Socket) bool {
+	lp, rp := s.Local.Port(), s.Remote.Port()
+	v4 := s.Local.Addr().Unmap().Is4()
+	switch {
+	case f.netns != 0 && s.Netns != f.netns,
+		f.port != 0 && lp != f.port && rp != f.port,
+		f.sport != 0 && lp != f.sport,
+		f.dport != 0 && rp != f.dport,
+		f.ipv4 && !v4, f.ipv6 && v4:
+		return false
+	}
+	return f.pid == 0 || slices.ContainsFunc(s.Processes, func(p snapshot.Process) bool { return uint32(p.PID) == f.pid })
+}
+
+// wants says whether a connection belongs in the output: listeners are not
+// connections; --comm and --state apply to the whole connection.
+func (f recordFlags) wants(c *live.Conn, states tcpstate.Mask) bool {
+	if c.Role == live.RoleListener || f.comm != "" && (!c.OwnerKnown || c.Comm != f.comm) {
+		return false
+	}
+	if states == 0 || states.Has(c.State) {
+		return true
+	}
+	return slices.ContainsFunc(c.History, func(s live.Step) bool { return states.Has(s.State) })
+}
+
+func runRecord(cmd *cobra.Command, f recordFlags) error {
+	s, err := f.setup()
+	if err != nil {
+		return err
+	}
+	s.writer.Stdout = cmd.OutOrStdout()
+	// Before anything is attached: an unwritable path costs nothing.
+	w, err := record.Create(s.writer)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	var line []byte
+	write := func(c *live.Conn) error {
+		if !f.wants(c, s.states) {
+			return nil
+		}
+		line = record.AppendJSON(line[:0], c)
+		return w.Add(line)
+	}
+	s.live.OnClose = write
+	s.live.OnDrained = w.Flush
+	s.live.Logger = stderrLogger(cmd.ErrOrStderr(), f.debug)
+	ctx := cmd.Context()
+	if f.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.duration)
+		defer cancel()
+	}
+	tk, err := live.Start(ctx, s.live)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: nothing was recorded
+		}
+		return err
+	}
+	if f.readyFile != "" {
+		if err := os.WriteFile(f.readyFile, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
+			tk.Close()
+			return fmt.Errorf("writing the ready file: %w", err)
+		}
+	}
+	// The tracker stops by itself when ctx ends, once it has applied what
+	// the ring held then; or earlier if writing fails.
+	<-tk.Done()
+	tk.Close()
+	err = tk.Err()
+	if err == nil && f.includeOpen {
+		err = writeOpen(tk, write)
+	}
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if isBrokenPipe(err) {
+		return nil // `socklife record | head`: the reader has all it wants
+	}
+	st := tk.Stats()
+	fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d records, %d events, %d lost, %d resyncs\n", w.Records(), st.Events, st.Lost, st.Resyncs)
+	return err
+}
+
+// connKey names a connection in both the table and a snapshot.
+type connKey struct {
+	netns         uint32
+	local, remote netip.AddrPort
+}
+
+// writeOpen writes the connections still open, with their totals so far
+// from tcp_info (null if the connection went away meanwhile).
+func writeOpen(tk *live.Tracker, write func(*live.Conn) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true, Info: true})
+	if err != nil {
+		return err
+	}
+	infos := make(map[connKey]*snapshot.TCPInfo, len(res.Sockets))
+	for i := range res.Sockets {
+		s := &res.Sockets[i]
+		if s.TCPInfo != nil {
+			infos[connKey{s.Netns, unmap(s.Local), unmap(s.Remote)}] = s.TCPInfo
+		}
+	}
+	tk.View(func(t *live.Table) {
+		t.Each(func(c *live.Conn) bool {
+			if ti := infos[connKey{c.Netns, c.Local, c.Remote}]; ti != nil {
+				c.HasStats = true
+				c.Stats = live.CloseStats{BytesSent: ti.BytesAcked, BytesReceived: ti.BytesReceived, Retransmits: ti.TotalRetrans, SRTT: ti.RTT}
+			}
+			err = write(c)
+			return err == nil
+		})
+	})
+	return err
+}
+
+func unmap(a netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(a.Addr().Unmap(), a.Port()) }

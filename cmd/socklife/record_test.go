@@ -1,0 +1,279 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/socklife/socklife/internal/churn"
+	"github.com/socklife/socklife/internal/testutil"
+)
+
+func TestRecordBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"record", "--max-size", "10X"}, `--max-size "10X" is not a positive size (like 4096, 64K, 100M, 1G)`},
+		{[]string{"record", "--max-size", "0"}, `--max-size "0" is not a positive size`},
+		{[]string{"record", "--max-files", "0"}, "--max-files 0: want at least 1"},
+		{[]string{"record", "-4", "-6"}, "-4 and -6 exclude each other"},
+		{[]string{"record", "--state", "bogus"}, `unknown state "bogus"`},
+		{[]string{"record", "-o", ""}, `-o: want a file name or "-"`},
+		{[]string{"record", "extra"}, `unknown command "extra"`},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			stdout, stderr, code := runCLI(t, tc.args...)
+			if code != 2 || !strings.Contains(stderr, tc.want) || strings.Count(stderr, "\n") != 1 || stdout != "" {
+				t.Errorf("exit %d, stderr %q, stdout %q; want 2 and one line with %q", code, stderr, stdout, tc.want)
+			}
+		})
+	}
+}
+
+// An unwritable path is found before anything is attached: even a user who
+// could not attach anything gets the path error, not the capability one.
+func TestRecordUnwritable(t *testing.T) {
+	testutil.RequireRoot(t)
+	// A missing directory under one anyone may search: ENOENT for nobody too.
+	path := filepath.Join("/", "socklife-test-missing-"+strconv.Itoa(os.Getpid()), "rec.ndjson")
+	cmd := socklifeCmd(t, "record", "-o", path)
+	runAsNobody(t, cmd)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	want := "socklife: creating " + path + ": no such file or directory\n"
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || stderr.String() != want {
+		t.Errorf("%v, stderr %q; want exit status 1 and %q", err, stderr.String(), want)
+	}
+}
+
+// recordRun is a `socklife record` process started by a test.
+type recordRun struct {
+	cmd    *exec.Cmd
+	path   string
+	stderr bytes.Buffer
+	exited chan struct{}
+	err    error // cmd.Wait's, once exited is closed
+}
+
+// wait waits for the process to exit and returns what cmd.Wait said.
+func (r *recordRun) wait(t *testing.T, timeout time.Duration) error {
+	t.Helper()
+	select {
+	case <-r.exited:
+		return r.err
+	case <-time.After(timeout):
+		t.Fatalf("socklife record still running after %v; stderr %q", timeout, r.stderr.String())
+		return nil
+	}
+}
+
+// startRecord runs socklife record (this test binary as main; see
+// socklifeCmd) and returns once it has attached.
+func startRecord(t testing.TB, path string, args ...string) *recordRun {
+	t.Helper()
+	ready := filepath.Join(t.TempDir(), "ready")
+	args = append(append([]string{"record", "-o", path, "--ready-file", ready}, disableHookArgs()...), args...)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &recordRun{cmd: exec.Command(self, args...), path: path, exited: make(chan struct{})}
+	r.cmd.Env = append(os.Environ(), asMainEnv+"=1")
+	r.cmd.Stderr = &r.stderr
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { r.err = r.cmd.Wait(); close(r.exited) }()
+	t.Cleanup(func() { r.cmd.Process.Kill(); <-r.exited })
+	testutil.WaitFor(t, 20*time.Second, "socklife record to attach", func() bool {
+		select {
+		case <-r.exited:
+			t.Fatalf("socklife record exited before attaching: %s", r.stderr.String())
+		default:
+		}
+		_, err := os.Stat(ready)
+		return err == nil
+	})
+	return r
+}
+
+// records parses every line of the file; any line that is not one whole
+// JSON object fails the test.
+func records(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		t.Errorf("%s ends in a partial line: %q", path, data[max(0, len(data)-80):])
+	}
+	var out []map[string]any
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("line %d does not parse: %v: %s", len(out)+1, err, sc.Text())
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+var recordSummary = regexp.MustCompile(`^socklife: (\d+) records, \d+ events, 0 lost, 0 resyncs\n$`)
+
+func TestRecordLifecycle(t *testing.T) {
+	testutil.RequireRoot(t)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	dial := func() (c, s *net.TCPConn) {
+		cc, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cc.(*net.TCPConn), sc.(*net.TCPConn)
+	}
+	oldC, oldS := dial() // before record starts
+	path := filepath.Join(t.TempDir(), "rec.ndjson")
+	r := startRecord(t, path, "--port", port, "--include-open")
+	oldC.Close()
+	oldS.Close()
+	resetC, resetS := dial()
+	resetC.SetLinger(0)
+	resetC.Close()
+	testutil.WaitFor(t, 5*time.Second, "the reset to reach the server", func() bool {
+		_, err := resetS.Read(make([]byte, 1))
+		return err != nil
+	})
+	resetS.Close()
+	openC, openS := dial()
+	defer openC.Close()
+	defer openS.Close()
+	testutil.WaitFor(t, 5*time.Second, "4 records", func() bool { return len(records(t, path)) >= 4 })
+	r.cmd.Process.Signal(syscall.SIGTERM)
+	if err := r.wait(t, 10*time.Second); err != nil {
+		t.Fatalf("socklife record: %v\n%s", err, r.stderr.String())
+	}
+	recs := records(t, path)
+	if m := recordSummary.FindStringSubmatch(r.stderr.String()); m == nil || m[1] != strconv.Itoa(len(recs)) {
+		t.Errorf("stderr %q, want the summary with %d records", r.stderr.String(), len(recs))
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", st.Mode().Perm())
+	}
+	got := map[string]int{}
+	for _, m := range recs {
+		first := m["states"].([]any)[0].(map[string]any)
+		key := fmt.Sprint(m["role"], " ", m["closed_by"])
+		if m["open"] == true {
+			key = fmt.Sprint(m["role"], " open")
+		}
+		got[key+" seen="+strconv.FormatBool(m["seen_from_start"].(bool))+" first="+first["state"].(string)]++
+		if m["seen_from_start"] == false && (first["entered_at"] != nil || m["opened_at"] != nil) {
+			t.Errorf("predating connection with times it cannot know: %v", m)
+		}
+		if m["bytes_sent"] == nil || m["srtt_us"] == nil {
+			t.Errorf("record without tcp_info totals: %v", m)
+		}
+		if m["seen_from_start"] == true && (first["entered_at"] == nil || m["opened_at"] == nil) {
+			t.Errorf("connection seen from start without its times: %v", m)
+		}
+	}
+	want := map[string]int{
+		"client local seen=false first=ESTABLISHED": 1, "server remote seen=false first=ESTABLISHED": 1,
+		"client reset seen=true first=SYN_SENT": 1, "server reset seen=true first=SYN_RECV": 1,
+	}
+	for k, n := range want {
+		if got[k] != n {
+			t.Errorf("%d records %q, want %d; all: %v", got[k], k, n, got)
+		}
+	}
+	// --include-open: the pair still open at stop, once each.
+	if got["client open seen=true first=SYN_SENT"] != 1 || got["server open seen=true first=SYN_RECV"] != 1 || len(recs) != 6 {
+		t.Errorf("records %v, want also the open client and server (6 in all)", got)
+	}
+}
+
+// SIGKILL at any moment leaves only whole records.
+func TestRecordKill9(t *testing.T) {
+	testutil.RequireRoot(t)
+	gen, err := churn.New(churn.Config{Listeners: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gen.Close()
+	path := filepath.Join(t.TempDir(), "rec.ndjson")
+	r := startRecord(t, path, "--port", strconv.Itoa(int(gen.Port())))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := gen.Run(ctx, 1<<30); done <- err }()
+	testutil.WaitFor(t, 10*time.Second, "300 KB of records", func() bool {
+		st, err := os.Stat(path)
+		return err == nil && st.Size() > 300<<10
+	})
+	r.cmd.Process.Kill()
+	r.wait(t, 10*time.Second)
+	cancel()
+	<-done
+	if recs := records(t, path); len(recs) < 300 {
+		t.Errorf("%d records in over 300 KB", len(recs))
+	}
+}
+
+// A full disk: one line on stderr, exit 1, every record written intact.
+func TestRecordDiskFull(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
+		t.Fatalf("mounting a small tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, 0) })
+	gen, err := churn.New(churn.Config{Listeners: 1, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gen.Close()
+	path := filepath.Join(dir, "rec.ndjson")
+	r := startRecord(t, path, "--port", strconv.Itoa(int(gen.Port())))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go gen.Run(ctx, 1<<30)
+	err2 := r.wait(t, 20*time.Second)
+	var exit *exec.ExitError
+	stderr := r.stderr.String()
+	wantErr := "socklife: writing " + path + ": no space left on device\n"
+	if !errors.As(err2, &exit) || exit.ExitCode() != 1 || !strings.HasSuffix(stderr, wantErr) || strings.Count(stderr, "\n") != 2 {
+		t.Errorf("%v, stderr %q; want exit 1, the summary and %q", err2, stderr, wantErr)
+	}
+	recs := records(t, path)
+	if m := recordSummary.FindStringSubmatch(strings.SplitAfter(stderr, "\n")[0]); m == nil || m[1] != strconv.Itoa(len(recs)) || len(recs) == 0 {
+		t.Errorf("stderr %q, file has %d records", stderr, len(recs))
+	}
+}

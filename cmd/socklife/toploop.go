@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/socklife/socklife/internal/live"
+	"github.com/socklife/socklife/internal/tcpstate"
+	"github.com/socklife/socklife/internal/topview"
+	"github.com/socklife/socklife/snapshot"
+)
+
+// watchConfig is what top and closewait share: the interval, the growth
+// window, and how to start the live table.
+type watchConfig struct {
+	interval  time.Duration
+	window    time.Duration
+	readyFile string
+	debug     bool
+	// keep, if set, limits what frames count to some processes or ports.
+	keep func(pid uint32, comm string, local netip.AddrPort) bool
+}
+
+func (c watchConfig) check() error {
+	if c.interval < 10*time.Millisecond {
+		return badInput("--interval %v: want at least 10ms", c.interval)
+	}
+	if c.window <= 0 {
+		return badInput("--window %v: want a positive duration", c.window)
+	}
+	return nil
+}
+
+// watch starts the live table and calls frame at every interval, and onKey
+// for every byte from keys (nil: none), until ctx ends or either returns
+// false or an error.
+func watch(ctx context.Context, stderr io.Writer, cfg watchConfig, frame func(*topview.Frame) (bool, error),
+	keys <-chan byte, onKey func(byte) (bool, error)) error {
+	tk, err := live.Start(ctx, live.Options{Logger: stderrLogger(stderr, cfg.debug)})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	defer tk.Close()
+	if err := writeReadyFile(cfg.readyFile); err != nil {
+		return err
+	}
+	var hooks []string
+	for _, h := range tk.Hooks() {
+		name := "off"
+		if h.Attached() {
+			name = h.Hook.String()
+		}
+		hooks = append(hooks, h.Feature+"="+name)
+	}
+	sampler := topview.NewSampler(cfg.window)
+	tick := time.NewTicker(cfg.interval)
+	defer tick.Stop()
+	for first := true; ; first = false {
+		for !first {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tk.Done():
+				return tk.Err()
+			case k, ok := <-keys:
+				if !ok {
+					keys = nil
+					continue
+				}
+				if more, err := onKey(k); err != nil || !more {
+					return err
+				}
+				continue
+			case <-tick.C:
+			}
+			break
+		}
+		f, err := sample(ctx, tk, sampler, hooks, cfg.keep)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		more, err := frame(&f)
+		if err != nil || !more {
+			return err
+		}
+	}
+}
+
+// sample gathers one frame: TIME_WAIT and the listeners' queues come from
+// sock_diag (neither emits events), the rest from the table.
+func sample(ctx context.Context, tk *live.Tracker, s *topview.Sampler, hooks []string,
+	keep func(uint32, string, netip.AddrPort) bool) (topview.Frame, error) {
+	if err := tk.CountTimeWait(ctx); err != nil {
+		return topview.Frame{}, err
+	}
+	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true, States: tcpstate.Of(tcpstate.Listen)})
+	if err != nil {
+		return topview.Frame{}, fmt.Errorf("reading the accept queues: %w", err)
+	}
+	stats := tk.Stats()
+	var f topview.Frame
+	tk.View(func(t *live.Table) {
+		f = s.Sample(topview.Input{At: time.Now(), Table: t, Stats: stats, Hooks: hooks, Listening: res.Sockets, Keep: keep})
+	})
+	return f, nil
+}
+
+// writeReadyFile tells a test or script that everything is attached.
+func writeReadyFile(path string) error {
+	if path == "" {
+		return nil
+	}
+	if err := os.WriteFile(path, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
+		return fmt.Errorf("writing the ready file: %w", err)
+	}
+	return nil
+}

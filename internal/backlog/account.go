@@ -1,0 +1,294 @@
+package backlog
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/socklife/socklife/internal/tcpstate"
+	"github.com/socklife/socklife/snapshot"
+	"github.com/socklife/socklife/tracer"
+)
+
+// Accounting turns events and samples into per-listener Reports. It is
+// not safe for concurrent use: Run serialises it.
+type Accounting struct {
+	cfg       Config
+	start     time.Time // of the current interval
+	listeners map[Key]*listener
+	// born holds listeners seen entering LISTEN after start, by netns and
+	// port: their drops count from 0, not from the first reading.
+	born   map[bornKey]time.Time
+	netns  map[uint32]*netnsAccount
+	stalls []StallEvent
+	last   *listener // the one listener() found last
+}
+
+type bornKey struct {
+	netns uint32
+	port  uint16
+}
+
+type netnsAccount struct {
+	base, atStart, last Netstat
+}
+
+// forgetAfter drops a listener no dump or event has shown for this long.
+const forgetAfter = 3
+
+// NewAccounting starts an account at start.
+func NewAccounting(cfg Config, start time.Time) *Accounting {
+	return &Accounting{
+		cfg: cfg.withDefaults(), start: start,
+		listeners: map[Key]*listener{}, born: map[bornKey]time.Time{},
+		netns: map[uint32]*netnsAccount{},
+	}
+}
+
+// accounted says whether Observe does anything with ev: listens, accepts
+// and events that describe a listener's queue, a few of a connection's ten
+// or so events.
+func accounted(ev *tracer.Event) bool {
+	return ev.Queue.Known || ev.Kind == tracer.Accept ||
+		(ev.Kind == tracer.StateChange && ev.New == tcpstate.Listen)
+}
+
+// Observe accounts one tracer event.
+func (a *Accounting) Observe(ev *tracer.Event) {
+	switch {
+	case ev.Kind == tracer.StateChange && ev.New == tcpstate.Listen:
+		a.born[bornKey{ev.Netns, ev.Local.Port()}] = ev.Time
+		return
+	case ev.Kind == tracer.Accept && !ev.Queue.Known:
+		// the hook did not see the listener: the port still names it
+		if l := a.byPort(ev.Netns, ev.Local.Port()); l != nil {
+			a.accept(l, ev)
+		}
+		return
+	case !ev.Queue.Known || ev.Queue.Inode == 0:
+		return
+	}
+	l := a.listener(Key{ev.Netns, ev.Queue.Inode}, ev.Local.Port(), ev.Queue.Drops)
+	l.seen = ev.Time
+	l.setDrops(ev.Queue.Drops)
+	l.synq = ev.Queue.SynQueue
+	l.synPeak = max(l.synPeak, l.synq)
+	if !l.local.IsValid() {
+		l.local = ev.Local
+	}
+	switch ev.Kind {
+	case tracer.SynackRetransmit:
+		l.synacks++
+		l.synacksTot++
+		return
+	case tracer.Accept:
+		l.bpfQueue = true
+		l.sample(ev.Time, ev.Queue.Len, ev.Queue.Backlog)
+		a.accept(l, ev)
+	default: // enqueue
+		l.bpfQueue = true
+		l.sample(ev.Time, ev.Queue.Len, ev.Queue.Backlog)
+		l.enqueues++
+		if !l.acceptor && ev.OwnerSource != tracer.OwnerUnknown {
+			l.pid, l.comm = ev.Owner.PID, ev.Owner.Comm
+		}
+	}
+}
+
+func (a *Accounting) accept(l *listener, ev *tracer.Event) {
+	l.accepted(ev.Time, ev.InState, ev.InStateKnown)
+	l.pid, l.comm, l.acceptor = ev.Current.PID, ev.Current.Comm, true
+	if l.stalled {
+		a.stalls = append(a.stalls, l.endStall(ev.Time))
+	}
+}
+
+// byPort finds the one listener on a netns and port, nil if none or several.
+func (a *Accounting) byPort(netns uint32, port uint16) *listener {
+	var found *listener
+	for k, l := range a.listeners {
+		if k.Netns == netns && l.local.Port() == port {
+			if found != nil {
+				return nil
+			}
+			found = l
+		}
+	}
+	return found
+}
+
+// listener finds or starts the account of k. A listener's drops count from
+// its first reading, or from 0 if it was seen entering LISTEN.
+func (a *Accounting) listener(k Key, port uint16, drops uint32) *listener {
+	// a burst of events is mostly one listener's: skip the map
+	if a.last != nil && a.last.key == k {
+		return a.last
+	}
+	if l, ok := a.listeners[k]; ok {
+		a.last = l
+		return l
+	}
+	l := &listener{key: k, dropsBase: drops, drops: drops, dropsAtStart: drops}
+	if _, ok := a.born[bornKey{k.Netns, port}]; ok {
+		l.dropsBase, l.dropsAtStart = 0, 0
+		delete(a.born, bornKey{k.Netns, port})
+	}
+	a.listeners[k] = l
+	a.last = l
+	return l
+}
+
+// ObserveDump takes a sock_diag dump of listeners (with MemInfo) made at t.
+func (a *Accounting) ObserveDump(t time.Time, socks []snapshot.Socket) {
+	for i := range socks {
+		s := &socks[i]
+		if s.Protocol != snapshot.TCP || s.State != tcpstate.Listen || s.Inode == 0 {
+			continue
+		}
+		var drops uint32
+		if s.MemInfo != nil {
+			drops = s.MemInfo.Drops
+		}
+		l := a.listener(Key{s.Netns, s.Inode}, s.Local.Port(), drops)
+		l.seen = t
+		l.local = s.Local
+		l.setDrops(drops)
+		if l.pid == 0 && len(s.Processes) > 0 {
+			l.pid, l.comm = uint32(s.Processes[0].PID), s.Processes[0].Comm
+		}
+		if l.bpfQueue {
+			// events give every step; the dump only refreshes the backlog
+			l.backlog = s.SendQ
+			continue
+		}
+		l.sample(t, s.RecvQ, s.SendQ)
+	}
+}
+
+// ObserveNetstat takes a netns's counters read at the end of the interval.
+func (a *Accounting) ObserveNetstat(netns uint32, n Netstat) {
+	acc, ok := a.netns[netns]
+	if !ok {
+		a.netns[netns] = &netnsAccount{base: n, atStart: n, last: n}
+		return
+	}
+	acc.last = n
+}
+
+// NeedOwners lists the inodes of listeners whose owner is not known yet.
+func (a *Accounting) NeedOwners() map[uint64]bool {
+	out := map[uint64]bool{}
+	for k, l := range a.listeners {
+		if l.pid == 0 {
+			out[k.Inode] = true
+		}
+	}
+	return out
+}
+
+// SetOwner names a listener's owner found by a /proc scan.
+func (a *Accounting) SetOwner(inode uint64, pid uint32, comm string) {
+	for k, l := range a.listeners {
+		if k.Inode == inode && l.pid == 0 {
+			l.pid, l.comm = pid, comm
+		}
+	}
+}
+
+// Tick closes the interval at now and reports it.
+func (a *Accounting) Tick(now time.Time) *Report {
+	r := &Report{Start: a.start, End: now}
+	for k, l := range a.listeners {
+		if now.Sub(l.seen) > forgetAfter*a.cfg.Interval && !l.seen.IsZero() {
+			delete(a.listeners, k)
+			if a.last == l {
+				a.last = nil
+			}
+			continue
+		}
+		if ev, changed := l.checkStall(now, a.cfg.Stall); changed {
+			a.stalls = append(a.stalls, ev)
+		}
+		lr := l.report(a.start, now)
+		if a.keep(&lr) {
+			r.Listeners = append(r.Listeners, lr)
+		}
+	}
+	sortedWorstFirst(r.Listeners)
+	for _, ev := range a.stalls {
+		if (a.cfg.Port == 0 || ev.Local.Port() == a.cfg.Port) && (a.cfg.PID == 0 || ev.PID == a.cfg.PID) {
+			r.Stalls = append(r.Stalls, ev)
+		}
+	}
+	a.stalls = a.stalls[:0]
+	for ns, acc := range a.netns {
+		r.Netns = append(r.Netns, NetnsCounters{
+			Netns:                ns,
+			ListenOverflows:      acc.last.ListenOverflows - acc.atStart.ListenOverflows,
+			ListenDrops:          acc.last.ListenDrops - acc.atStart.ListenDrops,
+			ListenOverflowsTotal: acc.last.ListenOverflows - acc.base.ListenOverflows,
+			ListenDropsTotal:     acc.last.ListenDrops - acc.base.ListenDrops,
+		})
+		acc.atStart = acc.last
+	}
+	slices.SortFunc(r.Netns, func(x, y NetnsCounters) int { return cmp.Compare(x.Netns, y.Netns) })
+	a.start = now
+	return r
+}
+
+// keep applies Config.Port and Config.PID.
+func (a *Accounting) keep(r *ListenerReport) bool {
+	return (a.cfg.Port == 0 || r.Local.Port() == a.cfg.Port) && (a.cfg.PID == 0 || r.PID == a.cfg.PID)
+}
+
+// worstFirst orders stalled listeners first, then by drops, time full,
+// queue fill and the slowest accept.
+func worstFirst(x, y ListenerReport) int {
+	return cmp.Or(
+		-cmpBool(x.Stalled, y.Stalled),
+		-cmp.Compare(x.Drops, y.Drops),
+		-cmp.Compare(x.FullFraction, y.FullFraction),
+		-cmp.Compare(fill(x), fill(y)),
+		-cmp.Compare(x.Wait.P99, y.Wait.P99),
+		cmp.Compare(x.Netns, y.Netns),
+		netip.AddrPort.Compare(x.Local, y.Local),
+		cmp.Compare(x.Inode, y.Inode),
+	)
+}
+
+func fill(r ListenerReport) float64 {
+	if r.Backlog == 0 {
+		return 0
+	}
+	return float64(r.Peak) / float64(r.Backlog+1)
+}
+
+func cmpBool(x, y bool) int {
+	switch {
+	case x == y:
+		return 0
+	case x:
+		return 1
+	}
+	return -1
+}
+
+// netnsPIDs names, per netns with a listener, a process that owns one:
+// where to read that namespace's counters.
+func (a *Accounting) netnsPIDs() map[uint32]uint32 {
+	out := map[uint32]uint32{}
+	for k, l := range a.listeners {
+		if l.pid != 0 {
+			out[k.Netns] = l.pid
+		} else if _, ok := out[k.Netns]; !ok {
+			out[k.Netns] = 0
+		}
+	}
+	return out
+}
+
+func sortedWorstFirst(r []ListenerReport) []ListenerReport {
+	slices.SortFunc(r, worstFirst)
+	return r
+}

@@ -1,0 +1,131 @@
+// Package backlog accounts for listeners' accept queues: how deep they get
+// against their backlog, how long connections wait in them before accept(),
+// how many connections they drop, and when their owner stops accepting.
+//
+// It feeds on tracer events (enqueue at the child's SYN_RECV->ESTABLISHED,
+// dequeue at accept, SYN-ACK retransmits; tracer.Options.Backlog), sock_diag
+// dumps of listeners (queue length, backlog and sk_drops of listeners that
+// predate the tracer or that no event touched) and the netns counters of
+// /proc/net/netstat. One interval of a slow acceptor, as `socklife backlog`
+// prints it:
+//
+//	LISTEN           PID    COMM        QUEUE PEAK BACKLOG FULL% SYNQ ACCEPTS  P50ms  P99ms  MAXms DROPS SYNACK STALL
+//	127.0.0.1:40123  4711   slowserver      5    5       4  96.0    0       5  412.3  601.0  601.0    17      3 -
+//
+// Accounting is the pure part (events and samples in, Reports out); Run
+// drives it from a tracer, sock_diag and a ticker.
+package backlog
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Key names one listening socket: its netns and socket inode, as
+// sock_diag reports them and the BPF programs read them.
+type Key struct {
+	Netns uint32
+	Inode uint64
+}
+
+// Config chooses what Run reports and how often.
+type Config struct {
+	// Interval between reports; 0 is 1s.
+	Interval time.Duration
+	// Stall is how long a listener may hold a non-empty queue without an
+	// accept() before it is flagged; 0 is 1s.
+	Stall time.Duration
+	// Port and PID keep listeners on this local port, or owned by this
+	// process; 0 keeps all.
+	Port uint16
+	PID  uint32
+	// AllNetns dumps the listeners of every network namespace each
+	// interval, not only ours. Events cover every namespace either way;
+	// the dumps add drops of listeners no event touched, and listeners
+	// that predate the tracer. Finding the namespaces walks /proc.
+	AllNetns bool
+}
+
+func (c Config) withDefaults() Config {
+	if c.Interval <= 0 {
+		c.Interval = time.Second
+	}
+	if c.Stall <= 0 {
+		c.Stall = time.Second
+	}
+	return c
+}
+
+// Waits summarises accept waits: the time from a child entering the accept
+// queue (its handshake completing) to accept() returning it. Percentiles
+// are nearest-rank over the exact samples.
+type Waits struct {
+	Count              int
+	P50, P90, P99, Max time.Duration
+}
+
+// ListenerReport is one listener over one interval (and since start where
+// the field says Total).
+type ListenerReport struct {
+	Key
+	Local netip.AddrPort
+	// PID and Comm: who accepts on it (from accept), else who listened.
+	PID  uint32
+	Comm string
+
+	Backlog uint32 // the listen() backlog; the queue is full above it
+	Queue   uint32 // accept-queue length at the end of the interval
+	Peak    uint32 // deepest the queue got in the interval
+	// FullFraction is the share of the interval the queue was full
+	// (length > backlog), 0..1.
+	FullFraction float64
+	// SynQueue and SynPeak: request (half-open) queue length now and its
+	// peak; both from BPF events, 0 when none came.
+	SynQueue, SynPeak uint32
+
+	Enqueues, Accepts uint64
+	Wait              Waits // this interval's accepted connections
+	WaitTotal         Waits // every accepted connection since start
+
+	// Drops is the listener's sk_drops growth over the interval (SYNs and
+	// final ACKs dropped on overflow, and other listen drops); DropsTotal
+	// since start (since creation for listeners born after start).
+	Drops, DropsTotal uint64
+	// SynackRetrans counts SYN-ACK retransmits, a final ACK dropped or lost.
+	SynackRetrans, SynackRetransTotal uint64
+
+	// Stalled: the queue is non-empty and nobody accepted for longer than
+	// Config.Stall; StalledFor says how long so far.
+	Stalled    bool
+	StalledFor time.Duration
+}
+
+// NetnsCounters are /proc/net/netstat's TcpExt listen counters of one
+// network namespace, as growth over the interval and since start.
+type NetnsCounters struct {
+	Netns                                  uint32
+	ListenOverflows, ListenDrops           uint64
+	ListenOverflowsTotal, ListenDropsTotal uint64
+}
+
+// StallEvent is a listener starting or stopping to stall.
+type StallEvent struct {
+	Time  time.Time
+	Key   Key
+	Local netip.AddrPort
+	PID   uint32
+	Comm  string
+	Begin bool          // false: accepts resumed or the queue emptied
+	For   time.Duration // how long it had stalled (at the end), or the threshold crossed (at the begin)
+}
+
+// Report is one interval.
+type Report struct {
+	Start, End time.Time
+	Listeners  []ListenerReport // worst first
+	Stalls     []StallEvent
+	Netns      []NetnsCounters
+	// Lost counts tracer events lost so far: the accounting of the
+	// listeners they touched is short by as many.
+	Lost uint64
+}

@@ -1,0 +1,339 @@
+package live
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/socklife/socklife/internal/tcpstate"
+	"github.com/socklife/socklife/snapshot"
+	"github.com/socklife/socklife/tracer"
+)
+
+// Options configure a Tracker.
+type Options struct {
+	// Tracer filters events in the kernel. Keep its filters to what is
+	// stable over a socket's life (ports, netns, family, pid): a state
+	// filter would leave the table holes.
+	Tracer tracer.Options
+	// Keep, if set, filters the snapshot's sockets to match Tracer's filters.
+	Keep func(*snapshot.Socket) bool
+	// OnClose is called, on the reading goroutine with the table locked, for
+	// each socket that leaves the table. An error stops the Tracker.
+	OnClose func(*Conn) error
+	// OnDrained, if set, is called like OnClose whenever the reader has
+	// caught up with the ring: the moment to flush buffered output.
+	OnDrained func() error
+	// AfterAttach, a test hook, runs after the programs attach and before
+	// the snapshot: what it does to sockets happens in the gap.
+	AfterAttach func()
+	// Logger gets one warning per resync. nil: slog.Default().
+	Logger *slog.Logger
+	// ResyncCheck is how often the loss counter is read; 0 is 200ms.
+	ResyncCheck time.Duration
+}
+
+// Stats count what a Tracker did.
+type Stats struct {
+	Events     uint64 // events applied
+	Lost       uint64 // events the kernel dropped (tracer.Lost)
+	Resyncs    uint64
+	LastResync time.Time
+}
+
+// Tracker keeps a Table up to date from the kernel: it attaches the
+// tracer, reads events into a buffer while it takes the snapshot, replays
+// them over it, then applies them as they come.
+type Tracker struct {
+	tr     *tracer.Tracer
+	opts   Options
+	log    *slog.Logger
+	cancel context.CancelFunc
+	done   chan struct{}
+	wg     sync.WaitGroup
+
+	closeOnce sync.Once
+
+	mu        sync.Mutex
+	table     *Table
+	buffering bool
+	buf       []tracer.Event
+	stats     Stats
+	err       error
+}
+
+// Start attaches, snapshots, replays and goes live. The Tracker runs until
+// ctx ends (then it applies what the ring still holds and stops: Done is
+// closed), OnClose fails, or Close.
+func Start(ctx context.Context, opts Options) (*Tracker, error) {
+	if opts.ResyncCheck <= 0 {
+		opts.ResyncCheck = 200 * time.Millisecond
+	}
+	tk := &Tracker{opts: opts, log: opts.Logger, done: make(chan struct{}), buffering: true}
+	if tk.log == nil {
+		tk.log = slog.Default()
+	}
+	tk.table = NewTable(opts.OnClose)
+	tr, err := tracer.New(opts.Tracer)
+	if err != nil {
+		return nil, err
+	}
+	tk.tr = tr
+	// Reading outlives ctx a little: what the kernel wrote before ctx
+	// ended is still applied (drainThenStop).
+	inner, cancel := context.WithCancel(context.Background())
+	tk.cancel = cancel
+	tk.wg.Add(1)
+	go tk.read(inner)
+	if opts.AfterAttach != nil {
+		opts.AfterAttach()
+	}
+	if err := tk.sync(ctx, false); err != nil {
+		tk.Close()
+		return nil, err
+	}
+	tk.wg.Add(2)
+	go tk.watchLoss(inner)
+	go tk.drainThenStop(ctx)
+	return tk, nil
+}
+
+// drainTimeout bounds how long a stop waits for the reader to catch up:
+// a full 8 MiB ring takes well under a second to apply.
+const drainTimeout = 5 * time.Second
+
+// drainThenStop stops the tracker once ctx ends and the reader has applied
+// what the ring held then, saying so if it gave up waiting.
+func (tk *Tracker) drainThenStop(ctx context.Context) {
+	defer tk.wg.Done()
+	select {
+	case <-tk.done:
+		return
+	case <-ctx.Done():
+	}
+	deadline := time.Now().Add(drainTimeout)
+	for tk.tr.Pending() > 0 && time.Now().Before(deadline) && !tk.stopped() {
+		time.Sleep(time.Millisecond)
+	}
+	if n := tk.tr.Pending(); n > 0 && !tk.stopped() {
+		tk.log.Warn(fmt.Sprintf("stopped with %d bytes of events unread after %v", n, drainTimeout))
+	}
+	tk.stop(nil)
+}
+
+// read applies (or, during a snapshot, buffers) events until ctx ends.
+func (tk *Tracker) read(ctx context.Context) {
+	defer tk.wg.Done()
+	err := tk.tr.Read(ctx, func(ev *tracer.Event) error {
+		tk.mu.Lock()
+		defer tk.mu.Unlock()
+		if tk.buffering {
+			tk.buf = append(tk.buf, *ev)
+			return nil
+		}
+		tk.stats.Events++
+		if err := tk.table.Apply(ev); err != nil {
+			return err
+		}
+		if tk.opts.OnDrained != nil && tk.tr.Pending() == 0 {
+			return tk.opts.OnDrained()
+		}
+		return nil
+	})
+	tk.stop(err)
+}
+
+// stop records why the tracker ended (the first reason) and wakes Wait.
+func (tk *Tracker) stop(err error) {
+	tk.mu.Lock()
+	defer tk.mu.Unlock()
+	if tk.stopped() {
+		return
+	}
+	tk.err = err
+	tk.cancel()
+	close(tk.done)
+}
+
+// sync takes a snapshot while events are buffered, merges it (Load the
+// first time, Resync after loss) and replays the buffer.
+func (tk *Tracker) sync(ctx context.Context, resync bool) error {
+	tk.mu.Lock()
+	tk.buffering = true
+	tk.mu.Unlock()
+	socks, err := tk.dump(ctx)
+	end := time.Now()
+	if err == nil {
+		tk.waitDrained(ctx, end)
+	}
+	tk.mu.Lock()
+	defer tk.mu.Unlock()
+	buf := tk.buf
+	tk.buf, tk.buffering = nil, false
+	if err != nil {
+		return err
+	}
+	t := tk.table
+	if resync {
+		pending := make(map[uint64]bool, len(buf))
+		for i := range buf {
+			pending[buf[i].Sock] = true
+		}
+		err = t.Resync(socks, end, func(sock uint64) bool { return pending[sock] })
+	} else {
+		t.Load(socks, end)
+	}
+	t.SetSnapshotTime(end)
+	for i := range buf {
+		if err == nil {
+			tk.stats.Events++
+			err = t.Apply(&buf[i])
+		}
+	}
+	return err
+}
+
+// waitDrained gives the reader a moment to take in the events the kernel
+// wrote before the snapshot ended, so that they are replayed with the
+// buffer rather than after it.
+func (tk *Tracker) waitDrained(ctx context.Context, end time.Time) {
+	for deadline := end.Add(100 * time.Millisecond); tk.tr.Pending() > 0 && time.Now().Before(deadline) && ctx.Err() == nil; {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// dump lists every TCP socket of every netns, with owners.
+func (tk *Tracker) dump(ctx context.Context) ([]snapshot.Socket, error) {
+	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true})
+	if err != nil {
+		return nil, fmt.Errorf("taking the socket snapshot: %w", err)
+	}
+	socks := res.Sockets
+	if tk.opts.Keep != nil {
+		kept := socks[:0]
+		for i := range socks {
+			if tk.opts.Keep(&socks[i]) {
+				kept = append(kept, socks[i])
+			}
+		}
+		socks = kept
+	}
+	if _, err := snapshot.AttachProcesses(socks); err != nil {
+		return nil, fmt.Errorf("finding socket owners: %w", err)
+	}
+	return socks, nil
+}
+
+// watchLoss resyncs from a fresh snapshot whenever the kernel dropped events.
+func (tk *Tracker) watchLoss(ctx context.Context) {
+	defer tk.wg.Done()
+	tick := time.NewTicker(tk.opts.ResyncCheck)
+	defer tick.Stop()
+	var seen uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		lost := tk.tr.Lost()
+		tk.mu.Lock()
+		tk.stats.Lost = lost
+		tk.mu.Unlock()
+		if lost == seen {
+			continue
+		}
+		if err := tk.sync(ctx, true); err != nil {
+			if ctx.Err() == nil {
+				tk.stop(fmt.Errorf("resyncing after lost events: %w", err))
+			}
+			return
+		}
+		tk.log.Warn(fmt.Sprintf("%d events lost; resynced from a fresh snapshot", lost-seen))
+		tk.mu.Lock()
+		tk.stats.Resyncs++
+		tk.stats.LastResync = time.Now()
+		tk.mu.Unlock()
+		seen = lost
+	}
+}
+
+// View calls fn with the table locked: a consistent view of every socket.
+// fn must be quick; events wait meanwhile.
+func (tk *Tracker) View(fn func(*Table)) {
+	tk.mu.Lock()
+	defer tk.mu.Unlock()
+	fn(tk.table)
+}
+
+// Stats returns the counters so far.
+func (tk *Tracker) Stats() Stats {
+	tk.mu.Lock()
+	defer tk.mu.Unlock()
+	return tk.stats
+}
+
+// Hooks says which hook each feature uses.
+func (tk *Tracker) Hooks() []tracer.HookStatus { return tk.tr.Hooks() }
+
+// Done is closed when the tracker stops by itself or is closed.
+func (tk *Tracker) Done() <-chan struct{} { return tk.done }
+
+// Err says why the tracker stopped: nil for a context end or Close.
+func (tk *Tracker) Err() error {
+	tk.mu.Lock()
+	defer tk.mu.Unlock()
+	if errors.Is(tk.err, context.Canceled) || errors.Is(tk.err, context.DeadlineExceeded) {
+		return nil
+	}
+	return tk.err
+}
+
+func (tk *Tracker) stopped() bool {
+	select {
+	case <-tk.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Close stops reading and detaches. The table stays readable through View.
+func (tk *Tracker) Close() error {
+	var err error
+	tk.closeOnce.Do(func() { err = tk.close() })
+	return err
+}
+
+func (tk *Tracker) close() error {
+	tk.stop(nil)
+	// The goroutines use the ring (Pending) until they return: it must
+	// outlive them. The reader notices the cancel within FlushInterval.
+	tk.wg.Wait()
+	lost := tk.tr.Lost()
+	tk.mu.Lock()
+	tk.stats.Lost = lost
+	tk.mu.Unlock()
+	return tk.tr.Close()
+}
+
+// CountTimeWait refreshes the TIME_WAIT count of Table.Counts with a dump
+// of TIME_WAIT sockets only: they emit no events, so a view that shows
+// them (top) calls this every interval.
+func (tk *Tracker) CountTimeWait(ctx context.Context) error {
+	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true, States: tcpstate.Of(tcpstate.TimeWait)})
+	if err != nil {
+		return fmt.Errorf("counting TIME_WAIT sockets: %w", err)
+	}
+	n := 0
+	for i := range res.Sockets {
+		if tk.opts.Keep == nil || tk.opts.Keep(&res.Sockets[i]) {
+			n++
+		}
+	}
+	tk.View(func(t *Table) { t.SetTimeWait(n) })
+	return nil
+}

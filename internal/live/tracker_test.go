@@ -1,0 +1,325 @@
+package live
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/socklife/socklife/internal/churn"
+	"github.com/socklife/socklife/internal/tcpstate"
+	"github.com/socklife/socklife/internal/testutil"
+	"github.com/socklife/socklife/snapshot"
+	"github.com/socklife/socklife/tracer"
+)
+
+// collector keeps copies of the connections a Tracker closed on one port.
+type collector struct {
+	port   uint16
+	mu     sync.Mutex
+	closed []Conn
+}
+
+func (c *collector) onClose(conn *Conn) error {
+	if conn.Local.Port() != c.port && conn.Remote.Port() != c.port {
+		return nil
+	}
+	cp := *conn
+	cp.History = slices.Clone(conn.History)
+	c.mu.Lock()
+	c.closed = append(c.closed, cp)
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *collector) wait(t *testing.T, n int) []Conn {
+	t.Helper()
+	testutil.WaitFor(t, 5*time.Second, fmt.Sprintf("%d closed connections on port %d", n, c.port), func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.closed) >= n
+	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.closed)
+}
+
+func listen(t *testing.T) (net.Listener, uint16) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln, uint16(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// dial connects to ln and returns both ends.
+func dial(t *testing.T, ln net.Listener) (client, server *net.TCPConn) {
+	t.Helper()
+	c, err := net.Dial(ln.Addr().Network(), ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.(*net.TCPConn), s.(*net.TCPConn)
+}
+
+// closeClientFirst ends a connection the usual way: the client's FIN, then
+// the server's once it reads EOF.
+func closeClientFirst(client, server *net.TCPConn) {
+	client.Close()
+	io.Copy(io.Discard, server)
+	server.Close()
+}
+
+func start(t *testing.T, col *collector, afterAttach func()) *Tracker {
+	t.Helper()
+	tk, err := Start(context.Background(), Options{OnClose: col.onClose, AfterAttach: afterAttach})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tk.Close() })
+	return tk
+}
+
+// openOn lists the tracked sockets with port on either side.
+func openOn(tk *Tracker, port uint16) []Conn {
+	var out []Conn
+	tk.View(func(t *Table) {
+		t.Each(func(c *Conn) bool {
+			if c.Local.Port() == port || c.Remote.Port() == port {
+				cp := *c
+				cp.History = slices.Clone(c.History)
+				out = append(out, cp)
+			}
+			return true
+		})
+	})
+	return out
+}
+
+func stateNames(h []Step) string {
+	var names []string
+	for _, s := range h {
+		n := s.State.KernelName()
+		if s.EnteredAt.IsZero() {
+			n += "@?"
+		}
+		names = append(names, n)
+	}
+	return strings.Join(names, " ")
+}
+
+// Sockets born, and some closed, between attach and snapshot end up in
+// the table exactly once, with the history the events gave them.
+func TestTrackerSnapshotWindow(t *testing.T) {
+	testutil.RequireRoot(t)
+	col := &collector{}
+	var ln net.Listener
+	var kept [2]*net.TCPConn
+	tk := start(t, col, func() {
+		ln, col.port = listen(t)
+		c, s := dial(t, ln)
+		closeClientFirst(c, s)
+		kept[0], kept[1] = dial(t, ln)
+	})
+	defer kept[0].Close()
+	defer kept[1].Close()
+	closed := col.wait(t, 2)
+	if len(closed) != 2 {
+		t.Fatalf("%d records for the connection closed in the window, want 2 (client and server)", len(closed))
+	}
+	for _, c := range closed {
+		want := map[Role]string{RoleClient: "SYN_SENT ESTABLISHED FIN_WAIT1 FIN_WAIT2", RoleServer: "SYN_RECV ESTABLISHED CLOSE_WAIT LAST_ACK"}[c.Role]
+		if got := stateNames(c.History); got != want || !c.SeenFromStart {
+			t.Errorf("%v closed in the window: %s (seen from start %v), want %s", c.Role, got, c.SeenFromStart, want)
+		}
+	}
+	open := openOn(tk, col.port)
+	roles := map[Role]int{}
+	for _, c := range open {
+		roles[c.Role]++
+		if !c.SeenFromStart || (c.Role != RoleListener && c.State != tcpstate.Established) {
+			t.Errorf("open %v %v: seen from start %v", c.Role, c.State, c.SeenFromStart)
+		}
+		if c.Role != RoleListener && c.Inode == 0 {
+			t.Errorf("open %v: no inode: the snapshot's view was not merged", c.Role)
+		}
+	}
+	if len(open) != 3 || roles[RoleListener] != 1 || roles[RoleClient] != 1 || roles[RoleServer] != 1 {
+		t.Errorf("open on port %d: %v, want one listener, client and server", col.port, roles)
+	}
+}
+
+// Connections opened before the tracker and closed after it started: the
+// start is unknown, the rest is seen.
+func TestTrackerPreexisting(t *testing.T) {
+	testutil.RequireRoot(t)
+	ln, port := listen(t)
+	col := &collector{port: port}
+	c, s := dial(t, ln)
+	tk := start(t, col, nil)
+	for _, conn := range openOn(tk, port) {
+		if conn.SeenFromStart || len(conn.History) != 1 || !conn.History[0].EnteredAt.IsZero() || conn.AtLeast.IsZero() {
+			t.Errorf("%v before start: seen %v history %s at least %v", conn.Role, conn.SeenFromStart, stateNames(conn.History), conn.AtLeast)
+		}
+	}
+	closeClientFirst(c, s)
+	closed := col.wait(t, 2)
+	for _, conn := range closed {
+		want := map[Role]string{RoleClient: "ESTABLISHED@? FIN_WAIT1 FIN_WAIT2", RoleServer: "ESTABLISHED@? CLOSE_WAIT LAST_ACK"}[conn.Role]
+		if got := stateNames(conn.History); got != want || conn.SeenFromStart || !conn.OpenedAt.IsZero() {
+			t.Errorf("%v: %s (seen %v, opened %v), want %s, not seen, no open time", conn.Role, got, conn.SeenFromStart, conn.OpenedAt, want)
+		}
+		if conn.Role == RoleServer && conn.Listener != netip.MustParseAddrPort(ln.Addr().String()) {
+			t.Errorf("server's listener %v, want %v", conn.Listener, ln.Addr())
+		}
+	}
+}
+
+func TestTrackerIPv6(t *testing.T) {
+	testutil.RequireRoot(t)
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	col := &collector{port: uint16(ln.Addr().(*net.TCPAddr).Port)}
+	start(t, col, nil)
+	closeClientFirst(dial(t, ln))
+	for _, c := range col.wait(t, 2) {
+		if c.Family != unix.AF_INET6 || c.Local.Addr().String() != "::1" || !c.SeenFromStart || len(c.History) != 4 {
+			t.Errorf("%v: family %d local %v seen %v history %s", c.Role, c.Family, c.Local, c.SeenFromStart, stateNames(c.History))
+		}
+	}
+}
+
+func TestTrackerClosedBy(t *testing.T) {
+	testutil.RequireRoot(t)
+	ln, port := listen(t)
+	col := &collector{port: port}
+	start(t, col, nil)
+	for _, tc := range []struct {
+		name               string
+		end                func(client, server *net.TCPConn)
+		client, serverSide ClosedBy
+	}{
+		{"client closes", closeClientFirst, ClosedByLocal, ClosedByRemote},
+		{"server closes", func(c, s *net.TCPConn) { closeClientFirst(s, c) }, ClosedByRemote, ClosedByLocal},
+		{"client resets", func(c, s *net.TCPConn) { c.SetLinger(0); c.Close(); io.Copy(io.Discard, s); s.Close() }, ClosedByReset, ClosedByReset},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			col.mu.Lock()
+			col.closed = nil
+			col.mu.Unlock()
+			c, s := dial(t, ln)
+			tc.end(c, s)
+			got := map[Role]ClosedBy{}
+			for _, conn := range col.wait(t, 2) {
+				got[conn.Role] = conn.ClosedBy
+			}
+			if got[RoleClient] != tc.client || got[RoleServer] != tc.serverSide {
+				t.Errorf("closed by: client %v server %v, want %v %v", got[RoleClient], got[RoleServer], tc.client, tc.serverSide)
+			}
+		})
+	}
+}
+
+// Lost events: the tracker says so, resyncs within a second, and the table
+// is right again.
+func TestTrackerResyncAfterLoss(t *testing.T) {
+	testutil.RequireRoot(t)
+	gen, err := churn.New(churn.Config{Listeners: 2, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gen.Close()
+	var logged syncBuffer
+	tk, err := Start(context.Background(), Options{
+		Tracer: tracer.Options{RingSize: 4096, Port: gen.Port()},
+		Logger: slog.New(slog.NewTextHandler(&logged, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tk.Close()
+	// Hold the table: the reader stops, the small ring overflows.
+	tk.View(func(*Table) {
+		if _, err := gen.Run(context.Background(), 500); err != nil {
+			t.Error(err)
+		}
+	})
+	released := time.Now()
+	testutil.WaitFor(t, 2*time.Second, "a resync", func() bool { return tk.Stats().Resyncs > 0 })
+	if took := time.Since(released); took > time.Second {
+		t.Errorf("resync %v after the loss, want under 1s", took)
+	}
+	if st := tk.Stats(); st.Lost == 0 || !strings.Contains(logged.String(), "events lost; resynced from a fresh snapshot") {
+		t.Errorf("stats %+v, log %q; want the loss counted and said", st, logged.String())
+	}
+	var left []string
+	for _, c := range openOn(tk, gen.Port()) {
+		if c.Role != RoleListener {
+			left = append(left, fmt.Sprintf("%v %v>%v", c.State, c.Local, c.Remote))
+		}
+	}
+	if len(left) != 0 {
+		t.Errorf("after the resync the table still holds closed connections: %v", left)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TIME_WAIT sockets are counted from sock_diag, never tracked.
+func TestTrackerCountTimeWait(t *testing.T) {
+	testutil.RequireRoot(t)
+	ln, port := listen(t)
+	onPort := func(s *snapshot.Socket) bool { return s.Local.Port() == port || s.Remote.Port() == port }
+	tk, err := Start(context.Background(), Options{Keep: onPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tk.Close()
+	for range 3 {
+		closeClientFirst(dial(t, ln))
+	}
+	if err := tk.CountTimeWait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var counts [tcpstate.Max]int
+	tk.View(func(t *Table) { counts = t.Counts() })
+	if counts[tcpstate.TimeWait] != 3 {
+		t.Errorf("%d TIME_WAIT on port %d, want the 3 closed clients", counts[tcpstate.TimeWait], port)
+	}
+	testutil.WaitFor(t, 2*time.Second, "the closed connections to leave the table", func() bool {
+		return len(openOn(tk, port)) == 1 // the listener
+	})
+}

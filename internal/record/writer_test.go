@@ -1,0 +1,153 @@
+package record
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/socklife/socklife/internal/testutil"
+)
+
+func line(i int) []byte {
+	return fmt.Appendf(nil, `{"id":%d,"pad":"%s"}`+"\n", i, strings.Repeat("x", 80))
+}
+
+func TestCreatePrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rec.ndjson")
+	// An existing, world-readable file becomes private too.
+	if err := os.WriteFile(path, []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w, err := Create(Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(line(1)); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	st, _ := os.Stat(path)
+	data, _ := os.ReadFile(path)
+	if st.Mode().Perm() != 0o600 || !bytes.Equal(data, line(1)) {
+		t.Errorf("mode %v content %q; want 0600 and just the new record", st.Mode().Perm(), data)
+	}
+}
+
+func TestCreateUnwritable(t *testing.T) {
+	dir := t.TempDir()
+	for _, path := range []string{filepath.Join(dir, "missing", "rec"), dir} {
+		_, err := Create(Options{Path: path})
+		if err == nil || !strings.HasPrefix(err.Error(), "creating "+path+": ") || strings.Count(err.Error(), path) != 1 {
+			t.Errorf("Create(%s): %v; want one error naming the path once", path, err)
+		}
+	}
+}
+
+// Rotation cuts files at line boundaries, whether lines are written one
+// by one or buffered.
+func TestRotate(t *testing.T) {
+	for _, buffered := range []bool{false, true} {
+		t.Run(fmt.Sprint("buffered=", buffered), func(t *testing.T) { testRotate(t, buffered) })
+	}
+}
+
+func testRotate(t *testing.T, buffered bool) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "rec")
+	size := int64(len(line(0)))
+	w, err := Create(Options{Path: path, MaxSize: 3 * size, MaxFiles: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		write := w.Write
+		if buffered {
+			write = w.Add
+		}
+		if err := write(line(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Three records per file make files of 0-2, 3-5, 6-8 and 9; keeping
+	// three drops the oldest.
+	want := map[string]string{"rec": "9", "rec.1": "678", "rec.2": "345"}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != len(want) {
+		t.Errorf("files %v, want %v", ents, want)
+	}
+	for name, ids := range want {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got strings.Builder
+		for _, l := range strings.SplitAfter(string(data), "\n") {
+			if l != "" {
+				fmt.Fprint(&got, strings.TrimPrefix(strings.SplitN(l, ",", 2)[0], `{"id":`))
+			}
+		}
+		st, _ := os.Stat(filepath.Join(dir, name))
+		if got.String() != ids || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s holds records %s (mode %v), want %s (0600)", name, got.String(), st.Mode().Perm(), ids)
+		}
+	}
+}
+
+// A full disk stops the writer with ENOSPC and leaves only whole records,
+// as many as fit, whether they came one by one or in a batch.
+func TestDiskFull(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, buffered := range []bool{false, true} {
+		t.Run(fmt.Sprint("buffered=", buffered), func(t *testing.T) { testDiskFull(t, buffered) })
+	}
+}
+
+func testDiskFull(t *testing.T, buffered bool) {
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=16k"); err != nil {
+		t.Fatalf("mounting a small tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, 0) })
+	path := filepath.Join(dir, "rec")
+	w, err := Create(Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var werr error
+	for i := 0; i < 1000 && werr == nil; i++ {
+		if buffered {
+			werr = w.Add(line(i))
+		} else {
+			werr = w.Write(line(i))
+		}
+	}
+	if werr == nil {
+		werr = w.Flush()
+	}
+	if !errors.Is(werr, syscall.ENOSPC) || !strings.HasPrefix(werr.Error(), "writing "+path+": ") {
+		t.Fatalf("error %v, want ENOSPC naming the file", werr)
+	}
+	if err := w.Write(line(0)); err != werr {
+		t.Errorf("write after failure: %v, want the same error", err)
+	}
+	data, _ := os.ReadFile(path)
+	var want []byte
+	for i := range int(w.Records()) {
+		want = append(want, line(i)...)
+	}
+	// A 16 KiB tmpfs holds 16 KiB of records, less at most one.
+	if w.Records() == 0 || !bytes.Equal(data, want) || len(data) < 16<<10-len(line(999)) {
+		t.Errorf("file has %d bytes, want the %d whole records written (%d bytes)", len(data), w.Records(), len(want))
+	}
+}

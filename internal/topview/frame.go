@@ -1,0 +1,159 @@
+// Package topview turns the live socket table into what `socklife top` and
+// `socklife closewait` show at each interval: state counts and their change,
+// the event rate and losses, CLOSE_WAIT build-up per process, and the
+// listeners with their accept queues.
+package topview
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/socklife/socklife/internal/closewait"
+	"github.com/socklife/socklife/internal/live"
+	"github.com/socklife/socklife/internal/tcpstate"
+	"github.com/socklife/socklife/snapshot"
+)
+
+// Frame is one interval's picture.
+type Frame struct {
+	At       time.Time
+	Interval time.Duration
+	// States counts the sockets per state (TIME_WAIT from sock_diag);
+	// Delta is the change since the previous frame.
+	States, Delta [tcpstate.Max]int
+	EventsPerSec  float64
+	Lost, Resyncs uint64
+	Hooks         []string
+	CloseWait     closewait.Report
+	Listeners     []Listener
+}
+
+// Listener is one listening socket and its accept queue.
+type Listener struct {
+	Netns         uint32
+	Local         netip.AddrPort
+	PID           uint32 // 0: owner unknown
+	Comm          string
+	QueueLen      uint32 // connections waiting for accept()
+	Backlog       uint32 // the queue holds Backlog+1 at most
+	AcceptsPerSec float64
+}
+
+// Sampler builds Frames; it remembers the previous frame's counters.
+type Sampler struct {
+	watch     *closewait.Watch
+	prevAt    time.Time
+	prevState [tcpstate.Max]int
+	prevEvent uint64
+	accepts   map[listenerKey]uint64
+}
+
+type listenerKey struct {
+	netns uint32
+	local netip.AddrPort
+}
+
+// NewSampler returns a Sampler whose CLOSE_WAIT growth looks back over window.
+func NewSampler(window time.Duration) *Sampler {
+	return &Sampler{watch: closewait.NewWatch(window), accepts: map[listenerKey]uint64{}}
+}
+
+// Input is what one frame is made of, gathered by the caller: the table
+// (read under the Tracker's lock), the Tracker's counters, and the
+// listeners' queues from a sock_diag dump of LISTEN sockets.
+type Input struct {
+	At        time.Time
+	Table     *live.Table
+	Stats     live.Stats
+	Hooks     []string
+	Listening []snapshot.Socket
+	// Keep, if set, limits CLOSE_WAIT sockets and listeners to those it accepts.
+	Keep func(pid uint32, comm string, local netip.AddrPort) bool
+}
+
+// Sample makes the frame for in.
+func (s *Sampler) Sample(in Input) Frame {
+	f := Frame{At: in.At, Hooks: in.Hooks, Lost: in.Stats.Lost, Resyncs: in.Stats.Resyncs}
+	f.States = in.Table.Counts()
+	if !s.prevAt.IsZero() {
+		f.Interval = in.At.Sub(s.prevAt)
+		for st := range f.States {
+			f.Delta[st] = f.States[st] - s.prevState[st]
+		}
+		if secs := f.Interval.Seconds(); secs > 0 {
+			f.EventsPerSec = float64(in.Stats.Events-s.prevEvent) / secs
+		}
+	}
+
+	var cw []closewait.Conn
+	owners := map[listenerKey]*live.Conn{}
+	accepts := map[listenerKey]uint64{}
+	in.Table.Each(func(c *live.Conn) bool {
+		switch {
+		case c.State == tcpstate.CloseWait:
+			pid, comm := ownerOf(c)
+			if in.Keep == nil || in.Keep(pid, comm, c.Local) {
+				cw = append(cw, closewait.Conn{PID: pid, Comm: comm, Local: c.Local, Remote: c.Remote, Since: c.Since, AtLeast: c.AtLeast})
+			}
+		case c.Role == live.RoleListener:
+			k := listenerKey{c.Netns, c.Local}
+			cp := *c
+			owners[k] = &cp
+			accepts[k] = c.Accepts
+		}
+		return true
+	})
+	f.CloseWait = s.watch.Observe(in.At, cw)
+	f.Listeners = s.listeners(in, owners, accepts, f.Interval)
+
+	s.prevAt, s.prevState, s.prevEvent = in.At, f.States, in.Stats.Events
+	s.accepts = accepts
+	return f
+}
+
+func ownerOf(c *live.Conn) (uint32, string) {
+	if !c.OwnerKnown {
+		return 0, ""
+	}
+	return c.PID, c.Comm
+}
+
+// listeners joins the dumped LISTEN sockets (their queues) with the
+// table's listeners (their owners and accept counts).
+func (s *Sampler) listeners(in Input, owners map[listenerKey]*live.Conn, accepts map[listenerKey]uint64, interval time.Duration) []Listener {
+	var out []Listener
+	for i := range in.Listening {
+		sk := &in.Listening[i]
+		local := netip.AddrPortFrom(sk.Local.Addr().Unmap(), sk.Local.Port())
+		k := listenerKey{sk.Netns, local}
+		l := Listener{Netns: sk.Netns, Local: local, QueueLen: sk.RecvQ, Backlog: sk.SendQ}
+		if c := owners[k]; c != nil {
+			l.PID, l.Comm = ownerOf(c)
+		}
+		if l.PID == 0 && len(sk.Processes) > 0 {
+			l.PID, l.Comm = uint32(sk.Processes[0].PID), sk.Processes[0].Comm
+		}
+		if in.Keep != nil && !in.Keep(l.PID, l.Comm, l.Local) {
+			continue
+		}
+		if prev, ok := s.accepts[k]; ok && interval > 0 && accepts[k] >= prev {
+			l.AcceptsPerSec = float64(accepts[k]-prev) / interval.Seconds()
+		}
+		out = append(out, l)
+	}
+	// Fullest queue first: a listener near its backlog is the one dropping.
+	slices.SortFunc(out, func(a, b Listener) int {
+		return cmp.Or(cmp.Compare(fill(b), fill(a)), cmp.Compare(b.AcceptsPerSec, a.AcceptsPerSec),
+			cmp.Compare(a.Local.Port(), b.Local.Port()), a.Local.Addr().Compare(b.Local.Addr()))
+	})
+	return out
+}
+
+func fill(l Listener) float64 {
+	if l.Backlog == 0 {
+		return float64(l.QueueLen)
+	}
+	return float64(l.QueueLen) / float64(l.Backlog)
+}

@@ -1,0 +1,104 @@
+package topview
+
+import (
+	"time"
+
+	"github.com/socklife/socklife/internal/closewait"
+)
+
+// FrameJSON is one interval of `top -o json`; README documents the keys.
+type FrameJSON struct {
+	Time         time.Time      `json:"time"`
+	IntervalMs   int64          `json:"interval_ms"`
+	States       map[string]int `json:"states"`
+	Delta        map[string]int `json:"delta"`
+	EventsPerSec float64        `json:"events_per_sec"`
+	Lost         uint64         `json:"lost"`
+	Resyncs      uint64         `json:"resyncs"`
+	Hooks        []string       `json:"hooks"`
+	CloseWait    CloseWaitJSON  `json:"close_wait"`
+	Listeners    []ListenerJSON `json:"listeners"`
+}
+
+// CloseWaitJSON is the CLOSE_WAIT picture.
+type CloseWaitJSON struct {
+	Total     int           `json:"total"`
+	Processes []ProcessJSON `json:"processes"`
+}
+
+// ProcessJSON is one process's CLOSE_WAIT sockets; pid 0 is "owner unknown".
+type ProcessJSON struct {
+	PID          uint32  `json:"pid"`
+	Comm         string  `json:"comm"`
+	Count        int     `json:"count"`
+	GrowthPerMin float64 `json:"growth_per_min"`
+	OldestMs     int64   `json:"oldest_ms"`
+	// OldestIsLowerBound: the oldest socket predates socklife, so its age
+	// is at least oldest_ms.
+	OldestIsLowerBound bool       `json:"oldest_is_lower_bound"`
+	Ports              []PortJSON `json:"ports"`
+	Peers              []PeerJSON `json:"peers"`
+}
+
+// PortJSON counts sockets on one local port.
+type PortJSON struct {
+	Port  uint16 `json:"port"`
+	Count int    `json:"count"`
+}
+
+// PeerJSON counts sockets to one remote address.
+type PeerJSON struct {
+	Peer  string `json:"peer"`
+	Count int    `json:"count"`
+}
+
+// ListenerJSON is one listener and its accept queue.
+type ListenerJSON struct {
+	Netns         uint32  `json:"netns"`
+	Local         string  `json:"local"`
+	PID           uint32  `json:"pid"`
+	Comm          string  `json:"comm"`
+	QueueLen      uint32  `json:"queue_len"`
+	Backlog       uint32  `json:"backlog"`
+	AcceptsPerSec float64 `json:"accepts_per_sec"`
+}
+
+// ToJSON converts a frame; v's filter applies as on screen.
+func ToJSON(f *Frame, v View) FrameJSON {
+	j := FrameJSON{
+		Time: f.At, IntervalMs: f.Interval.Milliseconds(),
+		States: map[string]int{}, Delta: map[string]int{},
+		EventsPerSec: f.EventsPerSec, Lost: f.Lost, Resyncs: f.Resyncs, Hooks: f.Hooks,
+		CloseWait: CloseWaitJSON{Total: f.CloseWait.Total, Processes: ProcessesJSON(sortProcesses(filterProcesses(f.CloseWait.Processes, v.Filter), v.Sort))},
+		Listeners: []ListenerJSON{},
+	}
+	if j.Hooks == nil {
+		j.Hooks = []string{}
+	}
+	for _, st := range headerStates {
+		j.States[st.KernelName()] = f.States[st]
+		j.Delta[st.KernelName()] = f.Delta[st]
+	}
+	for _, l := range filterListeners(f.Listeners, v.Filter) {
+		j.Listeners = append(j.Listeners, ListenerJSON{Netns: l.Netns, Local: l.Local.String(), PID: l.PID, Comm: l.Comm,
+			QueueLen: l.QueueLen, Backlog: l.Backlog, AcceptsPerSec: l.AcceptsPerSec})
+	}
+	return j
+}
+
+// ProcessesJSON converts CLOSE_WAIT processes, as top and closewait print them.
+func ProcessesJSON(procs []closewait.Process) []ProcessJSON {
+	out := []ProcessJSON{}
+	for _, p := range procs {
+		pj := ProcessJSON{PID: p.PID, Comm: p.Comm, Count: p.Count, GrowthPerMin: p.GrowthPerMin,
+			OldestMs: p.Oldest.Milliseconds(), OldestIsLowerBound: p.OldestAtLeast, Ports: []PortJSON{}, Peers: []PeerJSON{}}
+		for _, pc := range p.Ports {
+			pj.Ports = append(pj.Ports, PortJSON(pc))
+		}
+		for _, pc := range p.Peers {
+			pj.Peers = append(pj.Peers, PeerJSON{Peer: pc.Peer.String(), Count: pc.Count})
+		}
+		out = append(out, pj)
+	}
+	return out
+}
