@@ -206,7 +206,7 @@ func kprobesAvailable() bool {
 // attachTracepoints attaches one program to one or more tracepoints of a group.
 func attachTracepoints(group, names, prog string) func(map[string]*ebpf.Program) ([]link.Link, error) {
 	return func(progs map[string]*ebpf.Program) ([]link.Link, error) {
-		if err := ensureTracefs(); err != nil {
+		if _, err := ensureTracefs(); err != nil {
 			return nil, err
 		}
 		var links []link.Link

@@ -59,19 +59,20 @@ func checkCapabilities() error {
 const tracefsDir = "/sys/kernel/tracing"
 
 // ensureTracefs mounts tracefs where tracepoints look for it if nothing is
-// mounted there or under debugfs. It must run before the first attach:
-// cilium/ebpf looks the mount up once per process and caches a miss.
-func ensureTracefs() error {
+// mounted there or under debugfs, and says whether it did. It must run
+// before the first attach: cilium/ebpf looks the mount up once per process
+// and caches a miss.
+func ensureTracefs() (mounted bool, err error) {
 	for _, dir := range []string{tracefsDir, "/sys/kernel/debug/tracing"} {
 		var st unix.Statfs_t
 		if unix.Statfs(dir, &st) == nil && st.Type == unix.TRACEFS_MAGIC {
-			return nil
+			return false, nil
 		}
 	}
 	if err := unix.Mount("tracefs", tracefsDir, "tracefs", 0, ""); err != nil {
-		return fmt.Errorf("mounting tracefs at %s: %w", tracefsDir, err)
+		return false, fmt.Errorf("mounting tracefs at %s: %w", tracefsDir, err)
 	}
-	return nil
+	return true, nil
 }
 
 // Lockdown reads the kernel lockdown mode ("none", "integrity",

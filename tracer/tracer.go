@@ -195,7 +195,11 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, opts Options) error {
 		return fmt.Errorf("creating BPF maps: %w", err)
 	}
 	// Before any attach: cilium/ebpf caches where tracefs is.
-	tracefsErr := ensureTracefs()
+	mounted, tracefsErr := ensureTracefs()
+	if mounted {
+		// A change to the host's mounts deserves a line, even at 3 a.m.
+		log.Warn("mounted tracefs at " + tracefsDir + ": tracepoints need it")
+	}
 	l := loader{spec: spec, maps: t.maps.Maps, cache: cache, tracefsErr: tracefsErr, disabled: opts.DisableHooks, log: log}
 	// The reader starts before the programs attach so the first events find it.
 	if t.reader, err = ringbuf.NewReader(t.maps.Maps["events"]); err != nil {

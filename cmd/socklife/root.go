@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -30,7 +32,7 @@ their states as they happen, with the right process on both sides.`,
 	}
 	// Flag parse errors are bad input: exit 2, like an unknown flag value.
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
-		return usageError{err}
+		return usageError{plainFlagError(err)}
 	})
 	root.AddCommand(
 		newSnapshotCmd(),
@@ -71,4 +73,16 @@ func newVersionCmd() *cobra.Command {
 			return err
 		},
 	}
+}
+
+// plainFlagError drops the Go parser from pflag's messages: `invalid
+// argument "70000" for "--port" flag: strconv.ParseUint: parsing "70000":
+// value out of range` becomes `... for "--port" flag: value out of range`.
+func plainFlagError(err error) error {
+	msg := err.Error()
+	i := strings.Index(msg, ": strconv.")
+	if i < 0 {
+		return err
+	}
+	return errors.New(msg[:i] + msg[strings.LastIndex(msg, ":"):])
 }

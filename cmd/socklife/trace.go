@@ -8,12 +8,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/socklife/socklife/internal/output"
+	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/tracer"
 )
 
@@ -64,6 +66,11 @@ func (f traceFlags) options() (tracer.Options, output.Format, error) {
 	if f.duration < 0 {
 		return tracer.Options{}, "", badInput("--duration %v is negative", f.duration)
 	}
+	if states != 0 && states&^tcpstate.Of(tcpstate.TimeWait, tcpstate.NewSynRecv) == 0 {
+		// The kernel frees the socket as it enters TIME_WAIT (a minisock
+		// takes over) and request socks emit nothing: no event can match.
+		return tracer.Options{}, "", badInput("--state: TIME_WAIT and NEW_SYN_RECV are never the state of a transition; list those sockets with: socklife snapshot -t --state time-wait")
+	}
 	opts.States = states
 	return opts, format, nil
 }
@@ -84,17 +91,35 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 			return fmt.Errorf("writing the ready file: %w", err)
 		}
 	}
-	ctx := cmd.Context()
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
 	if f.duration > 0 {
-		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, f.duration)
 		defer cancel()
 	}
-	n, err := stream(ctx, tr, cmd.OutOrStdout(), format, f)
-	if isBrokenPipe(err) {
+	out := cmd.OutOrStdout()
+	var broken atomic.Bool
+	cancelOnBrokenPipe(out, func() { broken.Store(true); cancel() })
+	var n atomic.Uint64
+	done := make(chan error, 1)
+	go func() { done <- stream(ctx, tr, out, format, f, &n) }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		// A reader that stopped reading leaves a write blocked in the
+		// kernel, where no context reaches: give the stream a moment to
+		// finish, then stop without it.
+		select {
+		case err = <-done:
+		case <-time.After(time.Second):
+			fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d events, %d lost (output blocked: its reader stopped reading)\n", n.Load(), tr.Lost())
+			return nil
+		}
+	}
+	if isBrokenPipe(err) || broken.Load() {
 		return nil // `socklife trace | head`: the reader has all it wants
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d events, %d lost\n", n, tr.Lost())
+	fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d events, %d lost\n", n.Load(), tr.Lost())
 	return err
 }
 
@@ -103,15 +128,18 @@ var errEnough = errors.New("count reached")
 // stream writes events until ctx ends or --count is reached, and returns how
 // many it wrote. Output is buffered and flushed whenever the ring is drained,
 // so a quiet trace shows each line at once and a busy one writes in blocks.
-func stream(ctx context.Context, tr *tracer.Tracer, out io.Writer, format output.Format, f traceFlags) (uint64, error) {
+func stream(ctx context.Context, tr *tracer.Tracer, out io.Writer, format output.Format, f traceFlags, n *atomic.Uint64) error {
 	w := bufio.NewWriterSize(out, 64<<10)
 	appendEvent := tracer.AppendTable
 	if format == output.JSON {
 		appendEvent = tracer.AppendJSON
 	} else if _, err := w.WriteString(tracer.TableHeader); err != nil {
-		return 0, err
+		return err
+	} else if err := w.Flush(); err != nil {
+		// The header at once: the terminal shows trace is running, and
+		// `| head -1` gets its line.
+		return err
 	}
-	var n uint64
 	var line []byte
 	err := tr.Read(ctx, func(ev *tracer.Event) error {
 		if f.comm != "" && (ev.OwnerSource == tracer.OwnerUnknown || ev.Owner.Comm != f.comm) {
@@ -121,8 +149,7 @@ func stream(ctx context.Context, tr *tracer.Tracer, out io.Writer, format output
 		if _, err := w.Write(line); err != nil {
 			return err
 		}
-		n++
-		if f.count > 0 && n >= f.count {
+		if c := n.Add(1); f.count > 0 && c >= f.count {
 			return errEnough
 		}
 		if tr.Pending() == 0 {
@@ -136,7 +163,7 @@ func stream(ctx context.Context, tr *tracer.Tracer, out io.Writer, format output
 	if ferr := w.Flush(); err == nil {
 		err = ferr
 	}
-	return n, err
+	return err
 }
 
 func isBrokenPipe(err error) bool {

@@ -29,7 +29,8 @@ import (
 
 // benchModeEnv makes the test binary a tracer process for BenchmarkChurnCost
 // instead of running tests: "plain" reads and decodes every event, "backlog"
-// also accounts them (tracer.Options.Backlog and Run, 1 s reports).
+// also accounts them (tracer.Options.Backlog and Run, 1 s reports, the
+// CLI's default).
 const (
 	benchModeEnv = "SOCKLIFE_BACKLOG_BENCH_MODE"
 	benchPortEnv = "SOCKLIFE_BACKLOG_BENCH_PORT"
@@ -77,7 +78,7 @@ func benchTracer(mode string) error {
 	var once sync.Once
 	ready := func() { once.Do(func() { fmt.Printf("ready %d\n", selfCPU()) }) }
 	if mode == "backlog" {
-		err = Run(ctx, tr, Config{Interval: 500 * time.Millisecond}, func(*Report) error { ready(); return nil }, func(*tracer.Event) { events++ })
+		err = Run(ctx, tr, Config{Interval: time.Second}, func(*Report) error { ready(); return nil }, func(*tracer.Event) { events++ })
 	} else {
 		ready()
 		err = tr.Read(ctx, count)
@@ -104,7 +105,7 @@ type costSample struct {
 //	go test -v -run '^$' -bench ChurnCost -benchtime 1x ./internal/backlog
 func BenchmarkChurnCost(b *testing.B) {
 	testutil.RequireRoot(b)
-	conns, rounds := 60000, 5
+	conns, rounds := 60000, 7
 	if n, err := strconv.Atoi(os.Getenv("SOCKLIFE_BENCH_CHURN_CONNS")); err == nil && n > 0 {
 		conns = n
 	}

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/socklife/socklife/internal/testutil"
+)
+
+// startTraceToPipe runs socklife trace with stdout on a pipe the test
+// holds the read end of.
+func startTraceToPipe(t *testing.T, args ...string) (*socklifeRun, *os.File) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := filepath.Join(t.TempDir(), "ready")
+	run := &socklifeRun{cmd: socklifeCmd(t, append(append([]string{"trace", "--ready-file", ready}, disableHookArgs()...), args...)...), done: make(chan error, 1)}
+	run.cmd.Stdout = w
+	run.cmd.Stderr = &run.stderr
+	if err := run.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	go func() { run.done <- run.cmd.Wait() }()
+	t.Cleanup(func() { run.cmd.Process.Kill(); <-run.done; r.Close() })
+	testutil.WaitFor(t, 10*time.Second, "socklife trace to attach", func() bool {
+		_, err := os.Stat(ready)
+		return err == nil
+	})
+	return run, r
+}
+
+// `socklife trace --port P | head -1` with no traffic: head takes the
+// header and goes; trace must notice and exit, not wait for an event.
+func TestTraceExitsWhenReaderGoes(t *testing.T) {
+	testutil.RequireRoot(t)
+	run, r := startTraceToPipe(t, "--port", "1")
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "TIME") {
+		t.Fatalf("first line %q, %v; want the header at once", line, err)
+	}
+	r.Close()
+	if code := run.exitCode(t, 5*time.Second); code != 0 {
+		t.Errorf("exit status %d, want 0; stderr %q", code, run.stderr.String())
+	}
+}
+
+// A reader that stops reading leaves trace blocked in write(); SIGTERM
+// must still stop it, with the summary.
+func TestTraceStopsWithBlockedReader(t *testing.T) {
+	testutil.RequireRoot(t)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	run, _ := startTraceToPipe(t, "--port", strconv.Itoa(port), "-o", "json")
+	// Some 100 KB of JSON lines: more than a pipe holds.
+	for range 150 {
+		loopbackConn(t, ln)
+	}
+	run.cmd.Process.Signal(syscall.SIGTERM)
+	if code := run.exitCode(t, 10*time.Second); code != 0 {
+		t.Errorf("exit status %d, want 0; stderr %q", code, run.stderr.String())
+	}
+	if !strings.Contains(run.stderr.String(), "lost (output blocked: its reader stopped reading)") {
+		t.Errorf("stderr %q, want the summary noting the blocked output", run.stderr.String())
+	}
+}
