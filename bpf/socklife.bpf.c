@@ -91,7 +91,10 @@ static __always_inline int on_state(const struct sock *sk, int old, int new,
 	} else if (old == TCP_LISTEN && new == TCP_SYN_RECV && !si->owner_flag) {
 		inherit_listener(si, netns, tu->sport);
 	}
-	si->state_ts = now;
+	/* FIN_WAIT1 -> FIN_WAIT1 (shutdown, then close) is a real event, but
+	 * the socket has been in FIN_WAIT1 since the first: keep that time. */
+	if (old != new)
+		si->state_ts = now;
 
 	if (wanted(si, netns, tu, old, new)) {
 		struct event *e = reserve_event();

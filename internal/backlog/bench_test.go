@@ -30,7 +30,8 @@ import (
 // benchModeEnv makes the test binary a tracer process for BenchmarkChurnCost
 // instead of running tests: "plain" reads and decodes every event, "backlog"
 // also accounts them (tracer.Options.Backlog and Run, 1 s reports, the
-// CLI's default).
+// CLI's default), "queue-events" reads the events of Options.Backlog with
+// no accounting (SOCKLIFE_BENCH_SPLIT=1 adds it).
 const (
 	benchModeEnv = "SOCKLIFE_BACKLOG_BENCH_MODE"
 	benchPortEnv = "SOCKLIFE_BACKLOG_BENCH_PORT"
@@ -56,7 +57,7 @@ func benchTracer(mode string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", benchPortEnv, err)
 	}
-	tr, err := tracer.New(tracer.Options{Backlog: mode == "backlog", Port: uint16(port)})
+	tr, err := tracer.New(tracer.Options{Backlog: mode != "plain", Port: uint16(port)})
 	if err != nil {
 		return err
 	}
@@ -120,6 +121,10 @@ func BenchmarkChurnCost(b *testing.B) {
 	}
 	defer gen.Close()
 	modes := []string{"plain", "backlog"}
+	if os.Getenv("SOCKLIFE_BENCH_SPLIT") == "1" {
+		// the BPF side of backlog accounting alone: enqueue events filled
+		modes = append(modes, "queue-events")
+	}
 	samples := map[string][]costSample{}
 	for b.Loop() {
 		for round := range rounds {

@@ -25,7 +25,8 @@ type Options struct {
 // Writer writes whole lines: every write() it makes holds only complete
 // records, so a process killed at any moment leaves only complete records
 // behind, and a write that fails half way (disk full) is cut back off the
-// file. Add buffers a line; Flush writes what is buffered in one write().
+// file. Add buffers a line; Flush writes what is buffered, in writes that
+// never cross a page of the file (see writePages).
 type Writer struct {
 	opts     Options
 	f        *os.File
@@ -111,19 +112,19 @@ func (w *Writer) Write(line []byte) error {
 	return w.Flush()
 }
 
-// Flush writes the buffered lines in one write(). If that fails (a full
-// disk), it cuts the partial batch off and writes the lines one by one, to
-// keep every record that fits.
+// Flush writes the buffered lines. If that fails (a full disk), it cuts the
+// partial line off and writes the rest one line at a time, to keep every
+// record that fits.
 func (w *Writer) Flush() error {
 	if w.err != nil || len(w.buf) == 0 {
 		return w.err
 	}
-	err := w.write(w.buf, w.buffered)
-	if err != nil && w.f != nil && w.buffered > 1 {
+	done, err := w.write(w.buf)
+	if err != nil && w.f != nil {
 		err = w.rewind()
-		for rest := w.buf; err == nil && len(rest) > 0; {
+		for rest := w.buf[done:]; err == nil && len(rest) > 0; {
 			end := bytes.IndexByte(rest, '\n') + 1
-			err = w.write(rest[:end], 1)
+			_, err = w.write(rest[:end])
 			rest = rest[end:]
 		}
 	}
@@ -134,17 +135,83 @@ func (w *Writer) Flush() error {
 	return w.err
 }
 
-// write writes b, which holds n records, in one write().
-func (w *Writer) write(b []byte, n uint64) error {
+// write writes b, whole lines, and returns how many of its bytes are in
+// the output.
+func (w *Writer) write(b []byte) (int, error) {
+	if w.f != nil {
+		return w.writePages(b)
+	}
 	written, err := w.out.Write(b)
 	if err == nil && written < len(b) {
 		err = io.ErrShortWrite
 	}
 	if err == nil {
 		w.size += int64(written)
-		w.n += n
+		w.n += uint64(bytes.Count(b, []byte{'\n'}))
 	}
-	return err
+	return written, err
+}
+
+// pageSize is the unit in which the kernel copies a write() into the page
+// cache. It checks for a fatal signal only between pages, so a write that
+// stays inside one page is all or nothing, even under kill -9.
+const pageSize = 4096
+
+// writePages writes whole lines b to the file so that no write() crosses a
+// page boundary: where the next line would cross, the last line written is
+// padded with spaces (JSON allows trailing white space) up to the
+// boundary. Only a line longer than a page still crosses one.
+func (w *Writer) writePages(b []byte) (int, error) {
+	done := 0
+	for done < len(b) {
+		rest := b[done:]
+		room := pageSize - int(w.size%pageSize)
+		first := bytes.IndexByte(rest, '\n') + 1
+		end := 0
+		for end < len(rest) {
+			next := end + bytes.IndexByte(rest[end:], '\n') + 1
+			if next > room {
+				break
+			}
+			end = next
+		}
+		if end == 0 {
+			if room < pageSize && first <= pageSize {
+				if err := w.padToPage(room); err != nil {
+					return done, err
+				}
+				continue
+			}
+			end = first
+		}
+		n, err := w.f.WriteAt(rest[:end], w.size)
+		if err == nil && n < end {
+			err = io.ErrShortWrite
+		}
+		if err != nil {
+			return done, err
+		}
+		w.size += int64(end)
+		w.n += uint64(bytes.Count(rest[:end], []byte{'\n'}))
+		done += end
+	}
+	return done, nil
+}
+
+// padToPage rewrites the file's last newline as room spaces and a newline,
+// so the file ends on a page boundary: one write inside one page.
+func (w *Writer) padToPage(room int) error {
+	pad := bytes.Repeat([]byte{' '}, room+1)
+	pad[room] = '\n'
+	n, err := w.f.WriteAt(pad, w.size-1)
+	if err == nil && n < len(pad) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		return err
+	}
+	w.size += int64(room)
+	return nil
 }
 
 // rewind cuts what a failed write left after the last whole record.
