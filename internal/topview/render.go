@@ -63,7 +63,7 @@ func WriteText(w io.Writer, f *Frame, v View) error {
 	b.WriteString("\nTIME-WAIT is normal: the closing side keeps each connection there for 60 s.\n\n")
 
 	procs := sortProcesses(filterProcesses(f.CloseWait.Processes, v.Filter), v.Sort)
-	fmt.Fprintf(&b, "CLOSE-WAIT by process (%d sockets; a socket stays here until its owner calls close()), by %s:\n", f.CloseWait.Total, v.Sort)
+	fmt.Fprintf(&b, "CLOSE-WAIT by process (%s; a socket stays here until its owner calls close()), by %s:\n", plural(f.CloseWait.Total, "socket"), v.Sort)
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return err
 	}
@@ -188,4 +188,11 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }
