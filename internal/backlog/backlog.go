@@ -6,11 +6,13 @@
 // dequeue at accept, SYN-ACK retransmits; tracer.Options.Backlog), sock_diag
 // dumps of listeners (queue length, backlog and sk_drops of listeners that
 // predate the tracer or that no event touched) and the netns counters of
-// /proc/net/netstat. One interval of a slow acceptor, as `socklife backlog`
-// prints it:
+// /proc/net/netstat. An interval of a listener (backlog 4) whose owner has
+// stopped accepting, as `socklife backlog --stall 500ms` prints it:
 //
-//	LISTEN           PID    COMM        QUEUE PEAK BACKLOG FULL% SYNQ ACCEPTS  P50ms  P99ms  MAXms DROPS SYNACK STALL
-//	127.0.0.1:40123  4711   slowserver      5    5       4  96.0    0       5  412.3  601.0  601.0    17      3 -
+//	23:55:28  1 listeners  netns 4026531833: ListenOverflows +3 ListenDrops +3
+//	23:55:28.768 stall begin 127.0.0.1:32851 pid 19713 (python3): queue not empty, no accept() for 1.007s
+//	LISTEN           NETNS       PID    COMM     QUEUE  PEAK  BACKLOG  FULL%  SYNQ  ACCEPTS  P50ms  P90ms  P99ms  MAXms  DROPS  SYNACK  STALLED
+//	127.0.0.1:32851  4026531833  19713  python3      5     5        4  100.0     0        0      -      -      -      -      3       0  1.007s
 //
 // Accounting is the pure part (events and samples in, Reports out); Run
 // drives it from a tracer, sock_diag and a ticker.

@@ -41,7 +41,7 @@ func checkQueue(t *testing.T, reps []atEnd, burst time.Time) {
 
 // checkWaits compares each connection's accept wait with the test's own
 // measure, and the reported percentiles with the test's.
-func checkWaits(t *testing.T, m *monitorRun, a *acceptor, d *dialers, final ListenerReport) {
+func checkWaits(t *testing.T, m *monitorRun, a *acceptor, d *dialers, clientResent map[uint16]bool, final ListenerReport) {
 	t.Helper()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -58,10 +58,11 @@ func checkWaits(t *testing.T, m *monitorRun, a *acceptor, d *dialers, final List
 			continue
 		}
 		measured := at.Sub(d.connected[port])
-		if a.resent[port] {
+		if a.resent[port] || clientResent[port] {
 			// The client's final ACK was dropped: connect() returned at
-			// the first SYN-ACK, the child entered the queue at a later
-			// one. Only the queue wait is socklife's to report.
+			// the first SYN-ACK, the child entered the queue later, at a
+			// SYN-ACK retransmit or (SYN cookies) a retransmit of the
+			// client's byte. Only the queue wait is socklife's to report.
 			resent++
 			if ev.InState > measured+waitSlack {
 				t.Errorf("client port %d (SYN-ACK resent): wait %v, longer than connect to accept %v", port, ev.InState, measured)
@@ -107,16 +108,17 @@ func checkDrops(t *testing.T, m *monitorRun, final ListenerReport, ssDelta uint6
 	if final.DropsTotal == 0 || final.DropsTotal != ssDelta {
 		t.Errorf("drops %d, want ss's sk_drops delta %d (> 0)", final.DropsTotal, ssDelta)
 	}
-	// at least 99%: the double-counted ACK drops are a few in a thousand
-	if atLeast := final.DropsTotal * 99 / 100; overflows < atLeast || drops < overflows {
-		t.Errorf("netns ListenOverflows grew %d, ListenDrops %d: want at least 99%% of the listener's drops %d", overflows, drops, final.DropsTotal)
+	// At least 95%: the double-counted segments (final ACKs, and the
+	// clients' bytes that carry one) are a few in a hundred here.
+	if atLeast := final.DropsTotal * 95 / 100; overflows < atLeast || drops < overflows {
+		t.Errorf("netns ListenOverflows grew %d, ListenDrops %d: want at least 95%% of the listener's drops %d", overflows, drops, final.DropsTotal)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	last := m.reports[len(m.reports)-1]
 	for _, ns := range last.Netns {
-		if ns.Netns == final.Netns && ns.ListenOverflowsTotal < final.DropsTotal*99/100 {
-			t.Errorf("reported netns ListenDrops %d, ListenOverflows %d: want at least 99%% of the listener's drops %d",
+		if ns.Netns == final.Netns && ns.ListenOverflowsTotal < final.DropsTotal*95/100 {
+			t.Errorf("reported netns ListenDrops %d, ListenOverflows %d: want at least 95%% of the listener's drops %d",
 				ns.ListenDropsTotal, ns.ListenOverflowsTotal, final.DropsTotal)
 		}
 	}

@@ -56,6 +56,9 @@ func Run(ctx context.Context, tr *tracer.Tracer, cfg Config, emit func(*Report) 
 	for {
 		select {
 		case err := <-done:
+			if err == nil {
+				return errors.New("tracer closed while reporting")
+			}
 			return fmt.Errorf("reading events: %w", err)
 		case now := <-ticker.C:
 			if err := m.report(ctx, now, emit); err != nil && ctx.Err() == nil {

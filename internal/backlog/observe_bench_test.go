@@ -43,5 +43,3 @@ func BenchmarkPoll(b *testing.B) {
 		}
 	}
 }
-
-var _ = tracer.Accept

@@ -28,6 +28,9 @@ type acceptor struct {
 	stop atomic.Bool
 	done chan struct{}
 
+	// count is len(accepted), for polling without the lock: a poller
+	// preempted while holding it would stall the real-time acceptor.
+	count     atomic.Int64
 	mu        sync.Mutex
 	accepted  map[uint16]time.Time // client port -> accept() returned
 	resent    map[uint16]bool      // the child's handshake took a SYN-ACK retransmit
@@ -101,6 +104,7 @@ func (a *acceptor) loop() {
 		a.lastAt = now
 		a.conns = append(a.conns, nfd)
 		a.mu.Unlock()
+		a.count.Add(1)
 	}
 }
 
@@ -126,11 +130,12 @@ func (a *acceptor) lastAccept() time.Time {
 type dialers struct {
 	mu        sync.Mutex
 	connected map[uint16]time.Time
+	fds       map[uint16]int
 	wg        sync.WaitGroup
 }
 
 func dial(ctx context.Context, port uint16, n int, attempt, spread time.Duration) *dialers {
-	d := &dialers{connected: map[uint16]time.Time{}}
+	d := &dialers{connected: map[uint16]time.Time{}, fds: map[uint16]int{}}
 	for i := range n {
 		d.wg.Go(func() {
 			urgent()
@@ -145,8 +150,13 @@ func dial(ctx context.Context, port uint16, n int, attempt, spread time.Duration
 					continue
 				}
 				at := time.Now()
+				// A byte, so a connection whose final ACK the server
+				// dropped (with a SYN cookie: no retransmit from it) is
+				// rebuilt by this segment or its retransmits.
+				unix.Write(fd, []byte{1})
 				d.mu.Lock()
 				d.connected[local] = at
+				d.fds[local] = fd
 				d.mu.Unlock()
 				<-ctx.Done() // hold the connection to the end
 				unix.Close(fd)
@@ -181,6 +191,21 @@ func connect(port uint16, timeout time.Duration) (int, uint16, error) {
 		return -1, 0, err
 	}
 	return fd, uint16(sa.(*unix.SockaddrInet4).Port), nil
+}
+
+// resent lists the clients that retransmitted their byte: the server had
+// no child for them when connect() returned (a final ACK dropped on
+// overflow), so their connection entered the accept queue later.
+func (d *dialers) resent() map[uint16]bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[uint16]bool{}
+	for port, fd := range d.fds {
+		if info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO); err == nil && info.Total_retrans > 0 {
+			out[port] = true
+		}
+	}
+	return out
 }
 
 func (d *dialers) count() int {
