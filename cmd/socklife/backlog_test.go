@@ -27,18 +27,7 @@ func TestBacklogBadInput(t *testing.T) {
 		{[]string{"backlog", "--disable-hook", "uprobe"}, `unknown hook "uprobe"`},
 		{[]string{"backlog", "extra"}, `unknown command "extra"`},
 	} {
-		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			stdout, stderr, code := runCLI(t, tc.args...)
-			if code != 2 {
-				t.Errorf("exit status %d, want 2", code)
-			}
-			if !strings.Contains(stderr, tc.want) || strings.Count(stderr, "\n") != 1 {
-				t.Errorf("stderr %q, want one line with %q", stderr, tc.want)
-			}
-			if stdout != "" {
-				t.Errorf("stdout %q, want nothing", stdout)
-			}
-		})
+		expectBadInput(t, tc.args, tc.want)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -47,4 +48,26 @@ func runAsNobody(t *testing.T, cmd *exec.Cmd) {
 		}
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+}
+
+// expectBadInput runs socklife with args and checks the answer to bad
+// input: exit status 2, nothing on stdout, one line on stderr holding every
+// one of wants.
+func expectBadInput(t *testing.T, args []string, wants ...string) {
+	t.Helper()
+	stdout, stderr, code := runCLI(t, args...)
+	if code != 2 {
+		t.Errorf("%v: exit status %d, want 2", args, code)
+	}
+	if stdout != "" {
+		t.Errorf("%v: stdout %q, want nothing", args, stdout)
+	}
+	if n := strings.Count(stderr, "\n"); n != 1 {
+		t.Errorf("%v: stderr has %d lines, want 1: %q", args, n, stderr)
+	}
+	for _, w := range wants {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("%v: stderr %q does not contain %q", args, stderr, w)
+		}
+	}
 }

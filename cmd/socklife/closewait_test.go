@@ -232,9 +232,6 @@ func TestTopCloseWaitBadInput(t *testing.T) {
 		{[]string{"closewait", "--threshold", "5", "-o", "xml"}, "table, json"},
 	}
 	for _, tt := range tests {
-		_, stderr, code := runCLI(t, tt.args...)
-		if code != 2 || !strings.Contains(stderr, tt.want) || strings.Count(stderr, "\n") != 1 {
-			t.Errorf("%v: exit %d, stderr %q; want 2 and one line with %q", tt.args, code, stderr, tt.want)
-		}
+		expectBadInput(t, tt.args, tt.want)
 	}
 }

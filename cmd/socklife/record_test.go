@@ -37,12 +37,7 @@ func TestRecordBadInput(t *testing.T) {
 		{[]string{"record", "-o", ""}, `-o: want a file name or "-"`},
 		{[]string{"record", "extra"}, `unknown command "extra"`},
 	} {
-		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			stdout, stderr, code := runCLI(t, tc.args...)
-			if code != 2 || !strings.Contains(stderr, tc.want) || strings.Count(stderr, "\n") != 1 || stdout != "" {
-				t.Errorf("exit %d, stderr %q, stdout %q; want 2 and one line with %q", code, stderr, stdout, tc.want)
-			}
-		})
+		expectBadInput(t, tc.args, tc.want)
 	}
 }
 

@@ -35,23 +35,7 @@ func TestSnapshotBadInput(t *testing.T) {
 		{[]string{"snapshot", "extra-arg"}, []string{"unknown command"}},
 	}
 	for _, tt := range tests {
-		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			stdout, stderr, code := runCLI(t, tt.args...)
-			if code != 2 {
-				t.Errorf("exit status %d, want 2", code)
-			}
-			if stdout != "" {
-				t.Errorf("stdout = %q, want nothing", stdout)
-			}
-			if n := strings.Count(stderr, "\n"); n != 1 {
-				t.Errorf("stderr has %d lines, want 1: %q", n, stderr)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(stderr, w) {
-					t.Errorf("stderr %q does not contain %q", stderr, w)
-				}
-			}
-		})
+		expectBadInput(t, tt.args, tt.want...)
 	}
 }
 

@@ -34,18 +34,7 @@ func TestTraceBadInput(t *testing.T) {
 		{[]string{"trace", "--duration", "-1s"}, "--duration -1s is negative"},
 		{[]string{"info", "-o", "yaml"}, `unknown output format "yaml" (valid: table, json)`},
 	} {
-		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			stdout, stderr, code := runCLI(t, tc.args...)
-			if code != 2 {
-				t.Errorf("exit status %d, want 2", code)
-			}
-			if !strings.Contains(stderr, tc.want) || strings.Count(stderr, "\n") != 1 {
-				t.Errorf("stderr %q, want one line with %q", stderr, tc.want)
-			}
-			if stdout != "" {
-				t.Errorf("stdout %q, want nothing", stdout)
-			}
-		})
+		expectBadInput(t, tc.args, tc.want)
 	}
 }
 
