@@ -61,9 +61,7 @@ Exit 0 if no process crossed a limit during --for.`,
 	fl.Uint32Var(&f.pid, "pid", 0, "watch only this process")
 	fl.Uint16Var(&f.port, "port", 0, "watch only sockets on this local port")
 	fl.StringVar(&f.comm, "comm", "", "watch only processes with this command name")
-	fl.StringVar(&f.readyFile, "ready-file", "", "write this file once attached (for tests)")
-	fl.BoolVar(&f.debug, "debug", false, "log which hook each feature uses and why others failed")
-	fl.MarkHidden("ready-file")
+	f.register(fl)
 	return cmd
 }
 

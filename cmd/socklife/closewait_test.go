@@ -43,6 +43,12 @@ func startAttached(t *testing.T, args ...string) *socklifeRun {
 	go func() { r.done <- r.cmd.Wait() }()
 	t.Cleanup(func() { r.cmd.Process.Kill(); <-r.done })
 	testutil.WaitFor(t, 10*time.Second, "socklife to attach", func() bool {
+		select {
+		case err := <-r.done:
+			r.done <- err // for the cleanup
+			t.Fatalf("socklife %v ended before attaching: %v; stderr %q", args, err, r.stderr.String())
+		default:
+		}
 		_, err := os.Stat(ready)
 		return err == nil
 	})

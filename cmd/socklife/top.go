@@ -58,9 +58,7 @@ interval; -o json prints one JSON object per interval.`,
 	fl.Uint16Var(&f.port, "port", 0, "show only this local port")
 	fl.StringVar(&f.comm, "comm", "", "show only processes with this command name")
 	fl.IntVar(&f.rows, "rows", 20, "rows per section at most (0: all)")
-	fl.StringVar(&f.readyFile, "ready-file", "", "write this file once attached (for tests)")
-	fl.BoolVar(&f.debug, "debug", false, "log which hook each feature uses and why others failed")
-	fl.MarkHidden("ready-file")
+	f.register(fl)
 	return cmd
 }
 

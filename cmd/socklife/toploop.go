@@ -6,26 +6,46 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"slices"
+	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/socklife/socklife/internal/live"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/internal/topview"
 	"github.com/socklife/socklife/snapshot"
+	"github.com/socklife/socklife/tracer"
 )
 
 // watchConfig is what top and closewait share: the interval, the growth
 // window, and how to start the live table.
 type watchConfig struct {
-	interval  time.Duration
-	window    time.Duration
-	readyFile string
-	debug     bool
+	interval     time.Duration
+	window       time.Duration
+	readyFile    string
+	debug        bool
+	disableHooks []string
 	// keep, if set, limits what frames count to some processes or ports.
 	keep func(pid uint32, comm string, local netip.AddrPort) bool
 }
 
+// register adds the flags top and closewait share but for --interval and
+// --window, whose defaults differ.
+func (c *watchConfig) register(fl *pflag.FlagSet) {
+	fl.StringArrayVar(&c.disableHooks, "disable-hook", nil, "do not use this hook, to force a fallback (repeatable): "+strings.Join(tracer.HookNames, ", "))
+	fl.BoolVar(&c.debug, "debug", false, "log which hook each feature uses and why others failed")
+	fl.StringVar(&c.readyFile, "ready-file", "", "write this file once attached (for tests)")
+	fl.MarkHidden("ready-file")
+}
+
 func (c watchConfig) check() error {
+	for _, h := range c.disableHooks {
+		if !slices.Contains(tracer.HookNames, h) {
+			return badInput("--disable-hook: unknown hook %q (valid: %s)", h, strings.Join(tracer.HookNames, ", "))
+		}
+	}
 	if c.interval < 10*time.Millisecond {
 		return badInput("--interval %v: want at least 10ms", c.interval)
 	}
@@ -40,7 +60,10 @@ func (c watchConfig) check() error {
 // false or an error.
 func watch(ctx context.Context, stderr io.Writer, cfg watchConfig, frame func(*topview.Frame) (bool, error),
 	keys <-chan byte, onKey func(byte) (bool, error)) error {
-	tk, err := live.Start(ctx, live.Options{Logger: stderrLogger(stderr, cfg.debug)})
+	tk, err := live.Start(ctx, live.Options{
+		Tracer: tracer.Options{DisableHooks: cfg.disableHooks},
+		Logger: stderrLogger(stderr, cfg.debug),
+	})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil

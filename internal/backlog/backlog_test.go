@@ -20,10 +20,14 @@ const (
 	slowBacklog  = 4
 	slowClients  = 50
 	promptConns  = 20
-	// waitSlack is how far socklife's accept wait may be from the test's
-	// own: connect() returning to accept() returning.
-	waitSlack = 5 * time.Millisecond
 )
+
+// waitSlack is how far socklife's accept wait may be from the test's own
+// (connect() returning to accept() returning), and the most a prompt
+// listener's connections may wait: 5 ms, stretched on the kernel matrix's
+// emulated CPUs (SOCKLIFE_TEST_TIMEOUT_SCALE), where one scheduling delay
+// already takes longer.
+var waitSlack = testutil.Scaled(5 * time.Millisecond)
 
 // monitorRun is Run on its own goroutine, with what it reported.
 type monitorRun struct {
@@ -71,7 +75,7 @@ func startMonitor(t *testing.T, cfg Config) *monitorRun {
 	}()
 	t.Cleanup(func() { cancel(); <-m.done })
 	// the first report says the baseline poll is behind us
-	testutil.WaitFor(t, testutil.Scaled(5*time.Second), "the first report", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the first report", func() bool {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		return len(m.reports) > 0
@@ -156,7 +160,7 @@ func TestSlowAcceptor(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	slow.setPace(0)
 	resumed := slow.resumedAt
-	testutil.WaitFor(t, testutil.Scaled(10*time.Second), "every client accepted", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "every client accepted", func() bool {
 		n := int(slow.count.Load())
 		return n == slowDial.count() && n == slowClients && prompt.count.Load() == promptConns
 	})

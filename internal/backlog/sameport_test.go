@@ -53,7 +53,7 @@ func TestSamePortTwoAddresses(t *testing.T) {
 	}
 	want := map[string]uint64{"127.0.0.2": 3, "127.0.0.3": 1}
 	got := map[string]ListenerReport{}
-	testutil.WaitFor(t, testutil.Scaled(5*time.Second), "both listeners' enqueues reported", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "both listeners' enqueues reported", func() bool {
 		enq := map[string]uint64{}
 		for _, r := range m.listenerReports(port) {
 			a := r.Local.Addr().String()

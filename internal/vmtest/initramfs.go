@@ -62,11 +62,16 @@ func stageCommon(ctx context.Context, dir, busybox, ss string) error {
 // stageTestdata copies a directory's testdata/, if any, to the same place
 // under dir, because tests open it relative to their working directory.
 func stageTestdata(hostDir, dir string) error {
-	src := filepath.Join(hostDir, "testdata")
+	return stageDir(hostDir, dir, "testdata")
+}
+
+// stageDir copies hostDir/name, if it exists, to dir/name.
+func stageDir(hostDir, dir, name string) error {
+	src := filepath.Join(hostDir, name)
 	if _, err := os.Stat(src); os.IsNotExist(err) {
 		return nil
 	}
-	return copyTree(src, filepath.Join(dir, "testdata"))
+	return copyTree(src, filepath.Join(dir, name))
 }
 
 func copyTree(src, dst string) error {

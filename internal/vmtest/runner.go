@@ -84,6 +84,10 @@ func (r *runner) build(ctx context.Context) error {
 	if err := stageTestdata(modRoot, filepath.Join(r.stage, "src")); err != nil {
 		return err
 	}
+	// Tests check what they write against the documented schemas (docs/).
+	if err := stageDir(modRoot, filepath.Join(r.stage, "src"), "docs"); err != nil {
+		return err
+	}
 	for _, p := range all {
 		dir := filepath.Join(r.stage, "src", p.Rel)
 		if err := buildTest(ctx, modRoot, p, dir); err != nil {
