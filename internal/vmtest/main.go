@@ -79,7 +79,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "limit for one VM, boot to power-off")
 	fs.DurationVar(&o.testTimeout, "test-timeout", 5*time.Minute, "limit for one test binary (-test.timeout)")
 	fs.IntVar(&o.memMB, "mem", 2048, "guest memory in MiB")
-	fs.IntVar(&o.cpus, "smp", 2, "guest CPUs")
+	fs.IntVar(&o.cpus, "smp", 0, "guest CPUs (default: 2 under KVM, 1 under TCG)")
 	fs.BoolVar(&o.candidates, "candidates", false, "print the newest package of each kernel's series and exit")
 	// A bad flag gets the one-line error from main, not the whole usage.
 	fs.SetOutput(io.Discard)
