@@ -233,6 +233,7 @@ func (tk *Tracker) watchLoss(ctx context.Context) {
 	tick := time.NewTicker(tk.opts.ResyncCheck)
 	defer tick.Stop()
 	var seen uint64
+	confirm := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -244,8 +245,20 @@ func (tk *Tracker) watchLoss(ctx context.Context) {
 		tk.stats.Lost = lost
 		tk.mu.Unlock()
 		if lost == seen {
+			if confirm {
+				// Events read after a resync's snapshot can be older than
+				// it: a connect whose later events were lost would stay in
+				// the table as a phantom. One more snapshot, once the ring
+				// holds only newer events, clears such phantoms.
+				confirm = false
+				if err := tk.sync(ctx, true); err != nil && ctx.Err() == nil {
+					tk.stop(fmt.Errorf("resyncing after lost events: %w", err))
+					return
+				}
+			}
 			continue
 		}
+		confirm = true
 		if err := tk.sync(ctx, true); err != nil {
 			if ctx.Err() == nil {
 				tk.stop(fmt.Errorf("resyncing after lost events: %w", err))

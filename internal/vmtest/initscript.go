@@ -48,6 +48,10 @@ echo "` + markBooted + ` $(uname -r)" >&3
 {{range .P.Modules}}insmod /modules/{{.}}.ko || echo "` + markModule + ` {{.}}" >&3
 {{end}}ip link set lo up
 ulimit -n 1048576
+# The VM's small memory sizes the TIME-WAIT table small: once the earlier
+# tests' closed connections fill it, a new TIME-WAIT (or orphaned FIN-WAIT-2)
+# socket is destroyed at once and the tests looking for it fail.
+echo 1048576 > /proc/sys/net/ipv4/tcp_max_tw_buckets
 export SOCKLIFE_BIN=/bin/socklife
 # An emulated CPU is ten times slower or more: stretch the tests' deadlines
 # (testutil.WaitFor), never their assertions.
