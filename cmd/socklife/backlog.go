@@ -106,10 +106,8 @@ func runBacklog(cmd *cobra.Command, f backlogFlags) error {
 	if !acceptAttached(tr) {
 		return fmt.Errorf("no hook for accept() on this kernel: accept waits and stalls cannot be measured")
 	}
-	if f.readyFile != "" {
-		if err := os.WriteFile(f.readyFile, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
-			return fmt.Errorf("writing the ready file: %w", err)
-		}
+	if err := writeReadyFile(f.readyFile); err != nil {
+		return err
 	}
 	ctx := cmd.Context()
 	if f.forDur > 0 {

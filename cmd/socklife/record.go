@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -179,11 +178,9 @@ func runRecord(cmd *cobra.Command, f recordFlags) error {
 		}
 		return err
 	}
-	if f.readyFile != "" {
-		if err := os.WriteFile(f.readyFile, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
-			tk.Close()
-			return fmt.Errorf("writing the ready file: %w", err)
-		}
+	if err := writeReadyFile(f.readyFile); err != nil {
+		tk.Close()
+		return err
 	}
 	// The tracker stops by itself when ctx ends, once it has applied what
 	// the ring held then; or earlier if writing fails.

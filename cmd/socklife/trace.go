@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -86,10 +85,8 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 		return err
 	}
 	defer tr.Close()
-	if f.readyFile != "" {
-		if err := os.WriteFile(f.readyFile, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
-			return fmt.Errorf("writing the ready file: %w", err)
-		}
+	if err := writeReadyFile(f.readyFile); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
