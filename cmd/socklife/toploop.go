@@ -123,17 +123,17 @@ func watch(ctx context.Context, stderr io.Writer, cfg watchConfig, frame func(*t
 // sock_diag (neither emits events), the rest from the table.
 func sample(ctx context.Context, tk *live.Tracker, s *topview.Sampler, hooks []string,
 	keep func(uint32, string, netip.AddrPort) bool) (topview.Frame, error) {
-	if err := tk.CountTimeWait(ctx); err != nil {
-		return topview.Frame{}, err
-	}
-	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true, States: tcpstate.Of(tcpstate.Listen)})
+	// One dump for both: each walks the kernel's whole hash table.
+	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true, States: tcpstate.Of(tcpstate.Listen, tcpstate.TimeWait)})
 	if err != nil {
-		return topview.Frame{}, fmt.Errorf("reading the accept queues: %w", err)
+		return topview.Frame{}, fmt.Errorf("reading the accept queues and TIME_WAIT sockets: %w", err)
 	}
+	tk.SetTimeWaitFrom(res.Sockets)
+	listening := slices.DeleteFunc(res.Sockets, func(s snapshot.Socket) bool { return s.State != tcpstate.Listen })
 	stats := tk.Stats()
 	var f topview.Frame
 	tk.View(func(t *live.Table) {
-		f = s.Sample(topview.Input{At: time.Now(), Table: t, Stats: stats, Hooks: hooks, Listening: res.Sockets, Keep: keep})
+		f = s.Sample(topview.Input{At: time.Now(), Table: t, Stats: stats, Hooks: hooks, Listening: listening, Keep: keep})
 	})
 	return f, nil
 }

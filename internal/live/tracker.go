@@ -335,18 +335,24 @@ func (tk *Tracker) close() error {
 
 // CountTimeWait refreshes the TIME_WAIT count of Table.Counts with a dump
 // of TIME_WAIT sockets only: they emit no events, so a view that shows
-// them (top) calls this every interval.
+// them (top) refreshes them every interval.
 func (tk *Tracker) CountTimeWait(ctx context.Context) error {
 	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true, States: tcpstate.Of(tcpstate.TimeWait)})
 	if err != nil {
 		return fmt.Errorf("counting TIME_WAIT sockets: %w", err)
 	}
+	tk.SetTimeWaitFrom(res.Sockets)
+	return nil
+}
+
+// SetTimeWaitFrom sets the TIME_WAIT count from a dump the caller made
+// anyway (it may hold other states too), saving a dump of its own.
+func (tk *Tracker) SetTimeWaitFrom(socks []snapshot.Socket) {
 	n := 0
-	for i := range res.Sockets {
-		if tk.opts.Keep == nil || tk.opts.Keep(&res.Sockets[i]) {
+	for i := range socks {
+		if socks[i].State == tcpstate.TimeWait && (tk.opts.Keep == nil || tk.opts.Keep(&socks[i])) {
 			n++
 		}
 	}
 	tk.View(func(t *Table) { t.SetTimeWait(n) })
-	return nil
 }
