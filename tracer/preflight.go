@@ -27,8 +27,13 @@ func Preflight() error {
 	if err := checkCapabilities(); err != nil {
 		return err
 	}
-	if _, err := os.Stat(BTFPath); err != nil {
-		return fmt.Errorf("kernel BTF not found at %s (needs CONFIG_DEBUG_INFO_BTF): %w", BTFPath, err)
+	return checkBTF(BTFPath)
+}
+
+// checkBTF says, in one line, that CO-RE has nothing to relocate against.
+func checkBTF(path string) error {
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("kernel BTF not found at %s (needs CONFIG_DEBUG_INFO_BTF): %w", path, err)
 	}
 	return nil
 }
