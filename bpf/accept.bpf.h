@@ -41,8 +41,6 @@ static __always_inline int on_accept(const struct sock *lsk, const struct sock *
 
 	if (!is_tcp(sk))
 		return 0;
-	if (want_queue && lsk)
-		learn_listener(lsk);
 	si = bpf_map_lookup_elem(&socks, &key);
 	if (!si) {
 		/* accepted before we started: nothing knows its state time */
@@ -55,15 +53,22 @@ static __always_inline int on_accept(const struct sock *lsk, const struct sock *
 	task_now(&si->owner);
 	si->owner_flag = FLAG_OWNER_TASK;
 
-	netns = sock_netns(sk);
+	netns = si->netns;
+	if (!netns) {
+		netns = sock_netns(sk);
+		si->netns = netns;
+	}
 	sock_tuple(sk, &tu);
+	if (want_queue && lsk && !si->listener_found)
+		learn_listener(lsk, netns, tu.sport);
 	state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	if (!wanted(si, netns, &tu, state, state))
 		return 0;
 	e = reserve_event();
 	if (!e)
 		return 0;
-	fill_common(e, sk, now, si, netns, &tu);
+	/* the owner was set from the running task just above */
+	fill_common_task(e, sk, now, si, netns, &tu, &si->owner);
 	e->kind = EVENT_ACCEPT;
 	e->hook = hook;
 	e->oldstate = state;
@@ -138,19 +143,12 @@ static __always_inline const struct sock *tcp_of(const struct sock *sk)
 	return BPF_CORE_READ((const struct mptcp_sock *)sk, first);
 }
 
-/* fd -> struct file -> struct socket -> sk, in the current task's table. */
-static __always_inline const struct sock *fd_sock(long fd)
+/* The sock of a socket file, or NULL for any other file. */
+static __always_inline const struct sock *file_sock(const struct file *f)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds;
-	struct file *f = NULL;
 	struct socket *sock;
 
-	if (!fdt || fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+	if (!f)
 		return NULL;
 	sock = BPF_CORE_READ(f, private_data);
 	/* private_data of a non-socket file is something else: check the back pointer */
@@ -159,7 +157,63 @@ static __always_inline const struct sock *fd_sock(long fd)
 	return tcp_of(BPF_CORE_READ(sock, sk));
 }
 
-/* sys_enter_accept and sys_enter_accept4: remember the listener of TCP accepts only. */
+/* fd -> struct file -> struct socket -> sk, in the current task's table. */
+static __always_inline const struct sock *fd_sock(long fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *f = NULL;
+
+	if (!fdt || fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]))
+		return NULL;
+	return file_sock(f);
+}
+
+/*
+ * The same from a BTF-typed task (5.11+): the task, its files and fdtable
+ * are plain loads; the fd array holds untyped pointers, read by helper.
+ */
+static __always_inline const struct sock *task_fd_sock(struct task_struct *task, long fd)
+{
+	struct fdtable *fdt = task->files->fdt;
+	struct file *f = NULL;
+
+	if (fd < 0 || fd >= fdt->max_fds)
+		return NULL;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fdt->fd[fd]))
+		return NULL;
+	return file_sock(f);
+}
+
+/*
+ * sys_exit_accept and sys_exit_accept4 alone (5.15+, bpf_task_pt_regs): the
+ * new fd holds the child, and the first argument, still in the task's saved
+ * registers, the listener. One hook per accept instead of two, and nothing
+ * kept between them.
+ */
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int sys_exit_accept_regs(struct trace_event_raw_sys_exit *ctx)
+{
+	struct task_struct *task;
+	struct pt_regs *regs;
+	const struct sock *sk;
+
+	if (ctx->ret < 0)
+		return 0;
+	task = bpf_get_current_task_btf();
+	sk = task_fd_sock(task, ctx->ret);
+	if (!is_tcp(sk))
+		return 0; /* most accepts on other families end here */
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	return on_accept(task_fd_sock(task, (int)regs->di), sk, HOOK_SYSCALL_TRACEPOINT);
+}
+
+/* Before 5.15: sys_enter_accept and sys_enter_accept4 remember the listener
+ * of TCP accepts for the exit. */
 SEC("tracepoint/syscalls/sys_enter_accept4")
 int sys_enter_accept(struct trace_event_raw_sys_enter *ctx)
 {
@@ -174,10 +228,10 @@ int sys_enter_accept(struct trace_event_raw_sys_enter *ctx)
 }
 
 /*
- * sys_exit_accept and sys_exit_accept4: the new fd holds the child. A thread
- * that was already blocked in accept() when we attached has no entry: its
- * child is still reported, with the listener the tracer knows for the
- * child's port, if any.
+ * sys_exit_accept and sys_exit_accept4 before 5.15. A thread that was
+ * already blocked in accept() when we attached has no entry: its child is
+ * still reported, with the listener the tracer knows for the child's port,
+ * if any.
  */
 SEC("tracepoint/syscalls/sys_exit_accept4")
 int sys_exit_accept(struct trace_event_raw_sys_exit *ctx)

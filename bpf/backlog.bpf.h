@@ -112,33 +112,37 @@ static __always_inline const struct sock *known_listener(__u32 netns, __u16 port
 
 /*
  * Learn a listener from an accept on it, so listeners that predate the
- * tracer (no CLOSE->LISTEN seen) are found at enqueue from then on.
+ * tracer (no CLOSE->LISTEN seen) are found at enqueue from then on. The
+ * child shares the listener's netns and port; only the bound address is
+ * the listener's own.
  */
-static __always_inline void learn_listener(const struct sock *lsk)
+static __always_inline void learn_listener(const struct sock *lsk, __u32 netns, __u16 port)
 {
-	struct queue_key key = { .netns = sock_netns(lsk) };
-	struct tuple tu = {};
+	struct queue_key key = { .netns = netns, .port = port };
 	__u64 addr = (__u64)lsk;
 
-	sock_tuple(lsk, &tu);
-	key.port = tu.sport;
-	__builtin_memcpy(key.addr, tu.saddr, 16);
+	if (BPF_CORE_READ(lsk, __sk_common.skc_family) == AF_INET)
+		map_v4(key.addr, BPF_CORE_READ(lsk, __sk_common.skc_rcv_saddr));
+	else
+		BPF_CORE_READ_INTO(&key.addr, lsk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 	if (!bpf_map_lookup_elem(&queue_listeners, &key))
 		bpf_map_update_elem(&queue_listeners, &key, &addr, BPF_NOEXIST);
 }
 
 /* Enqueue: at SYN_RECV->ESTABLISHED the child is already on the listener's
  * accept queue (inet_csk_complete_hashdance ran in tcp_check_req). */
-static __always_inline void fill_enqueue(struct event *e, int old, int new, __u32 netns,
-					 const struct tuple *tu)
+static __always_inline void fill_enqueue(struct event *e, struct sock_info *si, int old, int new,
+					 __u32 netns, const struct tuple *tu)
 {
 	const struct sock *lsk;
 
 	if (!want_queue || old != TCP_SYN_RECV || new != TCP_ESTABLISHED)
 		return;
 	lsk = known_listener(netns, tu->sport, tu->saddr);
-	if (lsk)
+	if (lsk) {
 		fill_listener(e, lsk);
+		si->listener_found = 1;
+	}
 }
 
 static __always_inline int on_synack(const struct sock *lsk, const struct request_sock *req,

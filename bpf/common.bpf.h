@@ -51,6 +51,9 @@ struct sock_info {
 	struct task_id owner;
 	__u64 state_ts; /* 0: not seen entering its state */
 	__u8 owner_flag; /* 0, FLAG_OWNER_TASK or FLAG_OWNER_LISTENER */
+	/* backlog: the enqueue found this child's listener, so its accept
+	 * need not teach queue_listeners about it */
+	__u8 listener_found;
 	/* 0 until the state program reads it; kept because a sock's netns
 	 * never changes and the read costs two helper calls */
 	__u32 netns;

@@ -50,19 +50,34 @@ static __always_inline void track_listener(const struct sock *sk, int old, int n
 	}
 }
 
-static __always_inline void close_stats(struct event *e, const struct sock *sk)
+/* btf: a tcp_sock the verifier typed from BTF, read by plain loads; else NULL. */
+static __always_inline void close_stats(struct event *e, const struct sock *sk,
+					const struct tcp_sock *btf)
 {
 	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
 
-	e->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
-	e->bytes_received = BPF_CORE_READ(tp, bytes_received);
-	e->total_retrans = BPF_CORE_READ(tp, total_retrans);
-	e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3; /* stored << 3 */
+	if (btf) {
+		e->bytes_acked = btf->bytes_acked;
+		e->bytes_received = btf->bytes_received;
+		e->total_retrans = btf->total_retrans;
+		e->srtt_us = btf->srtt_us >> 3;
+	} else {
+		e->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
+		e->bytes_received = BPF_CORE_READ(tp, bytes_received);
+		e->total_retrans = BPF_CORE_READ(tp, total_retrans);
+		e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3; /* stored << 3 */
+	}
 	e->flags |= FLAG_CLOSE_STATS;
 }
 
+/*
+ * One transition. btf is the same sock as a BTF-typed tcp_sock when the hook
+ * has one (tp_btf), so that the fields it needs are plain loads, not a
+ * helper call each; NULL otherwise.
+ */
 static __always_inline int on_state(const struct sock *sk, int old, int new,
-				    const struct tuple *tu, __u8 hook)
+				    const struct tuple *tu, __u8 hook,
+				    const struct tcp_sock *btf)
 {
 	__u64 key = (__u64)sk;
 	__u64 now = bpf_ktime_get_ns();
@@ -78,7 +93,8 @@ static __always_inline int on_state(const struct sock *sk, int old, int new,
 		si = &fresh;
 	netns = si->netns;
 	if (!netns) {
-		netns = sock_netns(sk);
+		netns = btf ? btf->inet_conn.icsk_inet.sk.__sk_common.skc_net.net->ns.inum
+			    : sock_netns(sk);
 		si->netns = netns;
 	}
 	if (si->state_ts) {
@@ -110,8 +126,8 @@ static __always_inline int on_state(const struct sock *sk, int old, int new,
 			if (in_state_known)
 				e->flags |= FLAG_IN_STATE_KNOWN;
 			if (new == TCP_CLOSE)
-				close_stats(e, sk);
-			fill_enqueue(e, old, new, netns, tu);
+				close_stats(e, sk, btf);
+			fill_enqueue(e, si, old, new, netns, tu);
 			submit_event(e);
 		}
 	}
@@ -138,7 +154,7 @@ int raw_state(struct bpf_raw_tracepoint_args *ctx)
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
 	sock_tuple(sk, &tu);
-	return on_state(sk, (int)ctx->args[1], (int)ctx->args[2], &tu, HOOK_RAW_TRACEPOINT);
+	return on_state(sk, (int)ctx->args[1], (int)ctx->args[2], &tu, HOOK_RAW_TRACEPOINT, NULL);
 }
 
 /*
@@ -168,7 +184,39 @@ int tp_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	tu.dport = ctx->dport;
 	ctx_addr(tu.saddr, &ctx->saddr_v6[0], &ctx->saddr_v6[8]);
 	ctx_addr(tu.daddr, &ctx->daddr_v6[0], &ctx->daddr_v6[8]);
-	return on_state(ctx->skaddr, ctx->oldstate, ctx->newstate, &tu, HOOK_TRACEPOINT);
+	return on_state(ctx->skaddr, ctx->oldstate, ctx->newstate, &tu, HOOK_TRACEPOINT, NULL);
+}
+
+/*
+ * The BTF-typed raw tracepoint: the verifier knows sk's type, so the tuple
+ * and everything else are plain loads, where the raw tracepoint needs a
+ * helper call per field and the classic one has the kernel copy a record
+ * first.
+ */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(btf_state, const struct sock *sk, int old, int new)
+{
+	const struct tcp_sock *tp;
+	const struct sock_common *skc;
+	struct tuple tu = {};
+
+	/* NULL for anything but a full TCP sock (MPTCP, DCCP, SCTP) */
+	tp = bpf_skc_to_tcp_sock((void *)sk);
+	if (!tp)
+		return 0;
+	skc = &tp->inet_conn.icsk_inet.sk.__sk_common;
+	tu.family = skc->skc_family;
+	/* inet_sport, not skc_num: ->CLOSE clears skc_num before the tracepoint */
+	tu.sport = bpf_ntohs(tp->inet_conn.icsk_inet.inet_sport);
+	tu.dport = bpf_ntohs(skc->skc_dport);
+	if (tu.family == AF_INET) {
+		map_v4(tu.saddr, skc->skc_rcv_saddr);
+		map_v4(tu.daddr, skc->skc_daddr);
+	} else {
+		__builtin_memcpy(tu.saddr, skc->skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
+		__builtin_memcpy(tu.daddr, skc->skc_v6_daddr.in6_u.u6_addr8, 16);
+	}
+	return on_state(sk, old, new, &tu, HOOK_TP_BTF, tp);
 }
 
 #include "accept.bpf.h"

@@ -21,6 +21,7 @@ enum event_hook {
 	HOOK_FEXIT = 3,
 	HOOK_KRETPROBE = 4,
 	HOOK_SYSCALL_TRACEPOINT = 5,
+	HOOK_TP_BTF = 6, /* BTF-typed raw tracepoint */
 };
 
 enum event_flag {

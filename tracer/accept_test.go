@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
 
 	"github.com/socklife/socklife/internal/tcpstate"
@@ -78,13 +81,28 @@ func inSyscall(tid int, nr uintptr) bool {
 
 // A thread already blocked in accept4() when the tracer attached never ran
 // sys_enter under it: on the syscall-tracepoint rung (forced here, on every
-// kernel) its accept must still be reported. fexit and the kretprobe miss
-// such calls too (their trampoline and return probe only see calls that
-// enter after them); see bpf/README.md.
+// kernel) its accept must still be reported, and since 5.15, when the exit
+// reads the listener's fd from the saved registers, with its listener.
+// fexit and the kretprobe miss such calls (their trampoline and return probe
+// only see calls that enter after them); see bpf/README.md.
 func TestAcceptBlockedBeforeStart(t *testing.T) {
 	testutil.RequireRoot(t)
+	for _, tc := range []struct {
+		name  string
+		entry bool
+	}{{"exit", false}, {"entry and exit", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !tc.entry && features.HaveProgramHelper(ebpf.TracePoint, asm.FnTaskPtRegs) != nil {
+				t.Skip("kernel before 5.15: no bpf_task_pt_regs, the entry is hooked too")
+			}
+			acceptBlockedBeforeStart(t, tc.entry)
+		})
+	}
+}
+
+func acceptBlockedBeforeStart(t *testing.T, entry bool) {
 	b := startBlockedAccept(t)
-	col := startTracer(t, Options{Port: b.port, DisableHooks: []string{"fexit", "kretprobe"}})
+	col := startTracer(t, Options{Port: b.port, DisableHooks: []string{"fexit", "kretprobe"}, syscallEntry: entry})
 	client, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(b.port))))
 	if err != nil {
 		t.Fatal(err)
@@ -128,6 +146,11 @@ func TestAcceptBlockedBeforeStart(t *testing.T) {
 	}
 	if ev.Hook != HookSyscallTracepoint {
 		t.Errorf("accept event from %s, want the syscall tracepoint", ev.Hook)
+	}
+	// the listener predates the tracer: only the registers can name it
+	if !entry && (!ev.Accept.ListenerKnown || ev.Accept.Listener == 0 || ev.Accept.Backlog != 8) {
+		t.Errorf("accept of a call blocked before start: listener known %v (%#x, backlog %d), want it known, backlog 8",
+			ev.Accept.ListenerKnown, ev.Accept.Listener, ev.Accept.Backlog)
 	}
 	// and the next accept, entered under the tracer, is reported once,
 	// with its listener

@@ -20,6 +20,8 @@ type loader struct {
 	tracefsErr error
 	disabled   []string
 	log        *slog.Logger
+	// syscallEntry: hook the accept syscalls' entry too, as before 5.15
+	syscallEntry bool
 }
 
 // climb tries a feature's rungs best first and keeps the first that attaches.
@@ -49,7 +51,7 @@ func (l loader) try(r rung) (*ebpf.Collection, []link.Link, error) {
 	names := r.programs
 	if r.pick != nil {
 		var err error
-		if names, err = r.pick(); err != nil {
+		if names, err = r.pick(l); err != nil {
 			return nil, nil, err
 		}
 	}

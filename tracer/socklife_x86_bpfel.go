@@ -92,10 +92,11 @@ type socklifeSockInfo struct {
 		Comm     [16]uint8
 		_        [4]byte
 	}
-	StateTs   uint64
-	OwnerFlag uint8
-	_         [3]byte
-	Netns     uint32
+	StateTs       uint64
+	OwnerFlag     uint8
+	ListenerFound uint8
+	_             [2]byte
+	Netns         uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -108,6 +109,7 @@ const (
 	socklifeMapLost               = "lost"
 	socklifeMapQueueListeners     = "queue_listeners"
 	socklifeMapSocks              = "socks"
+	socklifeProgBtfState          = "btf_state"
 	socklifeProgFexitAccept       = "fexit_accept"
 	socklifeProgFexitAcceptPre610 = "fexit_accept_pre610"
 	socklifeProgKprobeAccept      = "kprobe_accept"
@@ -116,6 +118,7 @@ const (
 	socklifeProgRawSynack         = "raw_synack"
 	socklifeProgSysEnterAccept    = "sys_enter_accept"
 	socklifeProgSysExitAccept     = "sys_exit_accept"
+	socklifeProgSysExitAcceptRegs = "sys_exit_accept_regs"
 	socklifeProgTpState           = "tp_state"
 	socklifeProgTpSynack          = "tp_synack"
 	socklifeVarFilterDport        = "filter_dport"
@@ -172,6 +175,7 @@ type socklifeSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socklifeProgramSpecs struct {
+	BtfState          *ebpf.ProgramSpec `ebpf:"btf_state"`
 	FexitAccept       *ebpf.ProgramSpec `ebpf:"fexit_accept"`
 	FexitAcceptPre610 *ebpf.ProgramSpec `ebpf:"fexit_accept_pre610"`
 	KprobeAccept      *ebpf.ProgramSpec `ebpf:"kprobe_accept"`
@@ -180,6 +184,7 @@ type socklifeProgramSpecs struct {
 	RawSynack         *ebpf.ProgramSpec `ebpf:"raw_synack"`
 	SysEnterAccept    *ebpf.ProgramSpec `ebpf:"sys_enter_accept"`
 	SysExitAccept     *ebpf.ProgramSpec `ebpf:"sys_exit_accept"`
+	SysExitAcceptRegs *ebpf.ProgramSpec `ebpf:"sys_exit_accept_regs"`
 	TpState           *ebpf.ProgramSpec `ebpf:"tp_state"`
 	TpSynack          *ebpf.ProgramSpec `ebpf:"tp_synack"`
 }
@@ -271,6 +276,7 @@ type socklifeVariables struct {
 //
 // It can be passed to loadSocklifeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socklifePrograms struct {
+	BtfState          *ebpf.Program `ebpf:"btf_state"`
 	FexitAccept       *ebpf.Program `ebpf:"fexit_accept"`
 	FexitAcceptPre610 *ebpf.Program `ebpf:"fexit_accept_pre610"`
 	KprobeAccept      *ebpf.Program `ebpf:"kprobe_accept"`
@@ -279,12 +285,14 @@ type socklifePrograms struct {
 	RawSynack         *ebpf.Program `ebpf:"raw_synack"`
 	SysEnterAccept    *ebpf.Program `ebpf:"sys_enter_accept"`
 	SysExitAccept     *ebpf.Program `ebpf:"sys_exit_accept"`
+	SysExitAcceptRegs *ebpf.Program `ebpf:"sys_exit_accept_regs"`
 	TpState           *ebpf.Program `ebpf:"tp_state"`
 	TpSynack          *ebpf.Program `ebpf:"tp_synack"`
 }
 
 func (p *socklifePrograms) Close() error {
 	return _SocklifeClose(
+		p.BtfState,
 		p.FexitAccept,
 		p.FexitAcceptPre610,
 		p.KprobeAccept,
@@ -293,6 +301,7 @@ func (p *socklifePrograms) Close() error {
 		p.RawSynack,
 		p.SysEnterAccept,
 		p.SysExitAccept,
+		p.SysExitAcceptRegs,
 		p.TpState,
 		p.TpSynack,
 	)

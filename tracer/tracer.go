@@ -65,6 +65,14 @@ type Options struct {
 	// Logger gets one warning per feature that could not attach, and the
 	// reasons of every rung that did not (at debug level). nil: slog.Default().
 	Logger *slog.Logger
+
+	// stateHook, when set, is the only rung tried for state changes: tests
+	// force each state hook without losing a tracepoint accept hook, as
+	// DisableHooks's mechanism names would.
+	stateHook Hook
+	// syscallEntry makes the syscall rung of accept hook the entry too, as
+	// it must before 5.15, so that tests cover that path on any kernel.
+	syscallEntry bool
 }
 
 const (
@@ -200,7 +208,7 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, opts Options) error {
 		// A change to the host's mounts deserves a line, even at 3 a.m.
 		log.Warn("mounted tracefs at " + tracefsDir + ": tracepoints need it")
 	}
-	l := loader{spec: spec, maps: t.maps.Maps, cache: cache, tracefsErr: tracefsErr, disabled: opts.DisableHooks, log: log}
+	l := loader{spec: spec, maps: t.maps.Maps, cache: cache, tracefsErr: tracefsErr, disabled: opts.DisableHooks, log: log, syscallEntry: opts.syscallEntry}
 	// The reader starts before the programs attach so the first events find it.
 	if t.reader, err = ringbuf.NewReader(t.maps.Maps["events"]); err != nil {
 		return fmt.Errorf("opening the ring buffer: %w", err)
@@ -209,7 +217,7 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, opts Options) error {
 	features := []struct {
 		name   string
 		ladder []rung
-	}{{"state", stateLadder}, {"accept", acceptLadder}}
+	}{{"state", onlyRung(stateLadder, opts.stateHook)}, {"accept", acceptLadder}}
 	if opts.Backlog {
 		features = append(features, struct {
 			name   string
@@ -226,6 +234,19 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, opts Options) error {
 		}
 		if !st.Attached() {
 			log.Warn(fmt.Sprintf("%s events off: %s", f.name, st))
+		}
+	}
+	return nil
+}
+
+// onlyRung keeps the rung of hook h (all of them when h is 0).
+func onlyRung(ladder []rung, h Hook) []rung {
+	if h == 0 {
+		return ladder
+	}
+	for _, r := range ladder {
+		if r.hook == h {
+			return []rung{r}
 		}
 	}
 	return nil

@@ -26,20 +26,15 @@ const (
 	passiveCloserClnt  = "CLOSE>SYN_SENT SYN_SENT>ESTABLISHED ESTABLISHED>CLOSE_WAIT CLOSE_WAIT>LAST_ACK LAST_ACK>CLOSE"
 )
 
-// stateHooks runs a test once per state-change hook, forcing each by
-// disabling the other.
+// stateHooks runs a test once per state-change hook, forcing each.
 func stateHooks(t *testing.T, run func(t *testing.T, opts Options)) {
 	env := envDisabledHooks()
-	for _, h := range []struct{ name, other string }{{"raw_tracepoint", "tracepoint"}, {"tracepoint", "raw_tracepoint"}} {
-		if slices.Contains(env, h.name) {
+	for _, h := range []Hook{HookTPBTF, HookRawTracepoint, HookTracepoint} {
+		if slices.Contains(env, h.String()) {
 			continue // the matrix runner turned this one off
 		}
-		t.Run(h.name, func(t *testing.T) {
-			opts := Options{PID: uint32(os.Getpid())}
-			if h.other == "raw_tracepoint" {
-				opts.DisableHooks = []string{h.other}
-			}
-			run(t, opts)
+		t.Run(h.String(), func(t *testing.T) {
+			run(t, Options{PID: uint32(os.Getpid()), stateHook: h})
 		})
 	}
 }

@@ -22,9 +22,9 @@ type churnSummary struct {
 	progs       string // per program: name ns/run, from the middle run
 }
 
-func summarizeChurn(name string, runs, off []churnSample, expected int64) churnSummary {
+func summarizeChurn(name string, runs, off []churnSample, expected int64, progs []progRun) churnSummary {
 	s := churnSummary{name: name}
-	var rates, ratios, evps, kept, cpu, bpf []float64
+	var rates, ratios, evps, kept, cpu []float64
 	for i, r := range runs {
 		rates = append(rates, r.rate)
 		ratios = append(ratios, r.rate/off[i].rate)
@@ -37,21 +37,19 @@ func summarizeChurn(name string, runs, off []churnSample, expected int64) churnS
 		if r.written > 0 {
 			cpu = append(cpu, float64(r.cpu)/float64(r.written))
 		}
-		var rt time.Duration
-		var n uint64
-		for _, p := range r.bpf {
-			rt, n = rt+p.runtime, n+p.runs
-		}
-		if n > 0 {
-			bpf = append(bpf, float64(rt)/float64(n))
-		}
 	}
 	s.rate, s.onOff = churnMedian(rates), churnMedian(ratios)
 	s.eventsPerS, s.kept = churnMedian(evps), churnMedian(kept)
-	s.cpuPerEvent, s.bpfPerRun = time.Duration(churnMedian(cpu)), time.Duration(churnMedian(bpf))
-	if name != "off" {
-		s.progs = progTable(runs[len(runs)/2].bpf)
+	s.cpuPerEvent = time.Duration(churnMedian(cpu))
+	var rt time.Duration
+	var n uint64
+	for _, p := range progs {
+		rt, n = rt+p.runtime, n+p.runs
 	}
+	if n > 0 {
+		s.bpfPerRun = rt / time.Duration(n)
+	}
+	s.progs = progTable(progs)
 	return s
 }
 
@@ -66,11 +64,11 @@ func progTable(progs []progRun) string {
 }
 
 // reportChurn turns the runs into benchmark metrics and a README table.
-func reportChurn(b *testing.B, conns int, tracers []churnTracer, samples map[string][]churnSample, perConn map[string]int64) {
+func reportChurn(b *testing.B, conns int, tracers []churnTracer, samples map[string][]churnSample, perConn map[string]int64, progs map[string][]progRun) {
 	off := samples["off"]
 	var sums []churnSummary
 	for _, tr := range tracers {
-		s := summarizeChurn(tr.name, samples[tr.name], off, perConn[tr.name]*int64(conns))
+		s := summarizeChurn(tr.name, samples[tr.name], off, perConn[tr.name]*int64(conns), progs[tr.name])
 		sums = append(sums, s)
 		b.ReportMetric(s.rate, tr.name+"-conns/s")
 		if tr.name == "off" {
@@ -97,7 +95,7 @@ func reportChurn(b *testing.B, conns int, tracers []churnTracer, samples map[str
 	}
 	for _, s := range sums {
 		if s.progs != "" {
-			fmt.Fprintf(&tbl, "%s programs (middle run): %s\n", s.name, s.progs)
+			fmt.Fprintf(&tbl, "%s programs (one more run, BPF statistics on): %s\n", s.name, s.progs)
 		}
 	}
 	var counts []string
@@ -155,7 +153,7 @@ func TestChurnBenchSummary(t *testing.T) {
 		{rate: 50, written: 2000, ours: 1000, elapsed: time.Second, cpu: 4 * time.Millisecond, lost: 3},
 		{rate: 100, written: 500, ours: 1000, elapsed: time.Second, cpu: 2 * time.Millisecond, lost: 4},
 	}
-	got := summarizeChurn("t", on, off, 1000)
+	got := summarizeChurn("t", on, off, 1000, on[0].bpf)
 	want := churnSummary{name: "t", rate: 90, onOff: 0.9, eventsPerS: 1000, kept: 1, lost: 7,
 		cpuPerEvent: 2 * time.Microsecond, bpfPerRun: time.Microsecond}
 	got.progs = ""

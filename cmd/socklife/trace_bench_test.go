@@ -74,11 +74,9 @@ func BenchmarkTraceChurn(b *testing.B) {
 	testutil.RequireRoot(b)
 	conns, rounds := benchEnvInt(b, "SOCKLIFE_BENCH_CHURN_CONNS", churnConns), benchEnvInt(b, "SOCKLIFE_BENCH_ROUNDS", churnRounds)
 	tracers := churnTracers(b)
-	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
-	if err != nil {
-		b.Fatalf("enabling BPF run-time statistics: %v", err)
+	if on, _ := os.ReadFile("/proc/sys/kernel/bpf_stats_enabled"); strings.TrimSpace(string(on)) == "1" {
+		b.Logf("kernel.bpf_stats_enabled is 1: every round pays for BPF statistics (sysctl -w kernel.bpf_stats_enabled=0)")
 	}
-	b.Cleanup(func() { stats.Close() }) // the kernel turns them off with the last holder
 	gen, err := churn.New(churn.Config{})
 	if err != nil {
 		b.Fatal(err)
@@ -97,7 +95,25 @@ func BenchmarkTraceChurn(b *testing.B) {
 			}
 		}
 	}
-	reportChurn(b, conns, tracers, samples, perConn)
+	reportChurn(b, conns, tracers, samples, perConn, progCosts(b, gen, tracers[1:], dir, conns))
+}
+
+// progCosts runs the churn once more under each tracer with the kernel's
+// BPF run-time statistics on, for each program's cost per run. Not in the
+// rounds above: the statistics cost two clock reads per program run, which
+// the rates should not pay.
+func progCosts(tb testing.TB, gen *churn.Generator, tracers []churnTracer, dir string, conns int) map[string][]progRun {
+	tb.Helper()
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		tb.Fatalf("enabling BPF run-time statistics: %v", err)
+	}
+	defer stats.Close() // the kernel turns them off with the last holder
+	out := map[string][]progRun{}
+	for _, tr := range tracers {
+		out[tr.name] = churnOnce(tb, gen, tr, dir, conns).bpf
+	}
+	return out
 }
 
 // countPerConn counts each tracer's events per connection on the port of a
@@ -181,24 +197,30 @@ func churnTracers(tb testing.TB) []churnTracer {
 		switch name {
 		case "off":
 		case "socklife":
-			out = append(out, socklifeTracer(tb))
+			out = append(out, socklifeTracer(tb, name, nil))
 		case "bpftrace":
 			out = append(out, bpftraceTracer(tb))
 		default:
-			tb.Fatalf("SOCKLIFE_BENCH_TRACERS: unknown tracer %q: want socklife, bpftrace or off", name)
+			// socklife/ARG/ARG...: socklife trace with more arguments, to
+			// compare hooks or options in the same run.
+			if args, ok := strings.CutPrefix(name, "socklife/"); ok {
+				out = append(out, socklifeTracer(tb, name, strings.Split(args, "/")))
+				continue
+			}
+			tb.Fatalf("SOCKLIFE_BENCH_TRACERS: unknown tracer %q: want socklife, socklife/ARG/..., bpftrace or off", name)
 		}
 	}
 	return out
 }
 
-func socklifeTracer(tb testing.TB) churnTracer {
+func socklifeTracer(tb testing.TB, name string, extra []string) churnTracer {
 	bin := buildSocklife(tb)
 	return churnTracer{
-		name: "socklife",
+		name: name,
 		start: func(tb testing.TB, dir string, port uint16) *benchTracer {
 			ready := filepath.Join(dir, "socklife.ready")
 			os.Remove(ready)
-			argv := []string{bin, "trace", "-o", "json", "--ready-file", ready}
+			argv := append([]string{bin, "trace", "-o", "json", "--ready-file", ready}, extra...)
 			if port != 0 {
 				argv = append(argv, "--port", strconv.Itoa(int(port)))
 			}

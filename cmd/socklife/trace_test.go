@@ -28,7 +28,7 @@ func TestTraceBadInput(t *testing.T) {
 		{[]string{"trace", "-o", "xml"}, `unknown output format "xml" (valid: table, json)`},
 		{[]string{"trace", "--state", "bogus"}, "unknown state \"bogus\" (valid: all, big"},
 		{[]string{"trace", "-4", "-6"}, "-4 and -6 exclude each other"},
-		{[]string{"trace", "--disable-hook", "uprobe"}, `unknown hook "uprobe" (valid: fexit, kprobe, kretprobe, raw_tracepoint, tracepoint)`},
+		{[]string{"trace", "--disable-hook", "uprobe"}, `unknown hook "uprobe" (valid: fexit, kprobe, kretprobe, tp_btf, raw_tracepoint, tracepoint)`},
 		{[]string{"trace", "--port", "70000"}, `invalid argument "70000" for "--port" flag: value out of range`},
 		{[]string{"trace", "--state", "time-wait"}, "never the state of a transition"},
 		{[]string{"trace", "--duration", "-1s"}, "--duration -1s is negative"},

@@ -232,13 +232,15 @@ func procCPU(tb testing.TB, pid int) time.Duration {
 	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ 100
 }
 
-// progTime sums the run time of the BPF programs pid holds (bpf_stats).
+// progTime sums the run time of the BPF programs pid holds (bpf_stats),
+// each once: a program's fd and its link's both name it.
 func progTime(tb testing.TB, pid int) time.Duration {
 	fds, err := filepath.Glob(fmt.Sprintf("/proc/%d/fdinfo/*", pid))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	var total time.Duration
+	seen := map[uint64]bool{}
 	for _, fd := range fds {
 		raw, err := os.ReadFile(fd)
 		if err != nil {
@@ -249,9 +251,10 @@ func progTime(tb testing.TB, pid int) time.Duration {
 			continue
 		}
 		id, err := strconv.ParseUint(strings.Fields(rest)[0], 10, 32)
-		if err != nil {
+		if err != nil || seen[id] {
 			continue
 		}
+		seen[id] = true
 		p, err := ebpf.NewProgramFromID(ebpf.ProgramID(id))
 		if err != nil {
 			continue
