@@ -79,7 +79,7 @@ static __always_inline int on_accept(const struct sock *lsk, const struct sock *
 		e->flags |= FLAG_IN_STATE_KNOWN;
 	}
 	if (lsk)
-		fill_listener(e, lsk);
+		fill_listener(e, lsk, 0);
 	submit_event(e);
 	return 0;
 }
@@ -239,6 +239,7 @@ int sys_exit_accept(struct trace_event_raw_sys_exit *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 	__u64 *lsk = bpf_map_lookup_elem(&accepting, &id);
 	const struct sock *listener = NULL;
+	const struct queue_listener *ql;
 	const struct sock *sk;
 	struct tuple tu = {};
 
@@ -254,7 +255,8 @@ int sys_exit_accept(struct trace_event_raw_sys_exit *ctx)
 		if (!is_tcp(sk))
 			return 0;
 		sock_tuple(sk, &tu);
-		listener = known_listener(sock_netns(sk), tu.sport, tu.saddr);
+		ql = known_listener(sock_netns(sk), tu.sport, tu.saddr);
+		listener = ql ? (const struct sock *)ql->sk : NULL;
 	}
 	return on_accept(listener, sk, HOOK_SYSCALL_TRACEPOINT);
 }

@@ -27,8 +27,9 @@ static __always_inline __u64 sock_ino(const struct sock *sk)
 }
 
 /* The listener's queues, read now: accept-queue length and backlog, the
- * SYN (request) queue length and the listener's drop counter. */
-static __always_inline void fill_listener(struct event *e, const struct sock *lsk)
+ * SYN (request) queue length and the listener's drop counter. ino is the
+ * listener's inode if known (queue_listeners keeps it), else 0. */
+static __always_inline void fill_listener(struct event *e, const struct sock *lsk, __u64 ino)
 {
 	const struct inet_connection_sock *icsk = (const struct inet_connection_sock *)lsk;
 
@@ -39,7 +40,7 @@ static __always_inline void fill_listener(struct event *e, const struct sock *ls
 	 * counters of 6.18 are for UDP */
 	e->listener_drops = BPF_CORE_READ(lsk, sk_drops.counter);
 	e->syn_queue = BPF_CORE_READ(icsk, icsk_accept_queue.qlen.counter);
-	e->listener_ino = sock_ino(lsk);
+	e->listener_ino = ino ? ino : sock_ino(lsk);
 	e->flags |= FLAG_LISTENER_KNOWN;
 }
 
@@ -57,11 +58,17 @@ struct queue_key {
 	__u8 addr[16];
 };
 
+/* The inode is kept to spare every enqueue two reads: it never changes. */
+struct queue_listener {
+	__u64 sk; /* struct sock * */
+	__u64 ino;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct queue_key);
-	__type(value, __u64); /* struct sock * */
+	__type(value, struct queue_listener);
 } queue_listeners SEC(".maps");
 
 /* Keep queue_listeners current at CLOSE->LISTEN and LISTEN->CLOSE. */
@@ -69,45 +76,45 @@ static __always_inline void track_queue_listener(const struct sock *sk, int new,
 						 const struct tuple *tu)
 {
 	struct queue_key key = { .netns = netns, .port = tu->sport };
-	__u64 addr = (__u64)sk;
-	__u64 *cur;
+	struct queue_listener *cur;
 
 	if (!want_queue)
 		return;
 	__builtin_memcpy(key.addr, tu->saddr, 16);
 	if (new == TCP_LISTEN) {
-		bpf_map_update_elem(&queue_listeners, &key, &addr, BPF_ANY);
+		struct queue_listener ql = { .sk = (__u64)sk, .ino = sock_ino(sk) };
+
+		bpf_map_update_elem(&queue_listeners, &key, &ql, BPF_ANY);
 		return;
 	}
 	cur = bpf_map_lookup_elem(&queue_listeners, &key);
-	if (cur && *cur == addr)
+	if (cur && cur->sk == (__u64)sk)
 		bpf_map_delete_elem(&queue_listeners, &key);
 }
 
 /* The listener a child on (addr, port) came from: the exact address first,
  * then the IPv4 wildcard (v4-mapped children only), then the IPv6 one. */
-static __always_inline const struct sock *known_listener(__u32 netns, __u16 port,
-							 const __u8 addr[16])
+static __always_inline const struct queue_listener *known_listener(__u32 netns, __u16 port,
+								   const __u8 addr[16])
 {
 	struct queue_key key = { .netns = netns, .port = port };
-	__u64 *lsk;
+	const struct queue_listener *lsk;
 
 	__builtin_memcpy(key.addr, addr, 16);
 	lsk = bpf_map_lookup_elem(&queue_listeners, &key);
 	if (lsk)
-		return (const struct sock *)*lsk;
+		return lsk;
 	__builtin_memset(key.addr, 0, 16);
 	if (is_v4mapped(addr)) {
 		key.addr[10] = 0xff;
 		key.addr[11] = 0xff;
 		lsk = bpf_map_lookup_elem(&queue_listeners, &key);
 		if (lsk)
-			return (const struct sock *)*lsk;
+			return lsk;
 		key.addr[10] = 0;
 		key.addr[11] = 0;
 	}
-	lsk = bpf_map_lookup_elem(&queue_listeners, &key);
-	return lsk ? (const struct sock *)*lsk : NULL;
+	return bpf_map_lookup_elem(&queue_listeners, &key);
 }
 
 /*
@@ -119,14 +126,16 @@ static __always_inline const struct sock *known_listener(__u32 netns, __u16 port
 static __always_inline void learn_listener(const struct sock *lsk, __u32 netns, __u16 port)
 {
 	struct queue_key key = { .netns = netns, .port = port };
-	__u64 addr = (__u64)lsk;
+	struct queue_listener ql = { .sk = (__u64)lsk };
 
 	if (BPF_CORE_READ(lsk, __sk_common.skc_family) == AF_INET)
 		map_v4(key.addr, BPF_CORE_READ(lsk, __sk_common.skc_rcv_saddr));
 	else
 		BPF_CORE_READ_INTO(&key.addr, lsk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-	if (!bpf_map_lookup_elem(&queue_listeners, &key))
-		bpf_map_update_elem(&queue_listeners, &key, &addr, BPF_NOEXIST);
+	if (!bpf_map_lookup_elem(&queue_listeners, &key)) {
+		ql.ino = sock_ino(lsk);
+		bpf_map_update_elem(&queue_listeners, &key, &ql, BPF_NOEXIST);
+	}
 }
 
 /* Enqueue: at SYN_RECV->ESTABLISHED the child is already on the listener's
@@ -134,13 +143,13 @@ static __always_inline void learn_listener(const struct sock *lsk, __u32 netns, 
 static __always_inline void fill_enqueue(struct event *e, struct sock_info *si, int old, int new,
 					 __u32 netns, const struct tuple *tu)
 {
-	const struct sock *lsk;
+	const struct queue_listener *ql;
 
 	if (!want_queue || old != TCP_SYN_RECV || new != TCP_ESTABLISHED)
 		return;
-	lsk = known_listener(netns, tu->sport, tu->saddr);
-	if (lsk) {
-		fill_listener(e, lsk);
+	ql = known_listener(netns, tu->sport, tu->saddr);
+	if (ql) {
+		fill_listener(e, (const struct sock *)ql->sk, ql->ino);
 		si->listener_found = 1;
 	}
 }
@@ -177,7 +186,7 @@ static __always_inline int on_synack(const struct sock *lsk, const struct reques
 	e->hook = hook;
 	e->oldstate = TCP_LISTEN;
 	e->newstate = TCP_LISTEN;
-	fill_listener(e, lsk);
+	fill_listener(e, lsk, 0);
 	submit_event(e);
 	return 0;
 }

@@ -83,6 +83,12 @@ type socklifeQueueKey struct {
 	Addr  [16]uint8
 }
 
+type socklifeQueueListener struct {
+	_   structs.HostLayout
+	Sk  uint64
+	Ino uint64
+}
+
 type socklifeSockInfo struct {
 	_     structs.HostLayout
 	Owner struct {

@@ -1,8 +1,12 @@
 package backlog
 
 import (
+	"fmt"
+	"math"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -243,31 +247,81 @@ IpExt: 0 0
 	}
 }
 
-// The since-start waits stay exact up to maxWaitSamples and close past it.
-func TestWaitTotalMergeAndThin(t *testing.T) {
-	l := &listener{}
-	// intervals of 1000 waits each: 0..n-1 ms in a shuffled order
-	const n = 3 * maxWaitSamples / 2
-	for start := 0; start < n; start += 1000 {
-		for i := start; i < min(start+1000, n); i++ {
-			j := start + (i-start)*7919%min(1000, n-start) // a permutation of the interval
-			l.accepted(t0, time.Duration(j)*time.Millisecond, true)
+// Accept-wait percentiles are exact up to maxWaitSamples waits, and past it
+// close to exact with the count and maximum still exact; the interval's
+// sample starts afresh at each report.
+func TestWaitSample(t *testing.T) {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	for _, tc := range []struct {
+		n       int
+		sampled bool
+	}{{maxWaitSamples, false}, {10 * maxWaitSamples, true}} {
+		t.Run(strconv.Itoa(tc.n), func(t *testing.T) {
+			l := &listener{}
+			// intervals of 1000 waits: 0..n-1 ms, each interval shuffled
+			var last ListenerReport
+			for start := 0; start < tc.n; start += 1000 {
+				size := min(1000, tc.n-start)
+				for i := range size {
+					l.accepted(t0, ms(start+i*7919%size), true)
+				}
+				last = l.report(t0, t0.Add(time.Second))
+				if last.Wait.Count != size || last.Wait.Max != ms(start+size-1) {
+					t.Fatalf("interval at %d: %d waits, max %v; want %d, %v", start, last.Wait.Count, last.Wait.Max, size, ms(start+size-1))
+				}
+			}
+			r := last.WaitTotal
+			if r.Count != tc.n || r.Max != ms(tc.n-1) {
+				t.Errorf("since start: %d waits, max %v; want %d, %v", r.Count, r.Max, tc.n, ms(tc.n-1))
+			}
+			if len(l.allWaits.kept) > maxWaitSamples {
+				t.Errorf("%d waits kept, at most %d wanted", len(l.allWaits.kept), maxWaitSamples)
+			}
+			for _, p := range []struct {
+				pct int
+				got time.Duration
+			}{{50, r.P50}, {90, r.P90}, {99, r.P99}} {
+				exact := (p.pct*tc.n+99)/100 - 1 // nearest rank of 0..n-1
+				tolerance := 0.0
+				if tc.sampled {
+					// three standard deviations of a sample quantile's rank
+					q := float64(p.pct) / 100
+					tolerance = 3 * math.Sqrt(q*(1-q)/maxWaitSamples)
+				}
+				if d := math.Abs(float64(p.got-ms(exact))) / float64(ms(tc.n)); d > tolerance {
+					t.Errorf("p%d %v, exact %v: off by %.2f%% of the range, want at most %.2f%%", p.pct, p.got, ms(exact), 100*d, 100*tolerance)
+				}
+			}
+		})
+	}
+}
+
+// selectNth agrees with sorting at every index, on inputs with and without
+// repeats, sorted, reversed and shuffled.
+func TestSelectNth(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	inputs := map[string][]time.Duration{"empty": nil, "one": {7}}
+	for _, n := range []int{2, 3, 10, 101, 1000} {
+		var shuffled, repeats, sorted, reversed []time.Duration
+		for i := range n {
+			shuffled = append(shuffled, time.Duration(rng.IntN(1_000_000)))
+			repeats = append(repeats, time.Duration(rng.IntN(3)))
+			sorted = append(sorted, time.Duration(i))
+			reversed = append(reversed, time.Duration(n-i))
 		}
-		l.report(t0, t0.Add(time.Second))
+		for name, in := range map[string][]time.Duration{"shuffled": shuffled, "repeats": repeats, "sorted": sorted, "reversed": reversed} {
+			inputs[fmt.Sprintf("%s %d", name, n)] = in
+		}
 	}
-	r := l.report(t0, t0.Add(time.Second))
-	if r.WaitTotal.Count != n {
-		t.Errorf("count %d, want %d", r.WaitTotal.Count, n)
-	}
-	if len(l.allWaits) > maxWaitSamples || !slices.IsSorted(l.allWaits) {
-		t.Errorf("%d samples kept (max %d), sorted %v", len(l.allWaits), maxWaitSamples, slices.IsSorted(l.allWaits))
-	}
-	for _, p := range []struct {
-		got  time.Duration
-		want int
-	}{{r.WaitTotal.P50, n / 2}, {r.WaitTotal.P99, n * 99 / 100}, {r.WaitTotal.Max, n - 1}} {
-		if d := p.got - time.Duration(p.want)*time.Millisecond; d < -2*time.Millisecond || d > 2*time.Millisecond {
-			t.Errorf("percentile %v, want about %d ms", p.got, p.want)
+	for name, in := range inputs {
+		want := slices.Clone(in)
+		slices.Sort(want)
+		for k := range in {
+			s := slices.Clone(in)
+			selectNth(s, k)
+			if s[k] != want[k] || slices.Max(append(s[:k:k], s[k])) != s[k] || slices.Min(s[k:]) != s[k] {
+				t.Fatalf("%s: selectNth(k=%d) put %v there (sorted: %v), or left a larger value before or smaller after", name, k, s[k], want[k])
+			}
 		}
 	}
 }

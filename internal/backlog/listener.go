@@ -1,15 +1,10 @@
 package backlog
 
 import (
+	"math/rand/v2"
 	"net/netip"
 	"time"
 )
-
-// maxWaitSamples bounds the accept waits kept per listener for the
-// since-start percentiles. Past it every other sample of the sorted set is
-// dropped: the percentiles come from a uniform subsample, within one
-// sample's rank of the exact ones.
-const maxWaitSamples = 1 << 16
 
 // listener is the running account of one listening socket.
 type listener struct {
@@ -30,11 +25,8 @@ type listener struct {
 	synPeak  uint32
 
 	enqueues, accepts uint64
-	waits             []time.Duration // this interval
-	allWaits          []time.Duration // sorted; merged at each report
-	allCount          int             // accept waits since start, before thinning
-	thin              uint            // allWaits keeps one wait in 1<<thin
-	merged            []time.Duration // scratch for the merge
+	waits, allWaits   waitSample // this interval, since start
+	rng               *rand.PCG  // for the samples; seeded per listener, so runs repeat
 
 	dropsBase, drops    uint32 // sk_drops when first seen, and last read
 	dropsAtStart        uint32 // at the start of the interval
@@ -89,7 +81,11 @@ func (l *listener) accepted(t time.Time, wait time.Duration, known bool) {
 	l.accepts++
 	l.lastAccept = t
 	if known {
-		l.waits = append(l.waits, wait)
+		if l.rng == nil {
+			l.rng = rand.NewPCG(l.key.Inode, uint64(l.key.Netns))
+		}
+		l.waits.add(wait, l.rng)
+		l.allWaits.add(wait, l.rng)
 	}
 }
 
@@ -125,15 +121,13 @@ func (l *listener) report(start, now time.Time) ListenerReport {
 		Backlog: l.backlog, Queue: l.qlen, Peak: l.peak,
 		SynQueue: l.synq, SynPeak: l.synPeak,
 		Enqueues: l.enqueues, Accepts: l.accepts,
-		Wait:          summarize(l.waits),
+		Wait:          l.waits.summary(),
+		WaitTotal:     l.allWaits.summary(),
 		Drops:         uint64(l.drops - l.dropsAtStart),
 		DropsTotal:    uint64(l.drops - l.dropsBase),
 		SynackRetrans: l.synacks, SynackRetransTotal: l.synacksTot,
 		Stalled: l.stalled,
 	}
-	l.mergeWaits() // after summarize: l.waits is sorted
-	r.WaitTotal = summarizeSorted(l.allWaits)
-	r.WaitTotal.Count = l.allCount
 	if l.stalled {
 		r.StalledFor = now.Sub(l.stallSince)
 	}
@@ -144,47 +138,7 @@ func (l *listener) report(start, now time.Time) ListenerReport {
 	l.peak = l.qlen
 	l.synPeak = l.synq
 	l.enqueues, l.accepts, l.synacks = 0, 0, 0
-	l.waits = l.waits[:0]
+	l.waits.reset()
 	l.dropsAtStart = l.drops
 	return r
-}
-
-// mergeWaits adds the interval's sorted waits to the sorted total: linear,
-// where sorting the total at every report would cost n log n under the lock
-// the event reader waits on.
-func (l *listener) mergeWaits() {
-	if len(l.waits) == 0 {
-		return
-	}
-	// new waits join at the rate the kept ones were thinned to
-	b := l.waits
-	if stride := 1 << l.thin; stride > 1 {
-		kept := b[:0:0]
-		for i, w := range b {
-			if (l.allCount+i)%stride == stride-1 {
-				kept = append(kept, w)
-			}
-		}
-		b = kept
-	}
-	l.allCount += len(l.waits)
-	m := l.merged[:0]
-	a := l.allWaits
-	for len(a) > 0 && len(b) > 0 {
-		if a[0] <= b[0] {
-			m, a = append(m, a[0]), a[1:]
-		} else {
-			m, b = append(m, b[0]), b[1:]
-		}
-	}
-	m = append(append(m, a...), b...)
-	for len(m) > maxWaitSamples {
-		thin := m[:0]
-		for i := 1; i < len(m); i += 2 {
-			thin = append(thin, m[i])
-		}
-		m = thin
-		l.thin++
-	}
-	l.merged, l.allWaits = l.allWaits, m
 }
