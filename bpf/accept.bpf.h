@@ -18,6 +18,16 @@ struct {
 	__type(value, __u64); /* struct sock * */
 } accepting SEC(".maps");
 
+/* Name the owner of a listener the state program has no entry for. */
+static __always_inline void learn_listener_owner(const struct sock *lsk, __u32 netns, __u16 port,
+						 const struct task_id *owner)
+{
+	struct listen_key key = { .netns = netns, .port = port };
+	struct listen_info li = { .sk = (__u64)lsk, .owner = *owner };
+
+	bpf_map_update_elem(&listeners, &key, &li, BPF_NOEXIST);
+}
+
 static __always_inline bool is_tcp(const struct sock *sk)
 {
 	__u16 family;
@@ -36,6 +46,7 @@ static __always_inline int on_accept(const struct sock *lsk, const struct sock *
 	struct sock_info *si;
 	struct tuple tu = {};
 	struct event *e;
+	bool inherited;
 	__u32 netns;
 	__u8 state;
 
@@ -49,6 +60,9 @@ static __always_inline int on_accept(const struct sock *lsk, const struct sock *
 		if (!si)
 			return 0;
 	}
+	/* no owner to inherit at the handshake: a listener that predates the
+	 * tracer (and user space did not seed) */
+	inherited = si->owner_flag != 0;
 	/* the accepting process owns the child from now on */
 	task_now(&si->owner);
 	si->owner_flag = FLAG_OWNER_TASK;
@@ -59,6 +73,9 @@ static __always_inline int on_accept(const struct sock *lsk, const struct sock *
 		si->netns = netns;
 	}
 	sock_tuple(sk, &tu);
+	if (!inherited && lsk)
+		/* the acceptor stands for the listener from now on */
+		learn_listener_owner(lsk, netns, tu.sport, &si->owner);
 	if (want_queue && lsk && !si->listener_found)
 		learn_listener(lsk, netns, tu.sport);
 	state = BPF_CORE_READ(sk, __sk_common.skc_state);

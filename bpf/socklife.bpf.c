@@ -44,8 +44,9 @@ static __always_inline void track_listener(const struct sock *sk, int old, int n
 	} else if (old == TCP_LISTEN) {
 		struct listen_info *li = bpf_map_lookup_elem(&listeners, &key);
 
-		/* only our own entry: SO_REUSEPORT peers share the key */
-		if (li && li->sk == (__u64)sk)
+		/* only our own entry (SO_REUSEPORT peers share the key), or one
+		 * user space seeded for a listener older than the tracer (sk 0) */
+		if (li && (li->sk == (__u64)sk || !li->sk))
 			bpf_map_delete_elem(&listeners, &key);
 	}
 }

@@ -92,6 +92,9 @@ func runBacklog(cmd *cobra.Command, f backlogFlags) error {
 	if err != nil {
 		return err
 	}
+	if err := refuseZero(cmd.Flags(), "pid", "port"); err != nil {
+		return err
+	}
 	// The port filter runs in the kernel too (children and SYN-ACKs carry
 	// the listener's port as theirs); the pid one only here, since a
 	// listener that predates us has no owner in BPF until it accepts.

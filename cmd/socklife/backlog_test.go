@@ -26,6 +26,7 @@ func TestBacklogBadInput(t *testing.T) {
 		{[]string{"backlog", "--for", "soon"}, `invalid argument "soon"`},
 		{[]string{"backlog", "--disable-hook", "uprobe"}, `unknown hook "uprobe"`},
 		{[]string{"backlog", "extra"}, `unknown command "extra"`},
+		{[]string{"backlog", "--pid", "0"}, "--pid 0 matches nothing"},
 	} {
 		expectBadInput(t, tc.args, tc.want)
 	}

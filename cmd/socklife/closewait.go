@@ -86,6 +86,9 @@ func runCloseWait(cmd *cobra.Command, f *closewaitFlags) error {
 	if err := f.check(); err != nil {
 		return err
 	}
+	if err := refuseZero(cmd.Flags(), "pid", "port"); err != nil {
+		return err
+	}
 	switch {
 	case f.duration <= 0:
 		return badInput("--for %v: want a positive duration", f.duration)

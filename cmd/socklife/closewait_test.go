@@ -236,6 +236,8 @@ func TestTopCloseWaitBadInput(t *testing.T) {
 		{[]string{"closewait", "--for", "1s"}, "nothing to watch for"},
 		{[]string{"closewait", "--threshold", "5", "--for", "-1s"}, "positive duration"},
 		{[]string{"closewait", "--threshold", "5", "-o", "xml"}, "table, json"},
+		{[]string{"top", "--port", "0"}, "--port 0 matches nothing"},
+		{[]string{"closewait", "--threshold", "5", "--pid", "0"}, "--pid 0 matches nothing"},
 	}
 	for _, tt := range tests {
 		expectBadInput(t, tt.args, tt.want)

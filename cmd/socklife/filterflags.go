@@ -22,10 +22,12 @@ type filterFlags struct {
 	netns        uint32
 	disableHooks []string
 	debug        bool
+	fs           *pflag.FlagSet // to tell a flag given as 0 from one left out
 }
 
 // register adds the flags; stateHelp says what --state keeps for this command.
 func (f *filterFlags) register(fl *pflag.FlagSet, stateHelp string) {
+	f.fs = fl
 	fl.Uint32Var(&f.pid, "pid", 0, "only sockets owned by this process")
 	fl.StringVar(&f.comm, "comm", "", "only sockets whose owner has this command name")
 	fl.Uint16Var(&f.port, "port", 0, "only connections with this port on either side")
@@ -49,6 +51,11 @@ func (f filterFlags) options() (tracer.Options, tcpstate.Mask, error) {
 	if f.ipv4 && f.ipv6 {
 		return tracer.Options{}, 0, badInput("-4 and -6 exclude each other")
 	}
+	// 0 is "no filter" inside; given on the command line it is a mistake
+	// (pid 0 owns no socket), not a request to see everything.
+	if err := refuseZero(f.fs, "pid", "port", "sport", "dport", "netns"); err != nil {
+		return tracer.Options{}, 0, err
+	}
 	for _, h := range f.disableHooks {
 		if !slices.Contains(tracer.HookNames, h) {
 			return tracer.Options{}, 0, badInput("--disable-hook: unknown hook %q (valid: %s)", h, strings.Join(tracer.HookNames, ", "))
@@ -58,4 +65,16 @@ func (f filterFlags) options() (tracer.Options, tcpstate.Mask, error) {
 		PID: f.pid, Port: f.port, SPort: f.sport, DPort: f.dport, Netns: f.netns,
 		IPv4Only: f.ipv4, IPv6Only: f.ipv6, DisableHooks: f.disableHooks,
 	}, states, nil
+}
+
+// refuseZero rejects a filter flag given as 0. Inside, 0 means "no filter";
+// on the command line it is a mistake (pid 0 owns no socket, port 0 is no
+// port), not a request to see everything.
+func refuseZero(fs *pflag.FlagSet, names ...string) error {
+	for _, name := range names {
+		if fl := fs.Lookup(name); fl != nil && fl.Changed && fl.Value.String() == "0" {
+			return badInput("--%s 0 matches nothing; leave the flag out to see everything", name)
+		}
+	}
+	return nil
 }

@@ -33,6 +33,7 @@ func TestRecordBadInput(t *testing.T) {
 		{[]string{"record", "--max-size", "0"}, `--max-size "0" is not a positive size`},
 		{[]string{"record", "--max-files", "0"}, "--max-files 0: want at least 1"},
 		{[]string{"record", "-4", "-6"}, "-4 and -6 exclude each other"},
+		{[]string{"record", "--port", "0"}, "--port 0 matches nothing"},
 		{[]string{"record", "--state", "bogus"}, `unknown state "bogus"`},
 		{[]string{"record", "-o", ""}, `-o: want a file name or "-"`},
 		{[]string{"record", "extra"}, `unknown command "extra"`},

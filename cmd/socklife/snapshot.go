@@ -117,9 +117,13 @@ func planSnapshot(f *snapshotFlags) (*snapshotPlan, error) {
 	p := &snapshotPlan{format: format, procs: !f.noProcess}
 	o := &p.dump
 	o.TCP, o.UDP, o.Unix = f.tcp, f.udp, f.unix
+	if (f.ipv4 || f.ipv6) && !f.tcp && !f.udp {
+		// -4/-6 name the internet family, all its types unless -t or -u
+		// narrow it; beside -x, as with ss, they add to it.
+		o.TCP, o.UDP = true, true
+	}
 	if !o.TCP && !o.UDP && !o.Unix {
-		// -4/-6 ask for internet sockets only, as with ss.
-		o.TCP, o.UDP, o.Unix = true, true, !f.ipv4 && !f.ipv6
+		o.TCP, o.UDP, o.Unix = true, true, true
 	}
 	o.IPv4, o.IPv6 = !f.ipv6, !f.ipv4
 	o.AllNetns = f.allNetns

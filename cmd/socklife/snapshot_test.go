@@ -176,3 +176,31 @@ func TestSnapshotAllNetnsNotRoot(t *testing.T) {
 		t.Errorf("stderr = %q, want a note about the skipped namespaces", stderr.String())
 	}
 }
+
+// The family and type flags combine as with ss: -4/-6 name the internet
+// family (all its types unless -t or -u narrow it) and add to -x.
+func TestSnapshotFamilyFlagsLikeSS(t *testing.T) {
+	type kinds struct{ tcp, udp, unix, v4, v6 bool }
+	for _, tc := range []struct {
+		flags snapshotFlags
+		want  kinds
+	}{
+		{snapshotFlags{}, kinds{true, true, true, true, true}},
+		{snapshotFlags{ipv4: true}, kinds{true, true, false, true, false}},
+		{snapshotFlags{ipv6: true, udp: true}, kinds{false, true, false, false, true}},
+		{snapshotFlags{unix: true}, kinds{false, false, true, true, true}},
+		{snapshotFlags{ipv4: true, unix: true}, kinds{true, true, true, true, false}},
+		{snapshotFlags{ipv4: true, tcp: true, unix: true}, kinds{true, false, true, true, false}},
+		{snapshotFlags{tcp: true}, kinds{true, false, false, true, true}},
+	} {
+		tc.flags.output = "table"
+		p, err := planSnapshot(&tc.flags)
+		if err != nil {
+			t.Fatalf("%+v: %v", tc.flags, err)
+		}
+		got := kinds{p.dump.TCP, p.dump.UDP, p.dump.Unix, p.dump.IPv4, p.dump.IPv6}
+		if got != tc.want {
+			t.Errorf("-4 %v -6 %v -t %v -u %v -x %v: dump %+v, want %+v", tc.flags.ipv4, tc.flags.ipv6, tc.flags.tcp, tc.flags.udp, tc.flags.unix, got, tc.want)
+		}
+	}
+}

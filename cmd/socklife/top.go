@@ -91,6 +91,9 @@ func runTop(cmd *cobra.Command, f *topFlags) error {
 	if err := f.check(); err != nil {
 		return err
 	}
+	if err := refuseZero(cmd.Flags(), "pid", "port"); err != nil {
+		return err
+	}
 	if f.iterations < 0 || f.rows < 0 {
 		return badInput("-n and --rows take a count, not %d", min(f.iterations, f.rows))
 	}

@@ -13,8 +13,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/socklife/socklife/internal/live"
 	"github.com/socklife/socklife/internal/output"
 	"github.com/socklife/socklife/internal/tcpstate"
+	"github.com/socklife/socklife/snapshot"
 	"github.com/socklife/socklife/tracer"
 )
 
@@ -85,9 +87,6 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 		return err
 	}
 	defer tr.Close()
-	if err := writeReadyFile(f.readyFile); err != nil {
-		return err
-	}
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
 	if f.duration > 0 {
@@ -100,6 +99,11 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 	var n atomic.Uint64
 	done := make(chan error, 1)
 	go func() { done <- stream(ctx, tr, out, format, f, &n) }()
+	// Events flow meanwhile; the ready file says attached and seeded.
+	seedListeners(ctx, tr, opts.Logger)
+	if err := writeReadyFile(f.readyFile); err != nil {
+		return err
+	}
 	select {
 	case err = <-done:
 	case <-ctx.Done():
@@ -183,4 +187,21 @@ func stderrLogger(w io.Writer, debug bool) *slog.Logger {
 			return a
 		},
 	}))
+}
+
+// seedListeners names the owners of listeners older than the tracer, so
+// that a running service's handshakes (in softirq, before its first
+// accept) carry its pid. The stream runs meanwhile: listing owners scans
+// /proc, and events should not wait for it.
+func seedListeners(ctx context.Context, tr *tracer.Tracer, log *slog.Logger) {
+	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, States: tcpstate.Of(tcpstate.Listen), AllNetns: true})
+	if err == nil {
+		_, err = snapshot.AttachProcesses(res.Sockets)
+	}
+	if err == nil {
+		err = tr.SeedListeners(live.ListenerOwners(res.Sockets))
+	}
+	if err != nil && ctx.Err() == nil {
+		log.Debug("naming the owners of older listeners", "error", err)
+	}
 }

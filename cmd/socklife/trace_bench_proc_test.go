@@ -24,10 +24,12 @@ import (
 // from outside: its CPU time, its BPF programs' own run time, and a clean
 // stop.
 
-// benchTracer is one running tracer, output to a tmpfs file.
+// benchTracer is one running tracer, its output to a pipe or a file.
 type benchTracer struct {
 	cmd     *exec.Cmd
-	out     string // its stdout
+	out     string // sinkFile: its stdout; sinkPipe: where the sink writes its counts
+	mark    string // in every output line about the churn's connections
+	sink    *exec.Cmd
 	stderr  bytes.Buffer
 	exited  chan struct{}
 	waitErr error
@@ -59,18 +61,40 @@ func progDelta(now, before []progRun) []progRun {
 	return out
 }
 
-// startBenchTracer starts argv with stdout to a file in dir and waits until
-// ready reports it is attached, then notes its CPU time and BPF programs
-// so that start-up costs stay out of what the benchmark charges per event.
-func startBenchTracer(tb testing.TB, dir string, argv []string, ready func(out string) bool) *benchTracer {
+// startBenchTracer starts argv with its output to sink and waits until it
+// is attached: readyFile exists (if set) and readyLine was written (if
+// set). It then notes its CPU time and BPF programs so that start-up costs
+// stay out of what the benchmark charges per event. Lines holding mark are
+// counted apart.
+func startBenchTracer(tb testing.TB, dir string, argv []string, sink sinkKind, readyFile, readyLine, mark string) *benchTracer {
 	tb.Helper()
 	out, err := os.CreateTemp(dir, "trace-*.out")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer out.Close()
-	p := &benchTracer{cmd: exec.Command(argv[0], argv[1:]...), out: out.Name(), exited: make(chan struct{})}
+	p := &benchTracer{cmd: exec.Command(argv[0], argv[1:]...), out: out.Name(), mark: mark, exited: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = out, &p.stderr
+	if sink == sinkPipe {
+		r, w, err := os.Pipe()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		self, err := os.Executable()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		os.Remove(p.out) // the sink writes it at the end
+		p.sink = exec.Command(self)
+		p.sink.Env = append(os.Environ(), sinkCountsEnv+"="+p.out, sinkMarkEnv+"="+mark, sinkReadyEnv+"="+readyLine)
+		p.sink.Stdin, p.sink.Stderr = r, os.Stderr
+		if err := p.sink.Start(); err != nil {
+			tb.Fatalf("starting the output sink: %v", err)
+		}
+		p.cmd.Stdout = w
+		defer r.Close()
+		defer w.Close() // the tracer holds it: EOF for the sink when it exits
+	}
 	if err := p.cmd.Start(); err != nil {
 		tb.Fatalf("starting %s: %v", argv[0], err)
 	}
@@ -78,7 +102,12 @@ func startBenchTracer(tb testing.TB, dir string, argv []string, ready func(out s
 	tb.Cleanup(func() {
 		p.cmd.Process.Kill()
 		<-p.exited
+		if p.sink != nil {
+			p.sink.Process.Kill()
+			p.sink.Wait()
+		}
 		os.Remove(p.out)
+		os.Remove(p.out + ".ready")
 	})
 	testutil.WaitFor(tb, 30*time.Second, argv[0]+" to attach", func() bool {
 		select {
@@ -86,7 +115,18 @@ func startBenchTracer(tb testing.TB, dir string, argv []string, ready func(out s
 			tb.Fatalf("%s exited before it was ready: %v: %s", argv[0], p.waitErr, p.stderr.Bytes())
 		default:
 		}
-		return ready(p.out)
+		if _, err := os.Stat(readyFile); readyFile != "" && err != nil {
+			return false
+		}
+		switch {
+		case readyLine == "":
+			return true
+		case p.sink != nil:
+			_, err := os.Stat(p.out + ".ready")
+			return err == nil
+		}
+		b, _ := os.ReadFile(p.out)
+		return bytes.Contains(b, []byte(readyLine+"\n"))
 	})
 	if p.progs, err = bpfProgsOf(p.cmd.Process.Pid); err != nil {
 		tb.Fatal(err)
@@ -97,6 +137,26 @@ func startBenchTracer(tb testing.TB, dir string, argv []string, ready func(out s
 	p.atReady = p.progStats(tb)
 	p.cpuAtReady = p.cpu(tb)
 	return p
+}
+
+// output counts what the tracer wrote: with a file at any time, with the
+// pipe's sink once the tracer has stopped.
+func (p *benchTracer) output(tb testing.TB) outputCounts {
+	tb.Helper()
+	if p.sink == nil {
+		return countFile(tb, p.out, p.mark)
+	}
+	if p.sink.ProcessState == nil {
+		select {
+		case <-p.exited:
+		default:
+			tb.Fatal("the pipe's counts are known once the tracer has stopped")
+		}
+		if err := p.sink.Wait(); err != nil {
+			tb.Fatalf("the output sink: %v", err)
+		}
+	}
+	return readSinkCounts(tb, p.out)
 }
 
 // waitIdle waits until the tracer has caught up with what the churn left

@@ -64,7 +64,7 @@ func progTable(progs []progRun) string {
 }
 
 // reportChurn turns the runs into benchmark metrics and a README table.
-func reportChurn(b *testing.B, conns int, tracers []churnTracer, samples map[string][]churnSample, perConn map[string]int64, progs map[string][]progRun) {
+func reportChurn(b *testing.B, conns int, sink sinkKind, tracers []churnTracer, samples map[string][]churnSample, perConn map[string]int64, progs map[string][]progRun) {
 	off := samples["off"]
 	var sums []churnSummary
 	for _, tr := range tracers {
@@ -81,8 +81,8 @@ func reportChurn(b *testing.B, conns int, tracers []churnTracer, samples map[str
 		b.ReportMetric(float64(s.bpfPerRun), tr.name+"-bpf-ns/run")
 	}
 	var tbl strings.Builder
-	fmt.Fprintf(&tbl, "loopback churn, %d connections per run (connect, 1 byte each way, close), %d runs each, interleaved; medians\n",
-		conns, len(off))
+	fmt.Fprintf(&tbl, "loopback churn, %d connections per run (connect, 1 byte each way, close), %d runs each, interleaved; medians; output to a %s\n",
+		conns, len(off), map[sinkKind]string{sinkPipe: "pipe and a reader", sinkFile: "tmpfs file"}[sink])
 	fmt.Fprintf(&tbl, "%-9s %10s %7s %11s %8s %9s %10s %10s\n",
 		"tracer", "conns/s", "on/off", "events/s", "kept", "lost(all)", "CPU/event", "BPF/run")
 	for _, s := range sums {
@@ -184,5 +184,26 @@ func TestChurnBenchParsesTracerOutput(t *testing.T) {
 		if !slices.Equal(m, tc.want) {
 			t.Errorf("%v on %q: %q, want %q", tc.re, tc.line, m, tc.want)
 		}
+	}
+}
+
+func TestCountOutput(t *testing.T) {
+	out := strings.Join([]string{
+		"Attaching 2 probes...",
+		"bench-ready",
+		"123 456 curl 127.0.0.1:80 127.0.0.1:5000 7 2",
+		"124 456 curl 127.0.0.1:81 127.0.0.1:5001 7 2",
+		"Lost 12 events",
+		`{"kind":"state","local":"127.0.0.1:80"}`,
+		"Lost 3 events",
+		"",
+	}, "\n")
+	var seen int
+	got, err := countOutput(strings.NewReader(out), []byte(":80 "), func([]byte) { seen++ })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (outputCounts{lines: 3, marked: 1, lost: 15}); got != want || seen != 7 {
+		t.Errorf("countOutput = %+v after %d lines, want %+v after 7", got, seen, want)
 	}
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -36,10 +34,12 @@ const (
 // churnTracer is one configuration the benchmark interleaves.
 type churnTracer struct {
 	name string
-	// start starts the tracer on all traffic, or on port only if not 0.
-	start func(tb testing.TB, dir string, port uint16) *benchTracer
-	// events are the events the tracer wrote out and those it says it lost.
-	events func(tb testing.TB, p *benchTracer) (written, lost int64)
+	// start starts the tracer on all traffic, or on port only if not 0,
+	// its output to sink, where lines holding mark are counted apart.
+	start func(tb testing.TB, dir string, port uint16, sink sinkKind, mark string) *benchTracer
+	// events are the events the tracer wrote out and those it says it
+	// lost, given what its output held.
+	events func(tb testing.TB, p *benchTracer, out outputCounts) (written, lost int64)
 	// portMark is in every output line about a connection on port, and in
 	// no other: other traffic on the host is traced too.
 	portMark func(port uint16) string
@@ -85,24 +85,25 @@ func BenchmarkTraceChurn(b *testing.B) {
 	dir := benchOutDir(b)
 
 	perConn := countPerConn(b, tracers[1:], dir)
+	sink := benchSink(b)
 
 	samples := map[string][]churnSample{}
 	for b.Loop() {
 		for round := range rounds {
 			for i := range tracers {
 				tr := tracers[(round+i)%len(tracers)]
-				samples[tr.name] = append(samples[tr.name], churnOnce(b, gen, tr, dir, conns))
+				samples[tr.name] = append(samples[tr.name], churnOnce(b, gen, tr, dir, conns, sink))
 			}
 		}
 	}
-	reportChurn(b, conns, tracers, samples, perConn, progCosts(b, gen, tracers[1:], dir, conns))
+	reportChurn(b, conns, sink, tracers, samples, perConn, progCosts(b, gen, tracers[1:], dir, conns, sink))
 }
 
 // progCosts runs the churn once more under each tracer with the kernel's
 // BPF run-time statistics on, for each program's cost per run. Not in the
 // rounds above: the statistics cost two clock reads per program run, which
 // the rates should not pay.
-func progCosts(tb testing.TB, gen *churn.Generator, tracers []churnTracer, dir string, conns int) map[string][]progRun {
+func progCosts(tb testing.TB, gen *churn.Generator, tracers []churnTracer, dir string, conns int, sink sinkKind) map[string][]progRun {
 	tb.Helper()
 	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
 	if err != nil {
@@ -111,7 +112,7 @@ func progCosts(tb testing.TB, gen *churn.Generator, tracers []churnTracer, dir s
 	defer stats.Close() // the kernel turns them off with the last holder
 	out := map[string][]progRun{}
 	for _, tr := range tracers {
-		out[tr.name] = churnOnce(tb, gen, tr, dir, conns).bpf
+		out[tr.name] = churnOnce(tb, gen, tr, dir, conns, sink).bpf
 	}
 	return out
 }
@@ -120,7 +121,8 @@ func progCosts(tb testing.TB, gen *churn.Generator, tracers []churnTracer, dir s
 // paced churn alone, so that the unfiltered runs know how many to expect.
 // It counts what a second run adds to the output of a first: events of the
 // first run's start-up (listeners, accept() calls already blocked when the
-// tracer attached) cancel out, and the difference is exact.
+// tracer attached) cancel out, and the difference is exact. Output goes
+// to a file here, which can be counted between the runs.
 func countPerConn(tb testing.TB, tracers []churnTracer, dir string) map[string]int64 {
 	tb.Helper()
 	gen, err := churn.New(churn.Config{Rate: countRate})
@@ -130,16 +132,15 @@ func countPerConn(tb testing.TB, tracers []churnTracer, dir string) map[string]i
 	defer gen.Close()
 	perConn := map[string]int64{}
 	for _, tr := range tracers {
-		p := tr.start(tb, dir, gen.Port())
+		p := tr.start(tb, dir, gen.Port(), sinkFile, "")
 		var lines [2]int64
 		for i, n := range []int{countConns / 4, countConns} {
 			churnRun(tb, gen, n, tr.name)
 			p.waitIdle(tb)
-			lines[i] = countFileLines(tb, p.out, nil)
+			lines[i] = p.output(tb).lines
 		}
 		p.stop(tb)
-		written, lost := tr.events(tb, p)
-		os.Remove(p.out)
+		written, lost := tr.events(tb, p, p.output(tb))
 		added := lines[1] - lines[0]
 		if lost != 0 || added%countConns != 0 || written != lines[1] {
 			tb.Fatalf("%s on port %d: %d connections added %d events; %d written in all, %d lost: want a whole number per connection and none lost",
@@ -166,20 +167,20 @@ func churnRun(tb testing.TB, gen *churn.Generator, conns int, what string) churn
 }
 
 // churnOnce runs the churn once under tr (nil start: no tracer).
-func churnOnce(tb testing.TB, gen *churn.Generator, tr churnTracer, dir string, conns int) churnSample {
+func churnOnce(tb testing.TB, gen *churn.Generator, tr churnTracer, dir string, conns int, sink sinkKind) churnSample {
 	tb.Helper()
 	var p *benchTracer
 	if tr.start != nil {
-		p = tr.start(tb, dir, 0)
+		p = tr.start(tb, dir, 0, sink, tr.portMark(gen.Port()))
 	}
 	res := churnRun(tb, gen, conns, tr.name)
 	s := churnSample{rate: res.Rate(), elapsed: res.Elapsed}
 	if p != nil {
 		p.waitIdle(tb)
 		s.cpu, s.bpf = p.stop(tb)
-		s.written, s.lost = tr.events(tb, p)
-		s.ours = countMarked(tb, p.out, tr.portMark(gen.Port()))
-		os.Remove(p.out)
+		out := p.output(tb)
+		s.written, s.lost = tr.events(tb, p, out)
+		s.ours = out.marked
 	}
 	return s
 }
@@ -217,17 +218,14 @@ func socklifeTracer(tb testing.TB, name string, extra []string) churnTracer {
 	bin := buildSocklife(tb)
 	return churnTracer{
 		name: name,
-		start: func(tb testing.TB, dir string, port uint16) *benchTracer {
+		start: func(tb testing.TB, dir string, port uint16, sink sinkKind, mark string) *benchTracer {
 			ready := filepath.Join(dir, "socklife.ready")
 			os.Remove(ready)
 			argv := append([]string{bin, "trace", "-o", "json", "--ready-file", ready}, extra...)
 			if port != 0 {
 				argv = append(argv, "--port", strconv.Itoa(int(port)))
 			}
-			return startBenchTracer(tb, dir, argv, func(string) bool {
-				_, err := os.Stat(ready)
-				return err == nil
-			})
+			return startBenchTracer(tb, dir, argv, sink, ready, "", mark)
 		},
 		events:   socklifeEvents,
 		portMark: func(port uint16) string { return fmt.Sprintf(`:%d"`, port) }, // "local":"127.0.0.1:PORT"
@@ -237,7 +235,7 @@ func socklifeTracer(tb testing.TB, name string, extra []string) churnTracer {
 // socklifeSummary is the one line socklife trace prints on stderr at stop.
 var socklifeSummary = regexp.MustCompile(`(?m)^socklife: (\d+) events, (\d+) lost$`)
 
-func socklifeEvents(tb testing.TB, p *benchTracer) (written, lost int64) {
+func socklifeEvents(tb testing.TB, p *benchTracer, out outputCounts) (written, lost int64) {
 	tb.Helper()
 	m := socklifeSummary.FindSubmatch(p.stderr.Bytes())
 	if m == nil {
@@ -245,8 +243,8 @@ func socklifeEvents(tb testing.TB, p *benchTracer) (written, lost int64) {
 	}
 	written, _ = strconv.ParseInt(string(m[1]), 10, 64)
 	lost, _ = strconv.ParseInt(string(m[2]), 10, 64)
-	if lines := countFileLines(tb, p.out, nil); lines != written {
-		tb.Errorf("socklife trace said %d events but wrote %d lines", written, lines)
+	if out.lines != written {
+		tb.Errorf("socklife trace said %d events but wrote %d lines", written, out.lines)
 	}
 	return written, lost
 }
@@ -263,7 +261,7 @@ func bpftraceTracer(tb testing.TB) churnTracer {
 	mountTracefs(tb)
 	return churnTracer{
 		name: "bpftrace",
-		start: func(tb testing.TB, dir string, port uint16) *benchTracer {
+		start: func(tb testing.TB, dir string, port uint16, sink sinkKind, mark string) *benchTracer {
 			filter := "args->protocol == 6"
 			if port != 0 {
 				filter += fmt.Sprintf(" && (args->sport == %d || args->dport == %d)", port, port)
@@ -274,69 +272,15 @@ tracepoint:sock:inet_sock_set_state /%s/ {
 	printf("%%lld %%d %%s %%s:%%d %%s:%%d %%d %%d\n", nsecs, pid, comm,
 		ntop(args->saddr), args->sport, ntop(args->daddr), args->dport, args->oldstate, args->newstate);
 }`, bpftraceReady, filter)
-			p := startBenchTracer(tb, dir, []string{bin, "-e", script}, func(out string) bool {
-				b, _ := os.ReadFile(out)
-				return bytes.Contains(b, []byte(bpftraceReady+"\n"))
-			})
+			p := startBenchTracer(tb, dir, []string{bin, "-e", script}, sink, "", bpftraceReady, mark)
 			p.resignal = true
 			return p
 		},
-		events:   bpftraceEvents,
+		events: func(_ testing.TB, _ *benchTracer, out outputCounts) (written, lost int64) {
+			return out.lines, out.lost
+		},
 		portMark: func(port uint16) string { return fmt.Sprintf(":%d ", port) }, // ADDR:PORT then a space
 	}
-}
-
-// bpftraceLost is how bpftrace reports a perf buffer overrun: in its output.
-var bpftraceLost = regexp.MustCompile(`^Lost (\d+) events$`)
-
-func bpftraceEvents(tb testing.TB, p *benchTracer) (written, lost int64) {
-	tb.Helper()
-	written = countFileLines(tb, p.out, func(line []byte) {
-		if m := bpftraceLost.FindSubmatch(line); m != nil {
-			n, _ := strconv.ParseInt(string(m[1]), 10, 64)
-			lost += n
-		}
-	})
-	return written, lost
-}
-
-// countFileLines counts the event lines of a tracer's output, those that
-// start with a digit (bpftrace) or '{' (JSON), and shows every line to each.
-func countFileLines(tb testing.TB, path string, each func([]byte)) int64 {
-	tb.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer f.Close()
-	var n int64
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if len(line) > 0 && (line[0] == '{' || line[0] >= '0' && line[0] <= '9') {
-			n++
-		}
-		if each != nil {
-			each(line)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		tb.Fatalf("reading %s: %v", path, err)
-	}
-	return n
-}
-
-// countMarked counts the lines of a tracer's output that hold mark.
-func countMarked(tb testing.TB, path, mark string) int64 {
-	tb.Helper()
-	var n int64
-	countFileLines(tb, path, func(line []byte) {
-		if bytes.Contains(line, []byte(mark)) {
-			n++
-		}
-	})
-	return n
 }
 
 // benchOutDir is where tracers write: tmpfs, so that output costs memory

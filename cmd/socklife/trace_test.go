@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -32,6 +33,8 @@ func TestTraceBadInput(t *testing.T) {
 		{[]string{"trace", "--port", "70000"}, `invalid argument "70000" for "--port" flag: value out of range`},
 		{[]string{"trace", "--state", "time-wait"}, "never the state of a transition"},
 		{[]string{"trace", "--duration", "-1s"}, "--duration -1s is negative"},
+		{[]string{"trace", "--pid", "0"}, "--pid 0 matches nothing; leave the flag out to see everything"},
+		{[]string{"trace", "--dport", "0"}, "--dport 0 matches nothing"},
 		{[]string{"info", "-o", "yaml"}, `unknown output format "yaml" (valid: table, json)`},
 	} {
 		expectBadInput(t, tc.args, tc.want)
@@ -46,6 +49,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(asMainEnv) == "1" {
 		main()
 		os.Exit(0)
+	}
+	if path := os.Getenv(sinkCountsEnv); path != "" {
+		os.Exit(runSink(path)) // a benchmark's output reader
 	}
 	os.Exit(m.Run())
 }
@@ -271,5 +277,48 @@ func TestTraceNotRoot(t *testing.T) {
 	want := "socklife: missing capabilities CAP_BPF and CAP_PERFMON (run as root)\n"
 	if stderr.String() != want {
 		t.Errorf("stderr %q, want %q", stderr.String(), want)
+	}
+}
+
+// A service listening before socklife starts: its connections' handshake
+// transitions run in softirq and take their owner from the listener's, which
+// trace names from a listing at start (no CLOSE->LISTEN was seen).
+func TestTraceOlderListenerOwner(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, network := range []string{"tcp4", "plain tcp4"} {
+		t.Run(network, func(t *testing.T) {
+			var ln net.Listener
+			var err error
+			if network == "tcp4" {
+				ln, err = net.Listen("tcp4", "127.0.0.1:0") // MPTCP, as Go servers listen
+			} else {
+				lc := net.ListenConfig{}
+				lc.SetMultipathTCP(false)
+				ln, err = lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+			r := startTrace(t, "-o", "json", "--sport", port, "--state", "syn-recv", "--count", "2")
+			loopbackConn(t, ln)
+			if err := r.cmd.Wait(); err != nil {
+				t.Fatalf("socklife trace: %v\nstderr: %s", err, r.stderr.String())
+			}
+			for _, line := range strings.Split(strings.TrimSpace(r.stdout.String()), "\n") {
+				var ev struct {
+					Old, New    string
+					OwnerSource string `json:"owner_source"`
+					Owner       struct{ PID int }
+				}
+				if err := json.Unmarshal([]byte(line), &ev); err != nil {
+					t.Fatalf("%v: %s", err, line)
+				}
+				if ev.OwnerSource != "listener" || ev.Owner.PID != os.Getpid() {
+					t.Errorf("%s -> %s: owner %d (%s), want this test's %d from its listener", ev.Old, ev.New, ev.Owner.PID, ev.OwnerSource, os.Getpid())
+				}
+			}
+		})
 	}
 }

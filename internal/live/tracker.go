@@ -185,6 +185,10 @@ func (tk *Tracker) sync(ctx context.Context, resync bool) error {
 		err = t.Resync(socks, end, func(sock uint64) bool { return pending[sock] })
 	} else {
 		t.Load(socks, end)
+		// listeners older than the tracer: their handshakes' owner
+		if err := tk.tr.SeedListeners(ListenerOwners(socks)); err != nil {
+			tk.log.Debug("seeding listener owners", "error", err)
+		}
 	}
 	t.SetSnapshotTime(end)
 	for i := range buf {

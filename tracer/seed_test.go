@@ -1,0 +1,95 @@
+package tracer
+
+import (
+	"context"
+	"net"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/socklife/socklife/internal/tcpstate"
+	"github.com/socklife/socklife/internal/testutil"
+)
+
+// plainListener listens on loopback without MPTCP: one TCP sock per side.
+func plainListener(t *testing.T) (net.Listener, uint16) {
+	t.Helper()
+	lc := net.ListenConfig{}
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln, uint16(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// handshake connects to ln, accepts, and returns the server side's
+// LISTEN->SYN_RECV event once the tracer has it. The child is found by its
+// sock: before 6.x, LISTEN->SYN_RECV fires before the child has the peer's
+// address.
+func handshake(t *testing.T, col *collector, ln net.Listener, port uint16) Event {
+	t.Helper()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	client := uint16(c.LocalAddr().(*net.TCPAddr).Port)
+	var found Event
+	testutil.WaitFor(t, 5*time.Second, "the server side's LISTEN->SYN_RECV", func() bool {
+		events := col.snapshot(port)
+		// the child's SYN_RECV->ESTABLISHED, then back to its LISTEN->SYN_RECV
+		// (the sock's address may have served an earlier child)
+		i := slices.IndexFunc(events, func(ev Event) bool {
+			return ev.Kind == StateChange && ev.Old == tcpstate.SynRecv && ev.Remote.Port() == client
+		})
+		for j := i - 1; i > 0 && j >= 0; j-- {
+			if ev := events[j]; ev.Sock == events[i].Sock && ev.Kind == StateChange && ev.Old == tcpstate.Listen && ev.New == tcpstate.SynRecv {
+				found = ev
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// Listeners older than the tracer: the BPF side never saw them enter
+// LISTEN, so their first connection's handshake has no owner to inherit;
+// the first accept names one (the acceptor), and SeedListeners names one
+// from user space at once, without replacing what the BPF side knows.
+func TestOlderListenerOwner(t *testing.T) {
+	me := uint32(os.Getpid())
+	ln1, port1 := plainListener(t)
+	ln2, port2 := plainListener(t)
+	col := startTracer(t, Options{})
+
+	if ev := handshake(t, col, ln1, port1); ev.OwnerSource != OwnerUnknown {
+		t.Errorf("first handshake on an unknown listener: owner %d (%s), want none", ev.Owner.PID, ev.OwnerSource)
+	}
+	if ev := handshake(t, col, ln1, port1); ev.OwnerSource != OwnerListener || ev.Owner.PID != me {
+		t.Errorf("handshake after the listener's first accept: owner %d (%s), want %d from the listener", ev.Owner.PID, ev.OwnerSource, me)
+	}
+
+	netns := col.snapshot(port1)[0].Netns
+	seed := []ListenerOwner{
+		{Netns: netns, Port: port2, Owner: Task{PID: 4242, Comm: "seeded", CgroupID: 7}},
+		{Netns: netns, Port: port1, Owner: Task{PID: 4243, Comm: "stale"}}, // BPF's entry wins
+	}
+	if err := col.tr.SeedListeners(seed); err != nil {
+		t.Fatal(err)
+	}
+	if ev := handshake(t, col, ln2, port2); ev.OwnerSource != OwnerListener || ev.Owner.PID != 4242 || ev.Owner.Comm != "seeded" || ev.Owner.CgroupID != 7 {
+		t.Errorf("handshake on a seeded listener: owner %+v (%s), want pid 4242 \"seeded\" cgroup 7 from the listener", ev.Owner, ev.OwnerSource)
+	}
+	if ev := handshake(t, col, ln1, port1); ev.Owner.PID != me {
+		t.Errorf("handshake on a listener the BPF side knew: owner %d, want %d (the seed must not replace it)", ev.Owner.PID, me)
+	}
+}
