@@ -125,20 +125,20 @@ type rung struct {
 // tracefs; the raw tracepoint needs a helper call per field but works
 // without BTF-typed programs.
 var stateLadder = []rung{
-	{HookTPBTF, "sock:inet_sock_set_state", []string{"btf_state"}, attachTPBTF, nil},
+	{HookTPBTF, "sock:inet_sock_set_state", []string{"btf_state"}, attachTracing, nil},
 	{HookTracepoint, "sock:inet_sock_set_state", []string{"tp_state"}, attachTracepoints("sock", "inet_sock_set_state", "tp_state"), nil},
 	{HookRawTracepoint, "sock:inet_sock_set_state", []string{"raw_state"}, attachRawState, nil},
 }
 
 var acceptLadder = []rung{
-	{HookFexit, "inet_csk_accept", nil, attachFexit, fexitProgram},
+	{HookFexit, "inet_csk_accept", nil, attachTracing, fexitProgram},
 	{HookKretprobe, "inet_csk_accept", []string{"kprobe_accept", "kretprobe_accept"}, attachKretprobe, nil},
 	{HookSyscallTracepoint, "syscalls:sys_exit_accept{,4}", nil, attachSyscalls, syscallPrograms},
 }
 
-// attachTPBTF attaches the one tp_btf program loaded: the tracepoint is named
-// in the program's section, and the kernel resolved it at load.
-func attachTPBTF(progs map[string]*ebpf.Program) ([]link.Link, error) {
+// attachTracing attaches the one tracing program loaded (fexit, tp_btf):
+// its target is named in its section, and the kernel resolved it at load.
+func attachTracing(progs map[string]*ebpf.Program) ([]link.Link, error) {
 	for _, p := range progs {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p})
 		if err != nil {
@@ -146,7 +146,7 @@ func attachTPBTF(progs map[string]*ebpf.Program) ([]link.Link, error) {
 		}
 		return []link.Link{l}, nil
 	}
-	return nil, errors.New("no tp_btf program loaded")
+	return nil, errors.New("no tracing program loaded")
 }
 
 func attachRawState(progs map[string]*ebpf.Program) ([]link.Link, error) {
@@ -179,17 +179,6 @@ func fexitProgram(loader) ([]string, error) {
 		return []string{"fexit_accept_pre610"}, nil
 	}
 	return nil, fmt.Errorf("inet_csk_accept takes %d arguments, expected 2 or 4", len(proto.Params))
-}
-
-func attachFexit(progs map[string]*ebpf.Program) ([]link.Link, error) {
-	for _, p := range progs {
-		l, err := link.AttachTracing(link.TracingOptions{Program: p})
-		if err != nil {
-			return nil, err
-		}
-		return []link.Link{l}, nil
-	}
-	return nil, errors.New("no fexit program loaded")
 }
 
 // kretprobeMaxActive: every thread blocked in accept() holds a kretprobe

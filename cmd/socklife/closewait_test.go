@@ -1,18 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,60 +16,6 @@ import (
 	"github.com/socklife/socklife/internal/topview"
 	"github.com/socklife/socklife/snapshot"
 )
-
-// socklifeRun is a socklife command running in the background.
-type socklifeRun struct {
-	cmd            *exec.Cmd
-	stdout, stderr bytes.Buffer
-	done           chan error
-}
-
-// startAttached starts socklife with args plus --ready-file and returns once
-// it has attached everything.
-func startAttached(t *testing.T, args ...string) *socklifeRun {
-	t.Helper()
-	ready := filepath.Join(t.TempDir(), "ready")
-	args = append(append(args, "--ready-file", ready), disableHookArgs()...)
-	r := &socklifeRun{cmd: socklifeCmd(t, args...), done: make(chan error, 1)}
-	r.cmd.Stdout, r.cmd.Stderr = &r.stdout, &r.stderr
-	if err := r.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { r.done <- r.cmd.Wait() }()
-	t.Cleanup(func() { r.cmd.Process.Kill(); <-r.done })
-	testutil.WaitFor(t, 10*time.Second, "socklife to attach", func() bool {
-		select {
-		case err := <-r.done:
-			r.done <- err // for the cleanup
-			t.Fatalf("socklife %v ended before attaching: %v; stderr %q", args, err, r.stderr.String())
-		default:
-		}
-		_, err := os.Stat(ready)
-		return err == nil
-	})
-	return r
-}
-
-// exitCode waits for the command's end and returns its exit status.
-func (r *socklifeRun) exitCode(t *testing.T, timeout time.Duration) int {
-	t.Helper()
-	select {
-	case err := <-r.done:
-		r.done <- err // for the cleanup
-		var exit *exec.ExitError
-		if errors.As(err, &exit) {
-			return exit.ExitCode()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return 0
-	case <-time.After(testutil.Scaled(timeout)):
-		r.cmd.Process.Signal(syscall.SIGQUIT)
-		t.Fatalf("socklife still running after %v; stderr %q", timeout, r.stderr.String())
-	}
-	return -1
-}
 
 // server is a TCP server on loopback owned by the test process. A leaky one
 // never closes what it accepts, so each connection its client closes stays
@@ -157,7 +98,7 @@ func TestCloseWaitAlertsOnLeak(t *testing.T) {
 	s := startServer(t, true)
 	s.connectAndLeave(t, 3)
 	s.waitCloseWait(t, 3)
-	run := startAttached(t, "closewait", "--for", "30s", "--threshold", "6", "--port", strconv.Itoa(s.port),
+	run := startSocklife(t, nil, "closewait", "--for", "30s", "--threshold", "6", "--port", strconv.Itoa(s.port),
 		"--interval", "100ms", "-o", "json")
 	s.connectAndLeave(t, 3)
 	if code := run.exitCode(t, 20*time.Second); code != 1 {
@@ -184,7 +125,7 @@ func TestCloseWaitAlertsOnLeak(t *testing.T) {
 func TestCloseWaitQuietForNormalServer(t *testing.T) {
 	testutil.RequireRoot(t)
 	s := startServer(t, false)
-	run := startAttached(t, "closewait", "--for", "2s", "--threshold", "3", "--port", strconv.Itoa(s.port), "--interval", "100ms")
+	run := startSocklife(t, nil, "closewait", "--for", "2s", "--threshold", "3", "--port", strconv.Itoa(s.port), "--interval", "100ms")
 	s.connectAndLeave(t, 20)
 	if code := run.exitCode(t, 20*time.Second); code != 0 {
 		t.Fatalf("exit status %d, want 0; stdout %q stderr %q", code, run.stdout.String(), run.stderr.String())
@@ -201,7 +142,7 @@ func TestTopJSONNamesLeakyProcess(t *testing.T) {
 	s := startServer(t, true)
 	s.connectAndLeave(t, 4)
 	s.waitCloseWait(t, 4)
-	run := startAttached(t, "top", "-o", "json", "-n", "3", "--interval", "100ms", "--port", strconv.Itoa(s.port))
+	run := startSocklife(t, nil, "top", "-o", "json", "-n", "3", "--interval", "100ms", "--port", strconv.Itoa(s.port))
 	if code := run.exitCode(t, 20*time.Second); code != 0 {
 		t.Fatalf("exit status %d; stderr %q", code, run.stderr.String())
 	}

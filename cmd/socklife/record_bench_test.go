@@ -43,11 +43,7 @@ func BenchmarkRecordChurn(b *testing.B) {
 		}
 		on = append(on, res.Rate())
 		r.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-r.exited:
-		case <-time.After(30 * time.Second):
-			b.Fatal("socklife record did not stop")
-		}
+		r.wait(b, 30*time.Second)
 		if m := recordSummary.FindStringSubmatch(r.stderr.String()); m == nil || m[1] != strconv.Itoa(2*conns) {
 			b.Errorf("round %d: %q, want %d records and no loss", round, r.stderr.String(), 2*conns)
 		}

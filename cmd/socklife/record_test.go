@@ -14,7 +14,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -60,55 +59,11 @@ func TestRecordUnwritable(t *testing.T) {
 	}
 }
 
-// recordRun is a `socklife record` process started by a test.
-type recordRun struct {
-	cmd    *exec.Cmd
-	path   string
-	stderr bytes.Buffer
-	exited chan struct{}
-	err    error // cmd.Wait's, once exited is closed
-}
-
-// wait waits for the process to exit and returns what cmd.Wait said.
-func (r *recordRun) wait(t *testing.T, timeout time.Duration) error {
+// startRecord runs socklife record -o path with args and returns once it
+// has attached.
+func startRecord(t testing.TB, path string, args ...string) *socklifeRun {
 	t.Helper()
-	select {
-	case <-r.exited:
-		return r.err
-	case <-time.After(timeout):
-		t.Fatalf("socklife record still running after %v; stderr %q", timeout, r.stderr.String())
-		return nil
-	}
-}
-
-// startRecord runs socklife record (this test binary as main; see
-// socklifeCmd) and returns once it has attached.
-func startRecord(t testing.TB, path string, args ...string) *recordRun {
-	t.Helper()
-	ready := filepath.Join(t.TempDir(), "ready")
-	args = append(append([]string{"record", "-o", path, "--ready-file", ready}, disableHookArgs()...), args...)
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &recordRun{cmd: exec.Command(self, args...), path: path, exited: make(chan struct{})}
-	r.cmd.Env = append(os.Environ(), asMainEnv+"=1")
-	r.cmd.Stderr = &r.stderr
-	if err := r.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { r.err = r.cmd.Wait(); close(r.exited) }()
-	t.Cleanup(func() { r.cmd.Process.Kill(); <-r.exited })
-	testutil.WaitFor(t, 20*time.Second, "socklife record to attach", func() bool {
-		select {
-		case <-r.exited:
-			t.Fatalf("socklife record exited before attaching: %s", r.stderr.String())
-		default:
-		}
-		_, err := os.Stat(ready)
-		return err == nil
-	})
-	return r
+	return startSocklife(t, nil, append([]string{"record", "-o", path}, args...)...)
 }
 
 // records parses every line of the file; any line that is not one whole
@@ -173,10 +128,7 @@ func TestRecordLifecycle(t *testing.T) {
 	defer openC.Close()
 	defer openS.Close()
 	testutil.WaitFor(t, 5*time.Second, "4 records", func() bool { return len(records(t, path)) >= 4 })
-	r.cmd.Process.Signal(syscall.SIGTERM)
-	if err := r.wait(t, 10*time.Second); err != nil {
-		t.Fatalf("socklife record: %v\n%s", err, r.stderr.String())
-	}
+	r.stop(t)
 	recs := records(t, path)
 	if m := recordSummary.FindStringSubmatch(r.stderr.String()); m == nil || m[1] != strconv.Itoa(len(recs)) {
 		t.Errorf("stderr %q, want the summary with %d records", r.stderr.String(), len(recs))

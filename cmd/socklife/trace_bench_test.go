@@ -61,7 +61,8 @@ type churnSample struct {
 // connections (connect, one byte each way, close) with no tracer, under
 // `socklife trace -o json`, and under bpftrace running the equivalent
 // tcpstates one-liner, the three interleaved round after round so they
-// share the machine's noise. Tracers write to tmpfs (see benchOutDir).
+// share the machine's noise. Tracers write into a pipe to a reader that
+// counts their lines (SOCKLIFE_BENCH_SINK=file: a tmpfs file; see sinkKind).
 // Run it once (-v, or go test cuts the logged table to ten lines):
 //
 //	go test -v -run '^$' -bench TraceChurn -benchtime 1x ./cmd/socklife
@@ -283,10 +284,11 @@ tracepoint:sock:inet_sock_set_state /%s/ {
 	}
 }
 
-// benchOutDir is where tracers write: tmpfs, so that output costs memory
-// copies as /dev/null costs none, and not disk writes that would time the
-// disk. A file, unlike /dev/null, lets the benchmark count what was written
-// and read bpftrace's "Lost N events", which it prints into its output.
+// benchOutDir holds the tracers' output files (the paced counting runs, and
+// every run with SOCKLIFE_BENCH_SINK=file), ready files and the sinks'
+// counts: tmpfs, not disk writes that would time the disk. A file, unlike
+// /dev/null, lets the benchmark count what was written and read bpftrace's
+// "Lost N events", which it prints into its output.
 func benchOutDir(tb testing.TB) string {
 	tb.Helper()
 	dir, err := os.MkdirTemp("/dev/shm", "socklife-bench-")

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,21 +21,9 @@ func startTraceToPipe(t *testing.T, args ...string) (*socklifeRun, *os.File) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ready := filepath.Join(t.TempDir(), "ready")
-	run := &socklifeRun{cmd: socklifeCmd(t, append(append([]string{"trace", "--ready-file", ready}, disableHookArgs()...), args...)...), done: make(chan error, 1)}
-	run.cmd.Stdout = w
-	run.cmd.Stderr = &run.stderr
-	if err := run.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	go func() { run.done <- run.cmd.Wait() }()
-	t.Cleanup(func() { run.cmd.Process.Kill(); <-run.done; r.Close() })
-	testutil.WaitFor(t, 10*time.Second, "socklife trace to attach", func() bool {
-		_, err := os.Stat(ready)
-		return err == nil
-	})
-	return run, r
+	t.Cleanup(func() { r.Close() }) // after socklife's cleanup has killed it
+	defer w.Close()                 // socklife has its own copy
+	return startSocklife(t, w, append([]string{"trace"}, args...)...), r
 }
 
 // `socklife trace --port P | head -1` with no traffic: head takes the

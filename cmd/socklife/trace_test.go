@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -14,7 +13,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -57,7 +55,7 @@ func TestMain(m *testing.M) {
 }
 
 // socklifeCmd is the command `socklife args...`, run by this test binary.
-func socklifeCmd(t *testing.T, args ...string) *exec.Cmd {
+func socklifeCmd(t testing.TB, args ...string) *exec.Cmd {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
@@ -123,48 +121,9 @@ func TestInfoNamesAcceptHook(t *testing.T) {
 	}
 }
 
-// traceRun is a `socklife trace` process started by a test.
-type traceRun struct {
-	cmd            *exec.Cmd
-	stdout, stderr bytes.Buffer
-}
-
-// startTrace runs socklife trace with args and returns once it has written
-// its ready file: everything attached.
-func startTrace(t *testing.T, args ...string) *traceRun {
-	t.Helper()
-	ready := filepath.Join(t.TempDir(), "ready")
-	args = append(append([]string{"trace", "--ready-file", ready}, disableHookArgs()...), args...)
-	r := &traceRun{cmd: socklifeCmd(t, args...)}
-	r.cmd.Stdout, r.cmd.Stderr = &r.stdout, &r.stderr
-	if err := r.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.cmd.Process.Kill(); r.cmd.Wait() })
-	testutil.WaitFor(t, 10*time.Second, "socklife trace to attach", func() bool {
-		_, err := os.Stat(ready)
-		return err == nil
-	})
-	return r
-}
-
-// stop sends SIGTERM and checks the clean stop: exit 0 and the one summary line.
-func (r *traceRun) stop(t *testing.T) (lines []string) {
-	t.Helper()
-	r.cmd.Process.Signal(syscall.SIGTERM)
-	if err := r.cmd.Wait(); err != nil {
-		t.Fatalf("socklife trace: %v\nstderr: %s", err, r.stderr.String())
-	}
-	sc := bufio.NewScanner(&r.stdout)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-	}
-	return lines
-}
-
 var traceSummary = regexp.MustCompile(`^socklife: (\d+) events, (\d+) lost\n$`)
 
-func (r *traceRun) checkSummary(t *testing.T, events int) {
+func (r *socklifeRun) checkSummary(t *testing.T, events int) {
 	t.Helper()
 	m := traceSummary.FindStringSubmatch(r.stderr.String())
 	if m == nil || m[1] != strconv.Itoa(events) || m[2] != "0" {
@@ -193,7 +152,7 @@ func TestTraceTable(t *testing.T) {
 	pid := strconv.Itoa(os.Getpid())
 	// --pid, so the listener can start after the trace and lend its owner
 	// to the child before accept.
-	r := startTrace(t, "--pid", pid)
+	r := startSocklife(t, nil, "trace", "--pid", pid)
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -235,12 +194,10 @@ func TestTraceJSON(t *testing.T) {
 	}
 	defer ln.Close()
 	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	r := startTrace(t, "-o", "json", "--sport", port, "--state", "close-wait", "--comm", "socklife.test", "--count", "1")
+	r := startSocklife(t, nil, "trace", "-o", "json", "--sport", port, "--state", "close-wait", "--comm", "socklife.test", "--count", "1")
 	loopbackConn(t, ln)
 	// --count 1: it stops by itself after the accepted side enters CLOSE_WAIT.
-	if err := r.cmd.Wait(); err != nil {
-		t.Fatalf("socklife trace: %v\nstderr: %s", err, r.stderr.String())
-	}
+	r.waitOK(t, 10*time.Second)
 	r.checkSummary(t, 1)
 	var ev map[string]any
 	if err := json.Unmarshal(r.stdout.Bytes(), &ev); err != nil {
@@ -301,11 +258,9 @@ func TestTraceOlderListenerOwner(t *testing.T) {
 			}
 			defer ln.Close()
 			port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-			r := startTrace(t, "-o", "json", "--sport", port, "--state", "syn-recv", "--count", "2")
+			r := startSocklife(t, nil, "trace", "-o", "json", "--sport", port, "--state", "syn-recv", "--count", "2")
 			loopbackConn(t, ln)
-			if err := r.cmd.Wait(); err != nil {
-				t.Fatalf("socklife trace: %v\nstderr: %s", err, r.stderr.String())
-			}
+			r.waitOK(t, 10*time.Second)
 			for _, line := range strings.Split(strings.TrimSpace(r.stdout.String()), "\n") {
 				var ev struct {
 					Old, New    string
