@@ -22,9 +22,11 @@
  */
 volatile const __u32 filter_pid;    /* owner tgid, not the current task */
 volatile const __u32 filter_netns;  /* netns inode */
-volatile const __u16 filter_port;   /* either side */
-volatile const __u16 filter_sport;  /* local port */
-volatile const __u16 filter_dport;  /* remote port */
+/* Port sets: up to MAX_FILTER_PORTS, the rest 0; empty is no filter. */
+#define MAX_FILTER_PORTS 8
+volatile const __u16 filter_ports[MAX_FILTER_PORTS];  /* either side */
+volatile const __u16 filter_sports[MAX_FILTER_PORTS]; /* local port */
+volatile const __u16 filter_dports[MAX_FILTER_PORTS]; /* remote port */
 volatile const __u8 filter_family;  /* AF_INET (v4-mapped counts as IPv4) or AF_INET6 */
 volatile const __u32 filter_states; /* 1 << state, matches the old or the new state */
 /* Wake the reader once this much is pending; below it the reader polls on a timer. */
@@ -149,6 +151,20 @@ static __always_inline bool is_v4mapped(const __u8 a[16])
 	return hi == 0 && mid == bpf_htonl(0xffff);
 }
 
+/* Whether port is in set (a 0 ends it). The loop unrolls; the verifier
+ * sees constants and drops what an empty set never runs. */
+static __always_inline bool port_in(const volatile __u16 *set, __u16 port)
+{
+#pragma unroll
+	for (int i = 0; i < MAX_FILTER_PORTS; i++) {
+		if (!set[i])
+			return false;
+		if (set[i] == port)
+			return true;
+	}
+	return false;
+}
+
 static __always_inline bool wanted(const struct sock_info *si, __u32 netns,
 				   const struct tuple *tu, int old, int new)
 {
@@ -156,11 +172,11 @@ static __always_inline bool wanted(const struct sock_info *si, __u32 netns,
 		return false;
 	if (filter_netns && netns != filter_netns)
 		return false;
-	if (filter_port && tu->sport != filter_port && tu->dport != filter_port)
+	if (filter_ports[0] && !port_in(filter_ports, tu->sport) && !port_in(filter_ports, tu->dport))
 		return false;
-	if (filter_sport && tu->sport != filter_sport)
+	if (filter_sports[0] && !port_in(filter_sports, tu->sport))
 		return false;
-	if (filter_dport && tu->dport != filter_dport)
+	if (filter_dports[0] && !port_in(filter_dports, tu->dport))
 		return false;
 	if (filter_states && !(filter_states & (1u << (old & 31))) &&
 	    !(filter_states & (1u << (new & 31))))

@@ -102,7 +102,7 @@ func TestAcceptBlockedBeforeStart(t *testing.T) {
 
 func acceptBlockedBeforeStart(t *testing.T, entry bool) {
 	b := startBlockedAccept(t)
-	col := startTracer(t, Options{Port: b.port, DisableHooks: []string{"fexit", "kretprobe"}, syscallEntry: entry})
+	col := startTracer(t, Options{Ports: []uint16{b.port}, DisableHooks: []string{"fexit", "kretprobe"}, syscallEntry: entry})
 	client, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(b.port))))
 	if err != nil {
 		t.Fatal(err)

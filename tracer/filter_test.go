@@ -2,8 +2,10 @@ package tracer
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,5 +99,58 @@ func TestLostCounted(t *testing.T) {
 	capacity := 4096 / (wireSize + 8)
 	if lost := tr.Lost(); lost < uint64(conns*13-capacity) {
 		t.Errorf("Lost() = %d, want at least %d", lost, conns*13-capacity)
+	}
+}
+
+// A port set keeps connections on any of its ports (either side) and no
+// other: the connection to the port left out goes first, so its events
+// would be in by the time the others' are.
+func TestPortSetFilter(t *testing.T) {
+	var lns [3]net.Listener
+	var ports [3]uint16
+	for i := range lns {
+		lns[i], ports[i] = plainListener(t)
+	}
+	col := startTracer(t, Options{Ports: []uint16{ports[1], ports[2]}})
+	for _, i := range []int{0, 1, 2} {
+		c, err := net.Dial("tcp4", lns[i].Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := lns[i].Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		s.Close()
+	}
+	// client: CLOSE>SYN_SENT, SYN_SENT>ESTABLISHED, ESTABLISHED>FIN_WAIT1,
+	// FIN_WAIT1>FIN_WAIT2; child: LISTEN>SYN_RECV, SYN_RECV>ESTABLISHED,
+	// accept, ESTABLISHED>CLOSE_WAIT, CLOSE_WAIT>LAST_ACK, LAST_ACK>CLOSE,
+	// then the client's FIN_WAIT2>CLOSE: at least the first ten
+	for _, p := range ports[1:] {
+		col.waitEvents(t, p, 10)
+	}
+	if got := col.snapshot(ports[0]); len(got) != 0 {
+		t.Errorf("%d events on port %d, not in the set; first %s", len(got), ports[0], transition(got[0]))
+	}
+}
+
+// Port sets are bounded by what the BPF side holds, and 0 is no port.
+func TestPortSetLimits(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, tc := range []struct {
+		opts Options
+		want string
+	}{
+		{Options{Ports: make([]uint16, 9)}, "9 ports in one filter: at most 8"},
+		{Options{DPorts: []uint16{80, 0}}, "port 0 in a filter"},
+	} {
+		if tr, err := New(tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(%+v): %v, want %q", tc.opts, err, tc.want)
+			if tr != nil {
+				tr.Close()
+			}
+		}
 	}
 }

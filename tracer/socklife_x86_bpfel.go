@@ -127,12 +127,12 @@ const (
 	socklifeProgSysExitAcceptRegs = "sys_exit_accept_regs"
 	socklifeProgTpState           = "tp_state"
 	socklifeProgTpSynack          = "tp_synack"
-	socklifeVarFilterDport        = "filter_dport"
+	socklifeVarFilterDports       = "filter_dports"
 	socklifeVarFilterFamily       = "filter_family"
 	socklifeVarFilterNetns        = "filter_netns"
 	socklifeVarFilterPid          = "filter_pid"
-	socklifeVarFilterPort         = "filter_port"
-	socklifeVarFilterSport        = "filter_sport"
+	socklifeVarFilterPorts        = "filter_ports"
+	socklifeVarFilterSports       = "filter_sports"
 	socklifeVarFilterStates       = "filter_states"
 	socklifeVarUnusedEvent        = "unused_event"
 	socklifeVarWakeupBytes        = "wakeup_bytes"
@@ -211,12 +211,12 @@ type socklifeMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socklifeVariableSpecs struct {
-	FilterDport  *ebpf.VariableSpec `ebpf:"filter_dport"`
+	FilterDports *ebpf.VariableSpec `ebpf:"filter_dports"`
 	FilterFamily *ebpf.VariableSpec `ebpf:"filter_family"`
 	FilterNetns  *ebpf.VariableSpec `ebpf:"filter_netns"`
 	FilterPid    *ebpf.VariableSpec `ebpf:"filter_pid"`
-	FilterPort   *ebpf.VariableSpec `ebpf:"filter_port"`
-	FilterSport  *ebpf.VariableSpec `ebpf:"filter_sport"`
+	FilterPorts  *ebpf.VariableSpec `ebpf:"filter_ports"`
+	FilterSports *ebpf.VariableSpec `ebpf:"filter_sports"`
 	FilterStates *ebpf.VariableSpec `ebpf:"filter_states"`
 	UnusedEvent  *ebpf.VariableSpec `ebpf:"unused_event"`
 	WakeupBytes  *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
@@ -266,12 +266,12 @@ func (m *socklifeMaps) Close() error {
 //
 // It can be passed to loadSocklifeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socklifeVariables struct {
-	FilterDport  *ebpf.Variable `ebpf:"filter_dport"`
+	FilterDports *ebpf.Variable `ebpf:"filter_dports"`
 	FilterFamily *ebpf.Variable `ebpf:"filter_family"`
 	FilterNetns  *ebpf.Variable `ebpf:"filter_netns"`
 	FilterPid    *ebpf.Variable `ebpf:"filter_pid"`
-	FilterPort   *ebpf.Variable `ebpf:"filter_port"`
-	FilterSport  *ebpf.Variable `ebpf:"filter_sport"`
+	FilterPorts  *ebpf.Variable `ebpf:"filter_ports"`
+	FilterSports *ebpf.Variable `ebpf:"filter_sports"`
 	FilterStates *ebpf.Variable `ebpf:"filter_states"`
 	UnusedEvent  *ebpf.Variable `ebpf:"unused_event"`
 	WakeupBytes  *ebpf.Variable `ebpf:"wakeup_bytes"`

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -38,9 +39,10 @@ type Options struct {
 	// PID keeps sockets owned by this process, including the transitions
 	// that run in softirq on its behalf.
 	PID uint32
-	// Port matches either side; SPort the local and DPort the remote port.
-	Port, SPort, DPort uint16
-	Netns              uint32 // network namespace inode
+	// Ports match either side, SPorts the local and DPorts the remote
+	// port: any of a set's ports (MaxFilterPorts at most; none: no filter).
+	Ports, SPorts, DPorts []uint16
+	Netns                 uint32 // network namespace inode
 	// IPv4Only counts a dual-stack socket talking IPv4 (v4-mapped) as IPv4;
 	// a [::] listener, and its child's LISTEN->SYN_RECV, which still carries
 	// the listener's tuple, count as IPv6.
@@ -135,9 +137,27 @@ func New(opts Options) (*Tracer, error) {
 	return t, nil
 }
 
+// MaxFilterPorts is how many ports one of Options' port sets may hold.
+const MaxFilterPorts = 8
+
+// portSet is a port filter as the BPF side takes it: 0 after the last.
+func portSet(ports []uint16) [MaxFilterPorts]uint16 {
+	var set [MaxFilterPorts]uint16
+	copy(set[:], ports)
+	return set
+}
+
 func checkOptions(opts Options) error {
 	if opts.IPv4Only && opts.IPv6Only {
 		return errors.New("IPv4Only and IPv6Only exclude each other")
+	}
+	for _, set := range [][]uint16{opts.Ports, opts.SPorts, opts.DPorts} {
+		if len(set) > MaxFilterPorts {
+			return fmt.Errorf("%d ports in one filter: at most %d", len(set), MaxFilterPorts)
+		}
+		if slices.Contains(set, 0) {
+			return errors.New("port 0 in a filter: it matches nothing")
+		}
 	}
 	if opts.RingSize != 0 && (opts.RingSize&(opts.RingSize-1) != 0 || opts.RingSize < 4096) {
 		return fmt.Errorf("ring size %d is not a power of two of at least 4096", opts.RingSize)
@@ -157,9 +177,9 @@ func configure(spec *ebpf.CollectionSpec, opts Options) error {
 	consts := map[string]any{
 		"filter_pid":    opts.PID,
 		"filter_netns":  opts.Netns,
-		"filter_port":   opts.Port,
-		"filter_sport":  opts.SPort,
-		"filter_dport":  opts.DPort,
+		"filter_ports":  portSet(opts.Ports),
+		"filter_sports": portSet(opts.SPorts),
+		"filter_dports": portSet(opts.DPorts),
 		"filter_family": family,
 		"filter_states": uint32(opts.States),
 		"want_queue":    boolByte(opts.Backlog),

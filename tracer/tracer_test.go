@@ -129,7 +129,7 @@ func TestConnectRefused(t *testing.T) {
 	port := uint16(sa.(*unix.SockaddrInet4).Port)
 	stateHooks(t, func(t *testing.T, opts Options) {
 		opts.PID = 0
-		opts.DPort = port // the port filter, this time, rather than the owner
+		opts.DPorts = []uint16{port} // the port filter, this time, rather than the owner
 		col := startTracer(t, opts)
 		if _, err := net.Dial("tcp4", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port).String()); err == nil {
 			t.Fatal("connect to a closed port succeeded")

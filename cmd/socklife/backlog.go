@@ -98,8 +98,12 @@ func runBacklog(cmd *cobra.Command, f backlogFlags) error {
 	// The port filter runs in the kernel too (children and SYN-ACKs carry
 	// the listener's port as theirs); the pid one only here, since a
 	// listener that predates us has no owner in BPF until it accepts.
+	var sports []uint16
+	if f.port != 0 {
+		sports = []uint16{f.port}
+	}
 	tr, err := tracer.New(tracer.Options{
-		Backlog: true, SPort: f.port, DisableHooks: f.disableHooks,
+		Backlog: true, SPorts: sports, DisableHooks: f.disableHooks,
 		Logger: stderrLogger(cmd.ErrOrStderr(), f.debug),
 	})
 	if err != nil {

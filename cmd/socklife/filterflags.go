@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 
@@ -15,8 +16,9 @@ import (
 type filterFlags struct {
 	pid          uint32
 	comm         string
-	port         uint16
-	sport, dport uint16
+	ports        []string // comma lists, as for snapshot
+	sports       []string
+	dports       []string
 	states       []string
 	ipv4, ipv6   bool
 	netns        uint32
@@ -30,9 +32,9 @@ func (f *filterFlags) register(fl *pflag.FlagSet, stateHelp string) {
 	f.fs = fl
 	fl.Uint32Var(&f.pid, "pid", 0, "only sockets owned by this process")
 	fl.StringVar(&f.comm, "comm", "", "only sockets whose owner has this command name")
-	fl.Uint16Var(&f.port, "port", 0, "only connections with this port on either side")
-	fl.Uint16Var(&f.sport, "sport", 0, "only this local port")
-	fl.Uint16Var(&f.dport, "dport", 0, "only this remote port")
+	fl.StringSliceVar(&f.ports, "port", nil, fmt.Sprintf("only connections with one of these ports on either side (comma list or repeated, %d at most)", tracer.MaxFilterPorts))
+	fl.StringSliceVar(&f.sports, "sport", nil, "only these local ports")
+	fl.StringSliceVar(&f.dports, "dport", nil, "only these remote ports")
 	fl.StringArrayVar(&f.states, "state", nil, stateHelp+", ss names (repeatable): "+strings.Join(tcpstate.FilterNames(), ", "))
 	fl.BoolVarP(&f.ipv4, "ipv4", "4", false, "only IPv4 (dual-stack sockets talking IPv4 included)")
 	fl.BoolVarP(&f.ipv6, "ipv6", "6", false, "only IPv6")
@@ -53,8 +55,24 @@ func (f filterFlags) options() (tracer.Options, tcpstate.Mask, error) {
 	}
 	// 0 is "no filter" inside; given on the command line it is a mistake
 	// (pid 0 owns no socket), not a request to see everything.
-	if err := refuseZero(f.fs, "pid", "port", "sport", "dport", "netns"); err != nil {
+	if err := refuseZero(f.fs, "pid", "netns"); err != nil {
 		return tracer.Options{}, 0, err
+	}
+	var sets [3][]uint16
+	for i, fl := range []struct {
+		name   string
+		values []string
+	}{{"--port", f.ports}, {"--sport", f.sports}, {"--dport", f.dports}} {
+		ports, err := parsePorts(fl.name, fl.values)
+		switch {
+		case err != nil:
+			return tracer.Options{}, 0, err
+		case slices.Contains(ports, 0):
+			return tracer.Options{}, 0, badInput("%s 0 matches nothing; leave the flag out to see everything", fl.name)
+		case len(ports) > tracer.MaxFilterPorts:
+			return tracer.Options{}, 0, badInput("%s: %d ports, at most %d", fl.name, len(ports), tracer.MaxFilterPorts)
+		}
+		sets[i] = ports
 	}
 	for _, h := range f.disableHooks {
 		if !slices.Contains(tracer.HookNames, h) {
@@ -62,7 +80,7 @@ func (f filterFlags) options() (tracer.Options, tcpstate.Mask, error) {
 		}
 	}
 	return tracer.Options{
-		PID: f.pid, Port: f.port, SPort: f.sport, DPort: f.dport, Netns: f.netns,
+		PID: f.pid, Ports: sets[0], SPorts: sets[1], DPorts: sets[2], Netns: f.netns,
 		IPv4Only: f.ipv4, IPv6Only: f.ipv6, DisableHooks: f.disableHooks,
 	}, states, nil
 }

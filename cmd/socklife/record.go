@@ -15,6 +15,7 @@ import (
 	"github.com/socklife/socklife/internal/record"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
+	"github.com/socklife/socklife/tracer"
 )
 
 type recordFlags struct {
@@ -109,25 +110,27 @@ func (f recordFlags) setup() (recordSetup, error) {
 	if f.output == "" {
 		return s, badInput(`-o: want a file name or "-"`)
 	}
-	s.live = live.Options{Tracer: topts, Keep: f.keepSocket}
+	s.live = live.Options{Tracer: topts, Keep: keepSocket(topts)}
 	s.states = states
 	s.writer = record.Options{Path: f.output, MaxSize: size, MaxFiles: f.maxFiles}
 	return s, nil
 }
 
-// keepSocket applies the kernel's event filters to the snapshot's sockets.
-func (f recordFlags) keepSocket(s *snapshot.Socket) bool {
-	lp, rp := s.Local.Port(), s.Remote.Port()
-	v4 := s.Local.Addr().Unmap().Is4()
-	switch {
-	case f.netns != 0 && s.Netns != f.netns,
-		f.port != 0 && lp != f.port && rp != f.port,
-		f.sport != 0 && lp != f.sport,
-		f.dport != 0 && rp != f.dport,
-		f.ipv4 && !v4, f.ipv6 && v4:
-		return false
+// keepSocket applies the kernel's event filters o to the snapshot's sockets.
+func keepSocket(o tracer.Options) func(*snapshot.Socket) bool {
+	return func(s *snapshot.Socket) bool {
+		lp, rp := s.Local.Port(), s.Remote.Port()
+		v4 := s.Local.Addr().Unmap().Is4()
+		switch {
+		case o.Netns != 0 && s.Netns != o.Netns,
+			len(o.Ports) > 0 && !slices.Contains(o.Ports, lp) && !slices.Contains(o.Ports, rp),
+			len(o.SPorts) > 0 && !slices.Contains(o.SPorts, lp),
+			len(o.DPorts) > 0 && !slices.Contains(o.DPorts, rp),
+			o.IPv4Only && !v4, o.IPv6Only && v4:
+			return false
+		}
+		return o.PID == 0 || slices.ContainsFunc(s.Processes, func(p snapshot.Process) bool { return uint32(p.PID) == o.PID })
 	}
-	return f.pid == 0 || slices.ContainsFunc(s.Processes, func(p snapshot.Process) bool { return uint32(p.PID) == f.pid })
 }
 
 // wants says whether a connection belongs in the output: listeners are not

@@ -7,6 +7,7 @@ import (
 	"github.com/socklife/socklife/internal/live"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
+	"github.com/socklife/socklife/tracer"
 )
 
 func TestParseSize(t *testing.T) {
@@ -30,24 +31,26 @@ func TestKeepSocket(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		f    filterFlags
+		o    tracer.Options
 		want bool
 	}{
-		{"no filter", filterFlags{}, true},
-		{"port, local side", filterFlags{port: 80}, true},
-		{"port, remote side", filterFlags{port: 5000}, true},
-		{"port, neither", filterFlags{port: 443}, false},
-		{"sport", filterFlags{sport: 80}, true},
-		{"sport is not dport", filterFlags{sport: 5000}, false},
-		{"dport", filterFlags{dport: 5000}, true},
-		{"netns", filterFlags{netns: 7}, true},
-		{"other netns", filterFlags{netns: 8}, false},
-		{"v4-mapped is IPv4", filterFlags{ipv4: true}, true},
-		{"v4-mapped is not IPv6", filterFlags{ipv6: true}, false},
-		{"pid", filterFlags{pid: 42}, true},
-		{"other pid", filterFlags{pid: 43}, false},
+		{"no filter", tracer.Options{}, true},
+		{"port, local side", tracer.Options{Ports: []uint16{80}}, true},
+		{"port, remote side", tracer.Options{Ports: []uint16{5000}}, true},
+		{"port, neither", tracer.Options{Ports: []uint16{443}}, false},
+		{"ports, one matches", tracer.Options{Ports: []uint16{443, 80}}, true},
+		{"sport", tracer.Options{SPorts: []uint16{80}}, true},
+		{"sport is not dport", tracer.Options{SPorts: []uint16{5000}}, false},
+		{"dport", tracer.Options{DPorts: []uint16{5000}}, true},
+		{"dports, none matches", tracer.Options{DPorts: []uint16{80, 443}}, false},
+		{"netns", tracer.Options{Netns: 7}, true},
+		{"other netns", tracer.Options{Netns: 8}, false},
+		{"v4-mapped is IPv4", tracer.Options{IPv4Only: true}, true},
+		{"v4-mapped is not IPv6", tracer.Options{IPv6Only: true}, false},
+		{"pid", tracer.Options{PID: 42}, true},
+		{"other pid", tracer.Options{PID: 43}, false},
 	} {
-		if got := (recordFlags{filterFlags: tc.f}).keepSocket(&s); got != tc.want {
+		if got := keepSocket(tc.o)(&s); got != tc.want {
 			t.Errorf("%s: keep = %v, want %v", tc.name, got, tc.want)
 		}
 	}

@@ -57,7 +57,11 @@ func benchTracer(mode string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", benchPortEnv, err)
 	}
-	tr, err := tracer.New(tracer.Options{Backlog: mode != "plain", Port: uint16(port)})
+	var ports []uint16
+	if port != 0 {
+		ports = []uint16{uint16(port)}
+	}
+	tr, err := tracer.New(tracer.Options{Backlog: mode != "plain", Ports: ports})
 	if err != nil {
 		return err
 	}

@@ -249,7 +249,7 @@ func TestTrackerResyncAfterLoss(t *testing.T) {
 	defer gen.Close()
 	var logged syncBuffer
 	tk, err := Start(context.Background(), Options{
-		Tracer: tracer.Options{RingSize: 4096, Port: gen.Port()},
+		Tracer: tracer.Options{RingSize: 4096, Ports: []uint16{gen.Port()}},
 		Logger: slog.New(slog.NewTextHandler(&logged, nil)),
 	})
 	if err != nil {
