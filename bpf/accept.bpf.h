@@ -18,14 +18,31 @@ struct {
 	__type(value, __u64); /* struct sock * */
 } accepting SEC(".maps");
 
-/* Name the owner of a listener the state program has no entry for. */
-static __always_inline void learn_listener_owner(const struct sock *lsk, __u32 netns, __u16 port,
-						 const struct task_id *owner)
+/*
+ * Teach listeners about a listener older than the tracer from an accept on
+ * it: the acceptor stands for its owner when the handshake found none, and
+ * its sock serves backlog accounting at the next enqueue. The child shares
+ * the listener's netns and port; only the bound address is the listener's.
+ */
+static __always_inline void learn_listener(const struct sock *lsk, __u32 netns, __u16 port,
+					   const struct task_id *owner)
 {
 	struct listen_key key = { .netns = netns, .port = port };
-	struct listen_info li = { .sk = (__u64)lsk, .owner = *owner };
+	struct listen_info *cur;
 
-	bpf_map_update_elem(&listeners, &key, &li, BPF_NOEXIST);
+	if (BPF_CORE_READ(lsk, __sk_common.skc_family) == AF_INET)
+		map_v4(key.addr, BPF_CORE_READ(lsk, __sk_common.skc_rcv_saddr));
+	else
+		BPF_CORE_READ_INTO(&key.addr, lsk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+	cur = bpf_map_lookup_elem(&listeners, &key);
+	if (!cur) {
+		struct listen_info li = { .sk = (__u64)lsk, .ino = sock_ino(lsk), .owner = *owner };
+
+		bpf_map_update_elem(&listeners, &key, &li, BPF_NOEXIST);
+	} else if (!cur->sk) { /* seeded by user space: the owner is known */
+		cur->ino = sock_ino(lsk);
+		cur->sk = (__u64)lsk;
+	}
 }
 
 static __always_inline bool is_tcp(const struct sock *sk)
@@ -60,8 +77,8 @@ static __always_inline int on_accept(const struct sock *lsk, const struct sock *
 		if (!si)
 			return 0;
 	}
-	/* no owner to inherit at the handshake: a listener that predates the
-	 * tracer (and user space did not seed) */
+	/* whether the handshake found its listener's owner: not for a listener
+	 * older than the tracer that user space did not seed */
 	inherited = si->owner_flag != 0;
 	/* the accepting process owns the child from now on */
 	task_now(&si->owner);
@@ -73,11 +90,8 @@ static __always_inline int on_accept(const struct sock *lsk, const struct sock *
 		si->netns = netns;
 	}
 	sock_tuple(sk, &tu);
-	if (!inherited && lsk)
-		/* the acceptor stands for the listener from now on */
-		learn_listener_owner(lsk, netns, tu.sport, &si->owner);
-	if (want_queue && lsk && !si->listener_found)
-		learn_listener(lsk, netns, tu.sport);
+	if (lsk && (!inherited || (want_queue && !si->listener_found)))
+		learn_listener(lsk, netns, tu.sport, &si->owner);
 	state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	if (!wanted(si, netns, &tu, state, state))
 		return 0;
@@ -256,7 +270,7 @@ int sys_exit_accept(struct trace_event_raw_sys_exit *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 	__u64 *lsk = bpf_map_lookup_elem(&accepting, &id);
 	const struct sock *listener = NULL;
-	const struct queue_listener *ql;
+	const struct listen_info *li;
 	const struct sock *sk;
 	struct tuple tu = {};
 
@@ -272,8 +286,8 @@ int sys_exit_accept(struct trace_event_raw_sys_exit *ctx)
 		if (!is_tcp(sk))
 			return 0;
 		sock_tuple(sk, &tu);
-		ql = known_listener(sock_netns(sk), tu.sport, tu.saddr);
-		listener = ql ? (const struct sock *)ql->sk : NULL;
+		li = find_listener(sock_netns(sk), tu.sport, tu.saddr);
+		listener = li ? (const struct sock *)li->sk : NULL;
 	}
 	return on_accept(listener, sk, HOOK_SYSCALL_TRACEPOINT);
 }

@@ -54,7 +54,7 @@ struct sock_info {
 	__u64 state_ts; /* 0: not seen entering its state */
 	__u8 owner_flag; /* 0, FLAG_OWNER_TASK or FLAG_OWNER_LISTENER */
 	/* backlog: the enqueue found this child's listener, so its accept
-	 * need not teach queue_listeners about it */
+	 * need not teach listeners about it */
 	__u8 listener_found;
 	/* 0 until the state program reads it; kept because a sock's netns
 	 * never changes and the read costs two helper calls */
@@ -74,28 +74,6 @@ struct {
 	__type(key, __u64);
 	__type(value, struct sock_info);
 } socks SEC(".maps");
-
-struct listen_key {
-	__u32 netns;
-	__u16 port;
-	__u16 pad;
-};
-
-struct listen_info {
-	__u64 sk;
-	struct task_id owner;
-};
-
-/*
- * LISTEN->SYN_RECV fires on a new child that has nothing but the listener's
- * tuple: this map lends it the listener's owner until accept names the real one.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct listen_key);
-	__type(value, struct listen_info);
-} listeners SEC(".maps");
 
 struct tuple {
 	__u16 family;
@@ -149,6 +127,76 @@ static __always_inline bool is_v4mapped(const __u8 a[16])
 	__builtin_memcpy(&hi, a, 8);
 	__builtin_memcpy(&mid, a + 8, 4);
 	return hi == 0 && mid == bpf_htonl(0xffff);
+}
+
+/*
+ * Listeners by what they are bound to, so a child finds its own: several
+ * listeners may share a port on different addresses. addr is the bound
+ * address as the tuple holds it (IPv4 v4-mapped); a wildcard listener has
+ * ::ffff:0.0.0.0 (IPv4) or :: (IPv6, dual-stack). SO_REUSEPORT groups share
+ * a key: the last to listen (or accept) stands for the group.
+ */
+struct listen_key {
+	__u32 netns;
+	__u16 port;
+	__u16 pad;
+	__u8 addr[16];
+};
+
+struct listen_info {
+	__u64 sk;  /* struct sock *; 0 in an entry user space seeded */
+	__u64 ino; /* its socket's inode: kept, it never changes */
+	struct task_id owner;
+};
+
+/*
+ * Filled at CLOSE->LISTEN; for listeners older than the tracer, by user
+ * space (Tracer.SeedListeners) and at their first accept. It lends a new
+ * child its listener's owner until accept names the real one, and backlog
+ * accounting the listener's sock at enqueue.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct listen_key);
+	__type(value, struct listen_info);
+} listeners SEC(".maps");
+
+/* The inode of a sock's struct socket: what sock_diag calls idiag_inode. */
+static __always_inline __u64 sock_ino(const struct sock *sk)
+{
+	struct socket *sock = BPF_CORE_READ(sk, sk_socket);
+	struct socket_alloc *sa;
+
+	if (!sock)
+		return 0;
+	sa = container_of(sock, struct socket_alloc, socket);
+	return BPF_CORE_READ(sa, vfs_inode.i_ino);
+}
+
+/* The listener a child on (addr, port) came from: the exact address first,
+ * then the IPv4 wildcard (v4-mapped children only), then the IPv6 one. */
+static __always_inline struct listen_info *find_listener(__u32 netns, __u16 port,
+							  const __u8 addr[16])
+{
+	struct listen_key key = { .netns = netns, .port = port };
+	struct listen_info *li;
+
+	__builtin_memcpy(key.addr, addr, 16);
+	li = bpf_map_lookup_elem(&listeners, &key);
+	if (li)
+		return li;
+	__builtin_memset(key.addr, 0, 16);
+	if (is_v4mapped(addr)) {
+		key.addr[10] = 0xff;
+		key.addr[11] = 0xff;
+		li = bpf_map_lookup_elem(&listeners, &key);
+		if (li)
+			return li;
+		key.addr[10] = 0;
+		key.addr[11] = 0;
+	}
+	return bpf_map_lookup_elem(&listeners, &key);
 }
 
 /* Whether port is in set (a 0 ends it). The loop unrolls; the verifier

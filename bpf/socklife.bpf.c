@@ -21,34 +21,37 @@ static __always_inline bool in_owner_context(int old, int new)
 }
 
 /* A new child inherits the listener's owner until accept names its own. */
-static __always_inline void inherit_listener(struct sock_info *si, __u32 netns, __u16 port)
+static __always_inline void inherit_listener(struct sock_info *si, __u32 netns,
+					     const struct tuple *tu)
 {
-	struct listen_key key = { .netns = netns, .port = port };
-	struct listen_info *li = bpf_map_lookup_elem(&listeners, &key);
+	struct listen_info *li = find_listener(netns, tu->sport, tu->saddr);
 
-	if (li) {
+	if (li && li->owner.tgid) {
 		si->owner = li->owner;
 		si->owner_flag = FLAG_OWNER_LISTENER;
 	}
 }
 
-static __always_inline void track_listener(const struct sock *sk, int old, int new,
-					   const struct sock_info *si, __u32 netns, __u16 port)
+/* Keep listeners current at CLOSE->LISTEN and LISTEN->CLOSE. */
+static __always_inline void track_listener(const struct sock *sk, int new,
+					   const struct sock_info *si, __u32 netns,
+					   const struct tuple *tu)
 {
-	struct listen_key key = { .netns = netns, .port = port };
+	struct listen_key key = { .netns = netns, .port = tu->sport };
+	struct listen_info *cur;
 
+	__builtin_memcpy(key.addr, tu->saddr, 16);
 	if (new == TCP_LISTEN) {
-		struct listen_info li = { .sk = (__u64)sk, .owner = si->owner };
+		struct listen_info li = { .sk = (__u64)sk, .ino = sock_ino(sk), .owner = si->owner };
 
 		bpf_map_update_elem(&listeners, &key, &li, BPF_ANY);
-	} else if (old == TCP_LISTEN) {
-		struct listen_info *li = bpf_map_lookup_elem(&listeners, &key);
-
-		/* only our own entry (SO_REUSEPORT peers share the key), or one
-		 * user space seeded for a listener older than the tracer (sk 0) */
-		if (li && (li->sk == (__u64)sk || !li->sk))
-			bpf_map_delete_elem(&listeners, &key);
+		return;
 	}
+	cur = bpf_map_lookup_elem(&listeners, &key);
+	/* only our own entry (SO_REUSEPORT peers share the key), or one user
+	 * space seeded for a listener older than the tracer (sk 0) */
+	if (cur && (cur->sk == (__u64)sk || !cur->sk))
+		bpf_map_delete_elem(&listeners, &key);
 }
 
 /* btf: a tcp_sock the verifier typed from BTF, read by plain loads; else NULL. */
@@ -106,7 +109,7 @@ static __always_inline int on_state(const struct sock *sk, int old, int new,
 		task_now(&si->owner);
 		si->owner_flag = FLAG_OWNER_TASK;
 	} else if (old == TCP_LISTEN && new == TCP_SYN_RECV && !si->owner_flag) {
-		inherit_listener(si, netns, tu->sport);
+		inherit_listener(si, netns, tu);
 	}
 	/* FIN_WAIT1 -> FIN_WAIT1 (shutdown, then close) is a real event, but
 	 * the socket has been in FIN_WAIT1 since the first: keep that time. */
@@ -133,10 +136,9 @@ static __always_inline int on_state(const struct sock *sk, int old, int new,
 		}
 	}
 
-	if (new == TCP_LISTEN || old == TCP_LISTEN) {
-		track_listener(sk, old, new, si, netns, tu->sport);
-		track_queue_listener(sk, new, netns, tu);
-	}
+	/* a listener's own transitions; a child's LISTEN->SYN_RECV is not one */
+	if (new == TCP_LISTEN || (old == TCP_LISTEN && new == TCP_CLOSE))
+		track_listener(sk, new, si, netns, tu);
 	if (new == TCP_CLOSE) {
 		if (known) /* see socks */
 			__builtin_memset(si, 0, sizeof(*si));

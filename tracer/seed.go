@@ -3,6 +3,7 @@ package tracer
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"github.com/cilium/ebpf"
 )
@@ -11,6 +12,7 @@ import (
 // that was listening before the tracer attached.
 type ListenerOwner struct {
 	Netns uint32
+	Addr  netip.Addr // the bound address; 0.0.0.0 or :: for a wildcard
 	Port  uint16
 	Owner Task
 }
@@ -29,14 +31,15 @@ func (t *Tracer) SeedListeners(owners []ListenerOwner) error {
 	m := t.maps.Maps["listeners"]
 	var errs []error
 	for _, o := range owners {
-		key := socklifeListenKey{Netns: o.Netns, Port: o.Port}
+		// as the BPF side holds a tuple: IPv4 v4-mapped
+		key := socklifeListenKey{Netns: o.Netns, Port: o.Port, Addr: o.Addr.As16()}
 		var val socklifeListenInfo // Sk 0: not the BPF side's own entry
 		val.Owner.Tgid = o.Owner.PID
 		val.Owner.CgroupId = o.Owner.CgroupID
 		copy(val.Owner.Comm[:], o.Owner.Comm)
 		err := m.Update(&key, &val, ebpf.UpdateNoExist)
 		if err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
-			errs = append(errs, fmt.Errorf("listener %d/%d: %w", o.Netns, o.Port, err))
+			errs = append(errs, fmt.Errorf("listener %v in netns %d: %w", netip.AddrPortFrom(o.Addr, o.Port), o.Netns, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -3,8 +3,10 @@ package tracer
 import (
 	"context"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -12,12 +14,17 @@ import (
 	"github.com/socklife/socklife/internal/testutil"
 )
 
-// plainListener listens on loopback without MPTCP: one TCP sock per side.
+// plainListener listens on 127.0.0.1 without MPTCP: one TCP sock per side.
 func plainListener(t *testing.T) (net.Listener, uint16) {
+	t.Helper()
+	return plainListenerOn(t, "127.0.0.1:0")
+}
+
+func plainListenerOn(t *testing.T, addr string) (net.Listener, uint16) {
 	t.Helper()
 	lc := net.ListenConfig{}
 	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+	ln, err := lc.Listen(context.Background(), "tcp4", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,6 +76,8 @@ func TestOlderListenerOwner(t *testing.T) {
 	me := uint32(os.Getpid())
 	ln1, port1 := plainListener(t)
 	ln2, port2 := plainListener(t)
+	// the same port on another address, another owner
+	ln3, _ := plainListenerOn(t, "127.0.0.2:"+strconv.Itoa(int(port2)))
 	col := startTracer(t, Options{})
 
 	if ev := handshake(t, col, ln1, port1); ev.OwnerSource != OwnerUnknown {
@@ -79,15 +88,24 @@ func TestOlderListenerOwner(t *testing.T) {
 	}
 
 	netns := col.snapshot(port1)[0].Netns
+	loopback := netip.MustParseAddr("127.0.0.1")
 	seed := []ListenerOwner{
-		{Netns: netns, Port: port2, Owner: Task{PID: 4242, Comm: "seeded", CgroupID: 7}},
-		{Netns: netns, Port: port1, Owner: Task{PID: 4243, Comm: "stale"}}, // BPF's entry wins
+		{Netns: netns, Addr: loopback, Port: port2, Owner: Task{PID: 4242, Comm: "seeded", CgroupID: 7}},
+		{Netns: netns, Addr: loopback, Port: port1, Owner: Task{PID: 4243, Comm: "stale"}}, // BPF's entry wins
+		{Netns: netns, Addr: netip.MustParseAddr("127.0.0.2"), Port: port2, Owner: Task{PID: 4244, Comm: "other"}},
 	}
 	if err := col.tr.SeedListeners(seed); err != nil {
 		t.Fatal(err)
 	}
-	if ev := handshake(t, col, ln2, port2); ev.OwnerSource != OwnerListener || ev.Owner.PID != 4242 || ev.Owner.Comm != "seeded" || ev.Owner.CgroupID != 7 {
-		t.Errorf("handshake on a seeded listener: owner %+v (%s), want pid 4242 \"seeded\" cgroup 7 from the listener", ev.Owner, ev.OwnerSource)
+	// every connection, not just the first: the child's LISTEN->SYN_RECV
+	// must not take the listener's entry away
+	for range 2 {
+		if ev := handshake(t, col, ln2, port2); ev.OwnerSource != OwnerListener || ev.Owner.PID != 4242 || ev.Owner.Comm != "seeded" || ev.Owner.CgroupID != 7 {
+			t.Errorf("handshake on a seeded listener: owner %+v (%s), want pid 4242 \"seeded\" cgroup 7 from the listener", ev.Owner, ev.OwnerSource)
+		}
+	}
+	if ev := handshake(t, col, ln3, port2); ev.OwnerSource != OwnerListener || ev.Owner.PID != 4244 {
+		t.Errorf("handshake on the port's other address: owner %d (%s), want 4244 from its own listener", ev.Owner.PID, ev.OwnerSource)
 	}
 	if ev := handshake(t, col, ln1, port1); ev.Owner.PID != me {
 		t.Errorf("handshake on a listener the BPF side knew: owner %d, want %d (the seed must not replace it)", ev.Owner.PID, me)

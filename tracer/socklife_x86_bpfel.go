@@ -59,6 +59,7 @@ type socklifeEvent struct {
 type socklifeListenInfo struct {
 	_     structs.HostLayout
 	Sk    uint64
+	Ino   uint64
 	Owner struct {
 		_        structs.HostLayout
 		CgroupId uint64
@@ -73,20 +74,7 @@ type socklifeListenKey struct {
 	Netns uint32
 	Port  uint16
 	Pad   uint16
-}
-
-type socklifeQueueKey struct {
-	_     structs.HostLayout
-	Netns uint32
-	Port  uint16
-	Pad   uint16
 	Addr  [16]uint8
-}
-
-type socklifeQueueListener struct {
-	_   structs.HostLayout
-	Sk  uint64
-	Ino uint64
 }
 
 type socklifeSockInfo struct {
@@ -113,7 +101,6 @@ const (
 	socklifeMapEvents             = "events"
 	socklifeMapListeners          = "listeners"
 	socklifeMapLost               = "lost"
-	socklifeMapQueueListeners     = "queue_listeners"
 	socklifeMapSocks              = "socks"
 	socklifeProgBtfState          = "btf_state"
 	socklifeProgFexitAccept       = "fexit_accept"
@@ -199,12 +186,11 @@ type socklifeProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socklifeMapSpecs struct {
-	Accepting      *ebpf.MapSpec `ebpf:"accepting"`
-	Events         *ebpf.MapSpec `ebpf:"events"`
-	Listeners      *ebpf.MapSpec `ebpf:"listeners"`
-	Lost           *ebpf.MapSpec `ebpf:"lost"`
-	QueueListeners *ebpf.MapSpec `ebpf:"queue_listeners"`
-	Socks          *ebpf.MapSpec `ebpf:"socks"`
+	Accepting *ebpf.MapSpec `ebpf:"accepting"`
+	Events    *ebpf.MapSpec `ebpf:"events"`
+	Listeners *ebpf.MapSpec `ebpf:"listeners"`
+	Lost      *ebpf.MapSpec `ebpf:"lost"`
+	Socks     *ebpf.MapSpec `ebpf:"socks"`
 }
 
 // socklifeVariableSpecs contains global variables before they are loaded into the kernel.
@@ -243,12 +229,11 @@ func (o *socklifeObjects) Close() error {
 //
 // It can be passed to loadSocklifeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socklifeMaps struct {
-	Accepting      *ebpf.Map `ebpf:"accepting"`
-	Events         *ebpf.Map `ebpf:"events"`
-	Listeners      *ebpf.Map `ebpf:"listeners"`
-	Lost           *ebpf.Map `ebpf:"lost"`
-	QueueListeners *ebpf.Map `ebpf:"queue_listeners"`
-	Socks          *ebpf.Map `ebpf:"socks"`
+	Accepting *ebpf.Map `ebpf:"accepting"`
+	Events    *ebpf.Map `ebpf:"events"`
+	Listeners *ebpf.Map `ebpf:"listeners"`
+	Lost      *ebpf.Map `ebpf:"lost"`
+	Socks     *ebpf.Map `ebpf:"socks"`
 }
 
 func (m *socklifeMaps) Close() error {
@@ -257,7 +242,6 @@ func (m *socklifeMaps) Close() error {
 		m.Events,
 		m.Listeners,
 		m.Lost,
-		m.QueueListeners,
 		m.Socks,
 	)
 }

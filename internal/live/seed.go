@@ -18,7 +18,7 @@ func ListenerOwners(socks []snapshot.Socket) []tracer.ListenerOwner {
 		}
 		p := s.Processes[0]
 		out = append(out, tracer.ListenerOwner{
-			Netns: s.Netns, Port: s.Local.Port(),
+			Netns: s.Netns, Addr: s.Local.Addr(), Port: s.Local.Port(),
 			Owner: tracer.Task{PID: uint32(p.PID), Comm: p.Comm, CgroupID: s.CgroupID},
 		})
 	}
