@@ -55,7 +55,8 @@ static __always_inline bool is_tcp(const struct sock *sk)
 	return family == AF_INET || family == AF_INET6;
 }
 
-static __always_inline int on_accept(const struct sock *lsk, const struct sock *sk, __u8 hook)
+/* An accept of sk, a TCP sock (see on_accept), from listener lsk if known. */
+static __always_inline int on_tcp_accept(const struct sock *lsk, const struct sock *sk, __u8 hook)
 {
 	__u64 key = (__u64)sk;
 	__u64 now = bpf_ktime_get_ns();
@@ -67,8 +68,6 @@ static __always_inline int on_accept(const struct sock *lsk, const struct sock *
 	__u32 netns;
 	__u8 state;
 
-	if (!is_tcp(sk))
-		return 0;
 	si = bpf_map_lookup_elem(&socks, &key);
 	if (!si) {
 		/* accepted before we started: nothing knows its state time */
@@ -113,6 +112,14 @@ static __always_inline int on_accept(const struct sock *lsk, const struct sock *
 		fill_listener(e, lsk, 0);
 	submit_event(e);
 	return 0;
+}
+
+/* The same for hooks that have not checked sk yet. */
+static __always_inline int on_accept(const struct sock *lsk, const struct sock *sk, __u8 hook)
+{
+	if (!is_tcp(sk))
+		return 0;
+	return on_tcp_accept(lsk, sk, hook);
 }
 
 /*
@@ -240,7 +247,7 @@ int sys_exit_accept_regs(struct trace_event_raw_sys_exit *ctx)
 	if (!is_tcp(sk))
 		return 0; /* most accepts on other families end here */
 	regs = (struct pt_regs *)bpf_task_pt_regs(task);
-	return on_accept(task_fd_sock(task, (int)regs->di), sk, HOOK_SYSCALL_TRACEPOINT);
+	return on_tcp_accept(task_fd_sock(task, (int)regs->di), sk, HOOK_SYSCALL_TRACEPOINT);
 }
 
 /* Before 5.15: sys_enter_accept and sys_enter_accept4 remember the listener
@@ -281,15 +288,14 @@ int sys_exit_accept(struct trace_event_raw_sys_exit *ctx)
 	if (ctx->ret < 0)
 		return 0;
 	sk = fd_sock(ctx->ret);
+	if (!is_tcp(sk)) /* also every non-TCP accept with no entry */
+		return 0;
 	if (!lsk) {
-		/* also every non-TCP accept: on_accept filters those */
-		if (!is_tcp(sk))
-			return 0;
 		sock_tuple(sk, &tu);
 		li = find_listener(sock_netns(sk), tu.sport, tu.saddr);
 		listener = li ? (const struct sock *)li->sk : NULL;
 	}
-	return on_accept(listener, sk, HOOK_SYSCALL_TRACEPOINT);
+	return on_tcp_accept(listener, sk, HOOK_SYSCALL_TRACEPOINT);
 }
 
 #endif
