@@ -278,7 +278,8 @@ func disabled(names []string, h Hook) bool {
 	return h == HookKretprobe && slices.Contains(names, "kprobe")
 }
 
-func checkHookNames(names []string) error {
+// CheckHookNames rejects a name HookNames does not list, naming the valid ones.
+func CheckHookNames(names []string) error {
 	for _, n := range names {
 		if !slices.Contains(HookNames, n) {
 			return fmt.Errorf("unknown hook %q (valid: %s)", n, strings.Join(HookNames, ", "))

@@ -162,7 +162,7 @@ func checkOptions(opts Options) error {
 	if opts.RingSize != 0 && (opts.RingSize&(opts.RingSize-1) != 0 || opts.RingSize < 4096) {
 		return fmt.Errorf("ring size %d is not a power of two of at least 4096", opts.RingSize)
 	}
-	return checkHookNames(opts.DisableHooks)
+	return CheckHookNames(opts.DisableHooks)
 }
 
 // configure writes the filters into the object's constants and sizes its maps.

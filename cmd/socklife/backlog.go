@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -79,10 +78,8 @@ func (f backlogFlags) check() (output.Format, error) {
 			return "", badInput("%s %v is below %v", d.name, d.v, d.min)
 		}
 	}
-	for _, h := range f.disableHooks {
-		if !slices.Contains(tracer.HookNames, h) {
-			return "", badInput("--disable-hook: unknown hook %q (valid: %s)", h, strings.Join(tracer.HookNames, ", "))
-		}
+	if err := checkDisableHooks(f.disableHooks); err != nil {
+		return "", err
 	}
 	return format, nil
 }

@@ -53,8 +53,6 @@ func (f filterFlags) options() (tracer.Options, tcpstate.Mask, error) {
 	if f.ipv4 && f.ipv6 {
 		return tracer.Options{}, 0, badInput("-4 and -6 exclude each other")
 	}
-	// 0 is "no filter" inside; given on the command line it is a mistake
-	// (pid 0 owns no socket), not a request to see everything.
 	if err := refuseZero(f.fs, "pid", "netns"); err != nil {
 		return tracer.Options{}, 0, err
 	}
@@ -74,15 +72,21 @@ func (f filterFlags) options() (tracer.Options, tcpstate.Mask, error) {
 		}
 		sets[i] = ports
 	}
-	for _, h := range f.disableHooks {
-		if !slices.Contains(tracer.HookNames, h) {
-			return tracer.Options{}, 0, badInput("--disable-hook: unknown hook %q (valid: %s)", h, strings.Join(tracer.HookNames, ", "))
-		}
+	if err := checkDisableHooks(f.disableHooks); err != nil {
+		return tracer.Options{}, 0, err
 	}
 	return tracer.Options{
 		PID: f.pid, Ports: sets[0], SPorts: sets[1], DPorts: sets[2], Netns: f.netns,
 		IPv4Only: f.ipv4, IPv6Only: f.ipv6, DisableHooks: f.disableHooks,
 	}, states, nil
+}
+
+// checkDisableHooks is --disable-hook's check, for every command that takes it.
+func checkDisableHooks(names []string) error {
+	if err := tracer.CheckHookNames(names); err != nil {
+		return badInput("--disable-hook: %w", err)
+	}
+	return nil
 }
 
 // refuseZero rejects a filter flag given as 0. Inside, 0 means "no filter";

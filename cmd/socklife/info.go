@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -53,10 +52,8 @@ this kernel allows and why the better ones failed.`,
 			if err != nil {
 				return badInput("%w", err)
 			}
-			for _, h := range disable {
-				if !slices.Contains(tracer.HookNames, h) {
-					return badInput("--disable-hook: unknown hook %q (valid: %s)", h, strings.Join(tracer.HookNames, ", "))
-				}
+			if err := checkDisableHooks(disable); err != nil {
+				return err
 			}
 			return runInfo(cmd.OutOrStdout(), f, disable)
 		},

@@ -41,10 +41,8 @@ func (c *watchConfig) register(fl *pflag.FlagSet) {
 }
 
 func (c watchConfig) check() error {
-	for _, h := range c.disableHooks {
-		if !slices.Contains(tracer.HookNames, h) {
-			return badInput("--disable-hook: unknown hook %q (valid: %s)", h, strings.Join(tracer.HookNames, ", "))
-		}
+	if err := checkDisableHooks(c.disableHooks); err != nil {
+		return err
 	}
 	if c.interval < 10*time.Millisecond {
 		return badInput("--interval %v: want at least 10ms", c.interval)
