@@ -337,20 +337,9 @@ func (tk *Tracker) close() error {
 	return tk.tr.Close()
 }
 
-// CountTimeWait refreshes the TIME_WAIT count of Table.Counts with a dump
-// of TIME_WAIT sockets only: they emit no events, so a view that shows
-// them (top) refreshes them every interval.
-func (tk *Tracker) CountTimeWait(ctx context.Context) error {
-	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true, States: tcpstate.Of(tcpstate.TimeWait)})
-	if err != nil {
-		return fmt.Errorf("counting TIME_WAIT sockets: %w", err)
-	}
-	tk.SetTimeWaitFrom(res.Sockets)
-	return nil
-}
-
-// SetTimeWaitFrom sets the TIME_WAIT count from a dump the caller made
-// anyway (it may hold other states too), saving a dump of its own.
+// SetTimeWaitFrom sets the TIME_WAIT count of Table.Counts from a sock_diag
+// dump (it may hold other states too): TIME_WAIT sockets emit no events, so
+// a view that shows them (top) dumps them every interval.
 func (tk *Tracker) SetTimeWaitFrom(socks []snapshot.Socket) {
 	n := 0
 	for i := range socks {
