@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -114,7 +115,14 @@ func TestRecordLifecycle(t *testing.T) {
 	oldC, oldS := dial() // before record starts
 	path := filepath.Join(t.TempDir(), "rec.ndjson")
 	r := startRecord(t, path, "--port", port, "--include-open")
+	// The server closes once the client's FIN is in, as servers do: closing
+	// both at once races the FIN (under load the loopback softirq can run
+	// after the second close) and makes a simultaneous close, local on both.
 	oldC.Close()
+	oldS.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, oldS); err != nil {
+		t.Fatalf("waiting for the client's FIN: %v", err)
+	}
 	oldS.Close()
 	resetC, resetS := dial()
 	resetC.SetLinger(0)
