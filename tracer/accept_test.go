@@ -113,7 +113,7 @@ func acceptBlockedBeforeStart(t *testing.T, entry bool) {
 		if err != nil {
 			t.Fatalf("accept4: %v", err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(testutil.Scaled(5 * time.Second)):
 		t.Fatal("accept4 did not return")
 	}
 	clientPort := uint16(client.LocalAddr().(*net.TCPAddr).Port)

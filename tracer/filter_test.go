@@ -68,7 +68,8 @@ func dualStackConn(t *testing.T) *conn { return dial(t, "tcp", ":0", "127.0.0.1"
 // With the kernel skipping wake-ups, the reader's timer is what delivers a
 // quiet connection's events: within FlushInterval, plus scheduling. The
 // default 25ms leaves the other half of the 50ms budget to scheduling; a
-// 10ms interval here leaves room for emulated kernel-matrix VMs.
+// 10ms interval here leaves room for scheduling on a loaded machine, and the
+// budget is scaled for emulated kernel-matrix VMs.
 func TestQuietLatency(t *testing.T) {
 	col := startTracer(t, Options{PID: uint32(os.Getpid()), FlushInterval: 10 * time.Millisecond})
 	c := v4conn(t)
@@ -78,8 +79,8 @@ func TestQuietLatency(t *testing.T) {
 	lat := slices.Clone(col.latency)
 	col.mu.Unlock()
 	slices.Sort(lat)
-	if med := lat[len(lat)/2]; med > 50*time.Millisecond {
-		t.Errorf("median delay from kernel to reader %v, want at most 50ms (all: %v)", med, fmt.Sprint(lat))
+	if med, budget := lat[len(lat)/2], testutil.Scaled(50*time.Millisecond); med > budget {
+		t.Errorf("median delay from kernel to reader %v, want at most %v (all: %v)", med, budget, fmt.Sprint(lat))
 	}
 }
 
@@ -96,10 +97,11 @@ func TestLostCounted(t *testing.T) {
 		c := v4conn(t)
 		c.closeInOrder(t, c.client, c.server)
 	}
+	// The last connection's final transitions run in the loopback softirq,
+	// which a loaded kernel defers to ksoftirqd: wait for them.
 	capacity := 4096 / (wireSize + 8)
-	if lost := tr.Lost(); lost < uint64(conns*13-capacity) {
-		t.Errorf("Lost() = %d, want at least %d", lost, conns*13-capacity)
-	}
+	want := uint64(conns*13 - capacity)
+	testutil.WaitFor(t, 5*time.Second, fmt.Sprintf("at least %d lost", want), func() bool { return tr.Lost() >= want })
 }
 
 // A port set keeps connections on any of its ports (either side) and no

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,8 +22,9 @@ import (
 // never closes what it accepts, so each connection its client closes stays
 // in CLOSE_WAIT; a normal one closes on EOF.
 type server struct {
-	ln   net.Listener
-	port int
+	ln     net.Listener
+	port   int
+	closed atomic.Int32 // connections the normal server has closed
 }
 
 func startServer(t *testing.T, leaky bool) *server {
@@ -47,7 +49,7 @@ func startServer(t *testing.T, leaky bool) *server {
 				held = append(held, c)
 				continue
 			}
-			go func() { io.Copy(io.Discard, c); c.Close() }()
+			go func() { io.Copy(io.Discard, c); c.Close(); s.closed.Add(1) }()
 		}
 	}()
 	t.Cleanup(func() {
@@ -126,7 +128,13 @@ func TestCloseWaitQuietForNormalServer(t *testing.T) {
 	testutil.RequireRoot(t)
 	s := startServer(t, false)
 	run := startSocklife(t, nil, "closewait", "--for", "2s", "--threshold", "3", "--port", strconv.Itoa(s.port), "--interval", "100ms")
-	s.connectAndLeave(t, 20)
+	// One at a time, each closed by the server before the next: a burst
+	// would let the server's goroutines fall --threshold behind on a loaded
+	// machine, which is CLOSE_WAIT build-up, if brief.
+	for i := range int32(20) {
+		s.connectAndLeave(t, 1)
+		testutil.WaitFor(t, 5*time.Second, "the server to close", func() bool { return s.closed.Load() == i+1 })
+	}
 	if code := run.exitCode(t, 20*time.Second); code != 0 {
 		t.Fatalf("exit status %d, want 0; stdout %q stderr %q", code, run.stdout.String(), run.stderr.String())
 	}

@@ -119,7 +119,7 @@ func TestRecordLifecycle(t *testing.T) {
 	// both at once races the FIN (under load the loopback softirq can run
 	// after the second close) and makes a simultaneous close, local on both.
 	oldC.Close()
-	oldS.SetReadDeadline(time.Now().Add(5 * time.Second))
+	oldS.SetReadDeadline(time.Now().Add(testutil.Scaled(5 * time.Second)))
 	if _, err := io.Copy(io.Discard, oldS); err != nil {
 		t.Fatalf("waiting for the client's FIN: %v", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/socklife/socklife/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // startTraceToPipe runs socklife trace with stdout on a pipe the test
@@ -51,11 +52,22 @@ func TestTraceStopsWithBlockedReader(t *testing.T) {
 	}
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
-	run, _ := startTraceToPipe(t, "--port", strconv.Itoa(port), "-o", "json")
-	// Some 100 KB of JSON lines: more than a pipe holds.
+	run, r := startTraceToPipe(t, "--port", strconv.Itoa(port), "-o", "json")
+	// Some 400 KB of JSON lines: more than a pipe holds.
 	for range 150 {
 		loopbackConn(t, ln)
 	}
+	// SIGTERM once trace is blocked, i.e. the pipe is full (less than a
+	// page short: writes fill the last page before they block).
+	fd := int(r.Fd())
+	size, err := unix.FcntlInt(uintptr(fd), unix.F_GETPIPE_SZ, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, "the pipe to fill", func() bool {
+		n, err := unix.IoctlGetInt(fd, unix.TIOCINQ) // FIONREAD
+		return err == nil && n > size-4096
+	})
 	run.cmd.Process.Signal(syscall.SIGTERM)
 	if code := run.exitCode(t, 10*time.Second); code != 0 {
 		t.Errorf("exit status %d, want 0; stderr %q", code, run.stderr.String())

@@ -155,8 +155,7 @@ func TestSlowAcceptor(t *testing.T) {
 	slowDial := dial(ctx, slow.port, slowClients, 100*time.Millisecond, 0)
 	promptDial := dial(ctx, prompt.port, promptConns, time.Second, 150*time.Millisecond)
 	time.Sleep(2 * time.Second) // the slow phase runs for a set time: nothing to wait for
-	slow.setPace(-1)
-	stoppedAt := slow.lastAccept()
+	stoppedAt := slow.pause(t)
 	time.Sleep(2 * time.Second)
 	slow.setPace(0)
 	resumed := slow.resumedAt

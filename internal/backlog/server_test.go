@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socklife/socklife/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,6 +32,7 @@ type acceptor struct {
 	// count is len(accepted), for polling without the lock: a poller
 	// preempted while holding it would stall the real-time acceptor.
 	count     atomic.Int64
+	pauses    atomic.Int64 // turns of the loop that saw the pause
 	mu        sync.Mutex
 	accepted  map[uint16]time.Time // client port -> accept() returned
 	resent    map[uint16]bool      // the child's handshake took a SYN-ACK retransmit
@@ -79,6 +81,7 @@ func (a *acceptor) loop() {
 	for !a.stop.Load() {
 		pace := time.Duration(a.pace.Load())
 		if pace < 0 {
+			a.pauses.Add(1)
 			time.Sleep(5 * time.Millisecond)
 			continue
 		}
@@ -117,7 +120,13 @@ func (a *acceptor) setPace(d time.Duration) {
 	a.pace.Store(int64(d))
 }
 
-func (a *acceptor) lastAccept() time.Time {
+// pause stops accepting and returns when the last accept was: once the
+// loop has come round to the pause, no accept() is in flight.
+func (a *acceptor) pause(t *testing.T) time.Time {
+	t.Helper()
+	a.setPace(-1)
+	seen := a.pauses.Load()
+	testutil.WaitFor(t, 5*time.Second, "the acceptor to pause", func() bool { return a.pauses.Load() > seen })
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.lastAt
