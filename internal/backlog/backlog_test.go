@@ -140,6 +140,7 @@ func TestSlowAcceptor(t *testing.T) {
 	// accept() for 10-20 ms.
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	m := startMonitor(t, Config{Interval: testInterval, Stall: testStall})
+	requireRealtime(t)
 	slow := newAcceptor(t, slowBacklog, true)
 	slow.setPace(slowPace)
 	prompt := newAcceptor(t, 128, false)

@@ -77,7 +77,7 @@ func newAcceptor(t *testing.T, backlog int, slow bool) *acceptor {
 // stop without closing the listener, which the test still wants to dump.
 func (a *acceptor) loop() {
 	defer close(a.done)
-	urgent()
+	urgent() // requireRealtime checked it works
 	for !a.stop.Load() {
 		pace := time.Duration(a.pace.Load())
 		if pace < 0 {
@@ -147,7 +147,7 @@ func dial(ctx context.Context, port uint16, n int, attempt, spread time.Duration
 	d := &dialers{connected: map[uint16]time.Time{}, fds: map[uint16]int{}}
 	for i := range n {
 		d.wg.Go(func() {
-			urgent()
+			urgent() // requireRealtime checked it works
 			time.Sleep(spread * time.Duration(i))
 			for ctx.Err() == nil {
 				start := time.Now()
@@ -230,10 +230,22 @@ func (d *dialers) count() int {
 // nice -20 were still preempted for 5-20 ms between the syscall and
 // time.Now(). The thread ends with the goroutine (never unlocked); the
 // threads block in syscalls, so they cannot starve the machine.
-func urgent() {
+func urgent() error {
 	runtime.LockOSThread()
 	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 1}
-	unix.SchedSetAttr(0, &attr, 0)
+	return unix.SchedSetAttr(0, &attr, 0)
+}
+
+// requireRealtime fails the test where urgent cannot work (no
+// CAP_SYS_NICE, or no real-time budget for this cgroup): the timings
+// checked would then measure the machine's load, not socklife.
+func requireRealtime(t *testing.T) {
+	t.Helper()
+	errc := make(chan error)
+	go func() { errc <- urgent() }() // its thread ends with it
+	if err := <-errc; err != nil {
+		t.Fatalf("SCHED_FIFO for the test's acceptors and clients: %v", err)
+	}
 }
 
 var ssDrops = regexp.MustCompile(`skmem:\(.*,d(\d+)\)`)
