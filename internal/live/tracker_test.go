@@ -311,8 +311,16 @@ func (s *syncBuffer) String() string {
 // holds listeners too.
 func TestTrackerCountTimeWait(t *testing.T) {
 	testutil.RequireRoot(t)
-	ln, port := listen(t)
-	onPort := func(s *snapshot.Socket) bool { return s.Local.Port() == port || s.Remote.Port() == port }
+	// An address of its own: a TIME_WAIT socket left by an earlier test
+	// whose peer had this port number would otherwise be counted too.
+	ln, err := net.Listen("tcp4", "127.0.0.87:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	lnAddr := netip.MustParseAddrPort(ln.Addr().String())
+	port := lnAddr.Port()
+	onPort := func(s *snapshot.Socket) bool { return s.Local == lnAddr || s.Remote == lnAddr }
 	tk, err := Start(context.Background(), Options{Keep: onPort})
 	if err != nil {
 		t.Fatal(err)

@@ -85,8 +85,8 @@ func TestParseFlags(t *testing.T) {
 			t.Errorf("parseFlags(%q) error %v is not a usage error (exit 2)", args, err)
 		}
 	}
-	o, err := parseFlags([]string{"-kernel", "6.1", "-accel", "tcg", "-timeout", "3m"})
-	if err != nil || o.kernels != "6.1" || o.accel != "tcg" || o.timeout != 3*time.Minute {
+	o, err := parseFlags([]string{"-kernel", "6.1", "-accel", "tcg", "-timeout", "3m", "-newest-if-gone"})
+	if err != nil || o.kernels != "6.1" || o.accel != "tcg" || o.timeout != 3*time.Minute || !o.newestIfGone {
 		t.Errorf("parseFlags: %+v, %v", o, err)
 	}
 }

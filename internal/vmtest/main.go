@@ -40,6 +40,9 @@ type options struct {
 	testTimeout time.Duration
 	memMB, cpus int
 	candidates  bool
+	// newestIfGone boots the newest kernel of a series whose pinned
+	// package the archive no longer has, instead of failing.
+	newestIfGone bool
 }
 
 // errFailed reports test failures already shown in the table.
@@ -81,6 +84,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.memMB, "mem", 2048, "guest memory in MiB")
 	fs.IntVar(&o.cpus, "smp", 0, "guest CPUs (default: 2 under KVM, 1 under TCG)")
 	fs.BoolVar(&o.candidates, "candidates", false, "print the newest package of each kernel's series and exit")
+	fs.BoolVar(&o.newestIfGone, "newest-if-gone", false, "when a pinned kernel package is gone from the archive, test the newest of its series (with a warning)")
 	// A bad flag gets the one-line error from main, not the whole usage.
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {

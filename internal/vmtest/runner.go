@@ -109,7 +109,8 @@ func (r *runner) build(ctx context.Context) error {
 func (r *runner) runKernel(ctx context.Context, k Kernel) KernelResult {
 	kr := KernelResult{Kernel: k.Name, Package: k.Package, BuildErr: r.buildErr}
 	start := time.Now()
-	initrd, vmlinuz, err := r.prepare(ctx, k)
+	initrd, vmlinuz, pkg, err := r.prepare(ctx, k)
+	kr.Package = cmp.Or(pkg, k.Package)
 	if err != nil {
 		kr.Problem = err.Error()
 		logf("%s: %v", k.Name, err)
@@ -158,36 +159,41 @@ func (r *runner) runNamed(name string) Run {
 }
 
 // prepare fetches and unpacks the kernel, stages its modules and /init and
-// writes its initramfs.
-func (r *runner) prepare(ctx context.Context, k Kernel) (initrd, vmlinuz string, err error) {
-	deb, err := r.apt.fetchDeb(ctx, filepath.Join(r.cache, "debs"), k.Package)
+// writes its initramfs. pkg is the kernel package booted: the pin, or with
+// -newest-if-gone the newest of its series when the pin is gone.
+func (r *runner) prepare(ctx context.Context, k Kernel) (initrd, vmlinuz, pkg string, err error) {
+	deb, pkg, err := r.apt.fetchDeb(ctx, filepath.Join(r.cache, "debs"), k.Package, r.o.newestIfGone)
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
-	ek, err := extract(ctx, deb, filepath.Join(r.cache, "kernels", k.Package))
+	if pkg != k.Package {
+		logf("%s: WARNING: %s is gone from the archive; testing %s, the newest of its series (bump internal/vmtest/kernels.txt)",
+			k.Name, k.Package, pkg)
+	}
+	ek, err := extract(ctx, deb, filepath.Join(r.cache, "kernels", pkg))
 	if err != nil {
-		return "", "", err
+		return "", "", pkg, err
 	}
 	modDir := filepath.Join(r.stage, "modules")
 	if err := os.RemoveAll(modDir); err != nil {
-		return "", "", err
+		return "", "", pkg, err
 	}
 	order, err := stageModules(ctx, ek.ModulesDir, r.m.Modules, modDir)
 	if err != nil {
-		return "", "", fmt.Errorf("staging modules: %w", err)
+		return "", "", pkg, fmt.Errorf("staging modules: %w", err)
 	}
 	script, err := renderInit(initParams{Modules: order, Runs: r.m.Runs, Pkgs: r.pkgs, TestTimeout: r.o.testTimeout, TestRun: r.o.run})
 	if err != nil {
-		return "", "", err
+		return "", "", pkg, err
 	}
 	if err := os.WriteFile(filepath.Join(r.stage, "init"), []byte(script), 0o755); err != nil {
-		return "", "", err
+		return "", "", pkg, err
 	}
 	initrd = filepath.Join(r.work, k.Name+".cpio")
 	if err := writeCpio(ctx, r.stage, initrd); err != nil {
-		return "", "", err
+		return "", "", pkg, err
 	}
-	return initrd, ek.Vmlinuz, nil
+	return initrd, ek.Vmlinuz, pkg, nil
 }
 
 // boot picks the accelerator: KVM when it is there and boots, else TCG.
