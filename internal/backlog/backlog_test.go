@@ -179,6 +179,6 @@ func TestSlowAcceptor(t *testing.T) {
 	checkQueue(t, reps, burst)
 	checkWaits(t, m, slow, slowDial, clientResent, reps[len(reps)-1].ListenerReport)
 	checkDrops(t, m, reps[len(reps)-1].ListenerReport, dropsAfter-dropsBefore, netBefore, netAfter)
-	checkStall(t, m, slow.port, stoppedAt, resumed)
+	checkStall(t, m, slow, stoppedAt, resumed)
 	checkPrompt(t, m, prompt)
 }

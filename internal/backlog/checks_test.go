@@ -126,15 +126,38 @@ func checkDrops(t *testing.T, m *monitorRun, final ListenerReport, ssDelta uint6
 	}
 }
 
-// checkStall: flagged with our pid within --stall + one interval of the
-// last accept, and cleared by the first accept after the pause.
-func checkStall(t *testing.T, m *monitorRun, port uint16, stoppedAt, resumed time.Time) {
+// checkStall: the pause is flagged with our pid within --stall + one
+// interval of the last accept, and cleared by the first accept after it.
+// Any other stall flagged must be real: on a loaded machine (an emulated
+// CPU shared with 50 real-time clients) the acceptor itself can be held
+// off the CPU for longer than --stall, and socklife is right to say so;
+// the test's own accept times show whether it was.
+func checkStall(t *testing.T, m *monitorRun, a *acceptor, stoppedAt, resumed time.Time) {
 	t.Helper()
-	evs := m.stalls(port)
-	if len(evs) != 2 || !evs[0].Begin || evs[1].Begin {
-		t.Fatalf("stall events %+v, want one begin and one end", evs)
+	evs := m.stalls(a.port)
+	var pause []StallEvent
+	for i := 0; i < len(evs); i += 2 {
+		if i+1 == len(evs) || !evs[i].Begin || evs[i+1].Begin {
+			t.Fatalf("stall events %+v, want begins and ends in turn", evs)
+		}
+		begin, end := evs[i], evs[i+1]
+		if begin.Time.After(stoppedAt) && begin.Time.Before(resumed) {
+			pause = append(pause, begin, end)
+			continue
+		}
+		// The accept that started it may be timed by the test up to an
+		// interval late; after that there must be none.
+		since := end.Time.Add(-end.For)
+		if at, ok := a.acceptedBetween(since.Add(testInterval), end.Time); ok {
+			t.Errorf("stall from %v to %v flagged outside the pause, but the test accepted at %v", since, end.Time, at)
+		} else {
+			t.Logf("also flagged outside the pause: a real stall of %v (no accept from %v to %v)", end.For, since, end.Time)
+		}
 	}
-	begin, end := evs[0], evs[1]
+	if len(pause) != 2 {
+		t.Fatalf("stall events %+v, want one begin and one end around the pause", evs)
+	}
+	begin, end := pause[0], pause[1]
 	if begin.PID != uint32(os.Getpid()) {
 		t.Errorf("stall flagged with pid %d, want %d", begin.PID, os.Getpid())
 	}
@@ -149,7 +172,7 @@ func checkStall(t *testing.T, m *monitorRun, port uint16, stoppedAt, resumed tim
 	m.mu.Lock()
 	for _, g := range m.got {
 		if slices.ContainsFunc(g.r.Stalls, func(e StallEvent) bool { return e == begin }) {
-			if d := g.at.Sub(stoppedAt); d > testStall+2*testInterval {
+			if d := g.at.Sub(stoppedAt); d > testStall+testInterval+testutil.Scaled(testInterval) {
 				t.Errorf("stall reported %v after the last accept", d)
 			}
 		}

@@ -120,6 +120,18 @@ func (a *acceptor) setPace(d time.Duration) {
 	a.pace.Store(int64(d))
 }
 
+// acceptedBetween returns an accept the test timed in [from, to).
+func (a *acceptor) acceptedBetween(from, to time.Time) (time.Time, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, at := range a.accepted {
+		if !at.Before(from) && at.Before(to) {
+			return at, true
+		}
+	}
+	return time.Time{}, false
+}
+
 // pause stops accepting and returns when the last accept was: once the
 // loop has come round to the pause, no accept() is in flight.
 func (a *acceptor) pause(t *testing.T) time.Time {
