@@ -145,13 +145,7 @@ func (a *privateApt) fetchDeb(ctx context.Context, debDir, pkg string, newestIfG
 		if !newestIfGone {
 			return "", "", fmt.Errorf("downloading %s (newest of that series: %s; bump it in internal/vmtest/kernels.txt): %w", pkg, newest, err)
 		}
-		if deb := cachedDeb(debDir, newest); deb != "" {
-			return deb, newest, nil
-		}
-		if err := a.download(ctx, debDir, newest); err != nil {
-			return "", "", fmt.Errorf("downloading %s, the newest of %s's series: %w", newest, pkg, err)
-		}
-		pkg = newest
+		return a.fetchDeb(ctx, debDir, newest, false)
 	}
 	return cachedDeb(debDir, pkg), pkg, nil
 }

@@ -109,8 +109,16 @@ func (r *runner) build(ctx context.Context) error {
 func (r *runner) runKernel(ctx context.Context, k Kernel) KernelResult {
 	kr := KernelResult{Kernel: k.Name, Package: k.Package, BuildErr: r.buildErr}
 	start := time.Now()
-	initrd, vmlinuz, pkg, err := r.prepare(ctx, k)
-	kr.Package = cmp.Or(pkg, k.Package)
+	deb, pkg, err := r.apt.fetchDeb(ctx, filepath.Join(r.cache, "debs"), k.Package, r.o.newestIfGone)
+	var initrd, vmlinuz string
+	if err == nil {
+		if pkg != k.Package {
+			logf("%s: WARNING: %s is gone from the archive; testing %s, the newest of its series (bump internal/vmtest/kernels.txt)",
+				k.Name, k.Package, pkg)
+			kr.Package = pkg
+		}
+		initrd, vmlinuz, err = r.prepare(ctx, k.Name, deb, pkg)
+	}
 	if err != nil {
 		kr.Problem = err.Error()
 		logf("%s: %v", k.Name, err)
@@ -158,42 +166,33 @@ func (r *runner) runNamed(name string) Run {
 	return Run{}
 }
 
-// prepare fetches and unpacks the kernel, stages its modules and /init and
-// writes its initramfs. pkg is the kernel package booted: the pin, or with
-// -newest-if-gone the newest of its series when the pin is gone.
-func (r *runner) prepare(ctx context.Context, k Kernel) (initrd, vmlinuz, pkg string, err error) {
-	deb, pkg, err := r.apt.fetchDeb(ctx, filepath.Join(r.cache, "debs"), k.Package, r.o.newestIfGone)
-	if err != nil {
-		return "", "", "", err
-	}
-	if pkg != k.Package {
-		logf("%s: WARNING: %s is gone from the archive; testing %s, the newest of its series (bump internal/vmtest/kernels.txt)",
-			k.Name, k.Package, pkg)
-	}
+// prepare unpacks the kernel package deb, stages its modules and /init and
+// writes the initramfs of the kernel called name.
+func (r *runner) prepare(ctx context.Context, name, deb, pkg string) (initrd, vmlinuz string, err error) {
 	ek, err := extract(ctx, deb, filepath.Join(r.cache, "kernels", pkg))
 	if err != nil {
-		return "", "", pkg, err
+		return "", "", err
 	}
 	modDir := filepath.Join(r.stage, "modules")
 	if err := os.RemoveAll(modDir); err != nil {
-		return "", "", pkg, err
+		return "", "", err
 	}
 	order, err := stageModules(ctx, ek.ModulesDir, r.m.Modules, modDir)
 	if err != nil {
-		return "", "", pkg, fmt.Errorf("staging modules: %w", err)
+		return "", "", fmt.Errorf("staging modules: %w", err)
 	}
 	script, err := renderInit(initParams{Modules: order, Runs: r.m.Runs, Pkgs: r.pkgs, TestTimeout: r.o.testTimeout, TestRun: r.o.run})
 	if err != nil {
-		return "", "", pkg, err
+		return "", "", err
 	}
 	if err := os.WriteFile(filepath.Join(r.stage, "init"), []byte(script), 0o755); err != nil {
-		return "", "", pkg, err
+		return "", "", err
 	}
-	initrd = filepath.Join(r.work, k.Name+".cpio")
+	initrd = filepath.Join(r.work, name+".cpio")
 	if err := writeCpio(ctx, r.stage, initrd); err != nil {
-		return "", "", pkg, err
+		return "", "", err
 	}
-	return initrd, ek.Vmlinuz, pkg, nil
+	return initrd, ek.Vmlinuz, nil
 }
 
 // boot picks the accelerator: KVM when it is there and boots, else TCG.
