@@ -11,7 +11,7 @@
 #include "common.bpf.h"
 
 /* Set by the loader when backlog accounting is wanted: off, the state
- * program skips the listener lookup at enqueue. */
+ * program skips the listener lookup at enqueue (and accept what it finds). */
 volatile const __u8 want_queue;
 
 /* The listener's queues, read now: accept-queue length and backlog, the

@@ -56,7 +56,7 @@ struct sock_info {
 	/* backlog: the enqueue found this child's listener, so its accept
 	 * need not teach listeners about it */
 	__u8 listener_found;
-	/* 0 until the state program reads it; kept because a sock's netns
+	/* 0 until the state or accept program reads it; kept as a sock's netns
 	 * never changes and the read costs two helper calls */
 	__u32 netns;
 };

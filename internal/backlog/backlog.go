@@ -60,7 +60,8 @@ func (c Config) withDefaults() Config {
 
 // Waits summarises accept waits: the time from a child entering the accept
 // queue (its handshake completing) to accept() returning it. Percentiles
-// are nearest-rank over the exact samples.
+// are nearest-rank over the exact waits up to 4096 of them, beyond that over
+// a uniform sample of 4096 (maxWaitSamples); Count and Max are always exact.
 type Waits struct {
 	Count              int
 	P50, P90, P99, Max time.Duration

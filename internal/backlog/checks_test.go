@@ -215,3 +215,12 @@ func checkPrompt(t *testing.T, m *monitorRun, a *acceptor) {
 			final.DropsTotal, final.WaitTotal.Count, promptConns, final.WaitTotal.Max, waitSlack)
 	}
 }
+
+// Percentile, the test's oracle, is the nearest-rank p-th percentile of sorted: the smallest
+// sample with at least p% of the samples at or below it.
+func Percentile(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[rank(len(sorted), p)]
+}

@@ -109,12 +109,3 @@ func selectNth(s []time.Duration, k int) {
 func (w *waitSample) reset() {
 	w.kept, w.count, w.max = w.kept[:0], 0, 0
 }
-
-// Percentile is the nearest-rank p-th percentile of sorted: the smallest
-// sample with at least p% of the samples at or below it.
-func Percentile(sorted []time.Duration, p int) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	return sorted[rank(len(sorted), p)]
-}

@@ -169,6 +169,13 @@ func (tk *Tracker) sync(ctx context.Context, resync bool) error {
 	if err == nil {
 		tk.waitDrained(ctx, end)
 	}
+	if err == nil && !resync {
+		// listeners older than the tracer: their handshakes' owner. Not
+		// under the lock, which the reader takes for every event.
+		if err := tk.tr.SeedListeners(ListenerOwners(socks)); err != nil {
+			tk.log.Debug("seeding listener owners", "error", err)
+		}
+	}
 	tk.mu.Lock()
 	defer tk.mu.Unlock()
 	buf := tk.buf
@@ -185,10 +192,6 @@ func (tk *Tracker) sync(ctx context.Context, resync bool) error {
 		err = t.Resync(socks, end, func(sock uint64) bool { return pending[sock] })
 	} else {
 		t.Load(socks, end)
-		// listeners older than the tracer: their handshakes' owner
-		if err := tk.tr.SeedListeners(ListenerOwners(socks)); err != nil {
-			tk.log.Debug("seeding listener owners", "error", err)
-		}
 	}
 	t.SetSnapshotTime(end)
 	for i := range buf {
