@@ -309,7 +309,7 @@ func (s *syncBuffer) String() string {
 
 // TIME_WAIT sockets are counted from sock_diag, never tracked; top's dump
 // holds listeners too.
-func TestTrackerCountTimeWait(t *testing.T) {
+func TestTrackerTimeWaitFromDump(t *testing.T) {
 	testutil.RequireRoot(t)
 	// An address of its own: a TIME_WAIT socket left by an earlier test
 	// whose peer had this port number would otherwise be counted too.
