@@ -35,6 +35,11 @@ func TestTraceBadInput(t *testing.T) {
 		{[]string{"trace", "--duration", "-1s"}, "--duration -1s is negative"},
 		{[]string{"trace", "--pid", "0"}, "--pid 0 matches nothing; leave the flag out to see everything"},
 		{[]string{"trace", "--dport", "0"}, "--dport 0 matches nothing"},
+		{[]string{"trace", "--netns", "0"}, "--netns 0 matches nothing"},
+		{[]string{"record", "-o", "/dev/null", "--sport", "22,0"}, "--sport 0 matches nothing"},
+		{[]string{"top", "--pid", "0"}, "--pid 0 matches nothing"},
+		{[]string{"closewait", "--port", "0"}, "--port 0 matches nothing"},
+		{[]string{"backlog", "--port", "0"}, "--port 0 matches nothing"},
 		{[]string{"info", "-o", "yaml"}, `unknown output format "yaml" (valid: table, json)`},
 	} {
 		expectBadInput(t, tc.args, tc.want)
