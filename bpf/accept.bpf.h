@@ -18,33 +18,6 @@ struct {
 	__type(value, __u64); /* struct sock * */
 } accepting SEC(".maps");
 
-/*
- * Teach listeners about a listener older than the tracer from an accept on
- * it: the acceptor stands for its owner when the handshake found none, and
- * its sock serves backlog accounting at the next enqueue. The child shares
- * the listener's netns and port; only the bound address is the listener's.
- */
-static __always_inline void learn_listener(const struct sock *lsk, __u32 netns, __u16 port,
-					   const struct task_id *owner)
-{
-	struct listen_key key = { .netns = netns, .port = port };
-	struct listen_info *cur;
-
-	if (BPF_CORE_READ(lsk, __sk_common.skc_family) == AF_INET)
-		map_v4(key.addr, BPF_CORE_READ(lsk, __sk_common.skc_rcv_saddr));
-	else
-		BPF_CORE_READ_INTO(&key.addr, lsk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-	cur = bpf_map_lookup_elem(&listeners, &key);
-	if (!cur) {
-		struct listen_info li = { .sk = (__u64)lsk, .ino = sock_ino(lsk), .owner = *owner };
-
-		bpf_map_update_elem(&listeners, &key, &li, BPF_NOEXIST);
-	} else if (!cur->sk) { /* seeded by user space: the owner is known */
-		cur->ino = sock_ino(lsk);
-		cur->sk = (__u64)lsk;
-	}
-}
-
 static __always_inline bool is_tcp(const struct sock *sk)
 {
 	__u16 family;
@@ -78,7 +51,7 @@ static __always_inline int on_tcp_accept(const struct sock *lsk, const struct so
 	}
 	/* whether the handshake found its listener's owner: not for a listener
 	 * older than the tracer that user space did not seed */
-	inherited = si->owner_flag != 0;
+	inherited = si->owner_flag == FLAG_OWNER_LISTENER;
 	/* the accepting process owns the child from now on */
 	task_now(&si->owner);
 	si->owner_flag = FLAG_OWNER_TASK;
@@ -89,7 +62,10 @@ static __always_inline int on_tcp_accept(const struct sock *lsk, const struct so
 		si->netns = netns;
 	}
 	sock_tuple(sk, &tu);
-	if (lsk && (!inherited || (want_queue && !si->listener_found)))
+	/* a listener older than the tracer: its sock (and, if nobody seeded
+	 * it, the acceptor for its owner); filter_pid accepting on it holds it */
+	if (lsk && (!inherited || (want_queue && !si->listener_found) ||
+		    (filter_pid && si->owner.tgid == filter_pid)))
 		learn_listener(lsk, netns, tu.sport, &si->owner);
 	state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	if (!wanted(si, netns, &tu, state, state))
@@ -108,8 +84,10 @@ static __always_inline int on_tcp_accept(const struct sock *lsk, const struct so
 		e->in_state_ns = now - si->state_ts;
 		e->flags |= FLAG_IN_STATE_KNOWN;
 	}
-	if (lsk)
+	if (lsk) {
 		fill_listener(e, lsk, 0);
+		si->listener_ino = e->listener_ino;
+	}
 	submit_event(e);
 	return 0;
 }

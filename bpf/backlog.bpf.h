@@ -41,11 +41,51 @@ static __always_inline void fill_enqueue(struct event *e, struct sock_info *si, 
 
 	if (!want_queue || old != TCP_SYN_RECV || new != TCP_ESTABLISHED)
 		return;
+	e->flags |= FLAG_ENQUEUE;
 	li = find_listener(netns, tu->sport, tu->saddr);
-	if (li && li->sk) { /* a seeded entry has no sock to read */
+	if (!li)
+		return;
+	if (li->sk) {
 		fill_listener(e, (const struct sock *)li->sk, li->ino);
 		si->listener_found = 1;
+	} else {
+		/* seeded: no sock to read the queue from until the first accept
+		 * or SYN-ACK retransmit teaches it; user space counts the
+		 * enqueue against the listener it names */
+		e->listener_ino = li->ino;
 	}
+}
+
+/*
+ * Teach listeners the sock of a listener user space seeded (it knows only
+ * its inode), or of one older than the tracer that nobody seeded, so that
+ * enqueues can read its queues. owner stands for the listener's owner in a
+ * new entry: the acceptor, or NULL when there is nobody to name.
+ */
+static __always_inline void learn_listener(const struct sock *lsk, __u32 netns, __u16 port,
+					   const struct task_id *owner)
+{
+	struct listen_key key = {};
+	struct listen_info *cur;
+
+	listen_key_of(lsk, netns, port, &key);
+	cur = bpf_map_lookup_elem(&listeners, &key);
+	if (!cur) {
+		struct listen_info li = { .sk = (__u64)lsk, .ino = sock_ino(lsk) };
+
+		if (owner) {
+			li.owner = *owner;
+			li.held_by_filter = filter_pid && owner->tgid == filter_pid;
+		}
+		bpf_map_update_elem(&listeners, &key, &li, BPF_NOEXIST);
+		return;
+	}
+	if (!cur->sk) { /* seeded by user space: the owner is known */
+		cur->ino = sock_ino(lsk);
+		cur->sk = (__u64)lsk;
+	}
+	if (owner && filter_pid && owner->tgid == filter_pid)
+		cur->held_by_filter = 1;
 }
 
 static __always_inline int on_synack(const struct sock *lsk, const struct request_sock *req,
@@ -70,6 +110,7 @@ static __always_inline int on_synack(const struct sock *lsk, const struct reques
 		map_v4(tu.daddr, BPF_CORE_READ(req, __req_common.skc_daddr));
 	else
 		BPF_CORE_READ_INTO(&tu.daddr, req, __req_common.skc_v6_daddr.in6_u.u6_addr8);
+	learn_listener(lsk, netns, tu.sport, NULL);
 	if (!wanted(si, netns, &tu, TCP_LISTEN, TCP_LISTEN))
 		return 0;
 	e = reserve_event();

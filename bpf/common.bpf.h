@@ -52,10 +52,18 @@ struct {
 struct sock_info {
 	struct task_id owner;
 	__u64 state_ts; /* 0: not seen entering its state */
-	__u8 owner_flag; /* 0, FLAG_OWNER_TASK or FLAG_OWNER_LISTENER */
+	/* a child's listener (its socket inode), for user space to name the
+	 * listener's holders; 0: not a child, or its listener is unknown */
+	__u64 listener_ino;
+	/* 0, FLAG_OWNER_TASK, FLAG_OWNER_LISTENER or FLAG_OWNER_SEEDED */
+	__u8 owner_flag;
 	/* backlog: the enqueue found this child's listener, so its accept
 	 * need not teach listeners about it */
 	__u8 listener_found;
+	/* a child not accepted yet whose listener filter_pid holds: filter_pid
+	 * may be the one to accept it, so its events pass the pid filter */
+	__u8 held_by_filter;
+	__u8 pad;
 	/* 0 until the state or accept program reads it; kept as a sock's netns
 	 * never changes and the read costs two helper calls */
 	__u32 netns;
@@ -147,13 +155,19 @@ struct listen_info {
 	__u64 sk;  /* struct sock *; 0 in an entry user space seeded */
 	__u64 ino; /* its socket's inode: kept, it never changes */
 	struct task_id owner;
+	/* filter_pid holds this listener (or one of its SO_REUSEPORT group):
+	 * set by user space from /proc, and here when filter_pid listens or
+	 * accepts on it */
+	__u8 held_by_filter;
+	__u8 pad[7];
 };
 
 /*
  * Filled at CLOSE->LISTEN; for listeners older than the tracer, by user
- * space (Tracer.SeedListeners) and at their first accept. It lends a new
- * child its listener's owner until accept names the real one, and backlog
- * accounting the listener's sock at enqueue.
+ * space (Tracer.SeedListeners), and their sock at the first accept or
+ * SYN-ACK retransmit. It lends a new child its listener's owner and inode
+ * until accept names the real owner, and backlog accounting the
+ * listener's sock at enqueue.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -161,6 +175,47 @@ struct {
 	__type(key, struct listen_key);
 	__type(value, struct listen_info);
 } listeners SEC(".maps");
+
+/*
+ * Owners of sockets older than the tracer, by socket cookie: user space
+ * fills it from its start-up snapshot (Tracer.SeedOwners). sock_diag
+ * generated each dumped socket's cookie, so the sock holds it now; a
+ * socket this map names takes its owner from here at its first event,
+ * which removes the entry. New sockets have cookie 0 and skip the lookup.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 18); /* the loader may resize */
+	__type(key, __u64);
+	__type(value, struct task_id);
+} seeded SEC(".maps");
+
+/* The seeded owner of an older socket, if user space named one. */
+static __always_inline void seed_owner(struct sock_info *si, __u64 cookie)
+{
+	struct task_id *o;
+
+	if (!cookie)
+		return;
+	o = bpf_map_lookup_elem(&seeded, &cookie);
+	if (!o)
+		return;
+	si->owner = *o;
+	si->owner_flag = FLAG_OWNER_SEEDED;
+	bpf_map_delete_elem(&seeded, &cookie);
+}
+
+/* The listeners key of a listening sock: what it is bound to. */
+static __always_inline void listen_key_of(const struct sock *lsk, __u32 netns, __u16 port,
+					  struct listen_key *key)
+{
+	key->netns = netns;
+	key->port = port;
+	if (BPF_CORE_READ(lsk, __sk_common.skc_family) == AF_INET)
+		map_v4(key->addr, BPF_CORE_READ(lsk, __sk_common.skc_rcv_saddr));
+	else
+		BPF_CORE_READ_INTO(&key->addr, lsk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+}
 
 /* The inode of a sock's struct socket: what sock_diag calls idiag_inode. */
 static __always_inline __u64 sock_ino(const struct sock *sk)
@@ -216,7 +271,8 @@ static __always_inline bool port_in(const volatile __u16 *set, __u16 port)
 static __always_inline bool wanted(const struct sock_info *si, __u32 netns,
 				   const struct tuple *tu, int old, int new)
 {
-	if (filter_pid && (!si->owner_flag || si->owner.tgid != filter_pid))
+	if (filter_pid && !(si->owner_flag && si->owner.tgid == filter_pid) &&
+	    !(si->owner_flag == FLAG_OWNER_LISTENER && si->held_by_filter))
 		return false;
 	if (filter_netns && netns != filter_netns)
 		return false;
@@ -280,6 +336,7 @@ static __always_inline void fill_common_task(struct event *e, const void *sk, __
 	e->skaddr = (__u64)sk;
 	e->owner = si->owner;
 	e->flags = si->owner_flag;
+	e->listener_ino = si->listener_ino;
 	if (current)
 		e->current = *current;
 	else

@@ -12,12 +12,27 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 /* Puts struct event in the BTF, where bpf2go -type event finds it. */
 const struct event *unused_event __attribute__((unused));
 
-/* Transitions that run in the owning process's context (DESIGN.md). */
-static __always_inline bool in_owner_context(int old, int new)
+#define PF_KTHREAD 0x00200000 /* include/linux/sched.h */
+
+/*
+ * Whether a transition runs in a process acting on the socket, so that the
+ * running task is its owner. That is so exactly when the socket lock is
+ * held by a process (lock_sock: connect, listen, close, shutdown, and the
+ * packets its release_sock() processes from the socket's backlog). Softirq
+ * never holds it: it processes a packet only when no process does
+ * (sock_owned_by_user), on whatever task happens to be current (on
+ * loopback, the sender). Kernel threads that lock a socket (MPTCP's
+ * worker) act for its owner and do not replace it. A child not accepted
+ * yet is never locked by a process: its listener's holders stand for it.
+ */
+static __always_inline bool in_owner_context(__u32 lock_owned)
 {
-	return (old == TCP_CLOSE && (new == TCP_LISTEN || new == TCP_SYN_SENT)) ||
-	       (old == TCP_ESTABLISHED && new == TCP_FIN_WAIT1) ||
-	       (old == TCP_CLOSE_WAIT && new == TCP_LAST_ACK);
+	struct task_struct *task;
+
+	if (!lock_owned)
+		return false;
+	task = (struct task_struct *)bpf_get_current_task();
+	return !(BPF_CORE_READ(task, flags) & PF_KTHREAD);
 }
 
 /* A new child inherits the listener's owner until accept names its own. */
@@ -26,7 +41,11 @@ static __always_inline void inherit_listener(struct sock_info *si, __u32 netns,
 {
 	struct listen_info *li = find_listener(netns, tu->sport, tu->saddr);
 
-	if (li && li->owner.tgid) {
+	if (!li)
+		return;
+	si->listener_ino = li->ino;
+	si->held_by_filter = li->held_by_filter;
+	if (li->owner.tgid) {
 		si->owner = li->owner;
 		si->owner_flag = FLAG_OWNER_LISTENER;
 	}
@@ -41,13 +60,16 @@ static __always_inline void track_listener(const struct sock *sk, int new,
 	struct listen_info *cur;
 
 	__builtin_memcpy(key.addr, tu->saddr, 16);
+	cur = bpf_map_lookup_elem(&listeners, &key);
 	if (new == TCP_LISTEN) {
 		struct listen_info li = { .sk = (__u64)sk, .ino = sock_ino(sk), .owner = si->owner };
 
+		/* a SO_REUSEPORT peer's holder is held the group's */
+		li.held_by_filter = (filter_pid && si->owner.tgid == filter_pid) ||
+				    (cur && cur->held_by_filter);
 		bpf_map_update_elem(&listeners, &key, &li, BPF_ANY);
 		return;
 	}
-	cur = bpf_map_lookup_elem(&listeners, &key);
 	/* only our own entry (SO_REUSEPORT peers share the key), or one user
 	 * space seeded for a listener older than the tracer (sk 0) */
 	if (cur && (cur->sk == (__u64)sk || !cur->sk))
@@ -88,13 +110,26 @@ static __always_inline int on_state(const struct sock *sk, int old, int new,
 	struct sock_info fresh = {};
 	struct sock_info *si = bpf_map_lookup_elem(&socks, &key);
 	bool known = si != NULL;
-	bool owner_now = in_owner_context(old, new);
+	bool owner_now;
 	__u64 in_state = 0;
 	bool in_state_known = false;
 	__u32 netns;
 
-	if (!si)
+	if (old == TCP_LISTEN && new == TCP_SYN_RECV)
+		owner_now = false; /* a new child: see in_owner_context */
+	else if (btf)
+		owner_now = in_owner_context(btf->inet_conn.icsk_inet.sk.sk_lock.owned);
+	else
+		owner_now = in_owner_context(BPF_CORE_READ(sk, sk_lock.owned));
+	if (!si) {
 		si = &fresh;
+		/* a socket older than the tracer: its owner from the snapshot */
+		seed_owner(si, btf ? btf->inet_conn.icsk_inet.sk.__sk_common.skc_cookie.counter
+				   : BPF_CORE_READ(sk, __sk_common.skc_cookie.counter));
+	}
+	/* one pointer from here on: else clang computes si->netns on the
+	 * map value before its NULL check, which the verifier refuses */
+	barrier_var(si);
 	netns = si->netns;
 	if (!netns) {
 		netns = btf ? btf->inet_conn.icsk_inet.sk.__sk_common.skc_net.net->ns.inum

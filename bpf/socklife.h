@@ -31,12 +31,19 @@ enum event_flag {
 	FLAG_OWNER_LISTENER = 1 << 1,
 	/* in_state_ns holds the time in the old state (0 is a real value) */
 	FLAG_IN_STATE_KNOWN = 1 << 2,
-	/* listener, ack_backlog, max_ack_backlog, listener_ino, listener_drops
+	/* listener, ack_backlog, max_ack_backlog, listener_drops
 	 * and syn_queue are filled (accept, synack retransmit, and with
 	 * backlog accounting on, a child's SYN_RECV->ESTABLISHED: enqueue) */
 	FLAG_LISTENER_KNOWN = 1 << 3,
 	/* bytes_acked ... srtt_us are filled (a transition to CLOSE) */
 	FLAG_CLOSE_STATS = 1 << 4,
+	/* owner came from user space's start-up snapshot (the socket predates
+	 * the tracer): the process the /proc scan found holding it */
+	FLAG_OWNER_SEEDED = 1 << 5,
+	/* a child entered its listener's accept queue (SYN_RECV->ESTABLISHED,
+	 * backlog accounting on); the queue fields are filled only with
+	 * FLAG_LISTENER_KNOWN, when the listener's sock is known */
+	FLAG_ENQUEUE = 1 << 6,
 };
 
 struct task_id {
@@ -70,8 +77,10 @@ struct event {
 	__u8 newstate;
 	__u8 flags; /* enum event_flag */
 	__u8 pad[2];
+	/* inode of the listener's socket (sock_diag's idiag_inode), when known:
+	 * a child's listener, or the listener of an accept or enqueue; 0 else */
+	__u64 listener_ino;
 	/* Listener fields, with FLAG_LISTENER_KNOWN (added after the above). */
-	__u64 listener_ino;   /* inode of the listener's socket (sock_diag's idiag_inode) */
 	__u32 listener_drops; /* the listener's sk_drops: overflows and other drops */
 	__u32 syn_queue;      /* request (SYN) queue length, icsk_accept_queue.qlen */
 };

@@ -26,12 +26,6 @@ type QueueInfo struct {
 	Drops uint32
 }
 
-// IsEnqueue reports whether ev marks a child entering its listener's
-// accept queue with the queue described (needs Options.Backlog).
-func (ev *Event) IsEnqueue() bool {
-	return ev.Kind == StateChange && ev.Queue.Known
-}
-
 // decodeQueue fills ev.Queue from the listener fields of the record.
 func decodeQueue(w *socklifeEvent, ev *Event) {
 	if w.Flags&flagListenerKnown == 0 {

@@ -19,6 +19,8 @@ const (
 	flagInStateKnown  = 1 << 2
 	flagListenerKnown = 1 << 3
 	flagCloseStats    = 1 << 4
+	flagOwnerSeeded   = 1 << 5
+	flagEnqueue       = 1 << 6
 )
 
 // Kinds of struct event (enum event_kind).
@@ -49,25 +51,29 @@ func decode(raw []byte, w *socklifeEvent, c clock, comms *commCache, ev *Event) 
 		return fmt.Errorf("unknown event kind %d", w.Kind)
 	}
 	*ev = Event{
-		Kind:         kind,
-		Hook:         Hook(w.Hook),
-		Time:         c.wall(w.TsNs),
-		Sock:         w.Skaddr,
-		Netns:        w.Netns,
-		Family:       w.Family,
-		Local:        addrPort(w.Saddr, w.Sport),
-		Remote:       addrPort(w.Daddr, w.Dport),
-		Old:          tcpstate.State(w.Oldstate),
-		New:          tcpstate.State(w.Newstate),
-		Current:      Task{PID: w.Current.Tgid, Comm: comms.name(w.Current.Comm), CgroupID: w.Current.CgroupId},
-		InState:      time.Duration(w.InStateNs),
-		InStateKnown: w.Flags&flagInStateKnown != 0,
+		Kind:          kind,
+		Hook:          Hook(w.Hook),
+		Time:          c.wall(w.TsNs),
+		Sock:          w.Skaddr,
+		Netns:         w.Netns,
+		Family:        w.Family,
+		Local:         addrPort(w.Saddr, w.Sport),
+		Remote:        addrPort(w.Daddr, w.Dport),
+		Old:           tcpstate.State(w.Oldstate),
+		New:           tcpstate.State(w.Newstate),
+		Current:       Task{PID: w.Current.Tgid, Comm: comms.name(w.Current.Comm), CgroupID: w.Current.CgroupId},
+		InState:       time.Duration(w.InStateNs),
+		InStateKnown:  w.Flags&flagInStateKnown != 0,
+		ListenerInode: w.ListenerIno,
+		Enqueue:       w.Flags&flagEnqueue != 0,
 	}
 	switch {
 	case w.Flags&flagOwnerTask != 0:
 		ev.OwnerSource = OwnerTask
 	case w.Flags&flagOwnerListener != 0:
 		ev.OwnerSource = OwnerListener
+	case w.Flags&flagOwnerSeeded != 0:
+		ev.OwnerSource = OwnerSnapshot
 	}
 	if ev.OwnerSource != OwnerUnknown {
 		ev.Owner = Task{PID: w.Owner.Tgid, Comm: comms.name(w.Owner.Comm), CgroupID: w.Owner.CgroupId}

@@ -42,8 +42,13 @@ const (
 	OwnerUnknown OwnerSource = iota
 	// OwnerTask: the owner ran listen, connect, close or accept on it.
 	OwnerTask
-	// OwnerListener: a child not accepted yet; Owner is the listener's owner.
+	// OwnerListener: a child not accepted yet; Owner is the process that
+	// made its listener (or the tracer's seed of it). The connection
+	// belongs to every holder of the listener until one accepts it.
 	OwnerListener
+	// OwnerSnapshot: a socket older than the tracer; Owner is the process
+	// the start-up /proc scan found holding it (Tracer.SeedOwners).
+	OwnerSnapshot
 )
 
 func (s OwnerSource) String() string {
@@ -52,6 +57,8 @@ func (s OwnerSource) String() string {
 		return "task"
 	case OwnerListener:
 		return "listener"
+	case OwnerSnapshot:
+		return "snapshot"
 	}
 	return "unknown"
 }
@@ -61,6 +68,16 @@ type Task struct {
 	PID      uint32 // thread group id: the process
 	Comm     string
 	CgroupID uint64 // cgroup v2 id
+}
+
+// Holder is one process holding a listener's socket. The tracer sees one
+// owner per socket; a listener may have many holders (a pre-fork server's
+// master and workers), which the caller finds in /proc.
+type Holder struct {
+	PID  uint32
+	Comm string
+	// Accepts says it was seen calling accept() on the listener.
+	Accepts bool
 }
 
 // CloseStats are the connection's totals, read as it enters CLOSE.
@@ -116,6 +133,21 @@ type Event struct {
 	HasClose bool
 	// Accept is filled for Kind == Accept.
 	Accept AcceptInfo
+	// ListenerInode names the listener a socket came from (its socket
+	// inode, as sock_diag's): for a child from its handshake on, for an
+	// accept or an enqueue the listener it left or entered. 0: unknown or
+	// not a child. It is how the listener's holders are found.
+	ListenerInode uint64
+	// Holders, set by the caller, are the processes holding the listener
+	// of a child not accepted yet (OwnerListener), those seen accepting
+	// first: the connection is theirs until one accepts it. The tracer
+	// leaves it nil; formatting shows them when set.
+	Holders []Holder
+	// Enqueue marks a child entering its listener's accept queue (its
+	// SYN_RECV->ESTABLISHED, with Options.Backlog). Queue describes the
+	// queue when the tracer knows the listener's sock; a listener seeded
+	// from a snapshot has only ListenerInode until its first accept.
+	Enqueue bool
 	// Queue describes the listener's queues when Queue.Known (see QueueInfo).
 	Queue QueueInfo
 }

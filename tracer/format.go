@@ -32,7 +32,15 @@ func AppendTable(b []byte, ev *Event) []byte {
 	b = ev.Time.AppendFormat(b, "15:04:05.000000")
 	b = append(b, ' ')
 	if ev.OwnerSource != OwnerUnknown {
-		b = pad(strconv.AppendUint(b, uint64(ev.Owner.PID), 10), len(b), 7)
+		start := len(b)
+		b = strconv.AppendUint(b, uint64(ev.Owner.PID), 10)
+		if len(ev.Holders) > 1 {
+			// a child not accepted yet: every holder of its listener may
+			// take it; the first is one seen accepting, if any
+			b = append(b, '+')
+			b = strconv.AppendUint(b, uint64(len(ev.Holders)-1), 10)
+		}
+		b = pad(b, start, 7)
 		b = pad(append(b, ev.Owner.Comm...), len(b), 15)
 	} else {
 		b = pad(append(b, '-'), len(b), 7)
@@ -119,6 +127,18 @@ func AppendJSON(b []byte, ev *Event) []byte {
 	} else {
 		b = append(b, "null"...)
 	}
+	b = append(b, `,"listener_inode":`...)
+	if ev.ListenerInode != 0 {
+		b = strconv.AppendUint(b, ev.ListenerInode, 10)
+	} else {
+		b = append(b, "null"...)
+	}
+	b = append(b, `,"holders":`...)
+	if ev.Holders != nil {
+		b = appendHolders(b, ev.Holders)
+	} else {
+		b = append(b, "null"...)
+	}
 	return append(b, "}\n"...)
 }
 
@@ -130,6 +150,23 @@ func appendTask(b []byte, t Task) []byte {
 	b = append(b, `,"cgroup_id":`...)
 	b = strconv.AppendUint(b, t.CgroupID, 10)
 	return append(b, '}')
+}
+
+func appendHolders(b []byte, hs []Holder) []byte {
+	b = append(b, '[')
+	for i, h := range hs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"pid":`...)
+		b = strconv.AppendUint(b, uint64(h.PID), 10)
+		b = append(b, `,"comm":`...)
+		b = appendJSONString(b, h.Comm)
+		b = append(b, `,"accepts":`...)
+		b = strconv.AppendBool(b, h.Accepts)
+		b = append(b, '}')
+	}
+	return append(b, ']')
 }
 
 func appendAccept(b []byte, a AcceptInfo) []byte {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/internal/testutil"
 )
@@ -89,10 +91,10 @@ func TestOlderListenerOwner(t *testing.T) {
 
 	netns := col.snapshot(port1)[0].Netns
 	loopback := netip.MustParseAddr("127.0.0.1")
-	seed := []ListenerOwner{
-		{Netns: netns, Addr: loopback, Port: port2, Owner: Task{PID: 4242, Comm: "seeded", CgroupID: 7}},
-		{Netns: netns, Addr: loopback, Port: port1, Owner: Task{PID: 4243, Comm: "stale"}}, // BPF's entry wins
-		{Netns: netns, Addr: netip.MustParseAddr("127.0.0.2"), Port: port2, Owner: Task{PID: 4244, Comm: "other"}},
+	seed := []ListenerSeed{
+		{Netns: netns, Addr: loopback, Port: port2, Inode: 42, Owner: Task{PID: 4242, Comm: "seeded", CgroupID: 7}},
+		{Netns: netns, Addr: loopback, Port: port1, Inode: 43, Owner: Task{PID: 4243, Comm: "stale"}}, // BPF's entry wins
+		{Netns: netns, Addr: netip.MustParseAddr("127.0.0.2"), Port: port2, Inode: 44, Owner: Task{PID: 4244, Comm: "other"}},
 	}
 	if err := col.tr.SeedListeners(seed); err != nil {
 		t.Fatal(err)
@@ -100,14 +102,34 @@ func TestOlderListenerOwner(t *testing.T) {
 	// every connection, not just the first: the child's LISTEN->SYN_RECV
 	// must not take the listener's entry away
 	for range 2 {
-		if ev := handshake(t, col, ln2, port2); ev.OwnerSource != OwnerListener || ev.Owner.PID != 4242 || ev.Owner.Comm != "seeded" || ev.Owner.CgroupID != 7 {
-			t.Errorf("handshake on a seeded listener: owner %+v (%s), want pid 4242 \"seeded\" cgroup 7 from the listener", ev.Owner, ev.OwnerSource)
+		if ev := handshake(t, col, ln2, port2); ev.OwnerSource != OwnerListener || ev.Owner.PID != 4242 || ev.Owner.Comm != "seeded" || ev.Owner.CgroupID != 7 || ev.ListenerInode != 42 {
+			t.Errorf("handshake on a seeded listener: owner %+v (%s), listener inode %d, want pid 4242 \"seeded\" cgroup 7 and inode 42 from the listener", ev.Owner, ev.OwnerSource, ev.ListenerInode)
 		}
 	}
 	if ev := handshake(t, col, ln3, port2); ev.OwnerSource != OwnerListener || ev.Owner.PID != 4244 {
 		t.Errorf("handshake on the port's other address: owner %d (%s), want 4244 from its own listener", ev.Owner.PID, ev.OwnerSource)
 	}
-	if ev := handshake(t, col, ln1, port1); ev.Owner.PID != me {
-		t.Errorf("handshake on a listener the BPF side knew: owner %d, want %d (the seed must not replace it)", ev.Owner.PID, me)
+	if ev := handshake(t, col, ln1, port1); ev.Owner.PID != me || ev.ListenerInode != socketInode(t, ln1) {
+		t.Errorf("handshake on a listener the BPF side knew: owner %d, listener inode %d, want %d and its own inode %d (the seed must not replace them)",
+			ev.Owner.PID, ev.ListenerInode, me, socketInode(t, ln1))
 	}
+}
+
+// socketInode is the inode of a listener's socket, as sock_diag and the
+// BPF side's sock_ino() name it.
+func socketInode(t *testing.T, ln net.Listener) uint64 {
+	t.Helper()
+	sc, err := ln.(*net.TCPListener).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	var serr error
+	if err := sc.Control(func(fd uintptr) { serr = unix.Fstat(int(fd), &st) }); err != nil {
+		t.Fatal(err)
+	}
+	if serr != nil {
+		t.Fatal(serr)
+	}
+	return st.Ino
 }

@@ -21,20 +21,8 @@ type socklifeEvent struct {
 	InStateNs     uint64
 	BytesAcked    uint64
 	BytesReceived uint64
-	Owner         struct {
-		_        structs.HostLayout
-		CgroupId uint64
-		Tgid     uint32
-		Comm     [16]uint8
-		_        [4]byte
-	}
-	Current struct {
-		_        structs.HostLayout
-		CgroupId uint64
-		Tgid     uint32
-		Comm     [16]uint8
-		_        [4]byte
-	}
+	Owner         socklifeTaskId
+	Current       socklifeTaskId
 	Netns         uint32
 	TotalRetrans  uint32
 	SrttUs        uint32
@@ -57,16 +45,12 @@ type socklifeEvent struct {
 }
 
 type socklifeListenInfo struct {
-	_     structs.HostLayout
-	Sk    uint64
-	Ino   uint64
-	Owner struct {
-		_        structs.HostLayout
-		CgroupId uint64
-		Tgid     uint32
-		Comm     [16]uint8
-		_        [4]byte
-	}
+	_            structs.HostLayout
+	Sk           uint64
+	Ino          uint64
+	Owner        socklifeTaskId
+	HeldByFilter uint8
+	Pad          [7]uint8
 }
 
 type socklifeListenKey struct {
@@ -78,19 +62,23 @@ type socklifeListenKey struct {
 }
 
 type socklifeSockInfo struct {
-	_     structs.HostLayout
-	Owner struct {
-		_        structs.HostLayout
-		CgroupId uint64
-		Tgid     uint32
-		Comm     [16]uint8
-		_        [4]byte
-	}
+	_             structs.HostLayout
+	Owner         socklifeTaskId
 	StateTs       uint64
+	ListenerIno   uint64
 	OwnerFlag     uint8
 	ListenerFound uint8
-	_             [2]byte
+	HeldByFilter  uint8
+	Pad           uint8
 	Netns         uint32
+}
+
+type socklifeTaskId struct {
+	_        structs.HostLayout
+	CgroupId uint64
+	Tgid     uint32
+	Comm     [16]uint8
+	_        [4]byte
 }
 
 // Names of all BPF objects in the ELF.
@@ -101,6 +89,7 @@ const (
 	socklifeMapEvents             = "events"
 	socklifeMapListeners          = "listeners"
 	socklifeMapLost               = "lost"
+	socklifeMapSeeded             = "seeded"
 	socklifeMapSocks              = "socks"
 	socklifeProgBtfState          = "btf_state"
 	socklifeProgFexitAccept       = "fexit_accept"
@@ -190,6 +179,7 @@ type socklifeMapSpecs struct {
 	Events    *ebpf.MapSpec `ebpf:"events"`
 	Listeners *ebpf.MapSpec `ebpf:"listeners"`
 	Lost      *ebpf.MapSpec `ebpf:"lost"`
+	Seeded    *ebpf.MapSpec `ebpf:"seeded"`
 	Socks     *ebpf.MapSpec `ebpf:"socks"`
 }
 
@@ -233,6 +223,7 @@ type socklifeMaps struct {
 	Events    *ebpf.Map `ebpf:"events"`
 	Listeners *ebpf.Map `ebpf:"listeners"`
 	Lost      *ebpf.Map `ebpf:"lost"`
+	Seeded    *ebpf.Map `ebpf:"seeded"`
 	Socks     *ebpf.Map `ebpf:"socks"`
 }
 
@@ -242,6 +233,7 @@ func (m *socklifeMaps) Close() error {
 		m.Events,
 		m.Listeners,
 		m.Lost,
+		m.Seeded,
 		m.Socks,
 	)
 }

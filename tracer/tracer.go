@@ -57,7 +57,8 @@ type Options struct {
 
 	// RingSize is the ring buffer's size in bytes, a power of two; 0 is 8 MiB.
 	RingSize uint32
-	// MaxSockets bounds the per-socket owner map; 0 is 262144.
+	// MaxSockets bounds the per-socket owner map and the seeded owners of
+	// older sockets (SeedOwners); 0 is 262144.
 	MaxSockets uint32
 	// FlushInterval bounds how long an event waits in the ring when the
 	// kernel skips the wake-up; 0 is 8ms. Above 10ms the Go runtime takes
@@ -104,6 +105,8 @@ type Tracer struct {
 	badRecs uint64
 	// tap, when set (by tests), sees every raw record before decoding.
 	tap func([]byte)
+	// filterPID is Options.PID: seeds say whether it holds a listener.
+	filterPID uint32
 }
 
 // New loads the programs, attaches every feature it can and starts the
@@ -126,7 +129,7 @@ func New(opts Options) (*Tracer, error) {
 	if err := configure(spec, opts); err != nil {
 		return nil, err
 	}
-	t := &Tracer{flush: opts.FlushInterval, clock: newClock(), comms: newCommCache()}
+	t := &Tracer{flush: opts.FlushInterval, clock: newClock(), comms: newCommCache(), filterPID: opts.PID}
 	if t.flush <= 0 {
 		t.flush = defaultFlush
 	}
@@ -201,11 +204,12 @@ func configure(spec *ebpf.CollectionSpec, opts Options) error {
 		}
 	}
 	spec.Maps["events"].MaxEntries = ring
-	if opts.MaxSockets != 0 {
-		spec.Maps["socks"].MaxEntries = opts.MaxSockets
-	} else {
-		spec.Maps["socks"].MaxEntries = defaultMaxSockets
+	sockets := opts.MaxSockets
+	if sockets == 0 {
+		sockets = defaultMaxSockets
 	}
+	spec.Maps["socks"].MaxEntries = sockets
+	spec.Maps["seeded"].MaxEntries = sockets
 	return nil
 }
 

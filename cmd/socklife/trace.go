@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/socklife/socklife/internal/holders"
 	"github.com/socklife/socklife/internal/live"
 	"github.com/socklife/socklife/internal/output"
 	"github.com/socklife/socklife/internal/tcpstate"
@@ -97,13 +98,21 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 	var broken atomic.Bool
 	cancelOnBrokenPipe(out, func() { broken.Store(true); cancel() })
 	var n atomic.Uint64
+	reg := holders.New()
 	done := make(chan error, 1)
-	go func() { done <- stream(ctx, tr, out, format, f, &n) }()
+	go func() { done <- stream(ctx, tr, out, format, f, &n, reg) }()
 	// Events flow meanwhile; the ready file says attached and seeded.
-	seedListeners(ctx, tr, opts.Logger)
+	seedOlderSockets(ctx, tr, reg, opts.Logger)
 	if err := writeReadyFile(f.readyFile); err != nil {
 		return err
 	}
+	kept := make(chan struct{})
+	go func() {
+		defer close(kept)
+		keepHolders(ctx, tr, reg, opts.Logger)
+	}()
+	// before tr.Close (deferred earlier, so run later): it updates tr's maps
+	defer func() { cancel(); <-kept }()
 	select {
 	case err = <-done:
 	case <-ctx.Done():
@@ -129,7 +138,7 @@ var errEnough = errors.New("count reached")
 // stream writes events until ctx ends or --count is reached, and returns how
 // many it wrote. Output is buffered and flushed whenever the ring is drained,
 // so a quiet trace shows each line at once and a busy one writes in blocks.
-func stream(ctx context.Context, tr *tracer.Tracer, out io.Writer, format output.Format, f traceFlags, n *atomic.Uint64) error {
+func stream(ctx context.Context, tr *tracer.Tracer, out io.Writer, format output.Format, f traceFlags, n *atomic.Uint64, reg *holders.Registry) error {
 	w := bufio.NewWriterSize(out, 64<<10)
 	appendEvent := tracer.AppendTable
 	if format == output.JSON {
@@ -143,6 +152,7 @@ func stream(ctx context.Context, tr *tracer.Tracer, out io.Writer, format output
 	}
 	var line []byte
 	err := tr.Read(ctx, func(ev *tracer.Event) error {
+		nameHolders(reg, ev)
 		if f.comm != "" && (ev.OwnerSource == tracer.OwnerUnknown || ev.Owner.Comm != f.comm) {
 			return nil
 		}
@@ -189,19 +199,64 @@ func stderrLogger(w io.Writer, debug bool) *slog.Logger {
 	}))
 }
 
-// seedListeners names the owners of listeners older than the tracer, so
-// that a running service's handshakes (in softirq, before its first
-// accept) carry its pid. The stream runs meanwhile: listing owners scans
-// /proc, and events should not wait for it.
-func seedListeners(ctx context.Context, tr *tracer.Tracer, log *slog.Logger) {
-	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, States: tcpstate.Of(tcpstate.Listen), AllNetns: true})
+// nameHolders puts the holders of a child's listener on its events until
+// it is accepted (the first, one seen accepting if any, stands as its
+// owner), and learns acceptors from accepts. A listener no scan has listed
+// yet keeps the owner the BPF side lent it, and is scanned for soon.
+func nameHolders(reg *holders.Registry, ev *tracer.Event) {
+	if ev.ListenerInode == 0 {
+		return
+	}
+	k := holders.Key{Netns: ev.Netns, Inode: ev.ListenerInode}
+	switch {
+	case ev.Kind == tracer.Accept && ev.OwnerSource == tracer.OwnerTask:
+		reg.Accepted(k, ev.Owner.PID, ev.Owner.Comm, ev.Time)
+	case ev.OwnerSource == tracer.OwnerListener:
+		if set := reg.Group(k); set != nil && len(set.Holders) > 0 {
+			ev.Holders = set.Holders
+			ev.Owner.PID, ev.Owner.Comm = set.Holders[0].PID, set.Holders[0].Comm
+		}
+	}
+}
+
+// seedOlderSockets tells the tracer about the sockets older than itself:
+// the owner of each (so that their softirq transitions name it, as record
+// does from the same kind of snapshot) and the holders of each listener
+// (so that a running service's handshakes, in softirq before its first
+// accept, name them, and --pid matches a worker holding the listener).
+// The stream runs meanwhile: the /proc scan takes a while, and events
+// should not wait for it.
+func seedOlderSockets(ctx context.Context, tr *tracer.Tracer, reg *holders.Registry, log *slog.Logger) {
+	start := time.Now()
+	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true})
 	if err == nil {
 		_, err = snapshot.AttachProcesses(res.Sockets)
 	}
 	if err == nil {
-		err = tr.SeedListeners(live.ListenerOwners(res.Sockets))
+		reg.Load(res.Sockets, start, false)
+		listeners, owners := live.Seeds(res.Sockets)
+		err = errors.Join(tr.SeedListeners(listeners), tr.SeedOwners(owners))
 	}
 	if err != nil && ctx.Err() == nil {
-		log.Debug("naming the owners of older listeners", "error", err)
+		log.Debug("naming the owners of older sockets", "error", err)
 	}
+}
+
+// Listener holders change as servers fork (nginx's workers, at start and
+// at every reload): rescan every holdersPeriod, and within holdersSoon of
+// an event naming a listener no scan has listed.
+const (
+	holdersPeriod = 30 * time.Second
+	holdersSoon   = time.Second
+)
+
+// keepHolders keeps the registry and the tracer's listener entries (their
+// holders, for --pid) current until ctx ends.
+func keepHolders(ctx context.Context, tr *tracer.Tracer, reg *holders.Registry, log *slog.Logger) {
+	reg.Keep(ctx, holdersPeriod, holdersSoon, func(socks []snapshot.Socket) {
+		listeners, _ := live.Seeds(socks)
+		if err := tr.SeedListeners(listeners); err != nil {
+			log.Debug("updating listener holders", "error", err)
+		}
+	}, func(err error) { log.Debug("rescanning listener holders", "error", err) })
 }

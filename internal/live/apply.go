@@ -27,9 +27,8 @@ func (t *Table) Apply(ev *tracer.Event) error {
 		}
 		t.owner(e, ev)
 		k := portKey(e.netns, e.lport)
-		if lp, ok := t.listening[k]; ok {
+		if lp := t.listening[k]; lp != nil {
 			lp.accepts++
-			t.listening[k] = lp
 		}
 		return nil
 	}
@@ -151,6 +150,11 @@ func (t *Table) transition(slot uint32, ev *tracer.Event) error {
 		return t.closeOut(slot, ev.Time.UnixNano(), ev)
 	}
 	inferClosedBy(e, ev.New)
+	if e.state == ev.New {
+		// FIN_WAIT1 -> FIN_WAIT1 (shutdown, then close): still the one
+		// stay that began at the first
+		return nil
+	}
 	t.setState(e, ev.New, ev.Time.UnixNano())
 	return nil
 }

@@ -51,9 +51,10 @@ type Table struct {
 	unjoined int
 	seed     maphash.Seed
 
-	// listening counts the listeners per (netns, port), to tell servers
-	// from clients among the sockets a snapshot found.
-	listening map[uint64]listenPort
+	// listening holds the listeners per (netns, port) by bound address, to
+	// name an accepted socket's listener and to tell servers from clients
+	// among the sockets a snapshot found.
+	listening map[uint64]*listenPort
 
 	comms         []string
 	commIDs       map[string]uint32
@@ -72,9 +73,15 @@ type Table struct {
 }
 
 type listenPort struct {
-	n       uint32 // listeners on this port
-	name    uint32 // listenerNames id of one of them
+	// addrs are the addresses listened on, by listenerNames id, with how
+	// many listeners each (a SO_REUSEPORT group has several)
+	addrs   []boundAddr
 	accepts uint64 // accept()s seen on the port since it started listening
+}
+
+type boundAddr struct {
+	name uint32 // listenerNames id
+	n    uint32
 }
 
 // NewTable returns an empty table. onClose, if not nil, is called for every
@@ -85,7 +92,7 @@ func NewTable(onClose func(*Conn) error) *Table {
 		bySock:        make(map[uint64]uint32),
 		byTuple:       make(map[uint64]uint32),
 		seed:          maphash.MakeSeed(),
-		listening:     make(map[uint64]listenPort),
+		listening:     make(map[uint64]*listenPort),
 		comms:         []string{""},
 		commIDs:       make(map[string]uint32),
 		listenerNames: []netip.AddrPort{{}},
@@ -209,25 +216,42 @@ func portKey(netns uint32, port uint16) uint64 { return uint64(netns)<<16 | uint
 func (t *Table) listen(e *entry) {
 	k := portKey(e.netns, e.lport)
 	lp := t.listening[k]
-	lp.n++
-	if lp.name == 0 {
-		lp.name = t.listenerID(addrPort(e.local, e.lport))
+	if lp == nil {
+		lp = &listenPort{}
+		t.listening[k] = lp
 	}
-	t.listening[k] = lp
+	name := t.listenerID(addrPort(e.local, e.lport))
+	for i := range lp.addrs {
+		if lp.addrs[i].name == name {
+			lp.addrs[i].n++
+			return
+		}
+	}
+	lp.addrs = append(lp.addrs, boundAddr{name: name, n: 1})
 }
 
 func (t *Table) unlisten(e *entry) {
 	k := portKey(e.netns, e.lport)
-	if lp := t.listening[k]; lp.n <= 1 {
+	lp := t.listening[k]
+	if lp == nil {
+		return
+	}
+	name := t.listenerIDs[addrPort(e.local, e.lport)]
+	for i := range lp.addrs {
+		if lp.addrs[i].name == name {
+			if lp.addrs[i].n--; lp.addrs[i].n == 0 {
+				lp.addrs = append(lp.addrs[:i], lp.addrs[i+1:]...)
+			}
+			break
+		}
+	}
+	if len(lp.addrs) == 0 {
 		delete(t.listening, k)
-	} else {
-		lp.n--
-		t.listening[k] = lp
 	}
 }
 
 // inferRole names the role of a socket no creation event was seen for:
-// a server if its local port is listening in its netns, else a client.
+// a server if a listener in its netns would have accepted it, else a client.
 func (t *Table) inferRole(e *entry) {
 	if e.state == tcpstate.Listen {
 		e.role = RoleListener
@@ -240,18 +264,35 @@ func (t *Table) inferRole(e *entry) {
 	e.role = RoleClient
 }
 
-// listenerFor names the listener a socket with this local address was
-// accepted from: the one bound to that address if it is known, else one
-// on its port (usually the wildcard one). ok is false if none listens.
+// listenerFor names the listener a socket with this local address (IPv4
+// unmapped) was accepted from, as the kernel picks it: one bound to that
+// very address, else the wildcard of its family: 0.0.0.0, or [::] which
+// takes IPv4 too unless IPV6_V6ONLY (a v6only one never listed an IPv4
+// child). ok is false if no listener would have taken it.
 func (t *Table) listenerFor(netns uint32, local netip.AddrPort) (uint32, bool) {
-	lp, ok := t.listening[portKey(netns, local.Port())]
-	if !ok {
+	lp := t.listening[portKey(netns, local.Port())]
+	if lp == nil {
 		return 0, false
 	}
-	if id, ok := t.listenerIDs[local]; ok {
-		return id, true
+	candidates := [3]netip.Addr{local.Addr(), netip.IPv6Unspecified()}
+	if local.Addr().Is4() {
+		candidates[1], candidates[2] = netip.IPv4Unspecified(), netip.IPv6Unspecified()
 	}
-	return lp.name, true
+	for _, a := range candidates {
+		if !a.IsValid() {
+			continue
+		}
+		id, ok := t.listenerIDs[netip.AddrPortFrom(a, local.Port())]
+		if !ok {
+			continue
+		}
+		for _, b := range lp.addrs {
+			if b.name == id {
+				return id, true
+			}
+		}
+	}
+	return 0, false
 }
 
 // fill turns e into t.conn.
@@ -282,7 +323,9 @@ func (t *Table) fill(e *entry) *Conn {
 	}
 	c.History = t.steps[:e.hist.n]
 	if e.role == RoleListener {
-		c.Accepts = t.listening[portKey(e.netns, e.lport)].accepts
+		if lp := t.listening[portKey(e.netns, e.lport)]; lp != nil {
+			c.Accepts = lp.accepts
+		}
 	}
 	if e.hist.n > 0 {
 		c.Since = c.History[e.hist.n-1].EnteredAt

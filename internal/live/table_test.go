@@ -397,3 +397,67 @@ func TestJoinV4Mapped(t *testing.T) {
 		t.Errorf("after the event: %+v; want the snapshot's socket, now CLOSE_WAIT, shown unmapped", open)
 	}
 }
+
+// A child names the listener the kernel took it from: the one bound to
+// its own address, else its family's wildcard ([::] takes IPv4 too).
+// redis's Debian default listens on 127.0.0.1 and ::1 with one port.
+func TestListenerByAddress(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		listeners []string
+		child     string // the child's local address
+		want      string // "" : no listener (a client)
+	}{
+		{"redis ::1", []string{"127.0.0.1:6379", "[::1]:6379"}, "[::1]:6379", "[::1]:6379"},
+		{"redis 127.0.0.1", []string{"127.0.0.1:6379", "[::1]:6379"}, "127.0.0.1:6379", "127.0.0.1:6379"},
+		{"redis, v6 first", []string{"[::1]:6379", "127.0.0.1:6379"}, "127.0.0.1:6379", "127.0.0.1:6379"},
+		{"IPv4 wildcard", []string{"0.0.0.0:80"}, "10.0.0.2:80", "0.0.0.0:80"},
+		{"dual-stack wildcard, IPv4 child", []string{"[::]:80"}, "10.0.0.2:80", "[::]:80"},
+		{"both wildcards, IPv4 child", []string{"[::]:80", "0.0.0.0:80"}, "10.0.0.2:80", "0.0.0.0:80"},
+		{"both wildcards, IPv6 child", []string{"0.0.0.0:80", "[::]:80"}, "[2001:db8::2]:80", "[::]:80"},
+		{"specific before wildcard", []string{"0.0.0.0:80", "10.0.0.2:80"}, "10.0.0.2:80", "10.0.0.2:80"},
+		{"another address only", []string{"10.0.0.3:80"}, "10.0.0.2:80", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRecorder()
+			for i, l := range tc.listeners {
+				r.apply(t, owned(ev(uint64(0x100+i), cls, lst, l, anyAddr, 0), 9, "redis"))
+			}
+			// one seen from its handshake, one found by a snapshot
+			r.apply(t, ev(0x1, lst, synr, tc.child, "10.0.0.1:40000", 1))
+			r.t.Load([]snapshot.Socket{sock(est, tc.child, "10.0.0.1:40001", 77)}, t0.Add(2*time.Millisecond))
+			for _, c := range r.open() {
+				if c.Role == RoleListener {
+					continue
+				}
+				got := ""
+				if c.Role == RoleServer {
+					got = c.Listener.String()
+				}
+				if c.Remote.Port() == 40001 && got != tc.want || c.Remote.Port() == 40000 && tc.want != "" && got != tc.want {
+					t.Errorf("child %s from %v: role %s, listener %q, want %q", c.Local, c.Remote, c.Role, got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// shutdown() then close() is FIN_WAIT1 -> FIN_WAIT1: one stay in FIN_WAIT1,
+// entered at the first.
+func TestOneStayPerState(t *testing.T) {
+	r := newRecorder()
+	r.apply(t,
+		owned(ev(0xa, cls, syns, "0.0.0.0:0", srv, 0), 7, "curl"),
+		ev(0xa, syns, est, cli, srv, 1),
+		owned(ev(0xa, est, fw1, cli, srv, 5), 7, "curl"),
+		owned(ev(0xa, fw1, fw1, cli, srv, 6), 7, "curl"),
+		ev(0xa, fw1, fw2, cli, srv, 7),
+		ev(0xa, fw2, cls, cli, srv, 8),
+	)
+	if len(r.closed) != 1 {
+		t.Fatalf("%d closed, want 1", len(r.closed))
+	}
+	if got, want := steps(r.closed[0].History), "SYN_SENT@0s ESTABLISHED@1ms FIN_WAIT1@5ms FIN_WAIT2@7ms"; got != want {
+		t.Errorf("history %s, want %s", got, want)
+	}
+}

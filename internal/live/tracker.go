@@ -170,10 +170,12 @@ func (tk *Tracker) sync(ctx context.Context, resync bool) error {
 		tk.waitDrained(ctx, end)
 	}
 	if err == nil && !resync {
-		// listeners older than the tracer: their handshakes' owner. Not
-		// under the lock, which the reader takes for every event.
-		if err := tk.tr.SeedListeners(ListenerOwners(socks)); err != nil {
-			tk.log.Debug("seeding listener owners", "error", err)
+		// sockets older than the tracer: their events name the owners the
+		// table has from the same snapshot. Not under the lock, which the
+		// reader takes for every event.
+		listeners, owners := Seeds(socks)
+		if err := errors.Join(tk.tr.SeedListeners(listeners), tk.tr.SeedOwners(owners)); err != nil {
+			tk.log.Debug("seeding the owners of older sockets", "error", err)
 		}
 	}
 	tk.mu.Lock()
