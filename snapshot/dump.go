@@ -36,6 +36,9 @@ type Options struct {
 	Info bool
 	// AllNetns dumps every network namespace on the host, not only ours.
 	AllNetns bool
+	// Netns adds these namespaces (by inode) to ours; one that cannot be
+	// found (it vanished) is skipped with a warning.
+	Netns []uint32
 }
 
 // Result is one snapshot.
@@ -127,8 +130,14 @@ func Dump(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	namespaces := []namespace{{inode: self, path: "/proc/self/ns/net"}}
-	if opts.AllNetns {
+	var warnings []string
+	switch {
+	case opts.AllNetns:
 		if namespaces, err = listNamespaces(); err != nil {
+			return nil, err
+		}
+	case len(opts.Netns) > 0:
+		if namespaces, warnings, err = someNamespaces(self, opts.Netns); err != nil {
 			return nil, err
 		}
 	}
@@ -137,7 +146,11 @@ func Dump(ctx context.Context, opts Options) (*Result, error) {
 	// connection on the host.
 	jobs := planJobsSized(namespaces, opts.queries(), opts.States&^tcpstate.Of(tcpstate.Listen) != 0)
 	runJobs(ctx, jobs, opts, self)
-	return gather(jobs, namespaces)
+	res, err := gather(jobs, namespaces)
+	if res != nil {
+		res.Warnings = append(warnings, res.Warnings...)
+	}
+	return res, err
 }
 
 // planJobs lists the dumps and sizes their slices by sockstatHint. The first

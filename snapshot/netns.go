@@ -71,6 +71,35 @@ func listNamespaces() ([]namespace, error) {
 	return out, nil
 }
 
+// someNamespaces finds ours and the namespaces with these inodes, in
+// inode order; an inode no process or /run/netns name leads to any more
+// gets a warning.
+func someNamespaces(self uint32, inodes []uint32) ([]namespace, []string, error) {
+	all, err := listNamespaces()
+	if err != nil {
+		return nil, nil, err
+	}
+	want := map[uint32]bool{self: true}
+	for _, ino := range inodes {
+		want[ino] = true
+	}
+	var out []namespace
+	for _, ns := range all {
+		if want[ns.inode] {
+			out = append(out, ns)
+			delete(want, ns.inode)
+		}
+	}
+	var warnings []string
+	for _, ino := range inodes {
+		if want[ino] {
+			warnings = append(warnings, fmt.Sprintf("network namespace %d: no process or %s entry leads to it any more; skipped", ino, netnsRunDir))
+			delete(want, ino)
+		}
+	}
+	return out, warnings, nil
+}
+
 // errNamespaceGone marks a namespace that vanished between discovery and
 // use: the caller warns and goes on.
 var errNamespaceGone = errors.New("vanished during the walk")

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,10 +42,21 @@ connections waited in the queue (p50/p90/p99/max), drops (the listener's
 sk_drops, as ss -tlnm shows) and SYN-ACK retransmits, beside the netns counters
 TcpExtListenOverflows and TcpExtListenDrops. A listener whose queue is not
 empty while nobody has called accept() for longer than --stall is flagged
-STALLED with its owner; "stall" lines mark when that begins and ends.
+STALLED; "stall" lines mark when that begins and ends and name who should
+have accepted: the holders seen accepting, or, when none was seen (they
+stopped before socklife started), every holder, saying so. PID shows the
+first holder and how many more hold the listener ("3121+2": a pre-fork
+server's workers and master). A stall that began before socklife saw the
+listener shows its age as a lower bound (">=1.5s").
+
+SYNs that find a listener's SYN queue full are answered with SYN cookies or
+dropped (TcpExtTCPReqQFullDoCookies, TCPReqQFullDrop): the interval gets a
+"SYN flood" line with the namespace's Syncookies counters, and SYNQ shows
+FULL on a listener whose half-open queue reached its backlog.
 
 With --for, it exits after that long with status 1 if any listener stalled or
-dropped a connection, 0 otherwise: a check for scripts and alerts.`,
+dropped a connection or a SYN flood was seen, 0 otherwise: a check for
+scripts and alerts.`,
 		Example: `  socklife backlog --port 443
   socklife backlog --for 30s --stall 500ms -o json`,
 		Args: cobra.NoArgs,
@@ -52,10 +65,10 @@ dropped a connection, 0 otherwise: a check for scripts and alerts.`,
 	fl := cmd.Flags()
 	fl.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per interval)")
 	fl.Uint16Var(&f.port, "port", 0, "only the listener on this local port")
-	fl.Uint32Var(&f.pid, "pid", 0, "only listeners this process accepts on (or listened on)")
+	fl.Uint32Var(&f.pid, "pid", 0, "only listeners this process holds (a pre-fork server's master or any worker)")
 	fl.DurationVar(&f.interval, "interval", time.Second, "report every this long")
 	fl.DurationVar(&f.stall, "stall", time.Second, "flag a listener with a non-empty queue and no accept() for longer than this")
-	fl.BoolVar(&f.allNetns, "all-netns", false, "also list the listeners of every other network namespace each interval (events cover all of them anyway)")
+	fl.BoolVar(&f.allNetns, "all-netns", false, "list the listeners of every network namespace each interval (without it: ours and those events came from)")
 	fl.DurationVar(&f.forDur, "for", 0, "stop after this long; exit 1 if any listener stalled or dropped")
 	fl.StringArrayVar(&f.disableHooks, "disable-hook", nil, "do not use this hook, to force a fallback (repeatable): "+strings.Join(tracer.HookNames, ", "))
 	fl.BoolVar(&f.debug, "debug", false, "log which hook each feature uses and why others failed")
@@ -127,7 +140,13 @@ func runBacklog(cmd *cobra.Command, f backlogFlags) error {
 		}
 		return err
 	}
-	if f.forDur > 0 && (p.stalled > 0 || p.dropped > 0) {
+	if f.forDur == 0 {
+		return nil
+	}
+	for _, ns := range slices.Sorted(maps.Keys(p.synFlood)) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %s\n", synFloodLine(ns, p.synFlood[ns]))
+	}
+	if p.stalled > 0 || p.dropped > 0 || len(p.synFlood) > 0 {
 		fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d stalls, %d drops\n", p.stalled, p.dropped)
 		return exitStatus(1)
 	}

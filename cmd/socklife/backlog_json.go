@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/socklife/socklife/internal/backlog"
+	"github.com/socklife/socklife/tracer"
 )
 
 // The JSON form of a backlog report: snake_case keys, durations in
@@ -18,27 +19,46 @@ type backlogJSON struct {
 }
 
 type listenerJSON struct {
-	Netns         uint32    `json:"netns"`
-	Inode         uint64    `json:"inode"`
-	Local         string    `json:"local"`
-	PID           *uint32   `json:"pid"`
-	Comm          *string   `json:"comm"`
-	Backlog       uint32    `json:"backlog"`
-	Queue         uint32    `json:"queue"`
-	Peak          uint32    `json:"peak"`
-	FullFraction  float64   `json:"full_fraction"`
-	SynQueue      uint32    `json:"syn_queue"`
-	SynPeak       uint32    `json:"syn_peak"`
-	Enqueues      uint64    `json:"enqueues"`
-	Accepts       uint64    `json:"accepts"`
-	Wait          *waitJSON `json:"accept_wait_ms"`
-	WaitTotal     *waitJSON `json:"accept_wait_total_ms"`
-	Drops         uint64    `json:"drops"`
-	DropsTotal    uint64    `json:"drops_total"`
-	Synack        uint64    `json:"synack_retransmits"`
-	SynackTotal   uint64    `json:"synack_retransmits_total"`
-	Stalled       bool      `json:"stalled"`
-	StalledMillis *float64  `json:"stalled_ms"`
+	Netns         uint32       `json:"netns"`
+	Inode         uint64       `json:"inode"`
+	Local         string       `json:"local"`
+	PID           *uint32      `json:"pid"`
+	Comm          *string      `json:"comm"`
+	Holders       []holderJSON `json:"holders"`
+	Acceptors     int          `json:"acceptors"`
+	Backlog       uint32       `json:"backlog"`
+	Queue         uint32       `json:"queue"`
+	Peak          uint32       `json:"peak"`
+	FullFraction  float64      `json:"full_fraction"`
+	SynQueue      uint32       `json:"syn_queue"`
+	SynPeak       uint32       `json:"syn_peak"`
+	SynQueueFull  bool         `json:"syn_queue_full"`
+	Enqueues      uint64       `json:"enqueues"`
+	Accepts       uint64       `json:"accepts"`
+	Wait          *waitJSON    `json:"accept_wait_ms"`
+	WaitTotal     *waitJSON    `json:"accept_wait_total_ms"`
+	Drops         uint64       `json:"drops"`
+	DropsTotal    uint64       `json:"drops_total"`
+	Synack        uint64       `json:"synack_retransmits"`
+	SynackTotal   uint64       `json:"synack_retransmits_total"`
+	Stalled       bool         `json:"stalled"`
+	StalledMillis *float64     `json:"stalled_ms"`
+	// the stall began before socklife saw the listener
+	StalledLower bool `json:"stalled_ms_is_lower_bound"`
+}
+
+type holderJSON struct {
+	PID     uint32 `json:"pid"`
+	Comm    string `json:"comm"`
+	Accepts bool   `json:"accepts"`
+}
+
+func holdersJSON(hs []tracer.Holder) []holderJSON {
+	out := make([]holderJSON, len(hs))
+	for i, h := range hs {
+		out[i] = holderJSON(h)
+	}
+	return out
 }
 
 type waitJSON struct {
@@ -50,22 +70,34 @@ type waitJSON struct {
 }
 
 type stallJSON struct {
-	Time          time.Time `json:"time"`
-	Event         string    `json:"event"` // begin or end
-	Netns         uint32    `json:"netns"`
-	Inode         uint64    `json:"inode"`
-	Local         string    `json:"local"`
-	PID           uint32    `json:"pid"`
-	Comm          string    `json:"comm"`
-	StalledMillis float64   `json:"stalled_ms"`
+	Time          time.Time    `json:"time"`
+	Event         string       `json:"event"` // begin or end
+	Netns         uint32       `json:"netns"`
+	Inode         uint64       `json:"inode"`
+	Local         string       `json:"local"`
+	PID           uint32       `json:"pid"`
+	Comm          string       `json:"comm"`
+	Holders       []holderJSON `json:"holders"`
+	Acceptors     int          `json:"acceptors"`
+	StalledMillis float64      `json:"stalled_ms"`
+	StalledLower  bool         `json:"stalled_ms_is_lower_bound"`
 }
 
 type netnsJSON struct {
-	Netns                uint32 `json:"netns"`
-	ListenOverflows      uint64 `json:"listen_overflows"`
-	ListenDrops          uint64 `json:"listen_drops"`
-	ListenOverflowsTotal uint64 `json:"listen_overflows_total"`
-	ListenDropsTotal     uint64 `json:"listen_drops_total"`
+	Netns                  uint32 `json:"netns"`
+	ListenOverflows        uint64 `json:"listen_overflows"`
+	ListenDrops            uint64 `json:"listen_drops"`
+	ListenOverflowsTotal   uint64 `json:"listen_overflows_total"`
+	ListenDropsTotal       uint64 `json:"listen_drops_total"`
+	SyncookiesSent         uint64 `json:"syncookies_sent"`
+	SyncookiesRecv         uint64 `json:"syncookies_recv"`
+	SyncookiesFailed       uint64 `json:"syncookies_failed"`
+	ReqQFullDoCookies      uint64 `json:"reqq_full_do_cookies"`
+	ReqQFullDrop           uint64 `json:"reqq_full_drop"`
+	SyncookiesSentTotal    uint64 `json:"syncookies_sent_total"`
+	ReqQFullDoCookiesTotal uint64 `json:"reqq_full_do_cookies_total"`
+	ReqQFullDropTotal      uint64 `json:"reqq_full_drop_total"`
+	SynFlood               bool   `json:"syn_flood"`
 }
 
 func jsonReport(r *backlog.Report) backlogJSON {
@@ -76,7 +108,8 @@ func jsonReport(r *backlog.Report) backlogJSON {
 		j := listenerJSON{
 			Netns: l.Netns, Inode: l.Inode, Local: l.Local.String(),
 			Backlog: l.Backlog, Queue: l.Queue, Peak: l.Peak, FullFraction: l.FullFraction,
-			SynQueue: l.SynQueue, SynPeak: l.SynPeak, Enqueues: l.Enqueues, Accepts: l.Accepts,
+			SynQueue: l.SynQueue, SynPeak: l.SynPeak, SynQueueFull: l.SynQueueFull, Enqueues: l.Enqueues, Accepts: l.Accepts,
+			Holders: holdersJSON(l.Holders), Acceptors: l.Acceptors,
 			Wait: waitOf(l.Wait), WaitTotal: waitOf(l.WaitTotal),
 			Drops: l.Drops, DropsTotal: l.DropsTotal, Synack: l.SynackRetrans, SynackTotal: l.SynackRetransTotal,
 			Stalled: l.Stalled,
@@ -86,7 +119,7 @@ func jsonReport(r *backlog.Report) backlogJSON {
 		}
 		if l.Stalled {
 			ms := msOf(l.StalledFor)
-			j.StalledMillis = &ms
+			j.StalledMillis, j.StalledLower = &ms, l.StalledAtLeast
 		}
 		out.Listeners[i] = j
 	}
@@ -96,10 +129,19 @@ func jsonReport(r *backlog.Report) backlogJSON {
 			ev = "begin"
 		}
 		out.Stalls[i] = stallJSON{Time: s.Time.UTC(), Event: ev, Netns: s.Key.Netns, Inode: s.Key.Inode,
-			Local: s.Local.String(), PID: s.PID, Comm: s.Comm, StalledMillis: msOf(s.For)}
+			Local: s.Local.String(), PID: s.PID, Comm: s.Comm, Holders: holdersJSON(s.Holders), Acceptors: s.Acceptors,
+			StalledMillis: msOf(s.For), StalledLower: s.AtLeast}
 	}
 	for i, n := range r.Netns {
-		out.Netns[i] = netnsJSON(n)
+		out.Netns[i] = netnsJSON{
+			Netns: n.Netns, ListenOverflows: n.Interval.ListenOverflows, ListenDrops: n.Interval.ListenDrops,
+			ListenOverflowsTotal: n.Total.ListenOverflows, ListenDropsTotal: n.Total.ListenDrops,
+			SyncookiesSent: n.Interval.SyncookiesSent, SyncookiesRecv: n.Interval.SyncookiesRecv,
+			SyncookiesFailed: n.Interval.SyncookiesFailed, ReqQFullDoCookies: n.Interval.ReqQFullDoCookies,
+			ReqQFullDrop: n.Interval.ReqQFullDrop, SyncookiesSentTotal: n.Total.SyncookiesSent,
+			ReqQFullDoCookiesTotal: n.Total.ReqQFullDoCookies, ReqQFullDropTotal: n.Total.ReqQFullDrop,
+			SynFlood: n.SynFlood,
+		}
 	}
 	return out
 }

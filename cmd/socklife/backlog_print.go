@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/socklife/socklife/internal/backlog"
@@ -19,6 +20,9 @@ type backlogPrinter struct {
 	clear   bool // redraw in place: a terminal
 	stalled int  // stall begin events so far
 	dropped uint64
+	// synFlood sums the namespaces' growth over the intervals that had a
+	// SYN flood, by namespace
+	synFlood map[uint32]backlog.Netstat
 }
 
 func (p *backlogPrinter) print(r *backlog.Report) error {
@@ -30,6 +34,14 @@ func (p *backlogPrinter) print(r *backlog.Report) error {
 	for _, l := range r.Listeners {
 		p.dropped += l.Drops
 	}
+	for _, ns := range r.Netns {
+		if ns.SynFlood {
+			if p.synFlood == nil {
+				p.synFlood = map[uint32]backlog.Netstat{}
+			}
+			p.synFlood[ns.Netns] = addNetstat(p.synFlood[ns.Netns], ns.Interval)
+		}
+	}
 	if p.json {
 		b, err := json.Marshal(jsonReport(r))
 		if err != nil {
@@ -39,6 +51,22 @@ func (p *backlogPrinter) print(r *backlog.Report) error {
 		return err
 	}
 	return p.table(r)
+}
+
+func addNetstat(a, b backlog.Netstat) backlog.Netstat {
+	return backlog.Netstat{
+		ListenOverflows: a.ListenOverflows + b.ListenOverflows, ListenDrops: a.ListenDrops + b.ListenDrops,
+		SyncookiesSent: a.SyncookiesSent + b.SyncookiesSent, SyncookiesRecv: a.SyncookiesRecv + b.SyncookiesRecv,
+		SyncookiesFailed:  a.SyncookiesFailed + b.SyncookiesFailed,
+		ReqQFullDoCookies: a.ReqQFullDoCookies + b.ReqQFullDoCookies, ReqQFullDrop: a.ReqQFullDrop + b.ReqQFullDrop,
+	}
+}
+
+// synFloodLine says what a SYN flood did in one namespace: SYNs that found
+// a listener's SYN queue full, answered with cookies or dropped.
+func synFloodLine(netns uint32, n backlog.Netstat) string {
+	return fmt.Sprintf("SYN flood in netns %d: %d SYNs found a full SYN queue (%d answered with cookies, %d dropped); SyncookiesSent +%d SyncookiesRecv +%d SyncookiesFailed +%d",
+		netns, n.ReqQFullDoCookies+n.ReqQFullDrop, n.ReqQFullDoCookies, n.ReqQFullDrop, n.SyncookiesSent, n.SyncookiesRecv, n.SyncookiesFailed)
 }
 
 var backlogColumns = []output.Column{
@@ -58,12 +86,24 @@ func (p *backlogPrinter) table(r *backlog.Report) error {
 	b = r.End.AppendFormat(b, "15:04:05")
 	b = fmt.Appendf(b, "  %d listeners", len(r.Listeners))
 	for _, ns := range r.Netns {
-		b = fmt.Appendf(b, "  netns %d: ListenOverflows +%d ListenDrops +%d", ns.Netns, ns.ListenOverflows, ns.ListenDrops)
+		b = fmt.Appendf(b, "  netns %d: ListenOverflows +%d ListenDrops +%d", ns.Netns, ns.Interval.ListenOverflows, ns.Interval.ListenDrops)
+		if t := ns.Total; t.SyncookiesSent+t.SyncookiesRecv+t.SyncookiesFailed+t.ReqQFullDoCookies+t.ReqQFullDrop > 0 {
+			b = fmt.Appendf(b, " SyncookiesSent +%d SyncookiesRecv +%d SyncookiesFailed +%d",
+				ns.Interval.SyncookiesSent, ns.Interval.SyncookiesRecv, ns.Interval.SyncookiesFailed)
+		}
 	}
 	if r.Lost > 0 {
 		b = fmt.Appendf(b, "  (%d events lost)", r.Lost)
 	}
 	b = append(b, '\n')
+	for _, ns := range r.Netns {
+		if ns.SynFlood {
+			b = r.End.AppendFormat(b, "15:04:05.000")
+			b = append(b, ' ')
+			b = append(b, synFloodLine(ns.Netns, ns.Interval)...)
+			b = append(b, '\n')
+		}
+	}
 	for _, s := range r.Stalls {
 		b = appendStall(b, s)
 	}
@@ -77,7 +117,11 @@ func (p *backlogPrinter) table(r *backlog.Report) error {
 		cell(l.Local.AppendTo(buf))
 		cell(strconv.AppendUint(buf, uint64(l.Netns), 10))
 		if l.PID != 0 {
-			cell(strconv.AppendUint(buf, uint64(l.PID), 10))
+			buf = strconv.AppendUint(buf, uint64(l.PID), 10)
+			if len(l.Holders) > 1 {
+				buf = fmt.Appendf(buf, "+%d", len(l.Holders)-1)
+			}
+			cell(buf)
 			cell(append(buf, l.Comm...))
 		} else {
 			cell(append(buf, '-'))
@@ -87,7 +131,11 @@ func (p *backlogPrinter) table(r *backlog.Report) error {
 			cell(strconv.AppendUint(buf, v, 10))
 		}
 		cell(strconv.AppendFloat(buf, 100*l.FullFraction, 'f', 1, 64))
-		cell(strconv.AppendUint(buf, uint64(l.SynQueue), 10))
+		buf = strconv.AppendUint(buf, uint64(l.SynQueue), 10)
+		if l.SynQueueFull {
+			buf = append(buf, " FULL"...)
+		}
+		cell(buf)
 		cell(strconv.AppendUint(buf, l.Accepts, 10))
 		for _, d := range []time.Duration{l.Wait.P50, l.Wait.P90, l.Wait.P99, l.Wait.Max} {
 			if l.Wait.Count == 0 {
@@ -99,6 +147,9 @@ func (p *backlogPrinter) table(r *backlog.Report) error {
 		cell(strconv.AppendUint(buf, l.Drops, 10))
 		cell(strconv.AppendUint(buf, l.SynackRetrans, 10))
 		if l.Stalled {
+			if l.StalledAtLeast {
+				buf = append(buf, ">="...)
+			}
 			cell(append(buf, l.StalledFor.Round(time.Millisecond).String()...))
 		} else {
 			cell(append(buf, '-'))
@@ -114,14 +165,46 @@ func (p *backlogPrinter) table(r *backlog.Report) error {
 
 func appendStall(b []byte, s backlog.StallEvent) []byte {
 	b = s.Time.AppendFormat(b, "15:04:05.000")
+	at := ""
+	if s.AtLeast {
+		at = ">=" // it began before socklife saw the listener
+	}
 	if s.Begin {
-		b = fmt.Appendf(b, " stall begin %s pid %d (%s): queue not empty, no accept() for %v\n",
-			s.Local, s.PID, s.Comm, s.For.Round(time.Millisecond))
+		b = fmt.Appendf(b, " stall begin %s %s: queue not empty, no accept() for %s%v\n",
+			s.Local, stallWho(s), at, s.For.Round(time.Millisecond))
 	} else {
-		b = fmt.Appendf(b, " stall end   %s pid %d (%s): stalled %v\n",
-			s.Local, s.PID, s.Comm, s.For.Round(time.Millisecond))
+		b = fmt.Appendf(b, " stall end   %s %s: stalled %s%v\n",
+			s.Local, stallWho(s), at, s.For.Round(time.Millisecond))
 	}
 	return b
+}
+
+// stallWho names who should have accepted: "pid 3121,3122 (nginx)", or
+// every holder when none was seen accepting, saying so.
+func stallWho(s backlog.StallEvent) string {
+	if len(s.Holders) == 0 {
+		return "pid - (owner unknown)"
+	}
+	const most = 4
+	var b strings.Builder
+	b.WriteString("pid ")
+	for i, h := range s.Holders[:min(len(s.Holders), most)] {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatUint(uint64(h.PID), 10))
+	}
+	if n := len(s.Holders) - most; n > 0 {
+		fmt.Fprintf(&b, ",+%d", n)
+	}
+	fmt.Fprintf(&b, " (%s", s.Comm)
+	if s.Acceptors == 0 && len(s.Holders) > 1 {
+		b.WriteString("; none seen accepting: every holder")
+	} else if s.Acceptors == 0 {
+		b.WriteString("; not seen accepting")
+	}
+	b.WriteByte(')')
+	return b.String()
 }
 
 func msOf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

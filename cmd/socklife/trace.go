@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/socklife/socklife/internal/holders"
-	"github.com/socklife/socklife/internal/live"
 	"github.com/socklife/socklife/internal/output"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
@@ -234,7 +233,7 @@ func seedOlderSockets(ctx context.Context, tr *tracer.Tracer, reg *holders.Regis
 	}
 	if err == nil {
 		reg.Load(res.Sockets, start, false)
-		listeners, owners := live.Seeds(res.Sockets)
+		listeners, owners := holders.Seeds(res.Sockets)
 		err = errors.Join(tr.SeedListeners(listeners), tr.SeedOwners(owners))
 	}
 	if err != nil && ctx.Err() == nil {
@@ -254,7 +253,7 @@ const (
 // holders, for --pid) current until ctx ends.
 func keepHolders(ctx context.Context, tr *tracer.Tracer, reg *holders.Registry, log *slog.Logger) {
 	reg.Keep(ctx, holdersPeriod, holdersSoon, func(socks []snapshot.Socket) {
-		listeners, _ := live.Seeds(socks)
+		listeners, _ := holders.Seeds(socks)
 		if err := tr.SeedListeners(listeners); err != nil {
 			log.Debug("updating listener holders", "error", err)
 		}

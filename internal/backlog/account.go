@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/socklife/socklife/internal/holders"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
 	"github.com/socklife/socklife/tracer"
@@ -23,6 +24,12 @@ type Accounting struct {
 	netns  map[uint32]*netnsAccount
 	stalls []StallEvent
 	last   *listener // the one listener() found last
+	// holders names each listener's holders and acceptors
+	holders *holders.Registry
+	// eventNetns are the namespaces events came from: each needs its
+	// listeners dumped, --all-netns or not
+	eventNetns map[uint32]bool
+	lastNetns  uint32
 }
 
 type bornKey struct {
@@ -42,20 +49,38 @@ func NewAccounting(cfg Config, start time.Time) *Accounting {
 	return &Accounting{
 		cfg: cfg.withDefaults(), start: start,
 		listeners: map[Key]*listener{}, born: map[bornKey]time.Time{},
-		netns: map[uint32]*netnsAccount{},
+		netns: map[uint32]*netnsAccount{}, holders: holders.New(), eventNetns: map[uint32]bool{},
 	}
+}
+
+// Holders is where the accounting finds each listener's holders: Load it
+// with /proc scans (Run does).
+func (a *Accounting) Holders() *holders.Registry { return a.holders }
+
+// EventNetns lists the namespaces events came from.
+func (a *Accounting) EventNetns() []uint32 {
+	out := make([]uint32, 0, len(a.eventNetns))
+	for ns := range a.eventNetns {
+		out = append(out, ns)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // accounted says whether Observe does anything with ev: listens, accepts
 // and events that describe a listener's queue, a few of a connection's ten
 // or so events.
 func accounted(ev *tracer.Event) bool {
-	return ev.Queue.Known || ev.Kind == tracer.Accept ||
+	return ev.Queue.Known || ev.Enqueue || ev.Kind == tracer.Accept ||
 		(ev.Kind == tracer.StateChange && ev.New == tcpstate.Listen)
 }
 
 // Observe accounts one tracer event.
 func (a *Accounting) Observe(ev *tracer.Event) {
+	if ev.Netns != a.lastNetns {
+		a.eventNetns[ev.Netns] = true
+		a.lastNetns = ev.Netns
+	}
 	switch {
 	case ev.Kind == tracer.StateChange && ev.New == tcpstate.Listen:
 		a.born[bornKey{ev.Netns, ev.Local.Port()}] = ev.Time
@@ -66,10 +91,22 @@ func (a *Accounting) Observe(ev *tracer.Event) {
 			a.accept(l, ev)
 		}
 		return
+	case ev.Enqueue && !ev.Queue.Known:
+		// a listener the BPF side knows only by the inode user space
+		// seeded (or not at all): count it, estimate the queue
+		l := a.listeners[Key{Netns: ev.Netns, Inode: ev.ListenerInode}]
+		if l == nil {
+			l = a.byPort(ev.Netns, ev.Local.Port())
+		}
+		if l != nil {
+			l.seen = ev.Time
+			l.enqueued(ev.Time)
+		}
+		return
 	case !ev.Queue.Known || ev.Queue.Inode == 0:
 		return
 	}
-	l := a.listener(Key{ev.Netns, ev.Queue.Inode}, ev.Local.Port(), ev.Queue.Drops)
+	l := a.listener(Key{Netns: ev.Netns, Inode: ev.Queue.Inode}, ev.Local.Port(), ev.Queue.Drops)
 	l.seen = ev.Time
 	l.setDrops(ev.Queue.Drops)
 	l.synq = ev.Queue.SynQueue
@@ -99,9 +136,41 @@ func (a *Accounting) Observe(ev *tracer.Event) {
 func (a *Accounting) accept(l *listener, ev *tracer.Event) {
 	l.accepted(ev.Time, ev.InState, ev.InStateKnown)
 	l.pid, l.comm, l.acceptor = ev.Current.PID, ev.Current.Comm, true
+	a.holders.Accepted(l.key, ev.Current.PID, ev.Current.Comm, ev.Time)
 	if l.stalled {
-		a.stalls = append(a.stalls, l.endStall(ev.Time))
+		a.stalls = append(a.stalls, a.named(l, l.endStall(ev.Time)))
 	}
+}
+
+// named puts on a stall event who should have accepted: the holders seen
+// accepting, else every holder (Acceptors 0 says none was seen).
+func (a *Accounting) named(l *listener, ev StallEvent) StallEvent {
+	set := a.holders.Listener(l.key)
+	switch {
+	case set != nil && len(set.Holders) > 0:
+		ev.Acceptors = set.Acceptors()
+		ev.Holders = set.Holders
+		if ev.Acceptors > 0 {
+			ev.Holders = set.Holders[:ev.Acceptors]
+		}
+	case l.pid != 0:
+		ev.Holders = []tracer.Holder{{PID: l.pid, Comm: l.comm, Accepts: l.acceptor}}
+		ev.Acceptors = int(boolInt(l.acceptor))
+	}
+	if len(ev.Holders) > 0 {
+		ev.PID, ev.Comm = ev.Holders[0].PID, ev.Holders[0].Comm
+	}
+	return ev
+}
+
+// withHolders puts a listener's holders on its report.
+func (a *Accounting) withHolders(r *ListenerReport) {
+	set := a.holders.Listener(r.Key)
+	if set == nil || len(set.Holders) == 0 {
+		return // the events' owner, if any (listener.report)
+	}
+	r.Holders, r.Acceptors = set.Holders, set.Acceptors()
+	r.PID, r.Comm = set.Holders[0].PID, set.Holders[0].Comm
 }
 
 // byPort finds the one listener on a netns and port, nil if none or several.
@@ -150,7 +219,7 @@ func (a *Accounting) ObserveDump(t time.Time, socks []snapshot.Socket) {
 		if s.MemInfo != nil {
 			drops = s.MemInfo.Drops
 		}
-		l := a.listener(Key{s.Netns, s.Inode}, s.Local.Port(), drops)
+		l := a.listener(Key{Netns: s.Netns, Inode: s.Inode}, s.Local.Port(), drops)
 		l.seen = t
 		l.local = s.Local
 		l.setDrops(drops)
@@ -176,26 +245,6 @@ func (a *Accounting) ObserveNetstat(netns uint32, n Netstat) {
 	acc.last = n
 }
 
-// NeedOwners lists the inodes of listeners whose owner is not known yet.
-func (a *Accounting) NeedOwners() map[uint64]bool {
-	out := map[uint64]bool{}
-	for k, l := range a.listeners {
-		if l.pid == 0 {
-			out[k.Inode] = true
-		}
-	}
-	return out
-}
-
-// SetOwner names a listener's owner found by a /proc scan.
-func (a *Accounting) SetOwner(inode uint64, pid uint32, comm string) {
-	for k, l := range a.listeners {
-		if k.Inode == inode && l.pid == 0 {
-			l.pid, l.comm = pid, comm
-		}
-	}
-}
-
 // Tick closes the interval at now and reports it.
 func (a *Accounting) Tick(now time.Time) *Report {
 	r := &Report{Start: a.start, End: now}
@@ -208,28 +257,25 @@ func (a *Accounting) Tick(now time.Time) *Report {
 			continue
 		}
 		if ev, changed := l.checkStall(now, a.cfg.Stall); changed {
-			a.stalls = append(a.stalls, ev)
+			a.stalls = append(a.stalls, a.named(l, ev))
 		}
 		lr := l.report(a.start, now)
-		if a.keep(&lr) {
+		a.withHolders(&lr)
+		if a.keep(lr.Local, lr.PID, lr.Holders) {
 			r.Listeners = append(r.Listeners, lr)
 		}
 	}
 	sortedWorstFirst(r.Listeners)
 	for _, ev := range a.stalls {
-		if (a.cfg.Port == 0 || ev.Local.Port() == a.cfg.Port) && (a.cfg.PID == 0 || ev.PID == a.cfg.PID) {
+		// by the listener's holders: a stall names only its acceptors
+		if l := a.listeners[ev.Key]; l != nil && a.keepListener(l) || l == nil && a.keep(ev.Local, ev.PID, ev.Holders) {
 			r.Stalls = append(r.Stalls, ev)
 		}
 	}
 	a.stalls = a.stalls[:0]
 	for ns, acc := range a.netns {
-		r.Netns = append(r.Netns, NetnsCounters{
-			Netns:                ns,
-			ListenOverflows:      acc.last.ListenOverflows - acc.atStart.ListenOverflows,
-			ListenDrops:          acc.last.ListenDrops - acc.atStart.ListenDrops,
-			ListenOverflowsTotal: acc.last.ListenOverflows - acc.base.ListenOverflows,
-			ListenDropsTotal:     acc.last.ListenDrops - acc.base.ListenDrops,
-		})
+		interval := acc.last.Sub(acc.atStart)
+		r.Netns = append(r.Netns, NetnsCounters{Netns: ns, Interval: interval, Total: acc.last.Sub(acc.base), SynFlood: interval.SynFlood()})
 		acc.atStart = acc.last
 	}
 	slices.SortFunc(r.Netns, func(x, y NetnsCounters) int { return cmp.Compare(x.Netns, y.Netns) })
@@ -237,9 +283,22 @@ func (a *Accounting) Tick(now time.Time) *Report {
 	return r
 }
 
-// keep applies Config.Port and Config.PID.
-func (a *Accounting) keep(r *ListenerReport) bool {
-	return (a.cfg.Port == 0 || r.Local.Port() == a.cfg.Port) && (a.cfg.PID == 0 || r.PID == a.cfg.PID)
+// keepListener is keep for a listener's account and holders.
+func (a *Accounting) keepListener(l *listener) bool {
+	if set := a.holders.Listener(l.key); set != nil && len(set.Holders) > 0 {
+		return a.keep(l.local, 0, set.Holders)
+	}
+	return a.keep(l.local, l.pid, nil)
+}
+
+// keep applies Config.Port and Config.PID: a listener any of whose
+// holders is the process.
+func (a *Accounting) keep(local netip.AddrPort, pid uint32, hs []tracer.Holder) bool {
+	if a.cfg.Port != 0 && local.Port() != a.cfg.Port {
+		return false
+	}
+	return a.cfg.PID == 0 || pid == a.cfg.PID ||
+		slices.ContainsFunc(hs, func(h tracer.Holder) bool { return h.PID == a.cfg.PID })
 }
 
 // worstFirst orders stalled listeners first, then by drops, time full,
@@ -274,13 +333,17 @@ func cmpBool(x, y bool) int {
 	return -1
 }
 
-// netnsPIDs names, per netns with a listener, a process that owns one:
+// netnsPIDs names, per netns with a listener, a process that holds one:
 // where to read that namespace's counters.
 func (a *Accounting) netnsPIDs() map[uint32]uint32 {
 	out := map[uint32]uint32{}
 	for k, l := range a.listeners {
-		if l.pid != 0 {
-			out[k.Netns] = l.pid
+		pid := l.pid
+		if set := a.holders.Listener(k); set != nil && len(set.Holders) > 0 {
+			pid = set.Holders[0].PID
+		}
+		if pid != 0 {
+			out[k.Netns] = pid
 		} else if _, ok := out[k.Netns]; !ok {
 			out[k.Netns] = 0
 		}

@@ -231,14 +231,16 @@ func TestPercentile(t *testing.T) {
 }
 
 func TestParseNetstat(t *testing.T) {
-	const sample = `TcpExt: SyncookiesSent SyncookiesRecv ListenOverflows ListenDrops TCPHPHits
-TcpExt: 3 1 1471 1473 99
+	const sample = `TcpExt: SyncookiesSent SyncookiesRecv SyncookiesFailed ListenOverflows ListenDrops TCPHPHits TCPReqQFullDoCookies TCPReqQFullDrop
+TcpExt: 3 1 2 1471 1473 99 4 5
 IpExt: InNoRoutes InTruncatedPkts
 IpExt: 0 0
 `
 	n, err := parseNetstat(strings.NewReader(sample))
-	if err != nil || n.ListenOverflows != 1471 || n.ListenDrops != 1473 {
-		t.Errorf("got %+v, %v; want 1471 overflows, 1473 drops", n, err)
+	want := Netstat{ListenOverflows: 1471, ListenDrops: 1473, SyncookiesSent: 3, SyncookiesRecv: 1, SyncookiesFailed: 2,
+		ReqQFullDoCookies: 4, ReqQFullDrop: 5}
+	if err != nil || n != want {
+		t.Errorf("got %+v, %v; want %+v", n, err, want)
 	}
 	for _, bad := range []string{"", "TcpExt: ListenOverflows\nTcpExt: 1 2\n", "TcpExt: ListenDrops\nTcpExt: x\n"} {
 		if _, err := parseNetstat(strings.NewReader(bad)); err == nil {
@@ -323,5 +325,116 @@ func TestSelectNth(t *testing.T) {
 				t.Fatalf("%s: selectNth(k=%d) put %v there (sorted: %v), or left a larger value before or smaller after", name, k, s[k], want[k])
 			}
 		}
+	}
+}
+
+// seededEnqueue is an enqueue on a listener the BPF side knows only by the
+// inode user space seeded: no queue numbers.
+func seededEnqueue(ms int) *tracer.Event {
+	return &tracer.Event{Kind: tracer.StateChange, Time: at(ms), Netns: lnKey.Netns, Local: lnAt,
+		Old: tcpstate.SynRecv, New: tcpstate.Established, Enqueue: true, ListenerInode: lnKey.Inode}
+}
+
+func holderList(hs []tracer.Holder) string {
+	var parts []string
+	for _, h := range hs {
+		p := strconv.Itoa(int(h.PID))
+		if h.Accepts {
+			p += "*"
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, ",")
+}
+
+// A pre-fork server: master 10 listens, workers 11 and 12 accept. A stall
+// with no accept seen names every holder and says none was seen
+// accepting; once 12 accepts, a stall names 12 alone. --pid matches any
+// holder.
+func TestAccountingHolders(t *testing.T) {
+	a := NewAccounting(Config{Interval: 250 * time.Millisecond, Stall: 300 * time.Millisecond, PID: 11}, at(0))
+	ln := dumped(0, 0)
+	ln[0].Processes = []snapshot.Process{{PID: 10, Comm: "nginx"}, {PID: 11, Comm: "nginx"}, {PID: 12, Comm: "nginx"}}
+	a.Holders().Load(ln, at(0), false)
+	a.ObserveDump(at(0), ln)
+	a.Observe(enqueue(10, 1, 0))
+	var stalls []StallEvent
+	for _, ms := range []int{250, 500} {
+		stalls = append(stalls, a.Tick(at(ms)).Stalls...)
+	}
+	if len(stalls) != 1 || !stalls[0].Begin || holderList(stalls[0].Holders) != "10,11,12" || stalls[0].Acceptors != 0 || stalls[0].PID != 10 {
+		t.Fatalf("stalls %+v, want one begin naming 10,11,12 with no acceptor", stalls)
+	}
+	a.Observe(accept(600, 0, 590*time.Millisecond))
+	a.Observe(&tracer.Event{Kind: tracer.Accept, Time: at(610), Netns: lnKey.Netns, Local: lnAt,
+		Current: tracer.Task{PID: 12, Comm: "nginx"}, Queue: tracer.QueueInfo{Known: true, Inode: lnKey.Inode, Backlog: 4}})
+	a.Observe(enqueue(700, 1, 0))
+	r := a.Tick(at(750))
+	if len(r.Listeners) != 1 || holderList(r.Listeners[0].Holders) != "12*,42*,10,11" || r.Listeners[0].Acceptors != 2 {
+		t.Fatalf("listeners %+v, want the one with holders 12*,42*,10,11 (kept: pid 11 holds it)", r.Listeners)
+	}
+	stalls = stalls[:0]
+	for _, ms := range []int{1000, 1250} {
+		stalls = append(stalls, a.Tick(at(ms)).Stalls...)
+	}
+	if len(stalls) != 1 || holderList(stalls[0].Holders) != "12*,42*" || stalls[0].Acceptors != 2 {
+		t.Errorf("stalls %+v, want one naming the acceptors 12*,42*", stalls)
+	}
+	other := NewAccounting(Config{PID: 99}, at(0))
+	other.Holders().Load(ln, at(0), false)
+	other.ObserveDump(at(0), ln)
+	if r := other.Tick(at(1000)); len(r.Listeners) != 0 {
+		t.Errorf("--pid 99 kept %+v", r.Listeners)
+	}
+}
+
+// A listener older than socklife with a queue already: the stall's age is
+// a lower bound; enqueues that could not read the queue still count and
+// move it, so an interval that ends over the backlog was partly full.
+func TestAccountingOlderListener(t *testing.T) {
+	a := NewAccounting(Config{Interval: time.Second, Stall: 300 * time.Millisecond}, at(0))
+	a.ObserveDump(at(0), dumped(3, 0))
+	a.Observe(seededEnqueue(200))
+	a.Observe(seededEnqueue(400))
+	r := a.Tick(at(1000))
+	l := r.Listeners[0]
+	if l.Enqueues != 2 || l.Queue != 5 || l.Peak != 5 {
+		t.Errorf("enqueues %d queue %d peak %d, want 2 5 5", l.Enqueues, l.Queue, l.Peak)
+	}
+	if l.FullFraction < 0.59 || l.FullFraction > 0.61 {
+		t.Errorf("full fraction %v, want 0.6 (over the backlog 4 from 400 ms)", l.FullFraction)
+	}
+	if len(r.Stalls) != 1 || !r.Stalls[0].AtLeast || !l.Stalled || !l.StalledAtLeast || l.StalledFor != time.Second {
+		t.Errorf("stalls %+v, stalled %v for %v (lower bound %v); want a lower-bound stall of 1s", r.Stalls, l.Stalled, l.StalledFor, l.StalledAtLeast)
+	}
+	// A stall that began while socklife watched is exact.
+	b := NewAccounting(Config{Interval: time.Second, Stall: 300 * time.Millisecond}, at(0))
+	b.ObserveDump(at(0), dumped(0, 0))
+	b.Observe(seededEnqueue(100))
+	if r := b.Tick(at(1000)); len(r.Stalls) != 1 || r.Stalls[0].AtLeast || r.Listeners[0].StalledAtLeast {
+		t.Errorf("stalls %+v: want an exact one", r.Stalls)
+	}
+}
+
+// SYNs finding the SYN queue full: the listener's SYN queue at its backlog,
+// and the namespace's cookie counters growing.
+func TestAccountingSynFlood(t *testing.T) {
+	a := NewAccounting(Config{Interval: time.Second}, at(0))
+	a.ObserveDump(at(0), dumped(0, 0))
+	a.ObserveNetstat(lnKey.Netns, Netstat{SyncookiesSent: 5})
+	flood := synack(100)
+	flood.Queue.SynQueue = 4
+	a.Observe(flood)
+	a.ObserveNetstat(lnKey.Netns, Netstat{SyncookiesSent: 27, ReqQFullDoCookies: 22})
+	r := a.Tick(at(1000))
+	if l := r.Listeners[0]; !l.SynQueueFull || l.SynPeak != 4 {
+		t.Errorf("SYN queue peak %d full %v, want 4 (the backlog) and full", l.SynPeak, l.SynQueueFull)
+	}
+	if len(r.Netns) != 1 || !r.Netns[0].SynFlood || r.Netns[0].Interval.SyncookiesSent != 22 {
+		t.Errorf("netns %+v, want a SYN flood with 22 cookies sent", r.Netns)
+	}
+	a.ObserveNetstat(lnKey.Netns, Netstat{SyncookiesSent: 27, ReqQFullDoCookies: 22})
+	if r := a.Tick(at(2000)); r.Netns[0].SynFlood || r.Listeners[0].SynQueueFull {
+		t.Errorf("a quiet interval after it: %+v %+v", r.Netns, r.Listeners)
 	}
 }

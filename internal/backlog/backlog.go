@@ -21,14 +21,14 @@ package backlog
 import (
 	"net/netip"
 	"time"
+
+	"github.com/socklife/socklife/internal/holders"
+	"github.com/socklife/socklife/tracer"
 )
 
 // Key names one listening socket: its netns and socket inode, as
 // sock_diag reports them and the BPF programs read them.
-type Key struct {
-	Netns uint32
-	Inode uint64
-}
+type Key = holders.Key
 
 // Config chooses what Run reports and how often.
 type Config struct {
@@ -37,8 +37,9 @@ type Config struct {
 	// Stall is how long a listener may hold a non-empty queue without an
 	// accept() before it is flagged; 0 is 1s.
 	Stall time.Duration
-	// Port and PID keep listeners on this local port, or owned by this
-	// process; 0 keeps all.
+	// Port and PID keep listeners on this local port, or held by this
+	// process (any holder: a pre-fork server's master or a worker); 0
+	// keeps all.
 	Port uint16
 	PID  uint32
 	// AllNetns dumps the listeners of every network namespace each
@@ -72,7 +73,13 @@ type Waits struct {
 type ListenerReport struct {
 	Key
 	Local netip.AddrPort
-	// PID and Comm: who accepts on it (from accept), else who listened.
+	// Holders are the processes holding the listener, those seen calling
+	// accept() on it first; Acceptors says how many were seen accepting.
+	// A pre-fork server's master holds its listener and never accepts.
+	Holders   []tracer.Holder
+	Acceptors int
+	// PID and Comm stand for them: the first holder, 0 and "" when none
+	// is known.
 	PID  uint32
 	Comm string
 
@@ -82,9 +89,14 @@ type ListenerReport struct {
 	// FullFraction is the share of the interval the queue was full
 	// (length > backlog), 0..1.
 	FullFraction float64
-	// SynQueue and SynPeak: request (half-open) queue length now and its
-	// peak; both from BPF events, 0 when none came.
+	// SynQueue and SynPeak: request (half-open) queue length at the last
+	// event and its peak over the interval's events (0: none came); only
+	// BPF events see it. SynQueueFull: the peak
+	// reached the backlog, past which the kernel answers SYNs with
+	// cookies or drops them (a SYN flood, or a burst of clients whose
+	// final ACKs do not arrive).
 	SynQueue, SynPeak uint32
+	SynQueueFull      bool
 
 	Enqueues, Accepts uint64
 	Wait              Waits // this interval's accepted connections
@@ -98,17 +110,24 @@ type ListenerReport struct {
 	SynackRetrans, SynackRetransTotal uint64
 
 	// Stalled: the queue is non-empty and nobody accepted for longer than
-	// Config.Stall; StalledFor says how long so far.
-	Stalled    bool
-	StalledFor time.Duration
+	// Config.Stall; StalledFor says how long so far. StalledAtLeast: the
+	// queue was already non-empty when socklife first saw the listener
+	// and nobody has accepted since, so the stall began earlier than
+	// StalledFor says.
+	Stalled        bool
+	StalledFor     time.Duration
+	StalledAtLeast bool
 }
 
-// NetnsCounters are /proc/net/netstat's TcpExt listen counters of one
-// network namespace, as growth over the interval and since start.
+// NetnsCounters are /proc/net/netstat's TcpExt listen and SYN-cookie
+// counters of one network namespace, as growth over the interval and since
+// start.
 type NetnsCounters struct {
-	Netns                                  uint32
-	ListenOverflows, ListenDrops           uint64
-	ListenOverflowsTotal, ListenDropsTotal uint64
+	Netns           uint32
+	Interval, Total Netstat
+	// SynFlood: in the interval SYNs found a listener's SYN queue full and
+	// were answered with cookies or dropped (Netstat.SynFlood).
+	SynFlood bool
 }
 
 // StallEvent is a listener starting or stopping to stall.
@@ -116,10 +135,19 @@ type StallEvent struct {
 	Time  time.Time
 	Key   Key
 	Local netip.AddrPort
-	PID   uint32
-	Comm  string
-	Begin bool          // false: accepts resumed or the queue emptied
-	For   time.Duration // how long it had stalled (at the end), or the threshold crossed (at the begin)
+	// Holders names who should have accepted: the holders seen accepting,
+	// or every holder when none was (Acceptors 0: socklife has not seen
+	// any of them accept, as when they stopped before it started). PID and
+	// Comm are the first of them.
+	Holders   []tracer.Holder
+	Acceptors int
+	PID       uint32
+	Comm      string
+	Begin     bool          // false: accepts resumed or the queue emptied
+	For       time.Duration // how long it had stalled (at the end), or the threshold crossed (at the begin)
+	// AtLeast: the stall began before socklife saw the listener; For is a
+	// lower bound.
+	AtLeast bool
 }
 
 // Report is one interval.

@@ -180,5 +180,5 @@ func TestSlowAcceptor(t *testing.T) {
 	checkWaits(t, m, slow, slowDial, clientResent, reps[len(reps)-1].ListenerReport)
 	checkDrops(t, m, reps[len(reps)-1].ListenerReport, dropsAfter-dropsBefore, netBefore, netAfter)
 	checkStall(t, m, slow, stoppedAt, resumed)
-	checkPrompt(t, m, prompt)
+	checkPrompt(t, m, prompt, promptDial)
 }

@@ -6,8 +6,6 @@ import (
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/socklife/socklife/internal/testutil"
 )
 
 // checkQueue: the queue reaches backlog+1 and stays full for most of the
@@ -119,9 +117,9 @@ func checkDrops(t *testing.T, m *monitorRun, final ListenerReport, ssDelta uint6
 	defer m.mu.Unlock()
 	last := m.reports[len(m.reports)-1]
 	for _, ns := range last.Netns {
-		if ns.Netns == final.Netns && ns.ListenOverflowsTotal < final.DropsTotal*95/100 {
+		if ns.Netns == final.Netns && ns.Total.ListenOverflows < final.DropsTotal*95/100 {
 			t.Errorf("reported netns ListenDrops %d, ListenOverflows %d: want at least 95%% of the listener's drops %d",
-				ns.ListenDropsTotal, ns.ListenOverflowsTotal, final.DropsTotal)
+				ns.Total.ListenDrops, ns.Total.ListenOverflows, final.DropsTotal)
 		}
 	}
 }
@@ -161,32 +159,51 @@ func checkStall(t *testing.T, m *monitorRun, a *acceptor, stoppedAt, resumed tim
 	if begin.PID != uint32(os.Getpid()) {
 		t.Errorf("stall flagged with pid %d, want %d", begin.PID, os.Getpid())
 	}
-	// Flagged at the first tick past --stall; a loaded machine runs the
-	// ticker a little late.
-	latest := testStall + testInterval + testutil.Scaled(50*time.Millisecond)
-	if d := begin.Time.Sub(stoppedAt); d < testStall || d > latest {
-		t.Errorf("stall flagged %v after the last accept, want within (%v, %v]", d, testStall, latest)
+	// Flagged at the first tick past --stall, whenever the ticker ran:
+	// never before --stall, and in the first report that ended more than
+	// --stall after the test's last accept (socklife's last accept is a
+	// moment earlier, when accept() dequeued, so by then it had to).
+	if d := begin.Time.Sub(stoppedAt); d < testStall-waitSlack {
+		t.Errorf("stall flagged %v after the last accept, before --stall %v", d, testStall)
 	}
-	// The report carrying it reached us in time too, give or take a
-	// dump: on a loaded machine an interval of slack.
 	m.mu.Lock()
-	for _, g := range m.got {
-		if slices.ContainsFunc(g.r.Stalls, func(e StallEvent) bool { return e == begin }) {
-			if d := g.at.Sub(stoppedAt); d > testStall+testInterval+testutil.Scaled(testInterval) {
-				t.Errorf("stall reported %v after the last accept", d)
+	carried := -1
+	firstDue := -1
+	for i, g := range m.got {
+		if carried < 0 && slices.ContainsFunc(g.r.Stalls, func(e StallEvent) bool { return e.Begin && e.Key == begin.Key && e.Time.Equal(begin.Time) }) {
+			carried = i
+			if !g.r.End.Equal(begin.Time) {
+				t.Errorf("stall found at %v reported in the interval ending %v: the report of the tick that found it must carry it", begin.Time, g.r.End)
 			}
+		}
+		if firstDue < 0 && g.r.End.Sub(stoppedAt) > testStall {
+			firstDue = i
 		}
 	}
 	m.mu.Unlock()
-	if end.Time.Before(resumed) || end.Time.Sub(resumed) > testInterval {
-		t.Errorf("stall cleared at %v, %v after accepts resumed", end.Time, end.Time.Sub(resumed))
+	if carried < 0 || carried > firstDue {
+		t.Errorf("stall reported in report %d; report %d already ended more than --stall after the last accept", carried, firstDue)
+	}
+	// Cleared by the first accept after the pause: socklife's time for it
+	// lies between the resume and the test's own reading after accept()
+	// returned (give or take the ktime-to-wall conversion).
+	first, ok := a.firstAcceptAfter(resumed)
+	if !ok {
+		t.Fatalf("no accept after the resume")
+	}
+	if end.Time.Before(resumed) || end.Time.After(first.Add(time.Millisecond)) {
+		t.Errorf("stall cleared at %v; accepts resumed at %v, the first accept returned at %v", end.Time, resumed, first)
 	}
 	t.Logf("stall flagged %v after the last accept, cleared %v after accepts resumed (stalled %v)",
 		begin.Time.Sub(stoppedAt), end.Time.Sub(resumed), end.For)
 }
 
-// checkPrompt: the listener that accepts at once shows nothing wrong.
-func checkPrompt(t *testing.T, m *monitorRun, a *acceptor) {
+// checkPrompt: the listener that accepts at once shows nothing wrong: no
+// stall, no drops, and each connection's wait what the test measured
+// (connect() returning to accept() returning). How short those waits are
+// is the machine's business: under load a real-time acceptor still waits
+// for a CPU, and socklife is right to say so.
+func checkPrompt(t *testing.T, m *monitorRun, a *acceptor, d *dialers) {
 	t.Helper()
 	reps := m.listenerReports(a.port)
 	if len(reps) == 0 {
@@ -201,19 +218,32 @@ func checkPrompt(t *testing.T, m *monitorRun, a *acceptor) {
 	if evs := m.stalls(a.port); len(evs) != 0 {
 		t.Errorf("prompt listener stall events: %+v", evs)
 	}
-	if final.WaitTotal.Max >= waitSlack {
-		m.mu.Lock()
-		for k, ev := range m.accepts {
-			if k[0] == a.port {
-				t.Logf("prompt accept at %s wait %v by %d", ev.Time.Format("05.000000"), ev.InState, ev.Current.PID)
-			}
+	if final.DropsTotal != 0 || final.WaitTotal.Count != promptConns {
+		t.Errorf("prompt listener: drops %d, %d waits (want %d)", final.DropsTotal, final.WaitTotal.Count, promptConns)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var longest time.Duration
+	for port, at := range a.accepted {
+		ev, ok := m.accepts[[2]uint16{a.port, port}]
+		if !ok || !ev.InStateKnown {
+			t.Errorf("prompt client port %d: no accept wait reported", port)
+			continue
 		}
-		m.mu.Unlock()
+		measured := at.Sub(d.connected[port])
+		longest = max(longest, measured)
+		if diff := ev.InState - measured; diff > waitSlack || diff < -waitSlack {
+			t.Errorf("prompt client port %d: accept wait %v, measured %v", port, ev.InState, measured)
+		}
 	}
-	if final.DropsTotal != 0 || final.WaitTotal.Count != promptConns || final.WaitTotal.Max >= waitSlack {
-		t.Errorf("prompt listener: drops %d, %d waits (want %d), max wait %v (want < %v)",
-			final.DropsTotal, final.WaitTotal.Count, promptConns, final.WaitTotal.Max, waitSlack)
+	if diff := final.WaitTotal.Max - longest; diff > waitSlack || diff < -waitSlack {
+		t.Errorf("prompt listener: longest wait %v, measured %v", final.WaitTotal.Max, longest)
 	}
+	t.Logf("prompt listener: longest wait %v, measured %v", final.WaitTotal.Max, longest)
 }
 
 // Percentile, the test's oracle, is the nearest-rank p-th percentile of sorted: the smallest

@@ -4,12 +4,16 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"time"
+
+	"github.com/socklife/socklife/tracer"
 )
 
 // listener is the running account of one listening socket.
 type listener struct {
-	key      Key
-	local    netip.AddrPort
+	key   Key
+	local netip.AddrPort
+	// pid and comm stand for the listener when no /proc scan has named
+	// its holders: who accepted last, else who the BPF side lent children
 	pid      uint32
 	comm     string
 	acceptor bool // pid is who accepted, not only who listened
@@ -34,9 +38,14 @@ type listener struct {
 
 	lastAccept    time.Time // zero: none seen
 	nonEmptySince time.Time // zero: empty
-	stalled       bool
-	stallSince    time.Time
-	seen          time.Time // last dump or event that showed it alive
+	// nonEmptyAtLeast: the queue was non-empty when first sampled, so it
+	// has been so since before nonEmptySince
+	nonEmptyAtLeast bool
+	sampled         bool
+	stalled         bool
+	stallSince      time.Time
+	stallAtLeast    bool
+	seen            time.Time // last dump or event that showed it alive
 }
 
 // sample records the queue length at t (an enqueue, an accept or a dump).
@@ -47,10 +56,22 @@ func (l *listener) sample(t time.Time, qlen, backlog uint32) {
 	l.advance(t)
 	l.qlen = qlen
 	l.peak = max(l.peak, qlen)
-	if qlen == 0 {
-		l.nonEmptySince = time.Time{}
-	} else if l.nonEmptySince.IsZero() {
-		l.nonEmptySince = t
+	switch {
+	case qlen == 0:
+		l.nonEmptySince, l.nonEmptyAtLeast = time.Time{}, false
+	case l.nonEmptySince.IsZero():
+		l.nonEmptySince, l.nonEmptyAtLeast = t, !l.sampled
+	}
+	l.sampled = true
+}
+
+// enqueued counts a child entering the queue at t when the event could not
+// read the queue (a listener user space seeded, before the BPF side knows
+// its sock): one more than the last sample. Dumps correct the estimate.
+func (l *listener) enqueued(t time.Time) {
+	l.enqueues++
+	if !l.bpfQueue {
+		l.sample(t, l.qlen+1, 0)
 	}
 }
 
@@ -104,13 +125,15 @@ func (l *listener) checkStall(now time.Time, threshold time.Duration) (StallEven
 		return l.endStall(now), true
 	}
 	l.stalled, l.stallSince = true, since
-	return StallEvent{Time: now, Key: l.key, Local: l.local, PID: l.pid, Comm: l.comm, Begin: true, For: now.Sub(since)}, true
+	// no accept seen since the queue, found non-empty, began to fill
+	l.stallAtLeast = l.nonEmptyAtLeast && !l.lastAccept.After(l.nonEmptySince)
+	return StallEvent{Time: now, Key: l.key, Local: l.local, Begin: true, For: now.Sub(since), AtLeast: l.stallAtLeast}, true
 }
 
 // endStall clears the stall flag at t: an accept, or an empty queue.
 func (l *listener) endStall(t time.Time) StallEvent {
 	l.stalled = false
-	return StallEvent{Time: t, Key: l.key, Local: l.local, PID: l.pid, Comm: l.comm, For: t.Sub(l.stallSince)}
+	return StallEvent{Time: t, Key: l.key, Local: l.local, For: t.Sub(l.stallSince), AtLeast: l.stallAtLeast}
 }
 
 // report closes the interval [start, now) and resets the interval counters.
@@ -119,7 +142,7 @@ func (l *listener) report(start, now time.Time) ListenerReport {
 	r := ListenerReport{
 		Key: l.key, Local: l.local, PID: l.pid, Comm: l.comm,
 		Backlog: l.backlog, Queue: l.qlen, Peak: l.peak,
-		SynQueue: l.synq, SynPeak: l.synPeak,
+		SynQueue: l.synq, SynPeak: l.synPeak, SynQueueFull: l.backlog > 0 && l.synPeak >= l.backlog,
 		Enqueues: l.enqueues, Accepts: l.accepts,
 		Wait:          l.waits.summary(),
 		WaitTotal:     l.allWaits.summary(),
@@ -129,16 +152,27 @@ func (l *listener) report(start, now time.Time) ListenerReport {
 		Stalled: l.stalled,
 	}
 	if l.stalled {
-		r.StalledFor = now.Sub(l.stallSince)
+		r.StalledFor, r.StalledAtLeast = now.Sub(l.stallSince), l.stallAtLeast
+	}
+	if l.pid != 0 {
+		r.Holders = []tracer.Holder{{PID: l.pid, Comm: l.comm, Accepts: l.acceptor}}
+		r.Acceptors = int(boolInt(l.acceptor))
 	}
 	if span := now.Sub(start); span > 0 {
 		r.FullFraction = min(1, float64(l.fullTime)/float64(span))
 	}
 	l.fullTime = 0
 	l.peak = l.qlen
-	l.synPeak = l.synq
+	l.synPeak = 0 // the SYN queue is seen only at events: none yet in the next
 	l.enqueues, l.accepts, l.synacks = 0, 0, 0
 	l.waits.reset()
 	l.dropsAtStart = l.drops
 	return r
+}
+
+func boolInt(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
 }

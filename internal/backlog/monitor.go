@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/socklife/socklife/internal/holders"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
 	"github.com/socklife/socklife/tracer"
@@ -33,7 +34,7 @@ func Run(ctx context.Context, tr *tracer.Tracer, cfg Config, emit func(*Report) 
 	if err != nil {
 		return err
 	}
-	m := &monitor{tr: tr, self: self, allNetns: cfg.AllNetns, acc: NewAccounting(cfg, time.Now()), tried: map[uint64]bool{}}
+	m := &monitor{tr: tr, self: self, allNetns: cfg.AllNetns, acc: NewAccounting(cfg, time.Now()), tried: map[Key]bool{}}
 	// The first poll is the baseline every count starts from.
 	if err := m.poll(ctx, time.Now()); err != nil {
 		return err
@@ -102,9 +103,15 @@ type monitor struct {
 	allNetns bool
 	mu       sync.Mutex // guards acc
 	acc      *Accounting
-	// tried holds inodes the /proc scan did not find an owner for.
-	tried map[uint64]bool
+	// lastScan is when /proc was last scanned for listener holders;
+	// tried holds the listeners looked for since the last periodic scan.
+	lastScan time.Time
+	tried    map[Key]bool
 }
+
+// holdersPeriod is how often listener holders are rescanned: servers fork
+// workers after listen(), and replace them at every reload.
+const holdersPeriod = 30 * time.Second
 
 func (m *monitor) drain() {
 	deadline := time.Now().Add(drainWait)
@@ -124,19 +131,28 @@ func (m *monitor) report(ctx context.Context, now time.Time, emit func(*Report) 
 	return emit(r)
 }
 
-// poll dumps every listener (queue, backlog, sk_drops) and reads the netns
-// counters of the namespaces they live in.
+// poll dumps the listeners (queue, backlog, sk_drops) of our namespace,
+// of those events came from, or of all with Config.AllNetns; finds their
+// holders when some are new; and reads the netns counters of the
+// namespaces they live in.
 func (m *monitor) poll(ctx context.Context, now time.Time) error {
-	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, States: tcpstate.Of(tcpstate.Listen), Info: true, AllNetns: m.allNetns})
+	m.mu.Lock()
+	netns := m.acc.EventNetns()
+	m.mu.Unlock()
+	started := time.Now()
+	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, States: tcpstate.Of(tcpstate.Listen), Info: true,
+		AllNetns: m.allNetns, Netns: netns})
 	if err != nil {
 		return fmt.Errorf("listing listeners: %w", err)
 	}
 	m.mu.Lock()
 	m.acc.ObserveDump(now, res.Sockets)
-	need := m.acc.NeedOwners()
+	missed := m.acc.Holders().Missed()
+	m.mu.Unlock()
+	m.scanHolders(res.Sockets, started, missed)
+	m.mu.Lock()
 	pids := m.acc.netnsPIDs()
 	m.mu.Unlock()
-	m.findOwners(need)
 	counters := map[uint32]Netstat{}
 	for ns, pid := range pids {
 		if n, err := m.readNetstat(ns, pid); err == nil {
@@ -158,6 +174,34 @@ func (m *monitor) poll(ctx context.Context, now time.Time) error {
 	return nil
 }
 
+// scanHolders finds the holders of the dumped listeners in /proc, at the
+// first poll, every holdersPeriod, and when a listener no scan listed was
+// looked up (new since the last scan); it also tells the tracer about them,
+// so that enqueues on listeners older than it name their listener.
+func (m *monitor) scanHolders(listeners []snapshot.Socket, started time.Time, missed []Key) {
+	due := m.lastScan.IsZero() || time.Since(m.lastScan) >= holdersPeriod
+	if due {
+		clear(m.tried)
+	}
+	for _, k := range missed {
+		if !m.tried[k] {
+			m.tried[k] = true
+			due = true
+		}
+	}
+	if !due {
+		return
+	}
+	m.lastScan = time.Now()
+	if _, err := snapshot.AttachProcesses(listeners); err != nil {
+		return
+	}
+	// only some namespaces were dumped: a listener of another one stays
+	m.acc.Holders().Load(listeners, started, true)
+	seeds, _ := holders.Seeds(listeners)
+	_ = m.tr.SeedListeners(seeds) // best effort: an enqueue it misses is counted by port
+}
+
 // readNetstat reads ns's counters through a process in it; ours for our own.
 func (m *monitor) readNetstat(ns, pid uint32) (Netstat, error) {
 	if ns == m.self {
@@ -168,29 +212,4 @@ func (m *monitor) readNetstat(ns, pid uint32) (Netstat, error) {
 		return Netstat{}, errors.New("no process seen in the namespace")
 	}
 	return ReadNetstat(fmt.Sprintf("/proc/%d/net/netstat", pid))
-}
-
-// findOwners scans /proc once for listeners whose owner no event named;
-// an inode it cannot place is not looked for again.
-func (m *monitor) findOwners(need map[uint64]bool) {
-	for ino := range need {
-		if m.tried[ino] {
-			delete(need, ino)
-		}
-	}
-	if len(need) == 0 {
-		return
-	}
-	owners, _, err := snapshot.ScanSocketOwners(func(ino uint64) bool { return need[ino] })
-	if err != nil {
-		return
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, o := range owners {
-		m.acc.SetOwner(o.Inode, uint32(o.PID), o.Comm)
-	}
-	for ino := range need {
-		m.tried[ino] = true
-	}
 }

@@ -14,7 +14,29 @@ type Netstat struct {
 	// ListenOverflows: SYNs and final ACKs dropped because an accept
 	// queue was full. ListenDrops: those and every other listen drop.
 	ListenOverflows, ListenDrops uint64
+	// A SYN that finds its listener's SYN (request) queue full is answered
+	// with a cookie instead of queued (ReqQFullDoCookies, with
+	// net.ipv4.tcp_syncookies=1, or for every SYN with 2) or dropped
+	// (ReqQFullDrop, with 0): the kernel's "Possible SYN flooding".
+	// SyncookiesSent counts the cookies, SyncookiesRecv the final ACKs
+	// that brought a valid one back, SyncookiesFailed the invalid ones.
+	SyncookiesSent, SyncookiesRecv, SyncookiesFailed uint64
+	ReqQFullDoCookies, ReqQFullDrop                  uint64
 }
+
+// Sub is the growth from base to n; the counters only grow.
+func (n Netstat) Sub(base Netstat) Netstat {
+	return Netstat{
+		ListenOverflows: n.ListenOverflows - base.ListenOverflows, ListenDrops: n.ListenDrops - base.ListenDrops,
+		SyncookiesSent: n.SyncookiesSent - base.SyncookiesSent, SyncookiesRecv: n.SyncookiesRecv - base.SyncookiesRecv,
+		SyncookiesFailed:  n.SyncookiesFailed - base.SyncookiesFailed,
+		ReqQFullDoCookies: n.ReqQFullDoCookies - base.ReqQFullDoCookies, ReqQFullDrop: n.ReqQFullDrop - base.ReqQFullDrop,
+	}
+}
+
+// SynFlood says SYNs found a full SYN queue: the kernel answered with
+// cookies or dropped them.
+func (n Netstat) SynFlood() bool { return n.ReqQFullDoCookies > 0 || n.ReqQFullDrop > 0 }
 
 // ReadNetstat reads path (/proc/net/netstat, or /proc/PID/net/netstat for
 // PID's namespace).
@@ -57,6 +79,16 @@ func parseNetstat(r io.Reader) (Netstat, error) {
 				dst = &n.ListenOverflows
 			case "ListenDrops":
 				dst = &n.ListenDrops
+			case "SyncookiesSent":
+				dst = &n.SyncookiesSent
+			case "SyncookiesRecv":
+				dst = &n.SyncookiesRecv
+			case "SyncookiesFailed":
+				dst = &n.SyncookiesFailed
+			case "TCPReqQFullDoCookies":
+				dst = &n.ReqQFullDoCookies
+			case "TCPReqQFullDrop":
+				dst = &n.ReqQFullDrop
 			default:
 				continue
 			}

@@ -132,6 +132,19 @@ func (a *acceptor) acceptedBetween(from, to time.Time) (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// firstAcceptAfter returns the earliest accept the test timed at or after from.
+func (a *acceptor) firstAcceptAfter(from time.Time) (time.Time, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var first time.Time
+	for _, at := range a.accepted {
+		if !at.Before(from) && (first.IsZero() || at.Before(first)) {
+			first = at
+		}
+	}
+	return first, !first.IsZero()
+}
+
 // pause stops accepting and returns when the last accept was: once the
 // loop has come round to the pause, no accept() is in flight.
 func (a *acceptor) pause(t *testing.T) time.Time {

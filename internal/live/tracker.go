@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/socklife/socklife/internal/holders"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
 	"github.com/socklife/socklife/tracer"
@@ -173,7 +174,7 @@ func (tk *Tracker) sync(ctx context.Context, resync bool) error {
 		// sockets older than the tracer: their events name the owners the
 		// table has from the same snapshot. Not under the lock, which the
 		// reader takes for every event.
-		listeners, owners := Seeds(socks)
+		listeners, owners := holders.Seeds(socks)
 		if err := errors.Join(tk.tr.SeedListeners(listeners), tk.tr.SeedOwners(owners)); err != nil {
 			tk.log.Debug("seeding the owners of older sockets", "error", err)
 		}

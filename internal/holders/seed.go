@@ -1,4 +1,4 @@
-package live
+package holders
 
 import (
 	"github.com/socklife/socklife/internal/tcpstate"
