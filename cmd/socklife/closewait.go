@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -43,9 +44,14 @@ func newCloseWaitCmd() *cobra.Command {
 		Short: "Watch for CLOSE_WAIT build-up; exit 1 if a process crosses a limit (for scripts and alerts)",
 		Long: `Watch the live socket table for --for. As soon as a process holds --threshold
 CLOSE_WAIT sockets, or gains them faster than --growth per minute (measured
-over --window, once at least min(--window, 10s) has been watched), print the
-offending processes (count, growth, oldest socket, ports, peers) and exit 1.
-Exit 0 if no process crossed a limit during --for.`,
+over --window, once a whole --window has been watched), print the offending
+processes (count, growth, oldest socket, ports, peers) and exit 1. Exit 0 if
+no process crossed a limit during --for.
+
+Only sockets that stay count: one in CLOSE_WAIT for less than --min-age is
+an ordinary close in progress (an HTTP/1.0 client sits there between the
+server's FIN and its own close()), not a leak. A socket that was already in
+CLOSE_WAIT when socklife started counts once it has been watched that long.`,
 		Example: `  socklife closewait --for 5m --threshold 100
   socklife closewait --for 2m --growth 20 -o json`,
 		Args: cobra.NoArgs,
@@ -56,7 +62,8 @@ Exit 0 if no process crossed a limit during --for.`,
 	fl.IntVar(&f.threshold, "threshold", 0, "alert when a process holds this many CLOSE_WAIT sockets")
 	fl.Float64Var(&f.growth, "growth", 0, "alert when a process gains this many CLOSE_WAIT sockets per minute")
 	fl.DurationVar(&f.interval, "interval", time.Second, "look this often")
-	fl.DurationVar(&f.window, "window", time.Minute, "growth is measured over this sliding window")
+	fl.DurationVar(&f.window, "window", time.Minute, "growth is measured over this sliding window, and judged once it has been watched")
+	fl.DurationVar(&f.minAge, "min-age", 5*time.Second, "count only CLOSE_WAIT sockets at least this old (0: every one)")
 	fl.StringVarP(&f.output, "output", "o", "table", "output format: table or json")
 	fl.Uint32Var(&f.pid, "pid", 0, "watch only this process")
 	fl.Uint16Var(&f.port, "port", 0, "watch only sockets on this local port")
@@ -65,17 +72,26 @@ Exit 0 if no process crossed a limit during --for.`,
 	return cmd
 }
 
-// minGrowthSpan is the least history a growth rate needs before it may
-// alert: one socket in the first second is "60 per minute".
-const minGrowthSpan = 10 * time.Second
-
-// closewaitVerdict is closewait's -o json answer.
+// closewaitVerdict is closewait's -o json answer; a limit not set is null.
 type closewaitVerdict struct {
 	Alert     bool                  `json:"alert"`
 	WatchedMs int64                 `json:"watched_ms"`
-	Threshold int                   `json:"threshold"`
-	Growth    float64               `json:"growth_per_min"`
+	MinAgeMs  int64                 `json:"min_age_ms"`
+	Threshold *int                  `json:"threshold"`
+	Growth    *float64              `json:"growth_per_min"`
 	Offenders []topview.ProcessJSON `json:"offenders"`
+}
+
+// limitsText names the limits that were set: "threshold 10, growth 20/min".
+func (v *closewaitVerdict) limitsText() string {
+	var parts []string
+	if v.Threshold != nil {
+		parts = append(parts, fmt.Sprintf("threshold %d", *v.Threshold))
+	}
+	if v.Growth != nil {
+		parts = append(parts, fmt.Sprintf("growth %g/min", *v.Growth))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func runCloseWait(cmd *cobra.Command, f *closewaitFlags) error {
@@ -96,6 +112,10 @@ func runCloseWait(cmd *cobra.Command, f *closewaitFlags) error {
 		return badInput("--threshold and --growth take positive numbers")
 	case f.threshold == 0 && f.growth == 0:
 		return badInput("give --threshold N or --growth N (or both): nothing to watch for")
+	case f.minAge < 0:
+		return badInput("--min-age %v is negative", f.minAge)
+	case f.growth > 0 && f.duration < f.window:
+		return badInput("--growth is judged over --window (%v), which --for %v ends before: lengthen --for or shorten --window", f.window, f.duration)
 	}
 	f.keep = f.keepFn()
 	ctx := cmd.Context()
@@ -109,7 +129,7 @@ func runCloseWait(cmd *cobra.Command, f *closewaitFlags) error {
 		}
 		watched = fr.At.Sub(start)
 		limits.GrowthPerMin = 0
-		if watched >= min(f.window, minGrowthSpan) {
+		if watched >= f.window {
 			limits.GrowthPerMin = f.growth
 		}
 		offenders = fr.CloseWait.Offenders(limits)
@@ -118,8 +138,14 @@ func runCloseWait(cmd *cobra.Command, f *closewaitFlags) error {
 	if err != nil {
 		return err
 	}
-	v := closewaitVerdict{Alert: len(offenders) > 0, WatchedMs: watched.Milliseconds(), Threshold: f.threshold,
-		Growth: f.growth, Offenders: topview.ProcessesJSON(offenders)}
+	v := closewaitVerdict{Alert: len(offenders) > 0, WatchedMs: watched.Milliseconds(), MinAgeMs: f.minAge.Milliseconds(),
+		Offenders: topview.ProcessesJSON(offenders)}
+	if f.threshold > 0 {
+		v.Threshold = &f.threshold
+	}
+	if f.growth > 0 {
+		v.Growth = &f.growth
+	}
 	if err := writeVerdict(cmd.OutOrStdout(), format, &v, offenders); err != nil {
 		return fmt.Errorf("writing output: %w", err)
 	}
@@ -134,10 +160,12 @@ func writeVerdict(w io.Writer, format output.Format, v *closewaitVerdict, offend
 		return output.WriteJSONList(w, true, 1, func(int) any { return v })
 	}
 	if !v.Alert {
-		_, err := fmt.Fprintf(w, "ok: no process crossed the CLOSE_WAIT limits in %s\n", time.Duration(v.WatchedMs)*time.Millisecond)
+		_, err := fmt.Fprintf(w, "ok: no process crossed the CLOSE_WAIT limits (%s; sockets at least %v old) in %s\n",
+			v.limitsText(), time.Duration(v.MinAgeMs)*time.Millisecond, time.Duration(v.WatchedMs)*time.Millisecond)
 		return err
 	}
-	if _, err := fmt.Fprintf(w, "ALERT: over the CLOSE_WAIT limits (threshold %d, growth %.1f/min):\n", v.Threshold, v.Growth); err != nil {
+	if _, err := fmt.Fprintf(w, "ALERT: over the CLOSE_WAIT limits (%s; sockets at least %v old):\n",
+		v.limitsText(), time.Duration(v.MinAgeMs)*time.Millisecond); err != nil {
 		return err
 	}
 	return topview.WriteCloseWait(w, offenders)

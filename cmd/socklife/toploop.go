@@ -24,6 +24,7 @@ import (
 type watchConfig struct {
 	interval     time.Duration
 	window       time.Duration
+	minAge       time.Duration // CLOSE_WAIT sockets younger are left out (topview.Sampler.MinAge)
 	readyFile    string
 	debug        bool
 	disableHooks []string
@@ -81,6 +82,7 @@ func watch(ctx context.Context, stderr io.Writer, cfg watchConfig, frame func(*t
 		hooks = append(hooks, h.Feature+"="+name)
 	}
 	sampler := topview.NewSampler(cfg.window)
+	sampler.MinAge = cfg.minAge
 	tick := time.NewTicker(cfg.interval)
 	defer tick.Stop()
 	for first := true; ; first = false {

@@ -45,7 +45,11 @@ type Process struct {
 	Count int
 	// GrowthPerMin is the change of Count per minute over the window (or
 	// since the first sample, if the watch is younger than the window).
+	// GrowthKnown says it rests on at least MinGrowthSpan (or the whole
+	// window, if shorter) of history: one socket in the first second is
+	// not "60 per minute". Unknown growth is 0.
 	GrowthPerMin float64
+	GrowthKnown  bool
 	// Oldest is the age of the oldest socket; OldestAtLeast says it is a
 	// lower bound because that socket predates the tracer.
 	Oldest        time.Duration
@@ -85,6 +89,14 @@ type point struct {
 	at    time.Time
 	count int
 }
+
+// MinGrowthSpan is the least history a growth rate needs (see
+// Process.GrowthKnown), unless the window itself is shorter.
+const MinGrowthSpan = 10 * time.Second
+
+// Age is how long c has been in CLOSE_WAIT at now; for a socket that
+// predates the tracer, a lower bound (atLeast).
+func (c *Conn) Age(now time.Time) (age time.Duration, atLeast bool) { return c.age(now) }
 
 // Watch remembers each process's count over a sliding window.
 type Watch struct {
@@ -136,8 +148,12 @@ func (w *Watch) Observe(now time.Time, conns []Conn) Report {
 			// the previous one held none then.
 			w.history[o] = []point{{w.last, 0}}
 		}
-		a.GrowthPerMin = w.record(o, now, a.Count)
-		if a.Count == 0 && a.GrowthPerMin == 0 {
+		var span time.Duration
+		a.GrowthPerMin, span = w.record(o, now, a.Count)
+		if a.GrowthKnown = span >= min(w.window, MinGrowthSpan); !a.GrowthKnown {
+			a.GrowthPerMin = 0
+		}
+		if a.Count == 0 && a.GrowthPerMin == 0 && len(w.history[o]) == 0 {
 			continue // gone, and its last count has left the window
 		}
 		a.Ports = sortedCounts(a.ports, func(p uint16, n int) PortCount { return PortCount{p, n} },
@@ -155,8 +171,8 @@ func (w *Watch) Observe(now time.Time, conns []Conn) Report {
 
 // record appends a sample for o, drops the samples that fell out of the
 // window (keeping one at or before its start, the baseline), and returns
-// the growth per minute since that baseline.
-func (w *Watch) record(o owner, now time.Time, count int) float64 {
+// the growth per minute since that baseline and how long ago that was.
+func (w *Watch) record(o owner, now time.Time, count int) (float64, time.Duration) {
 	h := append(w.history[o], point{now, count})
 	start := now.Add(-w.window)
 	drop := 0
@@ -166,15 +182,15 @@ func (w *Watch) record(o owner, now time.Time, count int) float64 {
 	h = h[drop:]
 	if count == 0 && len(h) > 0 && allZero(h) {
 		delete(w.history, o)
-		return 0
+		return 0, 0
 	}
 	w.history[o] = h
 	base := h[0]
 	elapsed := now.Sub(base.at)
 	if elapsed <= 0 {
-		return 0
+		return 0, 0
 	}
-	return float64(count-base.count) / elapsed.Minutes()
+	return float64(count-base.count) / elapsed.Minutes(), elapsed
 }
 
 func allZero(h []point) bool {
@@ -198,14 +214,14 @@ func sortedCounts[K comparable, T any](m map[K]int, mk func(K, int) T, order fun
 // Limits are what closewait alerts on; a zero field is not checked.
 type Limits struct {
 	Count        int     // a process holding this many
-	GrowthPerMin float64 // or gaining this many per minute
+	GrowthPerMin float64 // or gaining this many per minute (a known growth only)
 }
 
 // Offenders returns the processes of r over the limits, in r's order.
 func (r *Report) Offenders(l Limits) []Process {
 	var out []Process
 	for _, p := range r.Processes {
-		if (l.Count > 0 && p.Count >= l.Count) || (l.GrowthPerMin > 0 && p.GrowthPerMin >= l.GrowthPerMin) {
+		if (l.Count > 0 && p.Count >= l.Count) || (l.GrowthPerMin > 0 && p.GrowthKnown && p.GrowthPerMin >= l.GrowthPerMin) {
 			out = append(out, p)
 		}
 	}

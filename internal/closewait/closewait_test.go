@@ -91,9 +91,10 @@ func TestProcessThatClosedEverythingLeaves(t *testing.T) {
 
 func TestOffenders(t *testing.T) {
 	rep := Report{Processes: []Process{
-		{PID: 1, Count: 50, GrowthPerMin: 0},
-		{PID: 2, Count: 3, GrowthPerMin: 12},
-		{PID: 3, Count: 3, GrowthPerMin: 1},
+		{PID: 1, Count: 50, GrowthPerMin: 0, GrowthKnown: true},
+		{PID: 2, Count: 3, GrowthPerMin: 12, GrowthKnown: true},
+		{PID: 3, Count: 3, GrowthPerMin: 1, GrowthKnown: true},
+		{PID: 4, Count: 3}, // growth not known yet: never an offender by growth
 	}}
 	tests := []struct {
 		l    Limits
@@ -114,6 +115,33 @@ func TestOffenders(t *testing.T) {
 			if got[i].PID != tt.want[i] {
 				t.Errorf("Offenders(%+v)[%d] = pid %d, want %d", tt.l, i, got[i].PID, tt.want[i])
 			}
+		}
+	}
+}
+
+// A growth rate needs MinGrowthSpan of history (or the window, if
+// shorter): two seconds of watching say nothing of a rate per minute.
+func TestGrowthKnown(t *testing.T) {
+	for _, tc := range []struct {
+		window  time.Duration
+		watched time.Duration
+		known   bool
+	}{
+		{time.Minute, 2 * time.Second, false},
+		{time.Minute, MinGrowthSpan, true},
+		{5 * time.Second, 5 * time.Second, true},
+		{5 * time.Second, 4 * time.Second, false},
+	} {
+		w := NewWatch(tc.window)
+		w.Observe(t0, nil)
+		var conns []Conn
+		for i := range 6 {
+			conns = append(conns, Conn{PID: 9, Local: netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), uint16(1000+i))})
+		}
+		rep := w.Observe(t0.Add(tc.watched), conns)
+		p := rep.Processes[0]
+		if p.GrowthKnown != tc.known || !tc.known && p.GrowthPerMin != 0 {
+			t.Errorf("window %v, watched %v: growth %v known %v, want known %v", tc.window, tc.watched, p.GrowthPerMin, p.GrowthKnown, tc.known)
 		}
 	}
 }

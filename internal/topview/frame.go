@@ -43,6 +43,11 @@ type Listener struct {
 
 // Sampler builds Frames; it remembers the previous frame's counters.
 type Sampler struct {
+	// MinAge leaves CLOSE_WAIT sockets younger than this out of the
+	// CLOSE_WAIT picture: an HTTP/1.0 client's socket sits there for the
+	// moment between the server's FIN and its own close(), which is no
+	// leak. 0 counts every one (top shows what is there).
+	MinAge    time.Duration
 	watch     *closewait.Watch
 	prevAt    time.Time
 	prevState [tcpstate.Max]int
@@ -95,7 +100,12 @@ func (s *Sampler) Sample(in Input) Frame {
 		case c.State == tcpstate.CloseWait:
 			pid, comm := ownerOf(c)
 			if in.Keep == nil || in.Keep(pid, comm, c.Local) {
-				cw = append(cw, closewait.Conn{PID: pid, Comm: comm, Local: c.Local, Remote: c.Remote, Since: c.Since, AtLeast: c.AtLeast})
+				cc := closewait.Conn{PID: pid, Comm: comm, Local: c.Local, Remote: c.Remote, Since: c.Since, AtLeast: c.AtLeast}
+				// an older socket's age is a lower bound: it counts
+				// once that bound reaches MinAge
+				if age, _ := cc.Age(in.At); age >= s.MinAge {
+					cw = append(cw, cc)
+				}
 			}
 		case c.Role == live.RoleListener:
 			k := listenerKey{c.Netns, c.Local}

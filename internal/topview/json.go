@@ -28,11 +28,12 @@ type CloseWaitJSON struct {
 
 // ProcessJSON is one process's CLOSE_WAIT sockets; pid 0 is "owner unknown".
 type ProcessJSON struct {
-	PID          uint32  `json:"pid"`
-	Comm         string  `json:"comm"`
-	Count        int     `json:"count"`
-	GrowthPerMin float64 `json:"growth_per_min"`
-	OldestMs     int64   `json:"oldest_ms"`
+	PID   uint32 `json:"pid"`
+	Comm  string `json:"comm"`
+	Count int    `json:"count"`
+	// GrowthPerMin is null until enough history (closewait.MinGrowthSpan).
+	GrowthPerMin *float64 `json:"growth_per_min"`
+	OldestMs     int64    `json:"oldest_ms"`
 	// OldestIsLowerBound: the oldest socket predates socklife, so its age
 	// is at least oldest_ms.
 	OldestIsLowerBound bool       `json:"oldest_is_lower_bound"`
@@ -90,8 +91,11 @@ func ToJSON(f *Frame, v View) FrameJSON {
 func ProcessesJSON(procs []closewait.Process) []ProcessJSON {
 	out := []ProcessJSON{}
 	for _, p := range procs {
-		pj := ProcessJSON{PID: p.PID, Comm: p.Comm, Count: p.Count, GrowthPerMin: p.GrowthPerMin,
+		pj := ProcessJSON{PID: p.PID, Comm: p.Comm, Count: p.Count,
 			OldestMs: p.Oldest.Milliseconds(), OldestIsLowerBound: p.OldestAtLeast, Ports: []PortJSON{}, Peers: []PeerJSON{}}
+		if p.GrowthKnown {
+			pj.GrowthPerMin = &p.GrowthPerMin
+		}
 		for _, pc := range p.Ports {
 			pj.Ports = append(pj.Ports, PortJSON(pc))
 		}

@@ -105,7 +105,11 @@ func WriteCloseWait(w io.Writer, procs []closewait.Process) error {
 		cell()
 		buf = strconv.AppendInt(buf, int64(p.Count), 10)
 		cell()
-		buf = strconv.AppendFloat(buf, p.GrowthPerMin, 'f', 1, 64)
+		if p.GrowthKnown {
+			buf = strconv.AppendFloat(buf, p.GrowthPerMin, 'f', 1, 64)
+		} else {
+			buf = append(buf, '-') // not enough history for a rate yet
+		}
 		cell()
 		buf = AppendAge(buf, p.Oldest, p.OldestAtLeast)
 		cell()
