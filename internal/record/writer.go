@@ -14,8 +14,10 @@ type Options struct {
 	// Path is the file to write; "-" writes to Stdout instead.
 	Path   string
 	Stdout io.Writer
-	// MaxSize rotates the file before a record would take it past this
-	// many bytes; 0 never rotates.
+	// MaxSize rotates the file before a record, or the padding that keeps
+	// records inside pages, would take it past this many bytes; 0 never
+	// rotates. Only a record longer than MaxSize makes a larger file
+	// (holding that record alone).
 	MaxSize int64
 	// MaxFiles is how many files rotation keeps, the current one included:
 	// FILE, FILE.1 (the newest full one) ... FILE.<MaxFiles-1>. 0 means 5.
@@ -80,21 +82,10 @@ func (w *Writer) open() error {
 }
 
 // Add buffers one line (ending in '\n'), writing the buffer when it is
-// full or when the line would take the file past MaxSize (then it rotates
-// first). After an error the Writer is spent: every later call returns it.
+// full. After an error the Writer is spent: every later call returns it.
 func (w *Writer) Add(line []byte) error {
 	if w.err != nil {
 		return w.err
-	}
-	pending := w.size + int64(len(w.buf))
-	if w.f != nil && w.opts.MaxSize > 0 && pending > 0 && pending+int64(len(line)) > w.opts.MaxSize {
-		if err := w.Flush(); err != nil {
-			return err
-		}
-		if err := w.rotate(); err != nil {
-			w.err = err
-			return err
-		}
 	}
 	w.buf = append(w.buf, line...)
 	w.buffered++
@@ -160,7 +151,9 @@ const pageSize = 4096
 // writePages writes whole lines b to the file so that no write() crosses a
 // page boundary: where the next line would cross, the last line written is
 // padded with spaces (JSON allows trailing white space) up to the
-// boundary. Only a line longer than a page still crosses one.
+// boundary. Only a line longer than a page still crosses one. Where the
+// next line, or the padding before it, would take the file past MaxSize,
+// it rotates first.
 func (w *Writer) writePages(b []byte) (int, error) {
 	done := 0
 	for done < len(b) {
@@ -170,13 +163,19 @@ func (w *Writer) writePages(b []byte) (int, error) {
 		end := 0
 		for end < len(rest) {
 			next := end + bytes.IndexByte(rest[end:], '\n') + 1
-			if next > room {
+			if next > room || w.over(next) {
 				break
 			}
 			end = next
 		}
 		if end == 0 {
-			if room < pageSize && first <= pageSize {
+			switch {
+			case w.size > 0 && (w.over(first) || first > room && first <= pageSize && w.over(room+first)):
+				if err := w.rotate(); err != nil {
+					return done, err
+				}
+				continue
+			case room < pageSize && first <= pageSize:
 				if err := w.padToPage(room); err != nil {
 					return done, err
 				}
@@ -196,6 +195,11 @@ func (w *Writer) writePages(b []byte) (int, error) {
 		done += end
 	}
 	return done, nil
+}
+
+// over reports whether n more bytes would take the file past MaxSize.
+func (w *Writer) over(n int) bool {
+	return w.opts.MaxSize > 0 && w.size+int64(n) > w.opts.MaxSize
 }
 
 // padToPage rewrites the file's last newline as room spaces and a newline,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -198,4 +199,65 @@ func TestWritesStayInsidePages(t *testing.T) {
 			t.Errorf("page ending at %d ends inside a line: %q", end, data[end-40:end])
 		}
 	}
+}
+
+// Rotation keeps every file at or under --max-size, padding included, and
+// loses no record: lines of a record's usual sizes (300 to 900 bytes),
+// flushed now and then as when the ring drains, rotated at sizes that are
+// and are not whole pages (where padding would push a file over).
+func TestRotateUnderMaxSize(t *testing.T) {
+	for _, maxSize := range []int{64 << 10, 4600, 10000} {
+		t.Run(strconv.Itoa(maxSize), func(t *testing.T) { testRotateUnderMaxSize(t, maxSize) })
+	}
+}
+
+func testRotateUnderMaxSize(t *testing.T, maxSize int) {
+	n := 20 * maxSize / 600 // about 20 files
+	dir := t.TempDir()
+	path := filepath.Join(dir, "rec")
+	w, err := Create(Options{Path: path, MaxSize: int64(maxSize), MaxFiles: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []byte
+	for i := range n {
+		l := fmt.Appendf(nil, `{"id":%d,"pad":"%s"}`+"\n", i, strings.Repeat("x", 300+(i*379)%600))
+		want = append(want, l...)
+		if i%5 == 0 {
+			err = w.Write(l)
+		} else {
+			err = w.Add(l)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	var files, total int
+	for i := 99; i >= 0; i-- { // oldest first
+		name := path
+		if i > 0 {
+			name = fmt.Sprintf("%s.%d", path, i)
+		}
+		data, err := os.ReadFile(name)
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		files++
+		total += len(data)
+		if len(data) > maxSize {
+			t.Errorf("%s: %d bytes, over --max-size %d", name, len(data), maxSize)
+		}
+		got = append(got, unpad(data)...)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("the %d files do not hold the %d records in order", files, n)
+	}
+	t.Logf("%d files; padding %.1f%% of %d bytes", files, 100*float64(total-len(want))/float64(total), total)
 }
