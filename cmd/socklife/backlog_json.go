@@ -4,7 +4,7 @@ import (
 	"time"
 
 	"github.com/socklife/socklife/internal/backlog"
-	"github.com/socklife/socklife/tracer"
+	"github.com/socklife/socklife/internal/topview"
 )
 
 // The JSON form of a backlog report: snake_case keys, durations in
@@ -19,46 +19,32 @@ type backlogJSON struct {
 }
 
 type listenerJSON struct {
-	Netns         uint32       `json:"netns"`
-	Inode         uint64       `json:"inode"`
-	Local         string       `json:"local"`
-	PID           *uint32      `json:"pid"`
-	Comm          *string      `json:"comm"`
-	Holders       []holderJSON `json:"holders"`
-	Acceptors     int          `json:"acceptors"`
-	Backlog       uint32       `json:"backlog"`
-	Queue         uint32       `json:"queue"`
-	Peak          uint32       `json:"peak"`
-	FullFraction  float64      `json:"full_fraction"`
-	SynQueue      uint32       `json:"syn_queue"`
-	SynPeak       uint32       `json:"syn_peak"`
-	SynQueueFull  bool         `json:"syn_queue_full"`
-	Enqueues      uint64       `json:"enqueues"`
-	Accepts       uint64       `json:"accepts"`
-	Wait          *waitJSON    `json:"accept_wait_ms"`
-	WaitTotal     *waitJSON    `json:"accept_wait_total_ms"`
-	Drops         uint64       `json:"drops"`
-	DropsTotal    uint64       `json:"drops_total"`
-	Synack        uint64       `json:"synack_retransmits"`
-	SynackTotal   uint64       `json:"synack_retransmits_total"`
-	Stalled       bool         `json:"stalled"`
-	StalledMillis *float64     `json:"stalled_ms"`
+	Netns         uint32               `json:"netns"`
+	Inode         uint64               `json:"inode"`
+	Local         string               `json:"local"`
+	PID           *uint32              `json:"pid"`
+	Comm          *string              `json:"comm"`
+	Holders       []topview.HolderJSON `json:"holders"`
+	Acceptors     int                  `json:"acceptors"`
+	Backlog       uint32               `json:"backlog"`
+	Queue         uint32               `json:"queue"`
+	Peak          uint32               `json:"peak"`
+	FullFraction  float64              `json:"full_fraction"`
+	SynQueue      uint32               `json:"syn_queue"`
+	SynPeak       uint32               `json:"syn_peak"`
+	SynQueueFull  bool                 `json:"syn_queue_full"`
+	Enqueues      uint64               `json:"enqueues"`
+	Accepts       uint64               `json:"accepts"`
+	Wait          *waitJSON            `json:"accept_wait_ms"`
+	WaitTotal     *waitJSON            `json:"accept_wait_total_ms"`
+	Drops         uint64               `json:"drops"`
+	DropsTotal    uint64               `json:"drops_total"`
+	Synack        uint64               `json:"synack_retransmits"`
+	SynackTotal   uint64               `json:"synack_retransmits_total"`
+	Stalled       bool                 `json:"stalled"`
+	StalledMillis *float64             `json:"stalled_ms"`
 	// the stall began before socklife saw the listener
 	StalledLower bool `json:"stalled_ms_is_lower_bound"`
-}
-
-type holderJSON struct {
-	PID     uint32 `json:"pid"`
-	Comm    string `json:"comm"`
-	Accepts bool   `json:"accepts"`
-}
-
-func holdersJSON(hs []tracer.Holder) []holderJSON {
-	out := make([]holderJSON, len(hs))
-	for i, h := range hs {
-		out[i] = holderJSON(h)
-	}
-	return out
 }
 
 type waitJSON struct {
@@ -70,17 +56,17 @@ type waitJSON struct {
 }
 
 type stallJSON struct {
-	Time          time.Time    `json:"time"`
-	Event         string       `json:"event"` // begin or end
-	Netns         uint32       `json:"netns"`
-	Inode         uint64       `json:"inode"`
-	Local         string       `json:"local"`
-	PID           uint32       `json:"pid"`
-	Comm          string       `json:"comm"`
-	Holders       []holderJSON `json:"holders"`
-	Acceptors     int          `json:"acceptors"`
-	StalledMillis float64      `json:"stalled_ms"`
-	StalledLower  bool         `json:"stalled_ms_is_lower_bound"`
+	Time          time.Time            `json:"time"`
+	Event         string               `json:"event"` // begin or end
+	Netns         uint32               `json:"netns"`
+	Inode         uint64               `json:"inode"`
+	Local         string               `json:"local"`
+	PID           uint32               `json:"pid"`
+	Comm          string               `json:"comm"`
+	Holders       []topview.HolderJSON `json:"holders"`
+	Acceptors     int                  `json:"acceptors"`
+	StalledMillis float64              `json:"stalled_ms"`
+	StalledLower  bool                 `json:"stalled_ms_is_lower_bound"`
 }
 
 type netnsJSON struct {
@@ -109,7 +95,7 @@ func jsonReport(r *backlog.Report) backlogJSON {
 			Netns: l.Netns, Inode: l.Inode, Local: l.Local.String(),
 			Backlog: l.Backlog, Queue: l.Queue, Peak: l.Peak, FullFraction: l.FullFraction,
 			SynQueue: l.SynQueue, SynPeak: l.SynPeak, SynQueueFull: l.SynQueueFull, Enqueues: l.Enqueues, Accepts: l.Accepts,
-			Holders: holdersJSON(l.Holders), Acceptors: l.Acceptors,
+			Holders: topview.HoldersJSON(l.Holders), Acceptors: l.Acceptors,
 			Wait: waitOf(l.Wait), WaitTotal: waitOf(l.WaitTotal),
 			Drops: l.Drops, DropsTotal: l.DropsTotal, Synack: l.SynackRetrans, SynackTotal: l.SynackRetransTotal,
 			Stalled: l.Stalled,
@@ -129,7 +115,7 @@ func jsonReport(r *backlog.Report) backlogJSON {
 			ev = "begin"
 		}
 		out.Stalls[i] = stallJSON{Time: s.Time.UTC(), Event: ev, Netns: s.Key.Netns, Inode: s.Key.Inode,
-			Local: s.Local.String(), PID: s.PID, Comm: s.Comm, Holders: holdersJSON(s.Holders), Acceptors: s.Acceptors,
+			Local: s.Local.String(), PID: s.PID, Comm: s.Comm, Holders: topview.HoldersJSON(s.Holders), Acceptors: s.Acceptors,
 			StalledMillis: msOf(s.For), StalledLower: s.AtLeast}
 	}
 	for i, n := range r.Netns {

@@ -122,12 +122,21 @@ func runTop(cmd *cobra.Command, f *topFlags) error {
 	}
 	ctx := cmd.Context()
 	frames := 0
-	paused := false
+	paused, pausedDrawn := false, false
 	var last *topview.Frame
 	var typing []byte // the filter being typed after f, nil when not typing
 	draw := func() error {
-		if paused || last == nil {
+		// paused: the frame it stopped on, drawn once more marked PAUSED
+		if last == nil || paused && pausedDrawn {
 			return nil
+		}
+		view.Paused, pausedDrawn = paused, paused
+		if term {
+			// fit the screen as it is now: the header and CLOSE_WAIT first
+			view.Height, view.Width = 0, 0
+			if ws, err := unix.IoctlGetWinsize(int(out.(*os.File).Fd()), unix.TIOCGWINSZ); err == nil && ws.Row > 0 {
+				view.Height, view.Width = int(ws.Row)-topFooterLines, int(ws.Col)
+			}
 		}
 		if format == output.JSON {
 			return output.WriteJSONList(out, true, 1, func(int) any { return topview.ToJSON(last, view) })
@@ -142,6 +151,7 @@ func runTop(cmd *cobra.Command, f *topFlags) error {
 			return err
 		}
 		if term {
+			// topFooterLines: a blank line and this one
 			fmt.Fprintf(&b, "\nq quit  space pause  s sort (%s)  f filter", view.Sort)
 			if view.Filter != "" {
 				fmt.Fprintf(&b, " [%s]", view.Filter)
@@ -168,6 +178,9 @@ func runTop(cmd *cobra.Command, f *topFlags) error {
 		if handleKey(k, &view, &paused, &typing) {
 			return false, nil
 		}
+		if !paused {
+			pausedDrawn = false
+		}
 		return true, draw()
 	}
 	err = watch(ctx, cmd.ErrOrStderr(), f.watchConfig, onFrame, keys, onKey)
@@ -176,6 +189,9 @@ func runTop(cmd *cobra.Command, f *topFlags) error {
 	}
 	return err
 }
+
+// topFooterLines are the lines top adds under the frame on a terminal.
+const topFooterLines = 2
 
 // handleKey applies one key press to the view; it reports a quit.
 func handleKey(k byte, view *topview.View, paused *bool, typing *[]byte) bool {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/socklife/socklife/internal/holders"
 	"github.com/socklife/socklife/internal/live"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/internal/topview"
@@ -59,9 +60,10 @@ func (c watchConfig) check() error {
 // false or an error.
 func watch(ctx context.Context, stderr io.Writer, cfg watchConfig, frame func(*topview.Frame) (bool, error),
 	keys <-chan byte, onKey func(byte) (bool, error)) error {
+	log := stderrLogger(stderr, cfg.debug)
 	tk, err := live.Start(ctx, live.Options{
 		Tracer: tracer.Options{DisableHooks: cfg.disableHooks},
-		Logger: stderrLogger(stderr, cfg.debug),
+		Logger: log,
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -83,6 +85,19 @@ func watch(ctx context.Context, stderr io.Writer, cfg watchConfig, frame func(*t
 	}
 	sampler := topview.NewSampler(cfg.window)
 	sampler.MinAge = cfg.minAge
+	// listener holders: a pre-fork server's workers, for --pid and the
+	// PID column; rescanned as servers fork
+	reg := holders.New()
+	if _, err := reg.Refresh(ctx); err != nil && ctx.Err() == nil {
+		log.Debug("finding listener holders", "error", err)
+	}
+	keepCtx, stopKeep := context.WithCancel(ctx)
+	kept := make(chan struct{})
+	go func() {
+		defer close(kept)
+		reg.Keep(keepCtx, holdersPeriod, holdersSoon, nil, func(err error) { log.Debug("rescanning listener holders", "error", err) })
+	}()
+	defer func() { stopKeep(); <-kept }()
 	tick := time.NewTicker(cfg.interval)
 	defer tick.Stop()
 	for first := true; ; first = false {
@@ -105,7 +120,7 @@ func watch(ctx context.Context, stderr io.Writer, cfg watchConfig, frame func(*t
 			}
 			break
 		}
-		f, err := sample(ctx, tk, sampler, hooks, cfg.keep)
+		f, err := sample(ctx, tk, sampler, hooks, cfg.keep, reg)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -122,7 +137,7 @@ func watch(ctx context.Context, stderr io.Writer, cfg watchConfig, frame func(*t
 // sample gathers one frame: TIME_WAIT and the listeners' queues come from
 // sock_diag (neither emits events), the rest from the table.
 func sample(ctx context.Context, tk *live.Tracker, s *topview.Sampler, hooks []string,
-	keep func(uint32, string, netip.AddrPort) bool) (topview.Frame, error) {
+	keep func(uint32, string, netip.AddrPort) bool, reg *holders.Registry) (topview.Frame, error) {
 	// One dump for both: each walks the kernel's whole hash table.
 	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true, States: tcpstate.Of(tcpstate.Listen, tcpstate.TimeWait)})
 	if err != nil {
@@ -133,7 +148,7 @@ func sample(ctx context.Context, tk *live.Tracker, s *topview.Sampler, hooks []s
 	stats := tk.Stats()
 	var f topview.Frame
 	tk.View(func(t *live.Table) {
-		f = s.Sample(topview.Input{At: time.Now(), Table: t, Stats: stats, Hooks: hooks, Listening: listening, Keep: keep})
+		f = s.Sample(topview.Input{At: time.Now(), Table: t, Stats: stats, Hooks: hooks, Listening: listening, Holders: reg, Keep: keep})
 	})
 	return f, nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/socklife/socklife/internal/closewait"
+	"github.com/socklife/socklife/tracer"
 )
 
 // matcher reads a filter typed in top: a pid ("4242"), a local port
@@ -58,7 +59,8 @@ func filterListeners(ls []Listener, filter string) []Listener {
 	var out []Listener
 	for _, l := range ls {
 		switch {
-		case m.pid != 0 && uint64(l.PID) != m.pid,
+		case m.pid != 0 && uint64(l.PID) != m.pid &&
+			!slices.ContainsFunc(l.Holders, func(h tracer.Holder) bool { return uint64(h.PID) == m.pid }),
 			m.comm != "" && l.Comm != m.comm,
 			m.port != 0 && uint64(l.Local.Port()) != m.port:
 			continue

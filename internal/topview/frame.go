@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/socklife/socklife/internal/closewait"
+	"github.com/socklife/socklife/internal/holders"
 	"github.com/socklife/socklife/internal/live"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
+	"github.com/socklife/socklife/tracer"
 )
 
 // Frame is one interval's picture.
@@ -32,8 +34,12 @@ type Frame struct {
 
 // Listener is one listening socket and its accept queue.
 type Listener struct {
-	Netns         uint32
-	Local         netip.AddrPort
+	Netns uint32
+	Local netip.AddrPort
+	// Holders are the processes holding it (a pre-fork server's master
+	// and workers), when a /proc scan found them; PID and Comm stand for
+	// them (the first) or, without a scan, for the listener's owner.
+	Holders       []tracer.Holder
 	PID           uint32 // 0: owner unknown
 	Comm          string
 	QueueLen      uint32 // connections waiting for accept()
@@ -74,7 +80,10 @@ type Input struct {
 	Stats     live.Stats
 	Hooks     []string
 	Listening []snapshot.Socket
-	// Keep, if set, limits CLOSE_WAIT sockets and listeners to those it accepts.
+	// Holders, if set, names the listeners' holders.
+	Holders *holders.Registry
+	// Keep, if set, limits CLOSE_WAIT sockets and listeners to those it
+	// accepts; a listener passes if any of its holders does.
 	Keep func(pid uint32, comm string, local netip.AddrPort) bool
 }
 
@@ -142,10 +151,17 @@ func (s *Sampler) listeners(in Input, owners map[listenerKey]*live.Conn, accepts
 		if c := owners[k]; c != nil {
 			l.PID, l.Comm = ownerOf(c)
 		}
+		if in.Holders != nil {
+			if set := in.Holders.Listener(holders.Key{Netns: sk.Netns, Inode: sk.Inode}); set != nil && len(set.Holders) > 0 {
+				l.Holders = set.Holders
+				l.PID, l.Comm = set.Holders[0].PID, set.Holders[0].Comm
+			}
+		}
 		if l.PID == 0 && len(sk.Processes) > 0 {
 			l.PID, l.Comm = uint32(sk.Processes[0].PID), sk.Processes[0].Comm
 		}
-		if in.Keep != nil && !in.Keep(l.PID, l.Comm, l.Local) {
+		if in.Keep != nil && !in.Keep(l.PID, l.Comm, l.Local) &&
+			!slices.ContainsFunc(l.Holders, func(h tracer.Holder) bool { return in.Keep(h.PID, h.Comm, l.Local) }) {
 			continue
 		}
 		if prev, ok := s.accepts[k]; ok && interval > 0 && accepts[k] >= prev {

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/socklife/socklife/internal/closewait"
+	"github.com/socklife/socklife/tracer"
 )
 
 // FrameJSON is one interval of `top -o json`; README documents the keys.
@@ -55,13 +56,30 @@ type PeerJSON struct {
 
 // ListenerJSON is one listener and its accept queue.
 type ListenerJSON struct {
-	Netns         uint32  `json:"netns"`
-	Local         string  `json:"local"`
-	PID           uint32  `json:"pid"`
-	Comm          string  `json:"comm"`
-	QueueLen      uint32  `json:"queue_len"`
-	Backlog       uint32  `json:"backlog"`
-	AcceptsPerSec float64 `json:"accepts_per_sec"`
+	Netns         uint32       `json:"netns"`
+	Local         string       `json:"local"`
+	PID           uint32       `json:"pid"`
+	Comm          string       `json:"comm"`
+	Holders       []HolderJSON `json:"holders"`
+	QueueLen      uint32       `json:"queue_len"`
+	Backlog       uint32       `json:"backlog"`
+	AcceptsPerSec float64      `json:"accepts_per_sec"`
+}
+
+// HolderJSON is one process holding a listener.
+type HolderJSON struct {
+	PID     uint32 `json:"pid"`
+	Comm    string `json:"comm"`
+	Accepts bool   `json:"accepts"`
+}
+
+// HoldersJSON converts a listener's holders, as top and backlog print them.
+func HoldersJSON(hs []tracer.Holder) []HolderJSON {
+	out := make([]HolderJSON, len(hs))
+	for i, h := range hs {
+		out[i] = HolderJSON(h)
+	}
+	return out
 }
 
 // ToJSON converts a frame; v's filter applies as on screen.
@@ -82,7 +100,7 @@ func ToJSON(f *Frame, v View) FrameJSON {
 	}
 	for _, l := range filterListeners(f.Listeners, v.Filter) {
 		j.Listeners = append(j.Listeners, ListenerJSON{Netns: l.Netns, Local: l.Local.String(), PID: l.PID, Comm: l.Comm,
-			QueueLen: l.QueueLen, Backlog: l.Backlog, AcceptsPerSec: l.AcceptsPerSec})
+			Holders: HoldersJSON(l.Holders), QueueLen: l.QueueLen, Backlog: l.Backlog, AcceptsPerSec: l.AcceptsPerSec})
 	}
 	return j
 }

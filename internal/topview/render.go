@@ -1,6 +1,7 @@
 package topview
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"strconv"
@@ -34,47 +35,145 @@ func (k SortKey) String() string {
 }
 
 // View is how a frame is drawn: the sort order and a text filter (a pid,
-// a command name, or :port) typed by the user.
+// a command name, or :port) typed by the user, and the screen it must fit.
 type View struct {
 	Sort   SortKey
 	Filter string
 	Rows   int // CLOSE_WAIT and listener rows at most; 0: all
+	// Height and Width are the lines and columns WriteText may fill (a
+	// terminal's, less what the caller adds); 0: no limit. The header and
+	// the CLOSE_WAIT section come first; the listeners get what is left,
+	// and a section cut short says how many rows it left out.
+	Height, Width int
+	// Paused marks the frame as the one top stopped on.
+	Paused bool
 }
 
 // WriteText draws f as plain text, the same on a terminal and in a pipe.
 func WriteText(w io.Writer, f *Frame, v View) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "socklife top  %s", f.At.Format("15:04:05"))
-	if f.Interval > 0 {
-		fmt.Fprintf(&b, "  every %s", f.Interval.Round(time.Millisecond))
+	var head strings.Builder
+	fmt.Fprintf(&head, "socklife top  %s", f.At.Format("15:04:05"))
+	if v.Paused {
+		head.WriteString("  PAUSED (space resumes)")
 	}
-	fmt.Fprintf(&b, "  events/s %.0f  lost %d  resyncs %d  hooks %s\n", f.EventsPerSec, f.Lost, f.Resyncs, strings.Join(f.Hooks, " "))
+	if f.Interval > 0 {
+		fmt.Fprintf(&head, "  every %s", f.Interval.Round(time.Millisecond))
+	}
+	fmt.Fprintf(&head, "  events/s %.0f  lost %d  resyncs %d  hooks %s\n", f.EventsPerSec, f.Lost, f.Resyncs, strings.Join(f.Hooks, " "))
 	for i, st := range headerStates {
 		if i == 5 {
-			b.WriteString("\n")
+			head.WriteString("\n")
 		} else if i > 0 {
-			b.WriteString("  ")
+			head.WriteString("  ")
 		}
-		fmt.Fprintf(&b, "%s %d", st, f.States[st])
+		fmt.Fprintf(&head, "%s %d", st, f.States[st])
 		if d := f.Delta[st]; d != 0 {
-			fmt.Fprintf(&b, " (%+d)", d)
+			fmt.Fprintf(&head, " (%+d)", d)
 		}
 	}
-	b.WriteString("\nTIME-WAIT is normal: the closing side keeps each connection there for 60 s.\n\n")
+	head.WriteString("\n")
+	const note = "TIME-WAIT is normal: the closing side keeps each connection there for 60 s.\n"
 
-	procs := sortProcesses(filterProcesses(f.CloseWait.Processes, v.Filter), v.Sort)
-	fmt.Fprintf(&b, "CLOSE-WAIT by process (%s; a socket stays here until its owner calls close()), by %s:\n", plural(f.CloseWait.Total, "socket"), v.Sort)
-	if _, err := io.WriteString(w, b.String()); err != nil {
-		return err
+	procs := limit(sortProcesses(filterProcesses(f.CloseWait.Processes, v.Filter), v.Sort), v.Rows)
+	ls := limit(filterListeners(f.Listeners, v.Filter), v.Rows)
+	lay := fit(v.Height, len(procs), len(ls))
+
+	var b bytes.Buffer
+	b.WriteString(head.String())
+	if lay.note {
+		b.WriteString(note)
 	}
-	if err := WriteCloseWait(w, limit(procs, v.Rows)); err != nil {
-		return err
+	b.WriteString("\n")
+	fmt.Fprintf(&b, "CLOSE-WAIT by process, by %s: %s waiting for their owner's close()\n", v.Sort, plural(f.CloseWait.Total, "socket"))
+	if lay.procs > 0 || len(procs) == 0 {
+		if err := WriteCloseWait(&b, procs[:lay.procs]); err != nil {
+			return err
+		}
 	}
-	ls := filterListeners(f.Listeners, v.Filter)
-	if _, err := io.WriteString(w, "\nListeners, fullest accept queue first:\n"); err != nil {
-		return err
+	more(&b, len(procs)-lay.procs, "process")
+	b.WriteString("\nListeners, fullest accept queue first:\n")
+	if lay.listeners > 0 || len(ls) == 0 {
+		if err := writeListeners(&b, ls[:lay.listeners]); err != nil {
+			return err
+		}
 	}
-	return writeListeners(w, limit(ls, v.Rows))
+	more(&b, len(ls)-lay.listeners, "listener")
+	_, err := w.Write(clip(b.Bytes(), v.Width))
+	return err
+}
+
+// more says how many rows a section left out.
+func more(b *bytes.Buffer, n int, noun string) {
+	if n > 0 {
+		fmt.Fprintf(b, "... %s more (f filters, --rows)\n", plural(n, noun))
+	}
+}
+
+// layout is how many rows each section shows, and whether the TIME-WAIT
+// note fits.
+type layout struct {
+	procs, listeners int
+	note             bool
+}
+
+// fit shares height lines among the sections: the header (two lines of
+// counts and a title), the CLOSE_WAIT section (its title, a table header or
+// "none") and the listeners (a blank line, title, header or "none") always;
+// then as many CLOSE_WAIT rows as fit with at least half of what remains,
+// the listeners the rest; a section cut short gives a row to its "... N
+// more" line. The TIME-WAIT note comes only when everything else fits.
+func fit(height, procs, listeners int) layout {
+	if height <= 0 {
+		return layout{procs, listeners, true}
+	}
+	const fixed = 3 + 1 + 2 + 3 // header, blank, CLOSE_WAIT title+header, blank+listeners title+header
+	avail := max(height-fixed, 0)
+	if procs+listeners+1 <= avail {
+		return layout{procs, listeners, true}
+	}
+	if procs+listeners <= avail {
+		return layout{procs, listeners, false}
+	}
+	// CLOSE_WAIT first: at least half, more when the listeners need less
+	cw := min(procs, max((avail+1)/2, avail-listeners))
+	if cw < procs {
+		cw = max(cw-1, 0) // its "... N more" line
+	}
+	rest := avail - cw - boolInt(cw < procs)
+	ln := min(listeners, rest)
+	if ln < listeners {
+		ln = max(ln-1, 0)
+	}
+	return layout{cw, ln, false}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// clip cuts every line of b to width bytes (a terminal would wrap a longer
+// one onto rows the layout did not count); 0 keeps them whole.
+func clip(b []byte, width int) []byte {
+	if width <= 0 {
+		return b
+	}
+	out := b[:0:0]
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if len(line) > width {
+			line = line[:width]
+		}
+		out = append(append(out, line...), '\n')
+	}
+	return out
 }
 
 func limit[T any](s []T, n int) []T {
@@ -152,6 +251,10 @@ func writeListeners(w io.Writer, ls []Listener) error {
 			buf = append(buf, '-')
 		} else {
 			buf = strconv.AppendUint(buf, uint64(l.PID), 10)
+			if len(l.Holders) > 1 {
+				buf = append(buf, '+')
+				buf = strconv.AppendUint(buf, uint64(len(l.Holders)-1), 10)
+			}
 		}
 		ends = append(ends, len(buf))
 		buf = append(buf, orDash(l.Comm)...)

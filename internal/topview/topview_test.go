@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socklife/socklife/internal/closewait"
 	"github.com/socklife/socklife/internal/live"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
@@ -105,6 +106,78 @@ func TestParseFilter(t *testing.T) {
 	for _, tt := range tests {
 		if got := parseFilter(tt.in); got != tt.want {
 			t.Errorf("parseFilter(%q) = %+v, want %+v", tt.in, got, tt.want)
+		}
+	}
+}
+
+// An 80x24 terminal (22 lines for the frame under top's footer) with 20
+// listeners and 6 leaking processes: the header and the CLOSE_WAIT section
+// stay on screen, the listeners get what is left and say what they left
+// out, and no line wraps.
+func TestWriteTextFitsTerminal(t *testing.T) {
+	f := Frame{At: t0, Hooks: []string{"state=tp_btf", "accept=tracepoint"}}
+	f.States[tcpstate.CloseWait] = 60
+	for i := range 6 {
+		f.CloseWait.Processes = append(f.CloseWait.Processes, closewait.Process{PID: uint32(100 + i), Comm: "leaky", Count: 10 - i,
+			Ports: []closewait.PortCount{{Port: 8080, Count: 10 - i}}, Peers: []closewait.PeerCount{{Peer: netip.MustParseAddr("2001:db8::1234:5678:9abc"), Count: 10 - i}}})
+	}
+	f.CloseWait.Total = 45
+	for i := range 20 {
+		f.Listeners = append(f.Listeners, Listener{Netns: 1, Local: netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), uint16(8000+i)), PID: 7, Comm: "srv", Backlog: 128})
+	}
+	for _, tc := range []struct {
+		height, width int
+		paused        bool
+	}{{22, 80, false}, {22, 80, true}, {12, 60, false}, {60, 200, false}} {
+		var out bytes.Buffer
+		if err := WriteText(&out, &f, View{Height: tc.height, Width: tc.width, Paused: tc.paused}); err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+		if len(lines) > tc.height {
+			t.Errorf("%dx%d: %d lines:\n%s", tc.width, tc.height, len(lines), out.String())
+		}
+		for _, l := range lines {
+			if len(l) > tc.width {
+				t.Errorf("%dx%d: a line of %d columns wraps: %q", tc.width, tc.height, len(l), l)
+			}
+		}
+		text := out.String()
+		wants := []string{"CLOSE-WAIT 60", "CLOSE-WAIT by process", "100  leaky"}
+		if tc.height >= 22 {
+			wants = append(wants, "105  leaky") // every one of them
+		}
+		for _, want := range wants {
+			if !strings.Contains(text, want) {
+				t.Errorf("%dx%d: %q not on screen:\n%s", tc.width, tc.height, want, text)
+			}
+		}
+		if strings.Contains(text, "PAUSED") != tc.paused {
+			t.Errorf("%dx%d paused %v:\n%s", tc.width, tc.height, tc.paused, text)
+		}
+		if all := tc.height >= 40; all != !strings.Contains(text, "more (f filters") {
+			t.Errorf("%dx%d: rows left out said %v, want %v:\n%s", tc.width, tc.height, !all, !all, text)
+		}
+	}
+}
+
+// The layout itself: CLOSE_WAIT keeps at least half the free rows, more
+// when the listeners need fewer; a cut section gives a row to "... more".
+func TestFit(t *testing.T) {
+	for _, tc := range []struct {
+		height, procs, listeners int
+		want                     layout
+	}{
+		{0, 50, 50, layout{50, 50, true}},
+		{40, 6, 20, layout{6, 20, true}},
+		{35, 6, 20, layout{6, 20, false}},
+		{22, 6, 20, layout{6, 6, false}},  // 13 free: 6 + 6 listeners + "more"
+		{22, 30, 20, layout{6, 5, false}}, // 13 free: 6 + "more" + 5 + "more"
+		{22, 30, 1, layout{11, 1, false}}, // 13 free: the listener takes one
+		{9, 3, 3, layout{0, 0, false}},    // nothing free: the "more" lines only
+	} {
+		if got := fit(tc.height, tc.procs, tc.listeners); got != tc.want {
+			t.Errorf("fit(%d, %d, %d) = %+v, want %+v", tc.height, tc.procs, tc.listeners, got, tc.want)
 		}
 	}
 }
