@@ -108,61 +108,87 @@ var errNamespaceGone = errors.New("vanished during the walk")
 // socket stays bound to the namespace it was created in, so only socket()
 // needs the thread to be there; the dumps then run from any thread.
 func openDiagIn(ns namespace) (*diagConn, error) {
+	var c *diagConn
+	err := runInNetns(ns, func() error {
+		var err error
+		c, err = openDiag()
+		return err
+	})
+	if err != nil && c != nil {
+		c.Close() // the thread could not come back
+		c = nil
+	}
+	return c, err
+}
+
+// RunInNetns runs fn on an OS thread moved into the network namespace with
+// this inode, found as Dump finds namespaces (/proc/*/ns/net, /run/netns):
+// what fn opens there (a netlink socket, /proc/thread-self/net/...) belongs
+// to that namespace. A namespace that is gone returns an error wrapping
+// ErrNetnsGone.
+func RunInNetns(inode uint32, fn func() error) error {
+	all, err := listNamespaces()
+	if err != nil {
+		return err
+	}
+	for _, ns := range all {
+		if ns.inode == inode {
+			return runInNetns(ns, fn)
+		}
+	}
+	return fmt.Errorf("network namespace %d: %w: no process or %s entry leads to it", inode, ErrNetnsGone, netnsRunDir)
+}
+
+// ErrNetnsGone marks a namespace that vanished (or was never found).
+var ErrNetnsGone = errNamespaceGone
+
+func runInNetns(ns namespace, fn func() error) error {
 	target, err := unix.Open(ns.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	switch {
 	case err == unix.ENOENT || err == unix.ESRCH:
-		return nil, fmt.Errorf("network namespace %d (%s) %w: %w", ns.inode, ns.path, errNamespaceGone, err)
+		return fmt.Errorf("network namespace %d (%s) %w: %w", ns.inode, ns.path, errNamespaceGone, err)
 	case err != nil:
-		return nil, fmt.Errorf("opening network namespace %d (%s): %w", ns.inode, ns.path, err)
+		return fmt.Errorf("opening network namespace %d (%s): %w", ns.inode, ns.path, err)
 	}
 	defer unix.Close(target)
 	// The path may now name another namespace (a PID reused): check the inode
 	// of what was actually opened.
 	var st unix.Stat_t
 	if err := unix.Fstat(target, &st); err != nil || uint32(st.Ino) != ns.inode {
-		return nil, fmt.Errorf("network namespace %d (%s) %w: the path now names another", ns.inode, ns.path, errNamespaceGone)
+		return fmt.Errorf("network namespace %d (%s) %w: the path now names another", ns.inode, ns.path, errNamespaceGone)
 	}
-
-	type result struct {
-		c   *diagConn
-		err error
-	}
-	ch := make(chan result, 1)
+	errc := make(chan error, 1)
 	// A fresh goroutine owns the locked thread: if the thread cannot be put
 	// back into its namespace, the goroutine exits still locked and the
 	// runtime throws the thread away instead of reusing it elsewhere.
 	go func() {
 		runtime.LockOSThread()
-		c, restored, err := openDiagOnThread(target)
+		restored, err := runOnThread(target, fn)
 		if restored {
 			runtime.UnlockOSThread()
 		}
-		ch <- result{c, err}
+		errc <- err
 	}()
-	r := <-ch
-	if r.err != nil {
-		return nil, fmt.Errorf("network namespace %d (%s): %w", ns.inode, ns.path, r.err)
+	if err := <-errc; err != nil {
+		return fmt.Errorf("network namespace %d (%s): %w", ns.inode, ns.path, err)
 	}
-	return r.c, nil
+	return nil
 }
 
-// openDiagOnThread must run on a locked OS thread. restored reports whether
-// the thread is back in its original namespace.
-func openDiagOnThread(target int) (c *diagConn, restored bool, err error) {
+// runOnThread must run on a locked OS thread. restored reports whether the
+// thread is back in its original namespace.
+func runOnThread(target int, fn func() error) (restored bool, err error) {
 	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, true, fmt.Errorf("opening this thread's network namespace: %w", err)
+		return true, fmt.Errorf("opening this thread's network namespace: %w", err)
 	}
 	defer unix.Close(orig)
 	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-		return nil, true, fmt.Errorf("entering it (needs CAP_SYS_ADMIN): %w", err)
+		return true, fmt.Errorf("entering it (needs CAP_SYS_ADMIN): %w", err)
 	}
-	c, err = openDiag()
+	err = fn()
 	if rerr := unix.Setns(orig, unix.CLONE_NEWNET); rerr != nil {
-		if c != nil {
-			c.Close()
-		}
-		return nil, false, fmt.Errorf("returning to our own network namespace: %w", rerr)
+		return false, fmt.Errorf("returning to our own network namespace: %w", rerr)
 	}
-	return c, true, err
+	return true, err
 }

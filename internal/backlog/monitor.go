@@ -202,14 +202,23 @@ func (m *monitor) scanHolders(listeners []snapshot.Socket, started time.Time, mi
 	_ = m.tr.SeedListeners(seeds) // best effort: an enqueue it misses is counted by port
 }
 
-// readNetstat reads ns's counters through a process in it; ours for our own.
+// readNetstat reads ns's counters: ours directly, another's through a
+// process in it or, where no holder of its listeners lives in it (sockets
+// passed in from outside, a named namespace), from a thread moved into it:
+// /proc/thread-self/net shows the thread's namespace.
 func (m *monitor) readNetstat(ns, pid uint32) (Netstat, error) {
 	if ns == m.self {
 		return ReadNetstat("/proc/self/net/netstat")
 	}
 	var st unix.Stat_t
-	if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st); err != nil || uint32(st.Ino) != ns {
-		return Netstat{}, errors.New("no process seen in the namespace")
+	if pid != 0 && unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st) == nil && uint32(st.Ino) == ns {
+		return ReadNetstat(fmt.Sprintf("/proc/%d/net/netstat", pid))
 	}
-	return ReadNetstat(fmt.Sprintf("/proc/%d/net/netstat", pid))
+	var n Netstat
+	err := snapshot.RunInNetns(ns, func() error {
+		var err error
+		n, err = ReadNetstat("/proc/thread-self/net/netstat")
+		return err
+	})
+	return n, err
 }

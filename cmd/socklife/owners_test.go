@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/socklife/socklife/internal/testutil"
+)
+
+// holdInChild moves sockets to a child process (a sleep that holds them as
+// inherited fds) and closes this process's copies: the child is then their
+// only owner. It returns the child's pid; the test's end kills it.
+func holdInChild(t *testing.T, socks ...interface{ File() (*os.File, error) }) *exec.Cmd {
+	t.Helper()
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(sleep, "600")
+	for _, s := range socks {
+		f, err := s.File() // a dup: closing s leaves it open
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.ExtraFiles = append(cmd.ExtraFiles, f)
+		s.(interface{ Close() error }).Close()
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range cmd.ExtraFiles {
+		f.Close()
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd
+}
+
+// Sockets older than trace, held by another process: a transition in
+// softirq (the peer's FIN, run here in the test, the peer) names the owner
+// trace found in its start-up snapshot, as record does; transitions inside
+// the owner (its exit closes everything: a listener's LISTEN->CLOSE, an
+// SO_LINGER-0 abort's ESTABLISHED->CLOSE, a close in CLOSE_WAIT) name it as
+// the running task.
+func TestTraceOwnersOfOlderSockets(t *testing.T) {
+	testutil.RequireRoot(t)
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	pair := func() (net.Conn, *net.TCPConn) {
+		c, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, s.(*net.TCPConn)
+	}
+	peerClosed, closeWait := pair()
+	_, aborted := pair()
+	if err := aborted.SetLinger(0); err != nil {
+		t.Fatal(err)
+	}
+	closeWaitPort := clientPort(peerClosed.LocalAddr().String())
+	abortedPort := clientPort(aborted.RemoteAddr().String())
+	child := holdInChild(t, ln.(*net.TCPListener), closeWait, aborted)
+	owner := child.Process.Pid
+
+	out := &syncBuffer{}
+	run := startSocklife(t, out, "trace", "-o", "json", "--sport", strconv.Itoa(int(port)))
+	peerClosed.Close()
+	find := func(remote uint16, old, new string) *traceLine {
+		for _, l := range traceLines(t, out.String()) {
+			if clientPort(l.Remote) == remote && l.Old == old && l.New == new {
+				return &l
+			}
+		}
+		return nil
+	}
+	testutil.WaitFor(t, 5*time.Second, "ESTABLISHED->CLOSE_WAIT", func() bool { return find(closeWaitPort, "established", "close_wait") != nil })
+	child.Process.Kill()
+	child.Wait()
+	testutil.WaitFor(t, 5*time.Second, "the closes of the owner's exit", func() bool {
+		return find(0, "listen", "close") != nil && find(abortedPort, "established", "close") != nil &&
+			find(closeWaitPort, "close_wait", "last_ack") != nil
+	})
+	run.stop(t)
+	for _, tc := range []struct {
+		remote   uint16
+		old, new string
+		source   string
+	}{
+		{closeWaitPort, "established", "close_wait", "snapshot"},
+		{0, "listen", "close", "task"},
+		{abortedPort, "established", "close", "task"},
+		{closeWaitPort, "close_wait", "last_ack", "task"},
+	} {
+		l := find(tc.remote, tc.old, tc.new)
+		if l.ownerPID() != owner || l.OwnerSource != tc.source {
+			t.Errorf("%s->%s: owner %d (%s), want the child %d (%s)", tc.old, tc.new, l.ownerPID(), l.OwnerSource, owner, tc.source)
+		}
+	}
+}
