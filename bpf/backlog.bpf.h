@@ -106,10 +106,7 @@ static __always_inline int on_synack(const struct sock *lsk, const struct reques
 	netns = sock_netns(lsk);
 	sock_tuple(lsk, &tu);
 	tu.dport = bpf_ntohs(BPF_CORE_READ(req, __req_common.skc_dport));
-	if (tu.family == AF_INET)
-		map_v4(tu.daddr, BPF_CORE_READ(req, __req_common.skc_daddr));
-	else
-		BPF_CORE_READ_INTO(&tu.daddr, req, __req_common.skc_v6_daddr.in6_u.u6_addr8);
+	skc_remote_addr(&req->__req_common, tu.family, tu.daddr);
 	learn_listener(lsk, netns, tu.sport, NULL);
 	if (!wanted(si, netns, &tu, TCP_LISTEN, TCP_LISTEN))
 		return 0;

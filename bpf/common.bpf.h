@@ -111,6 +111,25 @@ static __always_inline void map_v4(__u8 out[16], __be32 addr)
 	__builtin_memcpy(out + 12, &addr, 4);
 }
 
+/* The local (bound) and remote address of a sock or request sock, as the
+ * tuple holds them: IPv4 v4-mapped. (tp_btf reads its typed sock by plain
+ * loads instead, see btf_state.) */
+static __always_inline void skc_local_addr(const struct sock_common *skc, __u16 family, __u8 out[16])
+{
+	if (family == AF_INET)
+		map_v4(out, BPF_CORE_READ(skc, skc_rcv_saddr));
+	else
+		bpf_core_read(out, 16, &skc->skc_v6_rcv_saddr); /* out is a pointer: give the size */
+}
+
+static __always_inline void skc_remote_addr(const struct sock_common *skc, __u16 family, __u8 out[16])
+{
+	if (family == AF_INET)
+		map_v4(out, BPF_CORE_READ(skc, skc_daddr));
+	else
+		bpf_core_read(out, 16, &skc->skc_v6_daddr);
+}
+
 /* The tuple straight from the sock, for hooks that get no tracepoint fields. */
 static __always_inline void sock_tuple(const struct sock *sk, struct tuple *tu)
 {
@@ -118,13 +137,8 @@ static __always_inline void sock_tuple(const struct sock *sk, struct tuple *tu)
 	/* inet_sport, not skc_num: ->CLOSE clears skc_num before the tracepoint */
 	tu->sport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
 	tu->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (tu->family == AF_INET) {
-		map_v4(tu->saddr, BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr));
-		map_v4(tu->daddr, BPF_CORE_READ(sk, __sk_common.skc_daddr));
-		return;
-	}
-	BPF_CORE_READ_INTO(&tu->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-	BPF_CORE_READ_INTO(&tu->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	skc_local_addr(&sk->__sk_common, tu->family, tu->saddr);
+	skc_remote_addr(&sk->__sk_common, tu->family, tu->daddr);
 }
 
 static __always_inline bool is_v4mapped(const __u8 a[16])
@@ -211,10 +225,7 @@ static __always_inline void listen_key_of(const struct sock *lsk, __u32 netns, _
 {
 	key->netns = netns;
 	key->port = port;
-	if (BPF_CORE_READ(lsk, __sk_common.skc_family) == AF_INET)
-		map_v4(key->addr, BPF_CORE_READ(lsk, __sk_common.skc_rcv_saddr));
-	else
-		BPF_CORE_READ_INTO(&key->addr, lsk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+	skc_local_addr(&lsk->__sk_common, BPF_CORE_READ(lsk, __sk_common.skc_family), key->addr);
 }
 
 /* The inode of a sock's struct socket: what sock_diag calls idiag_inode. */

@@ -75,21 +75,9 @@ func eventOf(t *testing.T, col *collector, local, remote uint16, old, new tcpsta
 func TestOwnersOfOlderSockets(t *testing.T) {
 	me := uint32(os.Getpid())
 	ln, lport := plainListener(t)
-	pair := func() (client, server net.Conn) {
-		c, err := net.Dial("tcp4", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close(); s.Close() })
-		return c, s
-	}
-	seededClient, seededServer := pair()
-	plainClient, plainServer := pair()
-	abortClient, abortServer := pair()
+	seededClient, seededServer := testutil.Pair(t, ln)
+	plainClient, plainServer := testutil.Pair(t, ln)
+	abortClient, abortServer := testutil.Pair(t, ln)
 	col := startTracer(t, Options{})
 
 	seededPort := portOf(seededClient.LocalAddr())
@@ -156,14 +144,7 @@ func TestPIDFilterHolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ln := range []net.Listener{held, other} {
-		c, err := net.Dial("tcp4", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, s := testutil.Pair(t, ln)
 		c.Close()
 		s.Close()
 	}

@@ -39,7 +39,7 @@ func (p *backlogPrinter) print(r *backlog.Report) error {
 			if p.synFlood == nil {
 				p.synFlood = map[uint32]backlog.Netstat{}
 			}
-			p.synFlood[ns.Netns] = addNetstat(p.synFlood[ns.Netns], ns.Interval)
+			p.synFlood[ns.Netns] = p.synFlood[ns.Netns].Add(ns.Interval)
 		}
 	}
 	if p.json {
@@ -51,15 +51,6 @@ func (p *backlogPrinter) print(r *backlog.Report) error {
 		return err
 	}
 	return p.table(r)
-}
-
-func addNetstat(a, b backlog.Netstat) backlog.Netstat {
-	return backlog.Netstat{
-		ListenOverflows: a.ListenOverflows + b.ListenOverflows, ListenDrops: a.ListenDrops + b.ListenDrops,
-		SyncookiesSent: a.SyncookiesSent + b.SyncookiesSent, SyncookiesRecv: a.SyncookiesRecv + b.SyncookiesRecv,
-		SyncookiesFailed:  a.SyncookiesFailed + b.SyncookiesFailed,
-		ReqQFullDoCookies: a.ReqQFullDoCookies + b.ReqQFullDoCookies, ReqQFullDrop: a.ReqQFullDrop + b.ReqQFullDrop,
-	}
 }
 
 // synFloodLine says what a SYN flood did in one namespace: SYNs that found

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"net"
 	"os"
 	"os/exec"
@@ -48,33 +47,17 @@ func holdInChild(t *testing.T, socks ...interface{ File() (*os.File, error) }) *
 // the running task.
 func TestTraceOwnersOfOlderSockets(t *testing.T) {
 	testutil.RequireRoot(t)
-	var lc net.ListenConfig
-	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := testutil.PlainListener(t)
 	port := uint16(ln.Addr().(*net.TCPAddr).Port)
-	pair := func() (net.Conn, *net.TCPConn) {
-		c, err := net.Dial("tcp4", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		s, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c, s.(*net.TCPConn)
-	}
-	peerClosed, closeWait := pair()
-	_, aborted := pair()
+	peerClosed, closeWait := testutil.Pair(t, ln)
+	_, abortedConn := testutil.Pair(t, ln)
+	aborted := abortedConn.(*net.TCPConn)
 	if err := aborted.SetLinger(0); err != nil {
 		t.Fatal(err)
 	}
 	closeWaitPort := clientPort(peerClosed.LocalAddr().String())
 	abortedPort := clientPort(aborted.RemoteAddr().String())
-	child := holdInChild(t, ln.(*net.TCPListener), closeWait, aborted)
+	child := holdInChild(t, ln.(*net.TCPListener), closeWait.(*net.TCPConn), aborted)
 	owner := child.Process.Pid
 
 	out := &syncBuffer{}

@@ -386,24 +386,11 @@ func TestCloseWaitNginxClients(t *testing.T) {
 
 func TestCloseWaitHeldSockets(t *testing.T) {
 	testutil.RequireRoot(t)
-	var lc net.ListenConfig
-	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := testutil.PlainListener(t)
 	var clients []net.Conn
 	var servers []interface{ File() (*os.File, error) }
 	for range 12 {
-		c, err := net.Dial("tcp4", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, s := testutil.Pair(t, ln)
 		clients = append(clients, c)
 		servers = append(servers, s.(*net.TCPConn))
 	}

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/socklife/socklife/tracer"
 )
 
 // checkQueue: the queue reaches backlog+1 and stays full for most of the
@@ -43,21 +45,9 @@ func checkQueue(t *testing.T, reps []atEnd, burst time.Time) {
 // measure, and the reported percentiles with the test's.
 func checkWaits(t *testing.T, m *monitorRun, a *acceptor, d *dialers, clientResent map[uint16]bool, final ListenerReport) {
 	t.Helper()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	var ours []time.Duration
 	resent := 0
-	for port, at := range a.accepted {
-		ev, ok := m.accepts[[2]uint16{a.port, port}]
-		if !ok || !ev.InStateKnown {
-			t.Errorf("client port %d: no accept wait reported (event %v)", port, ok)
-			continue
-		}
-		measured := at.Sub(d.connected[port])
+	eachWait(t, m, a, d, func(port uint16, ev tracer.Event, measured time.Duration) {
 		if a.resent[port] || clientResent[port] {
 			// The client's final ACK was dropped: connect() returned at
 			// the first SYN-ACK, the child entered the queue later, at a
@@ -68,14 +58,18 @@ func checkWaits(t *testing.T, m *monitorRun, a *acceptor, d *dialers, clientRese
 				t.Errorf("client port %d (SYN-ACK resent): wait %v, longer than connect to accept %v", port, ev.InState, measured)
 			}
 			ours = append(ours, ev.InState)
-			continue
+			return
 		}
 		if diff := ev.InState - measured; diff > waitSlack || diff < -waitSlack {
 			t.Errorf("client port %d: accept wait %v, measured %v", port, ev.InState, measured)
 		}
 		ours = append(ours, measured)
-	}
+	})
 	slices.Sort(ours)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if last := m.reports[len(m.reports)-1]; last.Lost != 0 {
 		t.Errorf("%d events lost", last.Lost)
 	}
@@ -91,6 +85,27 @@ func checkWaits(t *testing.T, m *monitorRun, a *acceptor, d *dialers, clientRese
 		if diff := p.got - p.want; diff > waitSlack || diff < -waitSlack {
 			t.Errorf("accept wait %s %v, measured %v", p.name, p.got, p.want)
 		}
+	}
+}
+
+// eachWait calls fn for every connection a accepted, with the accept
+// socklife reported for it and the wait the test measured (connect()
+// returning to accept() returning); one without a reported wait fails.
+func eachWait(t *testing.T, m *monitorRun, a *acceptor, d *dialers, fn func(port uint16, ev tracer.Event, measured time.Duration)) {
+	t.Helper()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for port, at := range a.accepted {
+		ev, ok := m.accepts[[2]uint16{a.port, port}]
+		if !ok || !ev.InStateKnown {
+			t.Errorf("listener %d, client port %d: no accept wait reported (event %v)", a.port, port, ok)
+			continue
+		}
+		fn(port, ev, at.Sub(d.connected[port]))
 	}
 }
 
@@ -221,25 +236,13 @@ func checkPrompt(t *testing.T, m *monitorRun, a *acceptor, d *dialers) {
 	if final.DropsTotal != 0 || final.WaitTotal.Count != promptConns {
 		t.Errorf("prompt listener: drops %d, %d waits (want %d)", final.DropsTotal, final.WaitTotal.Count, promptConns)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	var longest time.Duration
-	for port, at := range a.accepted {
-		ev, ok := m.accepts[[2]uint16{a.port, port}]
-		if !ok || !ev.InStateKnown {
-			t.Errorf("prompt client port %d: no accept wait reported", port)
-			continue
-		}
-		measured := at.Sub(d.connected[port])
+	eachWait(t, m, a, d, func(port uint16, ev tracer.Event, measured time.Duration) {
 		longest = max(longest, measured)
 		if diff := ev.InState - measured; diff > waitSlack || diff < -waitSlack {
 			t.Errorf("prompt client port %d: accept wait %v, measured %v", port, ev.InState, measured)
 		}
-	}
+	})
 	if diff := final.WaitTotal.Max - longest; diff > waitSlack || diff < -waitSlack {
 		t.Errorf("prompt listener: longest wait %v, measured %v", final.WaitTotal.Max, longest)
 	}

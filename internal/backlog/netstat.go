@@ -24,14 +24,32 @@ type Netstat struct {
 	ReqQFullDoCookies, ReqQFullDrop                  uint64
 }
 
+// counters lists n's counters by their /proc/net/netstat names.
+func (n *Netstat) counters() map[string]*uint64 {
+	return map[string]*uint64{
+		"ListenOverflows": &n.ListenOverflows, "ListenDrops": &n.ListenDrops,
+		"SyncookiesSent": &n.SyncookiesSent, "SyncookiesRecv": &n.SyncookiesRecv, "SyncookiesFailed": &n.SyncookiesFailed,
+		"TCPReqQFullDoCookies": &n.ReqQFullDoCookies, "TCPReqQFullDrop": &n.ReqQFullDrop,
+	}
+}
+
 // Sub is the growth from base to n; the counters only grow.
 func (n Netstat) Sub(base Netstat) Netstat {
-	return Netstat{
-		ListenOverflows: n.ListenOverflows - base.ListenOverflows, ListenDrops: n.ListenDrops - base.ListenDrops,
-		SyncookiesSent: n.SyncookiesSent - base.SyncookiesSent, SyncookiesRecv: n.SyncookiesRecv - base.SyncookiesRecv,
-		SyncookiesFailed:  n.SyncookiesFailed - base.SyncookiesFailed,
-		ReqQFullDoCookies: n.ReqQFullDoCookies - base.ReqQFullDoCookies, ReqQFullDrop: n.ReqQFullDrop - base.ReqQFullDrop,
+	return n.combine(base, func(a, b uint64) uint64 { return a - b })
+}
+
+// Add sums growths.
+func (n Netstat) Add(o Netstat) Netstat {
+	return n.combine(o, func(a, b uint64) uint64 { return a + b })
+}
+
+func (n Netstat) combine(o Netstat, op func(a, b uint64) uint64) Netstat {
+	out := n
+	theirs := o.counters()
+	for name, v := range out.counters() {
+		*v = op(*v, *theirs[name])
 	}
+	return out
 }
 
 // SynFlood says SYNs found a full SYN queue: the kernel answered with
@@ -72,24 +90,10 @@ func parseNetstat(r io.Reader) (Netstat, error) {
 			return Netstat{}, fmt.Errorf("TcpExt has %d names and %d values", len(names), len(fields))
 		}
 		var n Netstat
+		counters := n.counters()
 		for i, name := range names {
-			var dst *uint64
-			switch name {
-			case "ListenOverflows":
-				dst = &n.ListenOverflows
-			case "ListenDrops":
-				dst = &n.ListenDrops
-			case "SyncookiesSent":
-				dst = &n.SyncookiesSent
-			case "SyncookiesRecv":
-				dst = &n.SyncookiesRecv
-			case "SyncookiesFailed":
-				dst = &n.SyncookiesFailed
-			case "TCPReqQFullDoCookies":
-				dst = &n.ReqQFullDoCookies
-			case "TCPReqQFullDrop":
-				dst = &n.ReqQFullDrop
-			default:
+			dst, ok := counters[name]
+			if !ok {
 				continue
 			}
 			v, err := strconv.ParseUint(fields[i], 10, 64)

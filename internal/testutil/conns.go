@@ -3,7 +3,9 @@ package testutil
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -159,4 +161,36 @@ func (p *holderProc) stop() {
 		p.cmd.Process.Kill()
 		<-done
 	}
+}
+
+// PlainListener listens on 127.0.0.1 (an ephemeral port) with plain TCP,
+// not the MPTCP Go uses by default: one TCP sock per side, as most
+// servers have. The test's end closes it.
+func PlainListener(tb testing.TB) net.Listener {
+	tb.Helper()
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// Pair connects to ln and accepts: one established connection, both ends.
+// The test's end closes them.
+func Pair(tb testing.TB, ln net.Listener) (client, server net.Conn) {
+	tb.Helper()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		c.Close()
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close(); s.Close() })
+	return c, s
 }

@@ -104,19 +104,10 @@ http {
 		tb.Fatal(err)
 	}
 	n := &Nginx{Port: port, Master: cmd.Process.Pid}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	tb.Cleanup(func() {
-		// TERM: a fast shutdown; workers a test stopped are continued first
+	exited := stopAtEnd(tb, cmd, func() {
+		// workers a test stopped must run to exit
 		for _, w := range n.Workers {
 			syscall.Kill(w, syscall.SIGCONT)
-		}
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
 		}
 	})
 	WaitFor(tb, 10*time.Second, "nginx's workers and port", func() bool {
@@ -153,17 +144,7 @@ func StartRedis(tb testing.TB, binds ...string) *Redis {
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	tb.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
+	exited := stopAtEnd(tb, cmd, nil)
 	WaitFor(tb, 10*time.Second, "redis on "+strings.Join(binds, " "), func() bool {
 		select {
 		case <-exited:
@@ -178,6 +159,28 @@ func StartRedis(tb testing.TB, binds ...string) *Redis {
 		return true
 	})
 	return &Redis{Port: port, PID: cmd.Process.Pid}
+}
+
+// stopAtEnd waits for a started server in the background and stops it
+// when the test ends: before (if set), then SIGTERM (a fast shutdown for
+// nginx and redis), then SIGKILL if it lingers. The channel closes when it
+// has exited.
+func stopAtEnd(tb testing.TB, cmd *exec.Cmd, before func()) <-chan struct{} {
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	tb.Cleanup(func() {
+		if before != nil {
+			before()
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+	return exited
 }
 
 // answers reports whether something accepts connections on a.
