@@ -123,9 +123,13 @@ static __always_inline int on_state(const struct sock *sk, int old, int new,
 		owner_now = in_owner_context(BPF_CORE_READ(sk, sk_lock.owned));
 	if (!si) {
 		si = &fresh;
-		/* a socket older than the tracer: its owner from the snapshot */
-		seed_owner(si, btf ? btf->inet_conn.icsk_inet.sk.__sk_common.skc_cookie.counter
-				   : BPF_CORE_READ(sk, __sk_common.skc_cookie.counter));
+		/* a socket older than the tracer: its owner from the snapshot.
+		 * Not a new child: it is a copy of its listener, cookie
+		 * included, until inet_csk_clone_lock() sets its own after
+		 * LISTEN->SYN_RECV (seen on 6.1). */
+		if (!(old == TCP_LISTEN && new == TCP_SYN_RECV))
+			seed_owner(si, btf ? btf->inet_conn.icsk_inet.sk.__sk_common.skc_cookie.counter
+					   : BPF_CORE_READ(sk, __sk_common.skc_cookie.counter));
 	}
 	/* one pointer from here on: else clang computes si->netns on the
 	 * map value before its NULL check, which the verifier refuses */

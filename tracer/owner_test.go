@@ -82,8 +82,20 @@ func TestOwnersOfOlderSockets(t *testing.T) {
 
 	seededPort := portOf(seededClient.LocalAddr())
 	seed := Task{PID: 4321, Comm: "seeded", CgroupID: 9}
-	if err := col.tr.SeedOwners([]OwnerSeed{{Cookie: cookieOf(t, lport, seededPort), Owner: seed}}); err != nil {
+	lnSeed := Task{PID: 4322, Comm: "listener"}
+	err := col.tr.SeedOwners([]OwnerSeed{
+		{Cookie: cookieOf(t, lport, seededPort), Owner: seed},
+		{Cookie: cookieOf(t, lport, 0), Owner: lnSeed},
+	})
+	if err != nil {
 		t.Fatal(err)
+	}
+	// A new child is a copy of its listener, cookie included, until the
+	// kernel gives it its own just after LISTEN->SYN_RECV (6.1): it must
+	// not take the listener's seed.
+	newClient, _ := testutil.Pair(t, ln)
+	if ev := eventOf(t, col, lport, portOf(newClient.LocalAddr()), tcpstate.SynRecv, tcpstate.Established); ev.OwnerSource == OwnerSnapshot {
+		t.Errorf("a new child took a seeded owner %+v: its listener's cookie", ev.Owner)
 	}
 
 	// The peer's FIN: ESTABLISHED->CLOSE_WAIT in softirq, in this process.

@@ -52,7 +52,7 @@ listener shows its age as a lower bound (">=1.5s").
 SYNs that find a listener's SYN queue full are answered with SYN cookies or
 dropped (TcpExtTCPReqQFullDoCookies, TCPReqQFullDrop): the interval gets a
 "SYN flood" line with the namespace's Syncookies counters, and SYNQ shows
-FULL on a listener whose half-open queue reached its backlog.
+FULL on a listener whose half-open queue went past its backlog.
 
 With --for, it exits after that long with status 1 if any listener stalled or
 dropped a connection or a SYN flood was seen, 0 otherwise: a check for

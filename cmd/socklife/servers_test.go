@@ -23,6 +23,7 @@ import (
 
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/internal/testutil"
+	"github.com/socklife/socklife/internal/topview"
 	"github.com/socklife/socklife/snapshot"
 )
 
@@ -397,6 +398,7 @@ func TestCloseWaitHeldSockets(t *testing.T) {
 	holder := holdInChild(t, servers...)
 	run := startSocklife(t, nil, "closewait", "--threshold", "10", "--pid", strconv.Itoa(holder.Process.Pid),
 		"--for", "20s", "--interval", "100ms", "-o", "json")
+	closed := time.Now()
 	for _, c := range clients {
 		c.Close()
 	}
@@ -407,11 +409,14 @@ func TestCloseWaitHeldSockets(t *testing.T) {
 	if err := json.Unmarshal([]byte(run.stdout.String()), &v); err != nil {
 		t.Fatal(err)
 	}
-	// watched from before the sockets entered CLOSE_WAIT: they count only
-	// once 5 s old
+	// the sockets entered CLOSE_WAIT after the test closed the clients;
+	// they count only once 5 s old
+	if waited := time.Since(closed); waited < 5*time.Second {
+		t.Errorf("alerted %v after the sockets entered CLOSE_WAIT, before --min-age 5s", waited)
+	}
 	if !v.Alert || len(v.Offenders) != 1 || v.Offenders[0].Count != 12 || int(v.Offenders[0].PID) != holder.Process.Pid ||
-		v.WatchedMs < 5000 || v.MinAgeMs != 5000 || v.Threshold == nil || *v.Threshold != 10 || v.Growth != nil {
-		t.Errorf("verdict %+v, want the holder with 12 sockets after at least 5 s, threshold 10 and no growth limit", v)
+		v.Offenders[0].OldestMs < 5000 || v.MinAgeMs != 5000 || v.Threshold == nil || *v.Threshold != 10 || v.Growth != nil {
+		t.Errorf("verdict %+v, want the holder with 12 sockets at least 5 s old, threshold 10 and no growth limit", v)
 	}
 }
 
@@ -542,4 +547,24 @@ func backlogReports(t *testing.T, out string) []backlogJSON {
 		reps = append(reps, r)
 	}
 	return reps
+}
+
+// top --pid WORKER lists the nginx listener the worker holds (the master
+// made it; the worker has accepted nothing while top ran), with its holders.
+func TestNginxTopPIDWorker(t *testing.T) {
+	ngx := testutil.StartNginx(t, 2, 511)
+	worker := ngx.Workers[1]
+	run := startSocklife(t, nil, "top", "-o", "json", "-n", "2", "--interval", "200ms", "--pid", strconv.Itoa(worker))
+	if code := run.exitCode(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit %d; stderr %q", code, run.stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(run.stdout.String()), "\n")
+	var f topview.FrameJSON
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &f); err != nil {
+		t.Fatal(err)
+	}
+	want := "127.0.0.1:" + strconv.Itoa(int(ngx.Port))
+	if len(f.Listeners) != 1 || f.Listeners[0].Local != want || len(f.Listeners[0].Holders) != 3 {
+		t.Errorf("listeners %+v, want %s held by nginx's master and two workers", f.Listeners, want)
+	}
 }

@@ -416,19 +416,19 @@ func TestAccountingOlderListener(t *testing.T) {
 	}
 }
 
-// SYNs finding the SYN queue full: the listener's SYN queue at its backlog,
+// SYNs finding the SYN queue full: the listener's SYN queue past its backlog,
 // and the namespace's cookie counters growing.
 func TestAccountingSynFlood(t *testing.T) {
 	a := NewAccounting(Config{Interval: time.Second}, at(0))
 	a.ObserveDump(at(0), dumped(0, 0))
 	a.ObserveNetstat(lnKey.Netns, Netstat{SyncookiesSent: 5})
 	flood := synack(100)
-	flood.Queue.SynQueue = 4
+	flood.Queue.SynQueue = 5 // the kernel holds backlog+1 half-open requests, then cookies
 	a.Observe(flood)
 	a.ObserveNetstat(lnKey.Netns, Netstat{SyncookiesSent: 27, ReqQFullDoCookies: 22})
 	r := a.Tick(at(1000))
-	if l := r.Listeners[0]; !l.SynQueueFull || l.SynPeak != 4 {
-		t.Errorf("SYN queue peak %d full %v, want 4 (the backlog) and full", l.SynPeak, l.SynQueueFull)
+	if l := r.Listeners[0]; !l.SynQueueFull || l.SynPeak != 5 {
+		t.Errorf("SYN queue peak %d full %v, want 5 (backlog+1) and full", l.SynPeak, l.SynQueueFull)
 	}
 	if len(r.Netns) != 1 || !r.Netns[0].SynFlood || r.Netns[0].Interval.SyncookiesSent != 22 {
 		t.Errorf("netns %+v, want a SYN flood with 22 cookies sent", r.Netns)

@@ -92,8 +92,9 @@ type ListenerReport struct {
 	// SynQueue and SynPeak: request (half-open) queue length at the last
 	// event and its peak over the interval's events (0: none came); only
 	// BPF events see it. SynQueueFull: the peak
-	// reached the backlog, past which the kernel answers SYNs with
-	// cookies or drops them (a SYN flood, or a burst of clients whose
+	// went past the backlog (the kernel holds backlog+1 half-open
+	// requests; seen here: 9 SYN-RECV at backlog 8), after which it
+	// answers SYNs with cookies or drops them (a SYN flood, or a burst of clients whose
 	// final ACKs do not arrive).
 	SynQueue, SynPeak uint32
 	SynQueueFull      bool

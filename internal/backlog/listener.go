@@ -142,7 +142,7 @@ func (l *listener) report(start, now time.Time) ListenerReport {
 	r := ListenerReport{
 		Key: l.key, Local: l.local, PID: l.pid, Comm: l.comm,
 		Backlog: l.backlog, Queue: l.qlen, Peak: l.peak,
-		SynQueue: l.synq, SynPeak: l.synPeak, SynQueueFull: l.backlog > 0 && l.synPeak >= l.backlog,
+		SynQueue: l.synq, SynPeak: l.synPeak, SynQueueFull: l.backlog > 0 && l.synPeak > l.backlog,
 		Enqueues: l.enqueues, Accepts: l.accepts,
 		Wait:          l.waits.summary(),
 		WaitTotal:     l.allWaits.summary(),

@@ -27,6 +27,7 @@ func TestRenderInit(t *testing.T) {
 		"mount -t tracefs tracefs /sys/kernel/tracing",
 		"mount -t bpf bpffs /sys/fs/bpf",
 		"mount -t cgroup2 cgroup2 /sys/fs/cgroup",
+		"mount -t devpts -o ptmxmode=0666 devpts /dev/pts",
 		`echo "VMTEST-BOOTED $(uname -r)" >&3`,
 		"insmod /modules/inet_diag.ko || ",
 		"insmod /modules/tcp_diag.ko || ",

@@ -27,10 +27,13 @@ func TestMounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{" /sys/kernel/tracing tracefs ", " /sys/fs/bpf bpf ", " /sys/fs/cgroup cgroup2 ", " /tmp tmpfs "} {
+	for _, want := range []string{" /sys/kernel/tracing tracefs ", " /sys/fs/bpf bpf ", " /sys/fs/cgroup cgroup2 ", " /tmp tmpfs ", " /dev/pts devpts "} {
 		if !strings.Contains(string(mounts), want) {
 			t.Errorf("no %q in /proc/self/mounts:\n%s", want, mounts)
 		}
+	}
+	if _, err := os.Stat("/dev/ptmx"); err != nil {
+		t.Errorf("pseudo-terminals (the top test's): %v", err)
 	}
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
 		t.Errorf("kernel BTF: %v", err)
