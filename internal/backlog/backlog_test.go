@@ -22,13 +22,6 @@ const (
 	promptConns  = 20
 )
 
-// waitSlack is how far socklife's accept wait may be from the test's own
-// (connect() returning to accept() returning), and the most a prompt
-// listener's connections may wait: 5 ms, stretched on the kernel matrix's
-// emulated CPUs (SOCKLIFE_TEST_TIMEOUT_SCALE), where one scheduling delay
-// already takes longer.
-var waitSlack = testutil.Scaled(5 * time.Millisecond)
-
 // monitorRun is Run on its own goroutine, with what it reported.
 type monitorRun struct {
 	mu      sync.Mutex
@@ -156,7 +149,8 @@ func TestSlowAcceptor(t *testing.T) {
 	slowDial := dial(ctx, slow.port, slowClients, 100*time.Millisecond, 0)
 	promptDial := dial(ctx, prompt.port, promptConns, time.Second, 150*time.Millisecond)
 	time.Sleep(2 * time.Second) // the slow phase runs for a set time: nothing to wait for
-	stoppedAt := slow.pause(t)
+	lastCall, stoppedAt := slow.pause(t)
+	held := queuedNow(t, slow.port) // these wait the whole pause
 	time.Sleep(2 * time.Second)
 	slow.setPace(0)
 	resumed := slow.resumedAt
@@ -178,7 +172,8 @@ func TestSlowAcceptor(t *testing.T) {
 	reps := m.listenerReports(slow.port)
 	checkQueue(t, reps, burst)
 	checkWaits(t, m, slow, slowDial, clientResent, reps[len(reps)-1].ListenerReport)
+	checkPauseWaits(t, m, slow, held, resumed)
 	checkDrops(t, m, reps[len(reps)-1].ListenerReport, dropsAfter-dropsBefore, netBefore, netAfter)
-	checkStall(t, m, slow, stoppedAt, resumed)
+	checkStall(t, m, slow, lastCall, stoppedAt, resumed)
 	checkPrompt(t, m, prompt, promptDial)
 }

@@ -1,12 +1,15 @@
 package backlog
 
 import (
+	"context"
 	"os"
 	"runtime"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/socklife/socklife/internal/tcpstate"
+	"github.com/socklife/socklife/snapshot"
 	"github.com/socklife/socklife/tracer"
 )
 
@@ -41,31 +44,35 @@ func checkQueue(t *testing.T, reps []atEnd, burst time.Time) {
 	t.Logf("queue peak %d; full fraction per interval of the burst: %.2f", peak, full)
 }
 
-// checkWaits compares each connection's accept wait with the test's own
-// measure, and the reported percentiles with the test's.
+// clockSlack covers the conversion of the kernel's monotonic event times
+// to wall-clock time (one offset, taken at start), which the test's own
+// readings are compared with.
+const clockSlack = time.Millisecond
+
+// checkWaits checks each connection's accept wait, and the reported
+// percentiles, against what the test measured around its own syscalls: the
+// child entered the queue after the client called connect(), and left it
+// before the acceptor's accept() returned, so the wait is at most accept()
+// returned minus connect() called. Delays of the test's threads (a busy
+// host preempting the VM's CPU) widen that bound; they never put the truth
+// past it. (No such bound holds from below: with the CPU busy, the
+// client's final ACK may be processed long after its connect() returned,
+// by ksoftirqd, which the real-time clients hold off. checkPauseWaits
+// bounds some waits from below.)
 func checkWaits(t *testing.T, m *monitorRun, a *acceptor, d *dialers, clientResent map[uint16]bool, final ListenerReport) {
 	t.Helper()
-	var ours []time.Duration
+	var his []time.Duration
 	resent := 0
-	eachWait(t, m, a, d, func(port uint16, ev tracer.Event, measured time.Duration) {
+	eachWait(t, m, a, d, func(port uint16, ev tracer.Event, hi time.Duration) {
 		if a.resent[port] || clientResent[port] {
-			// The client's final ACK was dropped: connect() returned at
-			// the first SYN-ACK, the child entered the queue later, at a
-			// SYN-ACK retransmit or (SYN cookies) a retransmit of the
-			// client's byte. Only the queue wait is socklife's to report.
-			resent++
-			if ev.InState > measured+waitSlack {
-				t.Errorf("client port %d (SYN-ACK resent): wait %v, longer than connect to accept %v", port, ev.InState, measured)
-			}
-			ours = append(ours, ev.InState)
-			return
+			resent++ // the final ACK was dropped: the child came later still
 		}
-		if diff := ev.InState - measured; diff > waitSlack || diff < -waitSlack {
-			t.Errorf("client port %d: accept wait %v, measured %v", port, ev.InState, measured)
+		if ev.InState > hi+clockSlack {
+			t.Errorf("client port %d: accept wait %v, longer than the test's connect() called to accept() returned %v", port, ev.InState, hi)
 		}
-		ours = append(ours, measured)
+		his = append(his, hi)
 	})
-	slices.Sort(ours)
+	slices.Sort(his)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	a.mu.Lock()
@@ -73,25 +80,81 @@ func checkWaits(t *testing.T, m *monitorRun, a *acceptor, d *dialers, clientRese
 	if last := m.reports[len(m.reports)-1]; last.Lost != 0 {
 		t.Errorf("%d events lost", last.Lost)
 	}
-	t.Logf("%d connections (%d with a SYN-ACK retransmit); measured p50 %v p99 %v; reported %+v",
-		len(ours), resent, Percentile(ours, 50), Percentile(ours, 99), final.WaitTotal)
+	t.Logf("%d connections (%d with a SYN-ACK retransmit); measured at most p50 %v p99 %v; reported %+v",
+		len(his), resent, Percentile(his, 50), Percentile(his, 99), final.WaitTotal)
 	if final.WaitTotal.Count != len(a.accepted) {
 		t.Errorf("reported %d waits, want %d", final.WaitTotal.Count, len(a.accepted))
 	}
+	// a percentile of waits each under its bound is under the same
+	// percentile of the bounds
 	for _, p := range []struct {
-		name      string
-		got, want time.Duration
-	}{{"p50", final.WaitTotal.P50, Percentile(ours, 50)}, {"p99", final.WaitTotal.P99, Percentile(ours, 99)}} {
-		if diff := p.got - p.want; diff > waitSlack || diff < -waitSlack {
-			t.Errorf("accept wait %s %v, measured %v", p.name, p.got, p.want)
+		name string
+		n    int
+		got  time.Duration
+	}{{"p50", 50, final.WaitTotal.P50}, {"p99", 99, final.WaitTotal.P99}, {"max", 100, final.WaitTotal.Max}} {
+		if hi := Percentile(his, p.n); p.got > hi+clockSlack {
+			t.Errorf("accept wait %s %v, longer than the test measured at most %v", p.name, p.got, hi)
+		}
+	}
+}
+
+// queuedNow returns how many connections wait in the listener's accept
+// queue, and a time by which each of them had entered it.
+func queuedNow(t *testing.T, port uint16) heldQueue {
+	t.Helper()
+	res, err := snapshot.Dump(context.Background(), snapshot.Options{TCP: true, IPv4: true, States: tcpstate.Of(tcpstate.Listen)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := time.Now()
+	for _, s := range res.Sockets {
+		if s.Local.Port() == port {
+			return heldQueue{n: int(s.RecvQ), by: by}
+		}
+	}
+	t.Fatalf("no listener on port %d", port)
+	return heldQueue{}
+}
+
+// heldQueue is the accept queue seen when the acceptor paused: n children,
+// all in the queue by then.
+type heldQueue struct {
+	n  int
+	by time.Time
+}
+
+// checkPauseWaits bounds waits from below: the n children in the queue
+// when the acceptor paused are the first n it accepts after the resume
+// (the queue is first in, first out), and each waited at least from then
+// to when its accept() was called.
+func checkPauseWaits(t *testing.T, m *monitorRun, a *acceptor, held heldQueue, resumed time.Time) {
+	t.Helper()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var after []uint16
+	for port, at := range a.accepted {
+		if at.After(resumed) {
+			after = append(after, port)
+		}
+	}
+	slices.SortFunc(after, func(x, y uint16) int { return a.accepted[x].Compare(a.accepted[y]) })
+	if held.n == 0 || len(after) < held.n {
+		t.Fatalf("%d in the queue at the pause, %d accepted after it", held.n, len(after))
+	}
+	for _, port := range after[:held.n] {
+		lo := a.called[port].Sub(held.by)
+		if ev := m.accepts[[2]uint16{a.port, port}]; ev.InState < lo-clockSlack {
+			t.Errorf("client port %d, queued through the pause: accept wait %v, shorter than the %v the test saw it queued", port, ev.InState, lo)
 		}
 	}
 }
 
 // eachWait calls fn for every connection a accepted, with the accept
-// socklife reported for it and the wait the test measured (connect()
-// returning to accept() returning); one without a reported wait fails.
-func eachWait(t *testing.T, m *monitorRun, a *acceptor, d *dialers, fn func(port uint16, ev tracer.Event, measured time.Duration)) {
+// socklife reported for it and the longest the wait can have been by the
+// test's readings (see checkWaits); one without a reported wait fails.
+func eachWait(t *testing.T, m *monitorRun, a *acceptor, d *dialers, fn func(port uint16, ev tracer.Event, hi time.Duration)) {
 	t.Helper()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -105,7 +168,7 @@ func eachWait(t *testing.T, m *monitorRun, a *acceptor, d *dialers, fn func(port
 			t.Errorf("listener %d, client port %d: no accept wait reported (event %v)", a.port, port, ok)
 			continue
 		}
-		fn(port, ev, at.Sub(d.connected[port]))
+		fn(port, ev, at.Sub(d.started[port]))
 	}
 }
 
@@ -145,7 +208,7 @@ func checkDrops(t *testing.T, m *monitorRun, final ListenerReport, ssDelta uint6
 // CPU shared with 50 real-time clients) the acceptor itself can be held
 // off the CPU for longer than --stall, and socklife is right to say so;
 // the test's own accept times show whether it was.
-func checkStall(t *testing.T, m *monitorRun, a *acceptor, stoppedAt, resumed time.Time) {
+func checkStall(t *testing.T, m *monitorRun, a *acceptor, lastCall, stoppedAt, resumed time.Time) {
 	t.Helper()
 	evs := m.stalls(a.port)
 	var pause []StallEvent
@@ -175,11 +238,12 @@ func checkStall(t *testing.T, m *monitorRun, a *acceptor, stoppedAt, resumed tim
 		t.Errorf("stall flagged with pid %d, want %d", begin.PID, os.Getpid())
 	}
 	// Flagged at the first tick past --stall, whenever the ticker ran:
-	// never before --stall, and in the first report that ended more than
-	// --stall after the test's last accept (socklife's last accept is a
-	// moment earlier, when accept() dequeued, so by then it had to).
-	if d := begin.Time.Sub(stoppedAt); d < testStall-waitSlack {
-		t.Errorf("stall flagged %v after the last accept, before --stall %v", d, testStall)
+	// never before --stall after the last dequeue (which came after the
+	// test called the last accept()), and in the first report that ended
+	// more than --stall after the test's last accept() returned (the
+	// dequeue came before, so by then it had to).
+	if d := begin.Time.Sub(lastCall); d < testStall-clockSlack {
+		t.Errorf("stall flagged %v after the last accept() was called, before --stall %v", d, testStall)
 	}
 	m.mu.Lock()
 	carried := -1
@@ -214,10 +278,10 @@ func checkStall(t *testing.T, m *monitorRun, a *acceptor, stoppedAt, resumed tim
 }
 
 // checkPrompt: the listener that accepts at once shows nothing wrong: no
-// stall, no drops, and each connection's wait what the test measured
-// (connect() returning to accept() returning). How short those waits are
-// is the machine's business: under load a real-time acceptor still waits
-// for a CPU, and socklife is right to say so.
+// stall, no drops, and each connection's wait inside what the test
+// measured (see checkWaits). How short those waits are is the machine's
+// business: under load a real-time acceptor still waits for a CPU, and
+// socklife is right to say so.
 func checkPrompt(t *testing.T, m *monitorRun, a *acceptor, d *dialers) {
 	t.Helper()
 	reps := m.listenerReports(a.port)
@@ -236,17 +300,17 @@ func checkPrompt(t *testing.T, m *monitorRun, a *acceptor, d *dialers) {
 	if final.DropsTotal != 0 || final.WaitTotal.Count != promptConns {
 		t.Errorf("prompt listener: drops %d, %d waits (want %d)", final.DropsTotal, final.WaitTotal.Count, promptConns)
 	}
-	var longest time.Duration
-	eachWait(t, m, a, d, func(port uint16, ev tracer.Event, measured time.Duration) {
-		longest = max(longest, measured)
-		if diff := ev.InState - measured; diff > waitSlack || diff < -waitSlack {
-			t.Errorf("prompt client port %d: accept wait %v, measured %v", port, ev.InState, measured)
+	var hi time.Duration // the longest any wait can have been
+	eachWait(t, m, a, d, func(port uint16, ev tracer.Event, h time.Duration) {
+		hi = max(hi, h)
+		if ev.InState > h+clockSlack {
+			t.Errorf("prompt client port %d: accept wait %v, longer than the test's connect() called to accept() returned %v", port, ev.InState, h)
 		}
 	})
-	if diff := final.WaitTotal.Max - longest; diff > waitSlack || diff < -waitSlack {
-		t.Errorf("prompt listener: longest wait %v, measured %v", final.WaitTotal.Max, longest)
+	if w := final.WaitTotal.Max; w > hi+clockSlack {
+		t.Errorf("prompt listener: longest wait %v, longer than the test measured at most %v", w, hi)
 	}
-	t.Logf("prompt listener: longest wait %v, measured %v", final.WaitTotal.Max, longest)
+	t.Logf("prompt listener: longest wait %v, at most %v by the test's readings", final.WaitTotal.Max, hi)
 }
 
 // Percentile, the test's oracle, is the nearest-rank p-th percentile of sorted: the smallest

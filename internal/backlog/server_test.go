@@ -31,12 +31,16 @@ type acceptor struct {
 
 	// count is len(accepted), for polling without the lock: a poller
 	// preempted while holding it would stall the real-time acceptor.
-	count     atomic.Int64
-	pauses    atomic.Int64 // turns of the loop that saw the pause
-	mu        sync.Mutex
-	accepted  map[uint16]time.Time // client port -> accept() returned
-	resent    map[uint16]bool      // the child's handshake took a SYN-ACK retransmit
-	lastAt    time.Time
+	count    atomic.Int64
+	pauses   atomic.Int64 // turns of the loop that saw the pause
+	mu       sync.Mutex
+	accepted map[uint16]time.Time // client port -> accept() returned
+	// called is when that accept() was called: the kernel's dequeue lies
+	// between the two, whatever delays the test's threads suffer
+	called    map[uint16]time.Time
+	resent    map[uint16]bool // the child's handshake took a SYN-ACK retransmit
+	lastAt    time.Time       // the last accept() returned
+	lastCall  time.Time       // and was called
 	conns     []int
 	resumedAt time.Time
 }
@@ -58,7 +62,7 @@ func newAcceptor(t *testing.T, backlog int, slow bool) *acceptor {
 		t.Fatal(err)
 	}
 	a := &acceptor{fd: fd, port: uint16(sa.(*unix.SockaddrInet4).Port), done: make(chan struct{}),
-		accepted: map[uint16]time.Time{}, resent: map[uint16]bool{}, slow: slow}
+		accepted: map[uint16]time.Time{}, called: map[uint16]time.Time{}, resent: map[uint16]bool{}, slow: slow}
 	t.Cleanup(func() {
 		a.stop.Store(true)
 		// wakes a blocking accept(): the listener is done with
@@ -93,6 +97,7 @@ func (a *acceptor) loop() {
 			}
 		}
 		// else block in accept(): the kernel wakes this thread directly
+		called := time.Now()
 		nfd, sa, err := unix.Accept4(a.fd, unix.SOCK_CLOEXEC)
 		now := time.Now()
 		if err != nil {
@@ -101,10 +106,10 @@ func (a *acceptor) loop() {
 		info, _ := unix.GetsockoptTCPInfo(nfd, unix.IPPROTO_TCP, unix.TCP_INFO)
 		port := uint16(sa.(*unix.SockaddrInet4).Port)
 		a.mu.Lock()
-		a.accepted[port] = now
+		a.accepted[port], a.called[port] = now, called
 		// a child's total_retrans starts at its request's SYN-ACK retransmits
 		a.resent[port] = info != nil && info.Total_retrans > 0
-		a.lastAt = now
+		a.lastAt, a.lastCall = now, called
 		a.conns = append(a.conns, nfd)
 		a.mu.Unlock()
 		a.count.Add(1)
@@ -145,31 +150,37 @@ func (a *acceptor) firstAcceptAfter(from time.Time) (time.Time, bool) {
 	return first, !first.IsZero()
 }
 
-// pause stops accepting and returns when the last accept was: once the
-// loop has come round to the pause, no accept() is in flight.
-func (a *acceptor) pause(t *testing.T) time.Time {
+// pause stops accepting and returns when the last accept() was called and
+// when it returned: the kernel's last dequeue lies between the two. Once
+// the loop has come round to the pause, no accept() is in flight.
+func (a *acceptor) pause(t *testing.T) (called, returned time.Time) {
 	t.Helper()
 	a.setPace(-1)
 	seen := a.pauses.Load()
 	testutil.WaitFor(t, 5*time.Second, "the acceptor to pause", func() bool { return a.pauses.Load() > seen })
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.lastAt
+	return a.lastCall, a.lastAt
 }
 
 // dialers are n clients of port, each dialling until it has connected or
 // ctx ends; each attempt gives up after attempt, like a client with a
 // connect timeout, so a dropped SYN is retried at once rather than after the
-// kernel's 1 s backoff. connected holds when connect() returned, per local port.
+// kernel's 1 s backoff. Per local port, started is when the connect() that
+// succeeded was called and connected when it returned: the child entered
+// the accept queue after the first (when, the test cannot see: its final
+// ACK may be processed in the client's connect(), later by ksoftirqd, or,
+// dropped on overflow, at a retransmit).
 type dialers struct {
 	mu        sync.Mutex
+	started   map[uint16]time.Time
 	connected map[uint16]time.Time
 	fds       map[uint16]int
 	wg        sync.WaitGroup
 }
 
 func dial(ctx context.Context, port uint16, n int, attempt, spread time.Duration) *dialers {
-	d := &dialers{connected: map[uint16]time.Time{}, fds: map[uint16]int{}}
+	d := &dialers{started: map[uint16]time.Time{}, connected: map[uint16]time.Time{}, fds: map[uint16]int{}}
 	for i := range n {
 		d.wg.Go(func() {
 			urgent() // requireRealtime checked it works
@@ -189,7 +200,7 @@ func dial(ctx context.Context, port uint16, n int, attempt, spread time.Duration
 				// rebuilt by this segment or its retransmits.
 				unix.Write(fd, []byte{1})
 				d.mu.Lock()
-				d.connected[local] = at
+				d.started[local], d.connected[local] = start, at
 				d.fds[local] = fd
 				d.mu.Unlock()
 				<-ctx.Done() // hold the connection to the end
