@@ -60,7 +60,7 @@ func TestTraceOwnersOfOlderSockets(t *testing.T) {
 	child := holdInChild(t, ln.(*net.TCPListener), closeWait.(*net.TCPConn), aborted)
 	owner := child.Process.Pid
 
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	run := startSocklife(t, out, "trace", "-o", "json", "--sport", strconv.Itoa(int(port)))
 	peerClosed.Close()
 	find := func(remote uint16, old, new string) *traceLine {

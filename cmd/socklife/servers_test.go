@@ -31,24 +31,6 @@ import (
 // workers that accept) and redis (one port on two addresses), installed
 // from Debian's packages by .ci/run and started here with their own config.
 
-// syncBuffer is a command's stdout that a test may read while it runs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // traceLine is what these tests read of a `trace -o json` line.
 type traceLine struct {
 	Kind        string `json:"kind"`
@@ -117,12 +99,12 @@ func get(t *testing.T, port uint16) uint16 {
 func TestNginxTracePIDWorker(t *testing.T) {
 	ngx := testutil.StartNginx(t, 2, 511)
 	port := strconv.Itoa(int(ngx.Port))
-	all := &syncBuffer{}
+	all := &testutil.SyncBuffer{}
 	allRun := startSocklife(t, all, "trace", "-o", "json", "--port", port)
-	perWorker := map[int]*syncBuffer{}
+	perWorker := map[int]*testutil.SyncBuffer{}
 	runs := []*socklifeRun{allRun}
 	for _, w := range ngx.Workers {
-		perWorker[w] = &syncBuffer{}
+		perWorker[w] = &testutil.SyncBuffer{}
 		runs = append(runs, startSocklife(t, perWorker[w], "trace", "-o", "json", "--pid", strconv.Itoa(w)))
 	}
 	clients := map[uint16]bool{}
@@ -479,7 +461,7 @@ func TestBacklogSynFlood(t *testing.T) {
 		})
 	}
 
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	run := startSocklife(t, out, "backlog", "--for", "6s", "--interval", "500ms", "-o", "json")
 	connect(false) // one whole connection: events from the namespace
 	nfd, _, err := unix.Accept(lfd)

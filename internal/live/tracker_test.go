@@ -247,7 +247,7 @@ func TestTrackerResyncAfterLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer gen.Close()
-	var logged syncBuffer
+	var logged testutil.SyncBuffer
 	tk, err := Start(context.Background(), Options{
 		Tracer: tracer.Options{RingSize: 4096, Ports: []uint16{gen.Port()}},
 		Logger: slog.New(slog.NewTextHandler(&logged, nil)),
@@ -288,23 +288,6 @@ func TestTrackerResyncAfterLoss(t *testing.T) {
 	if len(left) != 0 {
 		t.Errorf("a second after the resync the table still holds closed connections: %v", left)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TIME_WAIT sockets are counted from sock_diag, never tracked; top's dump

@@ -165,6 +165,29 @@ func unpad(b []byte) []byte {
 	return out
 }
 
+// writeLines writes n records, record i padded with pad(i) bytes, flushing
+// at every flushEvery-th (as when the ring drains) and buffering the rest,
+// then closes w; it returns the bytes written, padding aside.
+func writeLines(t *testing.T, w *Writer, n, flushEvery int, pad func(i int) int) []byte {
+	t.Helper()
+	var want []byte
+	for i := range n {
+		l := fmt.Appendf(nil, `{"id":%d,"pad":"%s"}`+"\n", i, strings.Repeat("x", pad(i)))
+		want = append(want, l...)
+		write := w.Add
+		if i%flushEvery == 0 {
+			write = w.Write
+		}
+		if err := write(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return want
+}
+
 // No write crosses a page of the file, so kill -9 (checked by the kernel
 // between pages) can never leave half a line: every page ends a line, and
 // the lines, trailing spaces aside, are the records in order.
@@ -174,22 +197,7 @@ func TestWritesStayInsidePages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want []byte
-	for i := range 500 {
-		l := fmt.Appendf(nil, `{"id":%d,"pad":"%s"}`+"\n", i, strings.Repeat("x", i%300))
-		want = append(want, l...)
-		if i%7 == 0 {
-			err = w.Write(l) // a flush now and then, as when the ring drains
-		} else {
-			err = w.Add(l)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	want := writeLines(t, w, 500, 7, func(i int) int { return i % 300 })
 	data, _ := os.ReadFile(path)
 	if !bytes.Equal(unpad(data), want) || w.Records() != 500 {
 		t.Fatalf("file does not hold the 500 records in order (%d written)", w.Records())
@@ -219,22 +227,7 @@ func testRotateUnderMaxSize(t *testing.T, maxSize int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want []byte
-	for i := range n {
-		l := fmt.Appendf(nil, `{"id":%d,"pad":"%s"}`+"\n", i, strings.Repeat("x", 300+(i*379)%600))
-		want = append(want, l...)
-		if i%5 == 0 {
-			err = w.Write(l)
-		} else {
-			err = w.Add(l)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	want := writeLines(t, w, n, 5, func(i int) int { return 300 + (i*379)%600 })
 	var got []byte
 	var files, total int
 	for i := 99; i >= 0; i-- { // oldest first

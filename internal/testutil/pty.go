@@ -36,7 +36,7 @@ func OpenPTY(tb testing.TB, rows, cols int) *PTY {
 		master.Close()
 		tb.Fatalf("numbering the pty: %v", err)
 	}
-	slave, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	slave, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		master.Close()
 		tb.Fatalf("opening the pty's terminal: %v", err)

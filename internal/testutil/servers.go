@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -94,7 +95,12 @@ http {
 }
 `, workers, dir, port, backlog)
 	path := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+	if err == nil {
+		_, err = f.WriteString(conf)
+		err = errors.Join(err, f.Close())
+	}
+	if err != nil {
 		tb.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-c", path, "-p", dir)

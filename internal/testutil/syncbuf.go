@@ -1,0 +1,25 @@
+package testutil
+
+import (
+	"strings"
+	"sync"
+)
+
+// SyncBuffer collects a command's or a logger's output while the test
+// reads it: Write and String may be called from any goroutine.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
