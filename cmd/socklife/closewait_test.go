@@ -185,6 +185,9 @@ func TestTopCloseWaitBadInput(t *testing.T) {
 		{[]string{"closewait", "--for", "1s"}, "nothing to watch for"},
 		{[]string{"closewait", "--threshold", "5", "--for", "-1s"}, "positive duration"},
 		{[]string{"closewait", "--threshold", "5", "-o", "xml"}, "table, json"},
+		{[]string{"closewait", "--threshold", "5", "--min-age", "-1s"}, "--min-age -1s is negative"},
+		{[]string{"closewait", "--growth", "10", "--for", "30s"}, "--growth is judged over --window (1m0s), which --for 30s ends before"},
+		{[]string{"top", "--min-age", "-2s"}, "--min-age -2s is negative"},
 		{[]string{"top", "--port", "0"}, "--port 0 matches nothing"},
 		{[]string{"closewait", "--threshold", "5", "--pid", "0"}, "--pid 0 matches nothing"},
 	}
