@@ -52,6 +52,7 @@ interval; -o json prints one JSON object per interval.`,
 	fl := cmd.Flags()
 	fl.DurationVar(&f.interval, "interval", 2*time.Second, "refresh every this long")
 	fl.DurationVar(&f.window, "window", time.Minute, "CLOSE_WAIT growth is measured over this sliding window")
+	f.listenerHolders = true
 	fl.DurationVar(&f.minAge, "min-age", 0, "count only CLOSE_WAIT sockets at least this old (closewait's --min-age; 0: every one)")
 	fl.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per interval)")
 	fl.IntVarP(&f.iterations, "iterations", "n", 0, "stop after this many intervals (0: until Ctrl-C)")

@@ -26,6 +26,9 @@ type watchConfig struct {
 	interval     time.Duration
 	window       time.Duration
 	minAge       time.Duration // CLOSE_WAIT sockets younger are left out (topview.Sampler.MinAge)
+	// listenerHolders names the listeners' holders from /proc (top shows
+	// listeners; closewait does not, and skips the scans)
+	listenerHolders bool
 	readyFile    string
 	debug        bool
 	disableHooks []string
@@ -85,19 +88,22 @@ func watch(ctx context.Context, stderr io.Writer, cfg watchConfig, frame func(*t
 	}
 	sampler := topview.NewSampler(cfg.window)
 	sampler.MinAge = cfg.minAge
-	// listener holders: a pre-fork server's workers, for --pid and the
-	// PID column; rescanned as servers fork
-	reg := holders.New()
-	if _, err := reg.Refresh(ctx); err != nil && ctx.Err() == nil {
-		log.Debug("finding listener holders", "error", err)
+	var reg *holders.Registry
+	if cfg.listenerHolders {
+		// a pre-fork server's workers, for --pid and the PID column;
+		// rescanned as servers fork
+		reg = holders.New()
+		if _, err := reg.Refresh(ctx); err != nil && ctx.Err() == nil {
+			log.Debug("finding listener holders", "error", err)
+		}
+		keepCtx, stopKeep := context.WithCancel(ctx)
+		kept := make(chan struct{})
+		go func() {
+			defer close(kept)
+			reg.Keep(keepCtx, holdersPeriod, holdersSoon, nil, func(err error) { log.Debug("rescanning listener holders", "error", err) })
+		}()
+		defer func() { stopKeep(); <-kept }()
 	}
-	keepCtx, stopKeep := context.WithCancel(ctx)
-	kept := make(chan struct{})
-	go func() {
-		defer close(kept)
-		reg.Keep(keepCtx, holdersPeriod, holdersSoon, nil, func(err error) { log.Debug("rescanning listener holders", "error", err) })
-	}()
-	defer func() { stopKeep(); <-kept }()
 	tick := time.NewTicker(cfg.interval)
 	defer tick.Stop()
 	for first := true; ; first = false {

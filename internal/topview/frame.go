@@ -80,7 +80,7 @@ type Input struct {
 	Stats     live.Stats
 	Hooks     []string
 	Listening []snapshot.Socket
-	// Holders, if set, names the listeners' holders.
+	// Holders, if not nil, names the listeners' holders.
 	Holders *holders.Registry
 	// Keep, if set, limits CLOSE_WAIT sockets and listeners to those it
 	// accepts; a listener passes if any of its holders does.
