@@ -23,15 +23,15 @@ import (
 // watchConfig is what top and closewait share: the interval, the growth
 // window, and how to start the live table.
 type watchConfig struct {
-	interval     time.Duration
-	window       time.Duration
-	minAge       time.Duration // CLOSE_WAIT sockets younger are left out (topview.Sampler.MinAge)
+	interval time.Duration
+	window   time.Duration
+	minAge   time.Duration // CLOSE_WAIT sockets younger are left out (topview.Sampler.MinAge)
 	// listenerHolders names the listeners' holders from /proc (top shows
 	// listeners; closewait does not, and skips the scans)
 	listenerHolders bool
-	readyFile    string
-	debug        bool
-	disableHooks []string
+	readyFile       string
+	debug           bool
+	disableHooks    []string
 	// keep, if set, limits what frames count to some processes or ports.
 	keep func(pid uint32, comm string, local netip.AddrPort) bool
 }

@@ -141,14 +141,7 @@ func (r *socklifeRun) checkSummary(t *testing.T, events int) {
 // loopbackConn makes one connection to ln, the client closing first.
 func loopbackConn(t *testing.T, ln net.Listener) {
 	t.Helper()
-	c, err := net.Dial("tcp4", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, s := testutil.Pair(t, ln)
 	c.Close()
 	io.Copy(io.Discard, s)
 	s.Close()

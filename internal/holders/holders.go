@@ -295,19 +295,15 @@ func merge(ls []*listener) *Set {
 		}
 	}
 	slices.SortFunc(set.Holders, func(a, b Holder) int {
-		return cmp.Or(-cmpBool(a.Accepts, b.Accepts), cmp.Compare(a.PID, b.PID))
+		if a.Accepts != b.Accepts { // acceptors first
+			if a.Accepts {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(a.PID, b.PID)
 	})
 	return set
-}
-
-func cmpBool(a, b bool) int {
-	switch {
-	case a == b:
-		return 0
-	case a:
-		return 1
-	}
-	return -1
 }
 
 // Missed takes the listeners looked up or accepted on since the last call
