@@ -251,6 +251,7 @@ func (a *Accounting) Tick(now time.Time) *Report {
 	for k, l := range a.listeners {
 		if now.Sub(l.seen) > forgetAfter*a.cfg.Interval && !l.seen.IsZero() {
 			delete(a.listeners, k)
+			a.holders.Forget(k) // Run loads its dumps partial: gone is said here
 			if a.last == l {
 				a.last = nil
 			}

@@ -210,27 +210,8 @@ func (r *Registry) Accepted(k Key, pid uint32, comm string, t time.Time) {
 // Listener returns k's holders, nil if nothing is known of k yet (which
 // marks it for the next scan: Missed).
 func (r *Registry) Listener(k Key) *Set {
-	r.mu.RLock()
-	l := r.listeners[k]
-	set := (*Set)(nil)
-	if l != nil {
-		set = l.set
-	}
-	r.mu.RUnlock()
-	if set != nil {
-		return set
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	l = r.listeners[k]
-	if l == nil {
-		r.missed[k] = true
-		return nil
-	}
-	if l.set == nil {
-		l.set = merge([]*listener{l})
-	}
-	return l.set
+	return r.cached(k, func(l *listener) **Set { return &l.set },
+		func(l *listener) *Set { return merge([]*listener{l}) })
 }
 
 // Group returns the holders of k and of the listeners sharing its address
@@ -238,25 +219,7 @@ func (r *Registry) Listener(k Key) *Set {
 // names it is one of the group, while the kernel may have queued the child
 // on any. For a listener alone, the same as Listener.
 func (r *Registry) Group(k Key) *Set {
-	r.mu.RLock()
-	l := r.listeners[k]
-	set := (*Set)(nil)
-	if l != nil {
-		set = l.group
-	}
-	r.mu.RUnlock()
-	if set != nil {
-		return set
-	}
-	if l == nil {
-		return r.Listener(k) // marks the miss
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if l = r.listeners[k]; l == nil {
-		return nil
-	}
-	if l.group == nil {
+	return r.cached(k, func(l *listener) **Set { return &l.group }, func(l *listener) *Set {
 		var members []*listener
 		for _, m := range r.groups[groupKey{k.Netns, l.local}] {
 			if ml := r.listeners[m]; ml != nil {
@@ -266,9 +229,45 @@ func (r *Registry) Group(k Key) *Set {
 		if len(members) == 0 {
 			members = []*listener{l}
 		}
-		l.group = merge(members)
+		return merge(members)
+	})
+}
+
+// cached returns the Set slot(l) of k's listener, made by build (under
+// the write lock) if changed dropped it; nil, marking the miss, if k is
+// unknown. The common case takes only the read lock.
+func (r *Registry) cached(k Key, slot func(*listener) **Set, build func(*listener) *Set) *Set {
+	r.mu.RLock()
+	var set *Set
+	if l := r.listeners[k]; l != nil {
+		set = *slot(l)
 	}
-	return l.group
+	r.mu.RUnlock()
+	if set != nil {
+		return set
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l := r.listeners[k]
+	if l == nil {
+		r.missed[k] = true
+		return nil
+	}
+	if p := slot(l); *p == nil {
+		*p = build(l)
+	}
+	return *slot(l)
+}
+
+// Forget drops what is known of listener k: a caller whose dumps cover
+// only some namespaces (Load partial) says so when k has gone.
+func (r *Registry) Forget(k Key) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if l := r.listeners[k]; l != nil {
+		r.forget(k, l)
+	}
+	delete(r.missed, k)
 }
 
 // merge makes the Set of some listeners: holders and acceptors, one entry

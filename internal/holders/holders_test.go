@@ -152,3 +152,16 @@ func TestSeeds(t *testing.T) {
 		t.Errorf("owner seeds %+v, want cookies 55 and 56 (57 has no owner)", owners)
 	}
 }
+
+// Forget drops a listener a partial load would keep, group and all.
+func TestRegistryForget(t *testing.T) {
+	r := New()
+	r.Load([]snapshot.Socket{listening(201, "0.0.0.0:443", 11), listening(202, "0.0.0.0:443", 12)}, at(0), true)
+	r.Forget(Key{Netns: 7, Inode: 201})
+	if got := render(r.Group(Key{Netns: 7, Inode: 202})); got != "12" {
+		t.Errorf("group after forgetting 201: %s, want 12", got)
+	}
+	if got := render(r.Listener(Key{Netns: 7, Inode: 201})); got != "-" {
+		t.Errorf("forgotten listener: %s, want nothing", got)
+	}
+}
