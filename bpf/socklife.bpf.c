@@ -9,8 +9,14 @@
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
-/* Puts struct event in the BTF, where bpf2go -type event finds it. */
+/*
+ * Put struct event and its enums in the BTF, where bpf2go -type finds them:
+ * Go's mirror of the ring-buffer contract is generated, never copied.
+ */
 const struct event *unused_event __attribute__((unused));
+const enum event_kind *unused_event_kind __attribute__((unused));
+const enum event_hook *unused_event_hook __attribute__((unused));
+const enum event_flag *unused_event_flag __attribute__((unused));
 
 #define PF_KTHREAD 0x00200000 /* include/linux/sched.h */
 

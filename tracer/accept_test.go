@@ -137,8 +137,8 @@ func acceptBlockedBeforeStart(t *testing.T, entry bool) {
 	if ev.Current.PID != uint32(os.Getpid()) || ev.Owner.PID != uint32(os.Getpid()) || ev.OwnerSource != OwnerTask {
 		t.Errorf("accept by %d, owner %d (%s), want this process %d", ev.Current.PID, ev.Owner.PID, ev.OwnerSource, os.Getpid())
 	}
-	if ev.Accept.ListenerPort != b.port {
-		t.Errorf("listener port %d, want %d", ev.Accept.ListenerPort, b.port)
+	if ev.Local.Port() != b.port {
+		t.Errorf("listener port %d, want %d", ev.Local.Port(), b.port)
 	}
 	// The handshake happened under the tracer: the queue wait is known.
 	if !ev.InStateKnown {
@@ -148,9 +148,9 @@ func acceptBlockedBeforeStart(t *testing.T, entry bool) {
 		t.Errorf("accept event from %s, want the syscall tracepoint", ev.Hook)
 	}
 	// the listener predates the tracer: only the registers can name it
-	if !entry && (!ev.Accept.ListenerKnown || ev.Accept.Listener == 0 || ev.Accept.Backlog != 8) {
+	if !entry && (!ev.Queue.Known || ev.Queue.Listener == 0 || ev.Queue.Backlog != 8) {
 		t.Errorf("accept of a call blocked before start: listener known %v (%#x, backlog %d), want it known, backlog 8",
-			ev.Accept.ListenerKnown, ev.Accept.Listener, ev.Accept.Backlog)
+			ev.Queue.Known, ev.Queue.Listener, ev.Queue.Backlog)
 	}
 	// and the next accept, entered under the tracer, is reported once,
 	// with its listener
@@ -189,8 +189,8 @@ func checkNextAccept(t *testing.T, col *collector, b *blockedAccept) {
 		}
 		return closed
 	})
-	if n != 1 || ev.Hook != HookSyscallTracepoint || !ev.Accept.ListenerKnown {
+	if n != 1 || ev.Hook != HookSyscallTracepoint || !ev.Queue.Known {
 		t.Errorf("second accept: %d events, hook %s, listener known %v; want 1 from the syscall tracepoint, listener known",
-			n, ev.Hook, ev.Accept.ListenerKnown)
+			n, ev.Hook, ev.Queue.Known)
 	}
 }

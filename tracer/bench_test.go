@@ -37,7 +37,7 @@ func churn(tb testing.TB, ln net.Listener, n int) {
 func progCost(tb testing.TB, tr *Tracer) time.Duration {
 	tb.Helper()
 	for _, c := range tr.progs {
-		for _, name := range []string{"btf_state", "raw_state", "tp_state"} {
+		for _, name := range []string{socklifeProgBtfState, socklifeProgRawState, socklifeProgTpState} {
 			if p := c.Programs[name]; p != nil {
 				st, err := p.Stats()
 				if err != nil {

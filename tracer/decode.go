@@ -12,22 +12,20 @@ import (
 	"github.com/socklife/socklife/internal/tcpstate"
 )
 
-// Flag bits of struct event (enum event_flag in bpf/socklife.h).
+// Flag bits and kinds of struct event, as bpf2go generated them from
+// bpf/socklife.h (short names for the decoder's switch and masks).
 const (
-	flagOwnerTask     = 1 << 0
-	flagOwnerListener = 1 << 1
-	flagInStateKnown  = 1 << 2
-	flagListenerKnown = 1 << 3
-	flagCloseStats    = 1 << 4
-	flagOwnerSeeded   = 1 << 5
-	flagEnqueue       = 1 << 6
-)
+	flagOwnerTask     = uint8(socklifeEventFlagFLAG_OWNER_TASK)
+	flagOwnerListener = uint8(socklifeEventFlagFLAG_OWNER_LISTENER)
+	flagInStateKnown  = uint8(socklifeEventFlagFLAG_IN_STATE_KNOWN)
+	flagListenerKnown = uint8(socklifeEventFlagFLAG_LISTENER_KNOWN)
+	flagCloseStats    = uint8(socklifeEventFlagFLAG_CLOSE_STATS)
+	flagOwnerSeeded   = uint8(socklifeEventFlagFLAG_OWNER_SEEDED)
+	flagEnqueue       = uint8(socklifeEventFlagFLAG_ENQUEUE)
 
-// Kinds of struct event (enum event_kind).
-const (
-	wireState  = 1
-	wireAccept = 2
-	wireSynack = 3
+	wireState  = uint8(socklifeEventKindEVENT_STATE)
+	wireAccept = uint8(socklifeEventKindEVENT_ACCEPT)
+	wireSynack = uint8(socklifeEventKindEVENT_SYNACK_RETRANS)
 )
 
 var wireSize = int(unsafe.Sizeof(socklifeEvent{}))
@@ -87,14 +85,15 @@ func decode(raw []byte, w *socklifeEvent, c clock, comms *commCache, ev *Event) 
 			SRTT:          time.Duration(w.SrttUs) * time.Microsecond,
 		}
 	}
-	decodeQueue(w, ev)
-	if kind == Accept {
-		ev.Accept = AcceptInfo{ListenerPort: w.Sport}
-		if w.Flags&flagListenerKnown != 0 {
-			ev.Accept.ListenerKnown = true
-			ev.Accept.Listener = w.Listener
-			ev.Accept.QueueLen = w.AckBacklog
-			ev.Accept.Backlog = w.MaxAckBacklog
+	if w.Flags&flagListenerKnown != 0 {
+		ev.Queue = QueueInfo{
+			Known:    true,
+			Listener: w.Listener,
+			Inode:    w.ListenerIno,
+			Len:      w.AckBacklog,
+			Backlog:  w.MaxAckBacklog,
+			SynQueue: w.SynQueue,
+			Drops:    w.ListenerDrops,
 		}
 	}
 	return nil

@@ -215,8 +215,8 @@ func TestDecodeEdges(t *testing.T) {
 			}
 		}},
 		{name: "accept without listener", mod: func(w *socklifeEvent) { w.Kind = wireAccept }, check: func(t *testing.T, ev *Event) {
-			if ev.Kind != Accept || ev.Accept != (AcceptInfo{ListenerPort: 80}) {
-				t.Errorf("accept %+v", ev.Accept)
+			if ev.Kind != Accept || ev.Local.Port() != 80 || ev.Queue != (QueueInfo{}) {
+				t.Errorf("accept %+v", ev.Queue)
 			}
 			if js := string(AppendJSON(nil, ev)); !strings.Contains(js, `"accept":{"listener_port":80,"listener":null,"queue_len":null,"backlog":null}`) {
 				t.Errorf("json %s", js)

@@ -88,15 +88,25 @@ type CloseStats struct {
 	SRTT          time.Duration // smoothed round-trip time
 }
 
-// AcceptInfo describes the listener an accepted child came from.
-type AcceptInfo struct {
-	ListenerPort uint16
-	// ListenerKnown says whether the hook saw the listener: Listener,
-	// QueueLen and Backlog are zero otherwise.
-	ListenerKnown bool
-	Listener      uint64 // the listener's struct sock address
-	QueueLen      uint32 // accept-queue length after this accept
-	Backlog       uint32 // the listen() backlog; the queue is full above it
+// QueueInfo is a listener's queues as a BPF hook read them, for backlog
+// accounting. An Accept carries it when the hook saw the listener; with
+// Options.Backlog, so do a child's SYN_RECV->ESTABLISHED (the moment it
+// enters the accept queue) and every SynackRetransmit.
+type QueueInfo struct {
+	// Known says the fields below are filled.
+	Known    bool
+	Listener uint64 // the listener's struct sock address
+	// Inode is the listener socket's inode, sock_diag's idiag_inode: how
+	// a listener from an event is matched with one from a dump.
+	Inode uint64
+	// Len is the accept-queue length after this enqueue or dequeue;
+	// Backlog the listen() backlog. The queue is full when Len > Backlog.
+	Len, Backlog uint32
+	// SynQueue is the request (SYN) queue length: half-open connections.
+	SynQueue uint32
+	// Drops is the listener's sk_drops: overflows and other drops since
+	// it was created, what ss -tlnm shows as "d".
+	Drops uint32
 }
 
 // Event is one decoded ring-buffer record. The reader reuses it: copy what
@@ -131,8 +141,6 @@ type Event struct {
 	// Close is filled when HasClose: a StateChange into CLOSE.
 	Close    CloseStats
 	HasClose bool
-	// Accept is filled for Kind == Accept.
-	Accept AcceptInfo
 	// ListenerInode names the listener a socket came from (its socket
 	// inode, as sock_diag's): for a child from its handshake on, for an
 	// accept or an enqueue the listener it left or entered. 0: unknown or
@@ -148,6 +156,7 @@ type Event struct {
 	// queue when the tracer knows the listener's sock; a listener seeded
 	// from a snapshot has only ListenerInode until its first accept.
 	Enqueue bool
-	// Queue describes the listener's queues when Queue.Known (see QueueInfo).
+	// Queue describes the listener's queues when Queue.Known (see
+	// QueueInfo): for an Accept the listener it left (whose port is Local's).
 	Queue QueueInfo
 }

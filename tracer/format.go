@@ -123,7 +123,7 @@ func AppendJSON(b []byte, ev *Event) []byte {
 	}
 	b = append(b, `,"accept":`...)
 	if ev.Kind == Accept {
-		b = appendAccept(b, ev.Accept)
+		b = appendAccept(b, ev.Local.Port(), ev.Queue)
 	} else {
 		b = append(b, "null"...)
 	}
@@ -169,16 +169,16 @@ func appendHolders(b []byte, hs []Holder) []byte {
 	return append(b, ']')
 }
 
-func appendAccept(b []byte, a AcceptInfo) []byte {
+func appendAccept(b []byte, port uint16, a QueueInfo) []byte {
 	b = append(b, `{"listener_port":`...)
-	b = strconv.AppendUint(b, uint64(a.ListenerPort), 10)
-	if !a.ListenerKnown {
+	b = strconv.AppendUint(b, uint64(port), 10)
+	if !a.Known {
 		return append(b, `,"listener":null,"queue_len":null,"backlog":null}`...)
 	}
 	b = append(b, `,"listener":"0x`...)
 	b = strconv.AppendUint(b, a.Listener, 16)
 	b = append(b, `","queue_len":`...)
-	b = strconv.AppendUint(b, uint64(a.QueueLen), 10)
+	b = strconv.AppendUint(b, uint64(a.Len), 10)
 	b = append(b, `,"backlog":`...)
 	b = strconv.AppendUint(b, uint64(a.Backlog), 10)
 	return append(b, '}')

@@ -26,7 +26,7 @@ func sampleEvents() []Event {
 	closed.Close = CloseStats{BytesAcked: 1, BytesReceived: 1, SRTT: 30 * time.Microsecond}
 	accepted := base
 	accepted.Kind, accepted.Old = Accept, tcpstate.Established
-	accepted.Accept = AcceptInfo{ListenerPort: 43495, ListenerKnown: true, Listener: 0xffff888176590000, Backlog: 4096}
+	accepted.Queue = QueueInfo{Known: true, Listener: 0xffff888176590000, Backlog: 4096}
 	return []Event{base, closed, accepted}
 }
 

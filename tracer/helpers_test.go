@@ -186,10 +186,10 @@ func expectedAcceptHook() string {
 func checkHooks(t *testing.T, tr *Tracer) {
 	t.Helper()
 	for _, h := range tr.Hooks() {
-		if h.Feature == "accept" {
+		if h.Feature == FeatureAccept {
 			t.Logf("accept hook: %s", h.Hook) // the kernel-matrix runner checks this line
 		}
-		if h.Feature == "accept" && h.Hook.String() != expectedAcceptHook() {
+		if h.Feature == FeatureAccept && h.Hook.String() != expectedAcceptHook() {
 			t.Errorf("accept hook %s, want %s", h, expectedAcceptHook())
 		}
 	}

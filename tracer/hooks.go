@@ -18,14 +18,14 @@ import (
 // Hook is the kernel mechanism a feature is attached with.
 type Hook uint8
 
-// The values match enum event_hook in bpf/socklife.h.
+// The values are enum event_hook of bpf/socklife.h, which events carry.
 const (
-	HookRawTracepoint     Hook = 1
-	HookTracepoint        Hook = 2
-	HookFexit             Hook = 3
-	HookKretprobe         Hook = 4
-	HookSyscallTracepoint Hook = 5
-	HookTPBTF             Hook = 6 // BTF-typed raw tracepoint (libbpf's tp_btf)
+	HookRawTracepoint     = Hook(socklifeEventHookHOOK_RAW_TRACEPOINT)
+	HookTracepoint        = Hook(socklifeEventHookHOOK_TRACEPOINT)
+	HookFexit             = Hook(socklifeEventHookHOOK_FEXIT)
+	HookKretprobe         = Hook(socklifeEventHookHOOK_KRETPROBE)
+	HookSyscallTracepoint = Hook(socklifeEventHookHOOK_SYSCALL_TRACEPOINT)
+	HookTPBTF             = Hook(socklifeEventHookHOOK_TP_BTF) // BTF-typed raw tracepoint (libbpf's tp_btf)
 )
 
 // String is the mechanism's name as --disable-hook takes it.
@@ -55,9 +55,18 @@ type HookFailure struct {
 	Err  error
 }
 
+// Feature is one kind of event the tracer attaches a hook ladder for.
+type Feature string
+
+const (
+	FeatureState  Feature = "state"  // TCP state changes, always on
+	FeatureAccept Feature = "accept" // accept() dequeues
+	FeatureSynack Feature = "synack" // SYN-ACK retransmits, with Options.Backlog
+)
+
 // HookStatus says how one feature is attached on this kernel.
 type HookStatus struct {
-	Feature string // "state" or "accept"
+	Feature Feature
 	// Hook is the rung in use; 0 when none attached and the feature is off.
 	Hook Hook
 	// Target names what Hook attached to, e.g. "sock:inet_sock_set_state".
@@ -72,7 +81,7 @@ func (s HookStatus) Attached() bool { return s.Hook != 0 }
 // String reads like "accept: syscalls:sys_exit_accept{,4} tracepoint (fexit: EPERM, kretprobe: not supported by kernel)".
 func (s HookStatus) String() string {
 	var b strings.Builder
-	b.WriteString(s.Feature + ": ")
+	b.WriteString(string(s.Feature) + ": ")
 	if s.Attached() {
 		fmt.Fprintf(&b, "%s %s", s.Target, s.Hook)
 	} else {
@@ -125,15 +134,23 @@ type rung struct {
 // tracefs; the raw tracepoint needs a helper call per field but works
 // without BTF-typed programs.
 var stateLadder = []rung{
-	{HookTPBTF, "sock:inet_sock_set_state", []string{"btf_state"}, attachTracing, nil},
-	{HookTracepoint, "sock:inet_sock_set_state", []string{"tp_state"}, attachTracepoints("sock", "inet_sock_set_state", "tp_state"), nil},
-	{HookRawTracepoint, "sock:inet_sock_set_state", []string{"raw_state"}, attachRawState, nil},
+	{HookTPBTF, "sock:inet_sock_set_state", []string{socklifeProgBtfState}, attachTracing, nil},
+	{HookTracepoint, "sock:inet_sock_set_state", []string{socklifeProgTpState}, attachTracepoints("sock", "inet_sock_set_state", socklifeProgTpState), nil},
+	{HookRawTracepoint, "sock:inet_sock_set_state", []string{socklifeProgRawState}, attachRawTracepoint("inet_sock_set_state", socklifeProgRawState), nil},
 }
 
 var acceptLadder = []rung{
 	{HookFexit, "inet_csk_accept", nil, attachTracing, fexitProgram},
-	{HookKretprobe, "inet_csk_accept", []string{"kprobe_accept", "kretprobe_accept"}, attachKretprobe, nil},
+	{HookKretprobe, "inet_csk_accept", []string{socklifeProgKprobeAccept, socklifeProgKretprobeAccept}, attachKretprobe, nil},
 	{HookSyscallTracepoint, "syscalls:sys_exit_accept{,4}", nil, attachSyscalls, syscallPrograms},
+}
+
+// synackLadder: SYN-ACK retransmits by listeners, for backlog accounting
+// only (Options.Backlog). The raw tracepoint first: it needs no tracefs and
+// the program reads little either way.
+var synackLadder = []rung{
+	{HookRawTracepoint, "tcp:tcp_retransmit_synack", []string{socklifeProgRawSynack}, attachRawTracepoint("tcp_retransmit_synack", socklifeProgRawSynack), nil},
+	{HookTracepoint, "tcp:tcp_retransmit_synack", []string{socklifeProgTpSynack}, attachTracepoints("tcp", "tcp_retransmit_synack", socklifeProgTpSynack), nil},
 }
 
 // attachTracing attaches the one tracing program loaded (fexit, tp_btf):
@@ -149,12 +166,15 @@ func attachTracing(progs map[string]*ebpf.Program) ([]link.Link, error) {
 	return nil, errors.New("no tracing program loaded")
 }
 
-func attachRawState(progs map[string]*ebpf.Program) ([]link.Link, error) {
-	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "inet_sock_set_state", Program: progs["raw_state"]})
-	if err != nil {
-		return nil, err
+// attachRawTracepoint attaches program prog to raw tracepoint tp.
+func attachRawTracepoint(tp, prog string) func(map[string]*ebpf.Program) ([]link.Link, error) {
+	return func(progs map[string]*ebpf.Program) ([]link.Link, error) {
+		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp, Program: progs[prog]})
+		if err != nil {
+			return nil, err
+		}
+		return []link.Link{l}, nil
 	}
-	return []link.Link{l}, nil
 }
 
 // fexitProgram picks the fexit program for this kernel's inet_csk_accept:
@@ -174,9 +194,9 @@ func fexitProgram(loader) ([]string, error) {
 	}
 	switch len(proto.Params) {
 	case 2: // (sk, struct proto_accept_arg *), 6.10+
-		return []string{"fexit_accept"}, nil
+		return []string{socklifeProgFexitAccept}, nil
 	case 4: // (sk, flags, err, kern)
-		return []string{"fexit_accept_pre610"}, nil
+		return []string{socklifeProgFexitAcceptPre610}, nil
 	}
 	return nil, fmt.Errorf("inet_csk_accept takes %d arguments, expected 2 or 4", len(proto.Params))
 }
@@ -190,11 +210,11 @@ func attachKretprobe(progs map[string]*ebpf.Program) ([]link.Link, error) {
 		// Without this the error is tracefs's ENOENT for kprobe_events.
 		return nil, fmt.Errorf("kprobes: %w", ebpf.ErrNotSupported)
 	}
-	entry, err := link.Kprobe("inet_csk_accept", progs["kprobe_accept"], nil)
+	entry, err := link.Kprobe("inet_csk_accept", progs[socklifeProgKprobeAccept], nil)
 	if err != nil {
 		return nil, err
 	}
-	ret, err := link.Kretprobe("inet_csk_accept", progs["kretprobe_accept"],
+	ret, err := link.Kretprobe("inet_csk_accept", progs[socklifeProgKretprobeAccept],
 		&link.KprobeOptions{RetprobeMaxActive: kretprobeMaxActive})
 	if err != nil {
 		entry.Close()
@@ -238,23 +258,23 @@ func attachTracepoints(group, names, prog string) func(map[string]*ebpf.Program)
 // remembers the listener for the exit.
 func syscallPrograms(l loader) ([]string, error) {
 	if !l.syscallEntry && features.HaveProgramHelper(ebpf.TracePoint, asm.FnTaskPtRegs) == nil {
-		return []string{"sys_exit_accept_regs"}, nil
+		return []string{socklifeProgSysExitAcceptRegs}, nil
 	}
-	return []string{"sys_enter_accept", "sys_exit_accept"}, nil
+	return []string{socklifeProgSysEnterAccept, socklifeProgSysExitAccept}, nil
 }
 
 func attachSyscalls(progs map[string]*ebpf.Program) ([]link.Link, error) {
 	var links []link.Link
-	if _, ok := progs["sys_enter_accept"]; ok {
-		enter, err := attachTracepoints("syscalls", "sys_enter_accept,sys_enter_accept4", "sys_enter_accept")(progs)
+	if _, ok := progs[socklifeProgSysEnterAccept]; ok {
+		enter, err := attachTracepoints("syscalls", "sys_enter_accept,sys_enter_accept4", socklifeProgSysEnterAccept)(progs)
 		if err != nil {
 			return nil, err
 		}
 		links = enter
 	}
-	exit := "sys_exit_accept"
-	if _, ok := progs["sys_exit_accept_regs"]; ok {
-		exit = "sys_exit_accept_regs"
+	exit := socklifeProgSysExitAccept
+	if _, ok := progs[socklifeProgSysExitAcceptRegs]; ok {
+		exit = socklifeProgSysExitAcceptRegs
 	}
 	l, err := attachTracepoints("syscalls", "sys_exit_accept,sys_exit_accept4", exit)(progs)
 	if err != nil {

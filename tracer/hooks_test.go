@@ -16,7 +16,7 @@ import (
 	"github.com/socklife/socklife/internal/testutil"
 )
 
-func hookStatus(hooks []HookStatus, feature string) HookStatus {
+func hookStatus(hooks []HookStatus, feature Feature) HookStatus {
 	for _, h := range hooks {
 		if h.Feature == feature {
 			return h

@@ -25,7 +25,7 @@ type loader struct {
 }
 
 // climb tries a feature's rungs best first and keeps the first that attaches.
-func (l loader) climb(feature string, ladder []rung) (HookStatus, []*ebpf.Collection, []link.Link) {
+func (l loader) climb(feature Feature, ladder []rung) (HookStatus, []*ebpf.Collection, []link.Link) {
 	st := HookStatus{Feature: feature}
 	for _, r := range ladder {
 		coll, links, err := l.try(r)

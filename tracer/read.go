@@ -17,7 +17,8 @@ const ctxCheckEvery = 64
 
 // Next blocks until the next event and decodes it into ev, reusing ev and
 // the tracer's record buffer. It returns ctx's error once ctx is done
-// (noticed within FlushInterval) and ErrClosed after Close.
+// (noticed within FlushInterval), ErrFlushed after a Flush (see there) and
+// ErrClosed after Close.
 func (t *Tracer) Next(ctx context.Context, ev *Event) error {
 	for {
 		if t.reads++; t.reads%ctxCheckEvery == 0 {
@@ -52,6 +53,9 @@ func (t *Tracer) Next(ctx context.Context, ev *Event) error {
 				return err
 			}
 			t.reader.SetDeadline(time.Now().Add(t.flush))
+		case errors.Is(err, ringbuf.ErrFlushed):
+			// Everything in the ring when Flush was called has been read.
+			return ErrFlushed
 		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
 			return ErrClosed
 		default:
@@ -61,7 +65,8 @@ func (t *Tracer) Next(ctx context.Context, ev *Event) error {
 }
 
 // Read calls fn for each event until ctx is done, the tracer is closed
-// (both return nil) or fn returns an error, which Read returns.
+// (both return nil) or fn returns an error, which Read returns. It reads
+// through flushes; internal/runner is the reader that drains at a stop.
 func (t *Tracer) Read(ctx context.Context, fn func(*Event) error) error {
 	var ev Event
 	for {
@@ -71,6 +76,7 @@ func (t *Tracer) Read(ctx context.Context, fn func(*Event) error) error {
 			if err := fn(&ev); err != nil {
 				return err
 			}
+		case errors.Is(err, ErrFlushed):
 		case errors.Is(err, ErrClosed), ctx.Err() != nil && errors.Is(err, ctx.Err()):
 			return nil
 		default:
@@ -78,6 +84,16 @@ func (t *Tracer) Read(ctx context.Context, fn func(*Event) error) error {
 		}
 	}
 }
+
+// ErrFlushed is returned by Next once it has read every event the ring held
+// when Flush was called; the next call reads on.
+var ErrFlushed = errors.New("ring flushed")
+
+// Flush makes Next return ErrFlushed once it has read what the ring holds
+// now, even where the kernel skipped the wake-up: how a reader catches up
+// with a moment (a snapshot's end, a stop) without polling. Flushes made
+// before Next gets to them may be answered by one ErrFlushed.
+func (t *Tracer) Flush() error { return t.reader.Flush() }
 
 // Pending is how many bytes wait in the ring: 0 once the reader has caught
 // up, the moment to flush buffered output.

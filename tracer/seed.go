@@ -38,7 +38,7 @@ type ListenerSeed struct {
 // Calling it again with a newer listing (holders change as servers fork)
 // updates the same way.
 func (t *Tracer) SeedListeners(seeds []ListenerSeed) error {
-	m := t.maps.Maps["listeners"]
+	m := t.maps.Listeners
 	var errs []error
 	for _, s := range seeds {
 		// as the BPF side holds a tuple: IPv4 v4-mapped
@@ -101,7 +101,7 @@ func (t *Tracer) SeedOwners(seeds []OwnerSeed) error {
 	if len(seeds) == 0 {
 		return nil
 	}
-	m := t.maps.Maps["seeded"]
+	m := t.maps.Seeded
 	keys := make([]uint64, 0, len(seeds))
 	vals := make([]socklifeTaskId, 0, len(seeds))
 	for _, s := range seeds {

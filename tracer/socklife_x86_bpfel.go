@@ -44,6 +44,37 @@ type socklifeEvent struct {
 	SynQueue      uint32
 }
 
+type socklifeEventFlag uint32
+
+const (
+	socklifeEventFlagFLAG_OWNER_TASK     socklifeEventFlag = 1
+	socklifeEventFlagFLAG_OWNER_LISTENER socklifeEventFlag = 2
+	socklifeEventFlagFLAG_IN_STATE_KNOWN socklifeEventFlag = 4
+	socklifeEventFlagFLAG_LISTENER_KNOWN socklifeEventFlag = 8
+	socklifeEventFlagFLAG_CLOSE_STATS    socklifeEventFlag = 16
+	socklifeEventFlagFLAG_OWNER_SEEDED   socklifeEventFlag = 32
+	socklifeEventFlagFLAG_ENQUEUE        socklifeEventFlag = 64
+)
+
+type socklifeEventHook uint32
+
+const (
+	socklifeEventHookHOOK_RAW_TRACEPOINT     socklifeEventHook = 1
+	socklifeEventHookHOOK_TRACEPOINT         socklifeEventHook = 2
+	socklifeEventHookHOOK_FEXIT              socklifeEventHook = 3
+	socklifeEventHookHOOK_KRETPROBE          socklifeEventHook = 4
+	socklifeEventHookHOOK_SYSCALL_TRACEPOINT socklifeEventHook = 5
+	socklifeEventHookHOOK_TP_BTF             socklifeEventHook = 6
+)
+
+type socklifeEventKind uint32
+
+const (
+	socklifeEventKindEVENT_STATE          socklifeEventKind = 1
+	socklifeEventKindEVENT_ACCEPT         socklifeEventKind = 2
+	socklifeEventKindEVENT_SYNACK_RETRANS socklifeEventKind = 3
+)
+
 type socklifeListenInfo struct {
 	_            structs.HostLayout
 	Sk           uint64
@@ -111,6 +142,9 @@ const (
 	socklifeVarFilterSports       = "filter_sports"
 	socklifeVarFilterStates       = "filter_states"
 	socklifeVarUnusedEvent        = "unused_event"
+	socklifeVarUnusedEventFlag    = "unused_event_flag"
+	socklifeVarUnusedEventHook    = "unused_event_hook"
+	socklifeVarUnusedEventKind    = "unused_event_kind"
 	socklifeVarWakeupBytes        = "wakeup_bytes"
 	socklifeVarWantQueue          = "want_queue"
 )
@@ -187,16 +221,19 @@ type socklifeMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socklifeVariableSpecs struct {
-	FilterDports *ebpf.VariableSpec `ebpf:"filter_dports"`
-	FilterFamily *ebpf.VariableSpec `ebpf:"filter_family"`
-	FilterNetns  *ebpf.VariableSpec `ebpf:"filter_netns"`
-	FilterPid    *ebpf.VariableSpec `ebpf:"filter_pid"`
-	FilterPorts  *ebpf.VariableSpec `ebpf:"filter_ports"`
-	FilterSports *ebpf.VariableSpec `ebpf:"filter_sports"`
-	FilterStates *ebpf.VariableSpec `ebpf:"filter_states"`
-	UnusedEvent  *ebpf.VariableSpec `ebpf:"unused_event"`
-	WakeupBytes  *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
-	WantQueue    *ebpf.VariableSpec `ebpf:"want_queue"`
+	FilterDports    *ebpf.VariableSpec `ebpf:"filter_dports"`
+	FilterFamily    *ebpf.VariableSpec `ebpf:"filter_family"`
+	FilterNetns     *ebpf.VariableSpec `ebpf:"filter_netns"`
+	FilterPid       *ebpf.VariableSpec `ebpf:"filter_pid"`
+	FilterPorts     *ebpf.VariableSpec `ebpf:"filter_ports"`
+	FilterSports    *ebpf.VariableSpec `ebpf:"filter_sports"`
+	FilterStates    *ebpf.VariableSpec `ebpf:"filter_states"`
+	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedEventFlag *ebpf.VariableSpec `ebpf:"unused_event_flag"`
+	UnusedEventHook *ebpf.VariableSpec `ebpf:"unused_event_hook"`
+	UnusedEventKind *ebpf.VariableSpec `ebpf:"unused_event_kind"`
+	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	WantQueue       *ebpf.VariableSpec `ebpf:"want_queue"`
 }
 
 // socklifeObjects contains all objects after they have been loaded into the kernel.
@@ -242,16 +279,19 @@ func (m *socklifeMaps) Close() error {
 //
 // It can be passed to loadSocklifeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socklifeVariables struct {
-	FilterDports *ebpf.Variable `ebpf:"filter_dports"`
-	FilterFamily *ebpf.Variable `ebpf:"filter_family"`
-	FilterNetns  *ebpf.Variable `ebpf:"filter_netns"`
-	FilterPid    *ebpf.Variable `ebpf:"filter_pid"`
-	FilterPorts  *ebpf.Variable `ebpf:"filter_ports"`
-	FilterSports *ebpf.Variable `ebpf:"filter_sports"`
-	FilterStates *ebpf.Variable `ebpf:"filter_states"`
-	UnusedEvent  *ebpf.Variable `ebpf:"unused_event"`
-	WakeupBytes  *ebpf.Variable `ebpf:"wakeup_bytes"`
-	WantQueue    *ebpf.Variable `ebpf:"want_queue"`
+	FilterDports    *ebpf.Variable `ebpf:"filter_dports"`
+	FilterFamily    *ebpf.Variable `ebpf:"filter_family"`
+	FilterNetns     *ebpf.Variable `ebpf:"filter_netns"`
+	FilterPid       *ebpf.Variable `ebpf:"filter_pid"`
+	FilterPorts     *ebpf.Variable `ebpf:"filter_ports"`
+	FilterSports    *ebpf.Variable `ebpf:"filter_sports"`
+	FilterStates    *ebpf.Variable `ebpf:"filter_states"`
+	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`
+	UnusedEventFlag *ebpf.Variable `ebpf:"unused_event_flag"`
+	UnusedEventHook *ebpf.Variable `ebpf:"unused_event_hook"`
+	UnusedEventKind *ebpf.Variable `ebpf:"unused_event_kind"`
+	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
+	WantQueue       *ebpf.Variable `ebpf:"want_queue"`
 }
 
 // socklifePrograms contains all programs after they have been loaded into the kernel.

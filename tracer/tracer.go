@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"time"
 
@@ -55,10 +56,11 @@ type Options struct {
 	// listener's queues (Event.Queue) and SYN-ACK retransmits are traced.
 	Backlog bool
 
-	// RingSize is the ring buffer's size in bytes, a power of two; 0 is 8 MiB.
+	// RingSize is the ring buffer's size in bytes, a power of two; 0 is
+	// the BPF object's default (8 MiB, bpf/common.bpf.h).
 	RingSize uint32
 	// MaxSockets bounds the per-socket owner map and the seeded owners of
-	// older sockets (SeedOwners); 0 is 262144.
+	// older sockets (SeedOwners); 0 is the BPF object's default (262144).
 	MaxSockets uint32
 	// FlushInterval bounds how long an event waits in the ring when the
 	// kernel skips the wake-up; 0 is 8ms. Above 10ms the Go runtime takes
@@ -78,11 +80,7 @@ type Options struct {
 	syscallEntry bool
 }
 
-const (
-	defaultRingSize   = 8 << 20
-	defaultMaxSockets = 1 << 18
-	defaultFlush      = 8 * time.Millisecond
-)
+const defaultFlush = 8 * time.Millisecond
 
 // ErrClosed is returned by Next after Close.
 var ErrClosed = errors.New("tracer closed")
@@ -90,7 +88,10 @@ var ErrClosed = errors.New("tracer closed")
 // Tracer is attached programs and the ring buffer they fill. Next and Read
 // are for one goroutine; Lost, Hooks and Close may be called from any.
 type Tracer struct {
-	maps   *ebpf.Collection
+	maps socklifeMaps
+	// data holds what the maps' collection keeps after maps is assigned
+	// from it: the .rodata of the filter constants.
+	data   *ebpf.Collection
 	progs  []*ebpf.Collection
 	links  []link.Link
 	reader *ringbuf.Reader
@@ -126,7 +127,11 @@ func New(opts Options) (*Tracer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the BPF object: %w", err)
 	}
-	if err := configure(spec, opts); err != nil {
+	var specs socklifeSpecs
+	if err := spec.Assign(&specs); err != nil {
+		return nil, fmt.Errorf("reading the BPF object: %w", err)
+	}
+	if err := configure(&specs, opts); err != nil {
 		return nil, err
 	}
 	t := &Tracer{flush: opts.FlushInterval, clock: newClock(), comms: newCommCache(), filterPID: opts.PID}
@@ -140,7 +145,9 @@ func New(opts Options) (*Tracer, error) {
 	return t, nil
 }
 
-// MaxFilterPorts is how many ports one of Options' port sets may hold.
+// MaxFilterPorts is how many ports one of Options' port sets may hold:
+// MAX_FILTER_PORTS of bpf/common.bpf.h (setting a filter_*ports of another
+// size fails in configure, so every test that loads the object checks it).
 const MaxFilterPorts = 8
 
 // portSet is a port filter as the BPF side takes it: 0 after the last.
@@ -168,8 +175,9 @@ func checkOptions(opts Options) error {
 	return CheckHookNames(opts.DisableHooks)
 }
 
-// configure writes the filters into the object's constants and sizes its maps.
-func configure(spec *ebpf.CollectionSpec, opts Options) error {
+// configure writes the filters into the object's constants and sizes its
+// maps; the object's own sizes are the defaults.
+func configure(specs *socklifeSpecs, opts Options) error {
 	var family uint8
 	switch {
 	case opts.IPv4Only:
@@ -177,40 +185,42 @@ func configure(spec *ebpf.CollectionSpec, opts Options) error {
 	case opts.IPv6Only:
 		family = unix.AF_INET6
 	}
-	consts := map[string]any{
-		"filter_pid":    opts.PID,
-		"filter_netns":  opts.Netns,
-		"filter_ports":  portSet(opts.Ports),
-		"filter_sports": portSet(opts.SPorts),
-		"filter_dports": portSet(opts.DPorts),
-		"filter_family": family,
-		"filter_states": uint32(opts.States),
-		"want_queue":    boolByte(opts.Backlog),
+	if opts.RingSize != 0 {
+		specs.Events.MaxEntries = opts.RingSize
 	}
-	ring := opts.RingSize
-	if ring == 0 {
-		ring = defaultRingSize
+	if opts.MaxSockets != 0 {
+		specs.Socks.MaxEntries = opts.MaxSockets
+		specs.Seeded.MaxEntries = opts.MaxSockets
 	}
-	// Wake the reader early enough that a burst cannot fill the ring
-	// between two timer drains.
-	consts["wakeup_bytes"] = uint64(ring / 32)
-	for name, v := range consts {
-		vs, ok := spec.Variables[name]
-		if !ok {
-			return fmt.Errorf("BPF object has no constant %s", name)
+	consts := []struct {
+		v     *ebpf.VariableSpec
+		value any
+	}{
+		{specs.FilterPid, opts.PID},
+		{specs.FilterNetns, opts.Netns},
+		{specs.FilterPorts, portSet(opts.Ports)},
+		{specs.FilterSports, portSet(opts.SPorts)},
+		{specs.FilterDports, portSet(opts.DPorts)},
+		{specs.FilterFamily, family},
+		{specs.FilterStates, uint32(opts.States)},
+		{specs.WantQueue, boolByte(opts.Backlog)},
+		// Wake the reader early enough that a burst cannot fill the ring
+		// between two timer drains.
+		{specs.WakeupBytes, uint64(specs.Events.MaxEntries / 32)},
+	}
+	for _, c := range consts {
+		if err := c.v.Set(c.value); err != nil {
+			return fmt.Errorf("setting %s: %w", c.v.Name, err)
 		}
-		if err := vs.Set(v); err != nil {
-			return fmt.Errorf("setting %s: %w", name, err)
-		}
 	}
-	spec.Maps["events"].MaxEntries = ring
-	sockets := opts.MaxSockets
-	if sockets == 0 {
-		sockets = defaultMaxSockets
-	}
-	spec.Maps["socks"].MaxEntries = sockets
-	spec.Maps["seeded"].MaxEntries = sockets
 	return nil
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // load creates the maps once, then climbs each feature's ladder loading one
@@ -223,7 +233,12 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, opts Options) error {
 	mapsOnly := &ebpf.CollectionSpec{Maps: spec.Maps, Variables: spec.Variables, Types: spec.Types, ByteOrder: spec.ByteOrder}
 	cache := btf.NewCache()
 	var err error
-	if t.maps, err = ebpf.NewCollectionWithOptions(mapsOnly, ebpf.CollectionOptions{Cache: cache}); err != nil {
+	if t.data, err = ebpf.NewCollectionWithOptions(mapsOnly, ebpf.CollectionOptions{Cache: cache}); err != nil {
+		return fmt.Errorf("creating BPF maps: %w", err)
+	}
+	// Every rung's programs share these maps, .rodata included.
+	shared := maps.Clone(t.data.Maps)
+	if err := t.data.Assign(&t.maps); err != nil {
 		return fmt.Errorf("creating BPF maps: %w", err)
 	}
 	// Before any attach: cilium/ebpf caches where tracefs is.
@@ -232,28 +247,26 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, opts Options) error {
 		// A change to the host's mounts deserves a line, even at 3 a.m.
 		log.Warn("mounted tracefs at " + tracefsDir + ": tracepoints need it")
 	}
-	l := loader{spec: spec, maps: t.maps.Maps, cache: cache, tracefsErr: tracefsErr, disabled: opts.DisableHooks, log: log, syscallEntry: opts.syscallEntry}
+	l := loader{spec: spec, maps: shared, cache: cache, tracefsErr: tracefsErr, disabled: opts.DisableHooks, log: log, syscallEntry: opts.syscallEntry}
 	// The reader starts before the programs attach so the first events find it.
-	if t.reader, err = ringbuf.NewReader(t.maps.Maps["events"]); err != nil {
+	if t.reader, err = ringbuf.NewReader(t.maps.Events); err != nil {
 		return fmt.Errorf("opening the ring buffer: %w", err)
 	}
 	t.reader.SetDeadline(time.Now().Add(t.flush))
-	features := []struct {
-		name   string
+	type feature struct {
+		name   Feature
 		ladder []rung
-	}{{"state", onlyRung(stateLadder, opts.stateHook)}, {"accept", acceptLadder}}
+	}
+	features := []feature{{FeatureState, onlyRung(stateLadder, opts.stateHook)}, {FeatureAccept, acceptLadder}}
 	if opts.Backlog {
-		features = append(features, struct {
-			name   string
-			ladder []rung
-		}{"synack", synackLadder})
+		features = append(features, feature{FeatureSynack, synackLadder})
 	}
 	for _, f := range features {
 		st, colls, links := l.climb(f.name, f.ladder)
 		t.hooks = append(t.hooks, st)
 		t.progs = append(t.progs, colls...)
 		t.links = append(t.links, links...)
-		if !st.Attached() && f.name == "state" {
+		if !st.Attached() && f.name == FeatureState {
 			return fmt.Errorf("no hook for TCP state changes: %s", st)
 		}
 		if !st.Attached() {
@@ -283,7 +296,7 @@ func (t *Tracer) Hooks() []HookStatus { return append([]HookStatus(nil), t.hooks
 // failed to decode.
 func (t *Tracer) Lost() uint64 {
 	var perCPU []uint64
-	if err := t.maps.Maps["lost"].Lookup(uint32(0), &perCPU); err != nil {
+	if err := t.maps.Lost.Lookup(uint32(0), &perCPU); err != nil {
 		return t.badRecs
 	}
 	n := t.badRecs
@@ -307,8 +320,9 @@ func (t *Tracer) Close() error {
 		c.Close()
 	}
 	t.progs = nil
-	if t.maps != nil {
-		t.maps.Close()
+	t.maps.Close()
+	if t.data != nil {
+		t.data.Close()
 	}
 	return errors.Join(errs...)
 }

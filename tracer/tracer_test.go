@@ -190,11 +190,11 @@ func checkAccept(t *testing.T, child []Event, port uint16) {
 	if ev.Current.PID != uint32(os.Getpid()) || ev.Current.Comm == "" {
 		t.Errorf("accept by %d %q, want this process %d", ev.Current.PID, ev.Current.Comm, os.Getpid())
 	}
-	if ev.Accept.ListenerPort != port {
-		t.Errorf("accept listener port %d, want %d", ev.Accept.ListenerPort, port)
+	if ev.Local.Port() != port {
+		t.Errorf("accept listener port %d, want %d", ev.Local.Port(), port)
 	}
-	if !ev.Accept.ListenerKnown || ev.Accept.Listener == 0 || ev.Accept.Backlog == 0 {
-		t.Errorf("accept listener not described: %+v", ev.Accept)
+	if !ev.Queue.Known || ev.Queue.Listener == 0 || ev.Queue.Backlog == 0 {
+		t.Errorf("accept listener not described: %+v", ev.Queue)
 	}
 	if ev.Hook.String() != expectedAcceptHook() {
 		t.Errorf("accept event from %s, want %s", ev.Hook, expectedAcceptHook())

@@ -157,7 +157,7 @@ func (f backlogFlags) forDurSet() bool { return f.forDur > 0 }
 
 func acceptAttached(tr *tracer.Tracer) bool {
 	for _, h := range tr.Hooks() {
-		if h.Feature == "accept" {
+		if h.Feature == tracer.FeatureAccept {
 			return h.Attached()
 		}
 	}

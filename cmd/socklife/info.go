@@ -106,7 +106,7 @@ func probeHooks(info *kernelInfo, disable []string) error {
 	}
 	defer tr.Close()
 	for _, h := range tr.Hooks() {
-		f := featureInfo{Feature: h.Feature, Hook: "none", Target: h.Target, Failed: []failureInfo{}}
+		f := featureInfo{Feature: string(h.Feature), Hook: "none", Target: h.Target, Failed: []failureInfo{}}
 		if h.Attached() {
 			f.Hook = h.Hook.String()
 		}

@@ -84,7 +84,7 @@ func watch(ctx context.Context, stderr io.Writer, cfg watchConfig, frame func(*t
 		if h.Attached() {
 			name = h.Hook.String()
 		}
-		hooks = append(hooks, h.Feature+"="+name)
+		hooks = append(hooks, string(h.Feature)+"="+name)
 	}
 	sampler := topview.NewSampler(cfg.window)
 	sampler.MinAge = cfg.minAge

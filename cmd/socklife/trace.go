@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/socklife/socklife/internal/holders"
+	"github.com/socklife/socklife/internal/runner"
 	"github.com/socklife/socklife/internal/output"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
@@ -150,24 +151,34 @@ func stream(ctx context.Context, tr *tracer.Tracer, out io.Writer, format output
 		return err
 	}
 	var line []byte
-	err := tr.Read(ctx, func(ev *tracer.Event) error {
-		nameHolders(reg, ev)
-		if f.comm != "" && (ev.OwnerSource == tracer.OwnerUnknown || ev.Owner.Comm != f.comm) {
+	run := runner.Start(tr, runner.Consumer{
+		Event: func(ev *tracer.Event) error {
+			nameHolders(reg, ev)
+			if f.comm != "" && (ev.OwnerSource == tracer.OwnerUnknown || ev.Owner.Comm != f.comm) {
+				return nil
+			}
+			line = appendEvent(line[:0], ev)
+			if _, err := w.Write(line); err != nil {
+				return err
+			}
+			if c := n.Add(1); f.count > 0 && c >= f.count {
+				return errEnough
+			}
 			return nil
-		}
-		line = appendEvent(line[:0], ev)
-		if _, err := w.Write(line); err != nil {
-			return err
-		}
-		if c := n.Add(1); f.count > 0 && c >= f.count {
-			return errEnough
-		}
-		if tr.Pending() == 0 {
-			return w.Flush()
-		}
-		return nil
+		},
+		Idle: w.Flush,
+		// what the kernel wrote before the end is printed too, unless
+		// the output is blocked (see runTrace)
+		DrainTimeout: time.Second,
 	})
-	if errors.Is(err, errEnough) {
+	var err error
+	select {
+	case <-run.Done():
+		err = run.Err()
+	case <-ctx.Done():
+		err = run.Stop()
+	}
+	if errors.Is(err, errEnough) || errors.Is(err, runner.ErrUnread) {
 		err = nil
 	}
 	if ferr := w.Flush(); err == nil {

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/socklife/socklife/internal/holders"
+	"github.com/socklife/socklife/internal/runner"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
 	"github.com/socklife/socklife/tracer"
@@ -18,10 +19,6 @@ import (
 // drainWait bounds how long Run waits at the end for events still in the
 // ring, so the last report counts them.
 const drainWait = 500 * time.Millisecond
-
-// lockedEvents bounds how many events the reader accounts under one hold of
-// the lock.
-const lockedEvents = 256
 
 // Run accounts tr's events (a tracer started with Options.Backlog) until
 // ctx ends, polling listeners through sock_diag and the netns counters every
@@ -39,56 +36,34 @@ func Run(ctx context.Context, tr *tracer.Tracer, cfg Config, emit func(*Report) 
 	if err := m.poll(ctx, time.Now()); err != nil {
 		return err
 	}
-	readCtx, stopReading := context.WithCancel(context.Background())
-	defer stopReading()
-	done := make(chan error, 1)
-	go func() {
-		// The lock is held across a burst of events, not taken per event
-		// (a tenth of the accounting's cost under churn), and let go once
-		// the ring is drained, before the reader can block, or after
-		// lockedEvents, so a report never waits long.
-		locked, n := false, 0
-		err := tr.Read(readCtx, func(ev *tracer.Event) error {
-			if onEvent != nil {
-				onEvent(ev)
-			}
-			if accounted(ev) { // a few of a connection's events
-				if !locked {
-					m.mu.Lock()
-					locked = true
-				}
-				m.acc.Observe(ev)
-				n++
-			}
-			if locked && (n%lockedEvents == 0 || tr.Pending() == 0) {
-				m.mu.Unlock()
-				locked = false
-			}
-			return nil
-		})
-		if locked {
-			m.mu.Unlock()
+	run := runner.Start(tr, runner.Consumer{Lock: &m.mu, DrainTimeout: drainWait, Event: func(ev *tracer.Event) error {
+		if onEvent != nil {
+			onEvent(ev)
 		}
-		done <- err
-	}()
+		if accounted(ev) { // a few of a connection's events
+			m.acc.Observe(ev)
+		}
+		return nil
+	}})
+	defer run.Close()
 	ticker := time.NewTicker(cfg.Interval)
 	defer ticker.Stop()
 	for {
 		select {
-		case err := <-done:
-			if err == nil {
-				return errors.New("tracer closed while reporting")
+		case <-run.Done():
+			if err := run.Err(); err != nil {
+				return fmt.Errorf("reading events: %w", err)
 			}
-			return fmt.Errorf("reading events: %w", err)
+			return errors.New("tracer closed while reporting")
 		case now := <-ticker.C:
 			if err := m.report(ctx, now, emit); err != nil && ctx.Err() == nil {
 				return err
 			}
 			// a poll cut short by the end is redone below
 		case <-ctx.Done():
-			m.drain()
-			stopReading()
-			if err := <-done; err != nil {
+			// the last report counts what the ring held at the end; a
+			// drain cut short by a flood leaves those events uncounted
+			if err := run.Stop(); err != nil && !errors.Is(err, runner.ErrUnread) {
 				return fmt.Errorf("reading events: %w", err)
 			}
 			// ctx is done: the last poll runs on its own
@@ -112,13 +87,6 @@ type monitor struct {
 // holdersPeriod is how often listener holders are rescanned: servers fork
 // workers after listen(), and replace them at every reload.
 const holdersPeriod = 30 * time.Second
-
-func (m *monitor) drain() {
-	deadline := time.Now().Add(drainWait)
-	for m.tr.Pending() > 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 func (m *monitor) report(ctx context.Context, now time.Time, emit func(*Report) error) error {
 	if err := m.poll(ctx, now); err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/socklife/socklife/internal/holders"
+	"github.com/socklife/socklife/internal/runner"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
 	"github.com/socklife/socklife/tracer"
@@ -50,6 +51,7 @@ type Stats struct {
 // them over it, then applies them as they come.
 type Tracker struct {
 	tr     *tracer.Tracer
+	run    *runner.Runner
 	opts   Options
 	log    *slog.Logger
 	cancel context.CancelFunc
@@ -87,8 +89,7 @@ func Start(ctx context.Context, opts Options) (*Tracker, error) {
 	// ended is still applied (drainThenStop).
 	inner, cancel := context.WithCancel(context.Background())
 	tk.cancel = cancel
-	tk.wg.Add(1)
-	go tk.read(inner)
+	tk.run = runner.Start(tr, runner.Consumer{Lock: &tk.mu, Event: tk.apply, Idle: tk.idle, DrainTimeout: drainTimeout})
 	if opts.AfterAttach != nil {
 		opts.AfterAttach()
 	}
@@ -107,44 +108,43 @@ func Start(ctx context.Context, opts Options) (*Tracker, error) {
 const drainTimeout = 5 * time.Second
 
 // drainThenStop stops the tracker once ctx ends and the reader has applied
-// what the ring held then, saying so if it gave up waiting.
+// what the ring held then (saying so if it gave up waiting), or once the
+// reader stopped by itself.
 func (tk *Tracker) drainThenStop(ctx context.Context) {
 	defer tk.wg.Done()
 	select {
 	case <-tk.done:
 		return
+	case <-tk.run.Done():
+		tk.stop(tk.run.Err())
+		return
 	case <-ctx.Done():
 	}
-	deadline := time.Now().Add(drainTimeout)
-	for tk.tr.Pending() > 0 && time.Now().Before(deadline) && !tk.stopped() {
-		time.Sleep(time.Millisecond)
+	err := tk.run.Stop()
+	if errors.Is(err, runner.ErrUnread) {
+		tk.log.Warn(err.Error())
+		err = nil
 	}
-	if n := tk.tr.Pending(); n > 0 && !tk.stopped() {
-		tk.log.Warn(fmt.Sprintf("stopped with %d bytes of events unread after %v", n, drainTimeout))
-	}
-	tk.stop(nil)
+	tk.stop(err)
 }
 
-// read applies (or, during a snapshot, buffers) events until ctx ends.
-func (tk *Tracker) read(ctx context.Context) {
-	defer tk.wg.Done()
-	err := tk.tr.Read(ctx, func(ev *tracer.Event) error {
-		tk.mu.Lock()
-		defer tk.mu.Unlock()
-		if tk.buffering {
-			tk.buf = append(tk.buf, *ev)
-			return nil
-		}
-		tk.stats.Events++
-		if err := tk.table.Apply(ev); err != nil {
-			return err
-		}
-		if tk.opts.OnDrained != nil && tk.tr.Pending() == 0 {
-			return tk.opts.OnDrained()
-		}
+// apply applies (or, during a snapshot, buffers) one event; the runner
+// holds tk.mu.
+func (tk *Tracker) apply(ev *tracer.Event) error {
+	if tk.buffering {
+		tk.buf = append(tk.buf, *ev)
 		return nil
-	})
-	tk.stop(err)
+	}
+	tk.stats.Events++
+	return tk.table.Apply(ev)
+}
+
+// idle runs when the reader has caught up with the ring, under tk.mu.
+func (tk *Tracker) idle() error {
+	if tk.buffering || tk.opts.OnDrained == nil {
+		return nil
+	}
+	return tk.opts.OnDrained()
 }
 
 // stop records why the tracker ended (the first reason) and wakes Wait.
@@ -168,7 +168,9 @@ func (tk *Tracker) sync(ctx context.Context, resync bool) error {
 	socks, err := tk.dump(ctx)
 	end := time.Now()
 	if err == nil {
-		tk.waitDrained(ctx, end)
+		// Events the kernel wrote before the snapshot ended are replayed
+		// with the buffer, not after it.
+		tk.run.CatchUp(ctx, 100*time.Millisecond)
 	}
 	if err == nil && !resync {
 		// sockets older than the tracer: their events name the owners the
@@ -204,15 +206,6 @@ func (tk *Tracker) sync(ctx context.Context, resync bool) error {
 		}
 	}
 	return err
-}
-
-// waitDrained gives the reader a moment to take in the events the kernel
-// wrote before the snapshot ended, so that they are replayed with the
-// buffer rather than after it.
-func (tk *Tracker) waitDrained(ctx context.Context, end time.Time) {
-	for deadline := end.Add(100 * time.Millisecond); tk.tr.Pending() > 0 && time.Now().Before(deadline) && ctx.Err() == nil; {
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // dump lists every TCP socket of every netns, with owners.
@@ -333,8 +326,9 @@ func (tk *Tracker) Close() error {
 
 func (tk *Tracker) close() error {
 	tk.stop(nil)
-	// The goroutines use the ring (Pending) until they return: it must
-	// outlive them. The reader notices the cancel within FlushInterval.
+	// The goroutines use the ring until they return: it must outlive them.
+	// The reader notices the cancel within FlushInterval.
+	tk.run.Close()
 	tk.wg.Wait()
 	lost := tk.tr.Lost()
 	tk.mu.Lock()
