@@ -43,7 +43,7 @@ func (p *parser) host(word string, isPort bool) (*hostCond, error) {
 		p.noteFamily(fam)
 		return h, nil
 	case unix.AF_PACKET, unix.AF_NETLINK, unix.AF_VSOCK:
-		return nil, fmt.Errorf("host %q: link, netlink and vsock hosts are not supported", word)
+		return nil, fmt.Errorf("link, netlink and vsock hosts are not supported")
 	}
 
 	// Split address and port where ss does: after "[...]", after a
@@ -55,7 +55,7 @@ func (p *parser) host(word string, isPort bool) (*hostCond, error) {
 	case strings.HasPrefix(s, "["):
 		end := strings.IndexByte(s, ']')
 		if end < 0 {
-			return nil, fmt.Errorf("an inet prefix is expected rather than %q", word)
+			return nil, fmt.Errorf("no closing ']'")
 		}
 		addr, port, hasPort = s[1:end], s[end+1:], true
 	case strings.HasPrefix(s, "*"):
@@ -97,7 +97,7 @@ func (p *parser) host(word string, isPort bool) (*hostCond, error) {
 	}
 	if !isPort && addr != "" && addr[0] != '*' {
 		if err := h.setPrefix(addr, fam); err != nil {
-			return nil, fmt.Errorf("an inet prefix is expected rather than %q (host names are not resolved)", addr)
+			return nil, fmt.Errorf("%q is not an inet prefix (host names are not resolved)", addr)
 		}
 	}
 	p.noteFamily(fam)

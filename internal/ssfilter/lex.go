@@ -4,27 +4,27 @@ package ssfilter
 type tokKind uint8
 
 const (
-	tEOF tokKind = iota
-	tNot         // ! not
-	tAnd         // & && and
-	tOr          // | || or
-	tLParen      // (
-	tRParen      // )
-	tDst         // dst
-	tSrc         // src
-	tDport       // dport
-	tSport       // sport
-	tDev         // dev
-	tFwmark      // fwmark
-	tCgroup      // cgroup
-	tAutobound   // autobound
-	tGeq         // >= ge geq
-	tLeq         // <= le leq
-	tNeq         // != ne neq
-	tEq          // = == eq
-	tGt          // > gt
-	tLt          // < lt
-	tValue       // anything else: a host, device, mark or cgroup path
+	tEOF       tokKind = iota
+	tNot               // ! not
+	tAnd               // & && and
+	tOr                // | || or
+	tLParen            // (
+	tRParen            // )
+	tDst               // dst
+	tSrc               // src
+	tDport             // dport
+	tSport             // sport
+	tDev               // dev
+	tFwmark            // fwmark
+	tCgroup            // cgroup
+	tAutobound         // autobound
+	tGeq               // >= ge geq
+	tLeq               // <= le leq
+	tNeq               // != ne neq
+	tEq                // = == eq
+	tGt                // > gt
+	tLt                // < lt
+	tValue             // anything else: a host, device, mark or cgroup path
 )
 
 // keywords maps the exact (case-sensitive) spellings ss knows. Anything

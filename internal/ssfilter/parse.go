@@ -62,9 +62,9 @@ var stateNames = map[string]uint32{
 // Filter is a parsed ss FILTER: [ state/exclude ... ] [ EXPRESSION ].
 type Filter struct {
 	// States is the mask the state/exclude words built (bit i = TCP state
-	// i), or 0 when there were none or they cancel out ("exclude all"); ss
-	// then keeps the mask its flags chose (see StateMask).
-	States uint32
+	// i), meaningful when StatesGiven; see StateMask.
+	States      uint32
+	StatesGiven bool
 	// Family is the address family (unix.AF_INET, AF_INET6, AF_UNIX) of the
 	// last host written with a FAMILY: prefix, or 0. ss then shows sockets
 	// of that family only, whatever the expression says.
@@ -73,19 +73,25 @@ type Filter struct {
 	Expr *Expr
 }
 
-// StateMask is the state mask ss would use when its flags alone gave flags
-// (StatesConn for plain -t, StatesAll for -a, StatesListening for -l): the
-// state words replace it, unless they cancel out to nothing.
+// StateMask is the state mask ss -t uses. flags is what its flags chose:
+// StatesAll for -a, StatesListening for -l, 0 for neither. State words
+// replace it; when there are none and no flag, or the words cancel out
+// ("exclude all"), ss falls back to the TCP default, StatesConn (not to
+// the -a mask: -tan exclude all shows the StatesConn sockets).
 func (f *Filter) StateMask(flags uint32) uint32 {
-	if f.States != 0 {
-		return f.States
+	m := flags
+	if f.StatesGiven {
+		m = f.States
 	}
-	return flags
+	if m == 0 {
+		m = StatesConn
+	}
+	return m
 }
 
-// Match reports whether ss, run with a state mask of flags (see StateMask),
-// would show s: state, family and expression together. The kernel's
-// NEW_SYN_RECV counts as SYN_RECV, as in inet_diag.
+// Match reports whether ss -t with flags (see StateMask) would show s:
+// state, family and expression together. The kernel's NEW_SYN_RECV
+// counts as SYN_RECV, as in inet_diag.
 func (f *Filter) Match(s *Sock, flags uint32) bool {
 	st := uint32(s.State)
 	if st == StateNewSynRecv {
@@ -130,7 +136,6 @@ func Parse(args []string, opts *Options) (*Filter, error) {
 
 	// The state words are whole arguments, as main() in ss.c compares
 	// them: "state established" as a single argument is not a state filter.
-	saw := false
 	for len(args) > 0 && (args[0] == "state" || args[0] == "exclude" || args[0] == "excl") {
 		if len(args) < 2 {
 			return nil, fmt.Errorf("%q needs a state name", args[0])
@@ -140,17 +145,17 @@ func Parse(args []string, opts *Options) (*Filter, error) {
 			return nil, fmt.Errorf("wrong state name: %q", args[1])
 		}
 		if args[0] == "state" {
-			if !saw {
+			if !f.StatesGiven {
 				f.States = 0
 			}
 			f.States |= m
 		} else {
-			if !saw {
+			if !f.StatesGiven {
 				f.States = StatesAll
 			}
 			f.States &^= m
 		}
-		saw = true
+		f.StatesGiven = true
 		args = args[2:]
 	}
 
@@ -246,7 +251,7 @@ func (p *parser) value(w string) (*Expr, error) {
 	}
 	h, err := p.host(w, p.last == tSport || p.last == tDport)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("bad host %q: %v", w, err)
 	}
 	return &Expr{host: h}, nil
 }

@@ -64,6 +64,16 @@ func (p *parser) devIndex(w string) (uint32, error) {
 	if idx, ok := lookup(w); ok && idx != 0 {
 		return idx, nil
 	}
+	// ll_name_to_index also reads "if<N>" (sscanf "if%u": junk may follow).
+	if rest, ok := strings.CutPrefix(w, "if"); ok {
+		d := 0
+		for d < len(rest) && rest[d] >= '0' && rest[d] <= '9' {
+			d++
+		}
+		if n, err := strconv.ParseUint(rest[:d], 10, 32); err == nil && n != 0 {
+			return uint32(n), nil
+		}
+	}
 	n, rest, ok := strtoul(w)
 	if !ok || rest != "" || n > 1<<32-1 {
 		return 0, fmt.Errorf("cannot parse device %q", w)
