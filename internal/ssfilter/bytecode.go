@@ -25,8 +25,9 @@ const (
 	bcCgroupCond = 13
 )
 
-// INET_DIAG_REQ_BYTECODE is the request attribute carrying the program.
-const INET_DIAG_REQ_BYTECODE = 1
+// AttrBytecode is INET_DIAG_REQ_BYTECODE, the request attribute that
+// carries the program.
+const AttrBytecode = 1
 
 // Bytecode compiles the expression to an inet_diag program for the
 // INET_DIAG_REQ_BYTECODE attribute of an inet_diag_req_v2 dump.

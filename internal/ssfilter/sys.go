@@ -2,10 +2,10 @@ package ssfilter
 
 import (
 	"bufio"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,19 +88,43 @@ func (p *parser) cgroupID(path string) (uint64, error) {
 	return cgroupIDFromPath(path)
 }
 
-// cgroupIDFromPath finds the cgroup2 mount and takes the inode number of
-// path below it: on cgroup2 (kernfs) the inode number is the cgroup id
-// that INET_DIAG_CGROUP_ID reports.
+// cgroupIDFromPath is iproute2's get_cgroup2_id: the path is first taken
+// as a file name (from the working directory) and its 8-byte file handle
+// is the id, which is the cgroup id when the file is on cgroup2; only if
+// that fails is it taken below the cgroup2 mount, without leading
+// slashes. So "cgroup /" is the root directory's handle (no cgroup) on a
+// file system with 8-byte handles, and an error elsewhere.
 func cgroupIDFromPath(path string) (uint64, error) {
+	if id, ok := handle8(unix.AT_FDCWD, path); ok {
+		return id, nil
+	}
+	rel := strings.TrimLeft(path, "/")
+	if rel == "" {
+		return 0, fmt.Errorf("invalid cgroup2 path")
+	}
 	mnt, err := cgroup2Mount()
 	if err != nil {
 		return 0, err
 	}
-	var st unix.Stat_t
-	if err := unix.Stat(filepath.Join(mnt, path), &st); err != nil {
+	fd, err := unix.Open(mnt, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
 		return 0, err
 	}
-	return st.Ino, nil
+	defer unix.Close(fd)
+	if id, ok := handle8(fd, rel); ok {
+		return id, nil
+	}
+	return 0, fmt.Errorf("no cgroup2 id for %q", path)
+}
+
+// handle8 is name_to_handle_at with room for 8 bytes, as ss asks: a
+// longer handle fails (EOVERFLOW in ss).
+func handle8(dirfd int, path string) (uint64, bool) {
+	h, _, err := unix.NameToHandleAt(dirfd, path, 0)
+	if err != nil || h.Size() != 8 {
+		return 0, false
+	}
+	return binary.NativeEndian.Uint64(h.Bytes()), true
 }
 
 func cgroup2Mount() (string, error) {
