@@ -54,7 +54,12 @@
 //     "autobound" as "port not bound by the user", where ss's user space
 //     reads it as "port in the ephemeral range". Expr.Match is both, as
 //     what ss prints.
-//   - An IPv4 prefix matches a v4-mapped IPv6 socket (in both tests).
+//   - An IPv4 prefix matches a v4-mapped IPv6 socket (in both tests). But
+//     ss's user-space test also compares an IPv4 prefix with the first
+//     bytes of any IPv6 address, so "not dst 0.0.0.0/8" hides v4-mapped
+//     and all-zero-prefixed IPv6 sockets although the kernel keeps them.
+//   - -tan exclude all shows what -tn shows: a state mask that cancels out
+//     falls back to the TCP default (Filter.StateMask), not to -a's.
 //
 // Not supported: host names (ss asks DNS; here they are refused),
 // link:, netlink: and vsock: hosts, ss's -F filter files, and RPC service

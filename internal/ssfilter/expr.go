@@ -131,7 +131,9 @@ func (e *Expr) user(s *Sock) bool {
 // prefix also match the v4 part of a v4-mapped address.
 func (h *hostCond) userMatch(s *Sock, ap netip.AddrPort, port int, path string) bool {
 	if h.family == unix.AF_UNIX {
-		return fnmatch(h.pattern, path)
+		// ss would read an inet address as a name pointer; such sockets
+		// are hidden by the unix: family anyway (Filter.Family).
+		return s.Family == unix.AF_UNIX && fnmatch(h.pattern, path)
 	}
 	if h.port != -1 && h.port != port {
 		return false
@@ -156,6 +158,9 @@ func (h *hostCond) userMatch(s *Sock, ap netip.AddrPort, port int, path string) 
 // (zero padded here), 16 for AF_INET6.
 func sockAddr(fam uint8, a netip.Addr) [16]byte {
 	var b [16]byte
+	if !a.IsValid() {
+		return b
+	}
 	if fam == unix.AF_INET {
 		v4 := a.Unmap().As4()
 		copy(b[:], v4[:])

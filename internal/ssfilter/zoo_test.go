@@ -381,13 +381,13 @@ func parseSSAddr(s string) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(a, uint16(n)), nil
 }
 
-// runSS runs ss -H -tan with args (no shell) and returns the zoo sockets
+// runSS runs ss -H flags args (no shell) and returns the zoo sockets
 // it printed, as sockKeys, sorted; ok is false when ss refused the args.
 // oneState is the state to assume when ss drops its State column (it
 // does when the mask has a single state).
-func (z *zoo) runSS(t *testing.T, args []string, oneState uint8) (keys []string, ok bool, stderr string) {
+func (z *zoo) runSS(t *testing.T, flags string, args []string, oneState uint8) (keys []string, ok bool, stderr string) {
 	t.Helper()
-	cmd := exec.Command("ss", append([]string{"-H", "-tan"}, args...)...)
+	cmd := exec.Command("ss", append([]string{"-H", flags}, args...)...)
 	var serr strings.Builder
 	cmd.Stderr = &serr
 	out, err := cmd.Output()
