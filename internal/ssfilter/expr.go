@@ -59,6 +59,11 @@ type Expr struct {
 	mask    uint32
 	cgroup  uint64
 	eph     [2]int // autobound: ephemeral port range, inclusive
+
+	// The root's program, compiled once by Parse for Match.
+	prog     []byte
+	progOK   bool
+	compiled bool
 }
 
 // Match reports whether ss would show s given this expression: ss sends
@@ -76,7 +81,11 @@ func (e *Expr) Match(s *Sock) bool {
 		return false
 	}
 	if s.Family == unix.AF_INET || s.Family == unix.AF_INET6 {
-		if bc, ok := e.Bytecode(); ok {
+		bc, ok := e.prog, e.progOK
+		if !e.compiled {
+			bc, ok = e.Bytecode()
+		}
+		if ok {
 			return RunBytecode(bc, s)
 		}
 	}

@@ -179,6 +179,8 @@ func Parse(args []string, opts *Options) (*Filter, error) {
 	if e.hasAuto() {
 		e.setEphemeral(o.ephemeral())
 	}
+	e.prog, e.progOK = e.Bytecode()
+	e.compiled = true
 	f.Expr = e
 	return f, nil
 }
