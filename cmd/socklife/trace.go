@@ -14,8 +14,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/socklife/socklife/internal/holders"
-	"github.com/socklife/socklife/internal/runner"
 	"github.com/socklife/socklife/internal/output"
+	"github.com/socklife/socklife/internal/runner"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
 	"github.com/socklife/socklife/tracer"

@@ -45,11 +45,11 @@ var ErrUnread = errors.New("events unread")
 
 // Runner reads a tracer on its own goroutine until Stop.
 type Runner struct {
-	tr   *tracer.Tracer
-	c    Consumer
+	tr     *tracer.Tracer
+	c      Consumer
 	cancel context.CancelFunc
 	done   chan struct{}
-	err  error // why the reader returned; set before done closes
+	err    error // why the reader returned; set before done closes
 
 	mu sync.Mutex
 	// caught is closed and replaced when the reader, asked to by waiting
