@@ -1,7 +1,8 @@
 # socklife — build, test and benchmark.
 #
 #   make run     build, then run socklife (ARGS="snapshot -tl" by default)
-#   make test    vet, format check, generated-code check, all tests (root runs the kernel tests)
+#   make test    vet, format check, all tests (root runs the kernel tests);
+#                make check-generate rebuilds the BPF objects (clang) and diffs them
 #   make bench   the benchmarks, with ratios against ss and bpftrace measured in the same run
 
 GO       ?= go
@@ -60,10 +61,10 @@ bench:
 	$(GO) test -count=1 -v -run '^$$' -bench . -benchtime 1x -timeout 15m ./...
 
 # The privileged tests inside Debian 5.10, 6.1 and 6.12 under QEMU (the matrix in
-# internal/vmtest/kernels.txt): `make vmtest`, or KERNEL=6.1 for one, ACCEL=tcg to
-# skip the KVM probe, VMTEST_FLAGS for more (go run ./internal/vmtest -h).
+# internal/cmd/vmtest/kernels.txt): `make vmtest`, or KERNEL=6.1 for one, ACCEL=tcg to
+# skip the KVM probe, VMTEST_FLAGS for more (go run ./internal/cmd/vmtest -h).
 vmtest:
-	$(GO) run ./internal/vmtest $(if $(KERNEL),-kernel '$(KERNEL)') $(if $(ACCEL),-accel '$(ACCEL)') $(VMTEST_FLAGS)
+	$(GO) run ./internal/cmd/vmtest $(if $(KERNEL),-kernel '$(KERNEL)') $(if $(ACCEL),-accel '$(ACCEL)') $(VMTEST_FLAGS)
 
 clean:
 	rm -rf bin

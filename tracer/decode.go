@@ -99,21 +99,26 @@ func decode(raw []byte, w *socklifeEvent, c clock, comms *commCache, ev *Event) 
 	return nil
 }
 
+// DecodeRecords decodes ring-buffer records captured to a file (raw, as
+// Next reads them) the way Next does, with times on CLOCK_MONOTONIC read
+// as nanoseconds since the Unix epoch, in UTC.
+func DecodeRecords(raws [][]byte) ([]Event, error) {
+	var w socklifeEvent
+	comms := newCommCache()
+	out := make([]Event, len(raws))
+	for i, raw := range raws {
+		if err := decode(raw, &w, clock{}, &comms, &out[i]); err != nil {
+			return nil, fmt.Errorf("record %d: %w", i, err)
+		}
+		out[i].Time = out[i].Time.UTC()
+	}
+	return out, nil
+}
+
 // addrPort reads the kernel's 16-byte form; IPv4 arrives v4-mapped, and a
 // dual-stack socket's v4-mapped peer is shown as the IPv4 address it is.
 func addrPort(a [16]uint8, port uint16) netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom16(a).Unmap(), port)
-}
-
-// FamilyName names an address family for output: "inet" or "inet6".
-func FamilyName(f uint8) string {
-	switch f {
-	case unix.AF_INET:
-		return "inet"
-	case unix.AF_INET6:
-		return "inet6"
-	}
-	return fmt.Sprintf("family-%d", f)
 }
 
 // commCache interns command names: the same few processes own most events,

@@ -3,7 +3,7 @@
 // better ones), and decodes the ring buffer into Events: TCP state changes
 // with the owning process even in softirq, and accepts.
 //
-// A connection as `socklife trace` prints it (AppendTable):
+// A connection as `socklife trace` prints it (internal/render):
 //
 //	TIME            PID     COMM            NETNS      LADDR:LPORT           RADDR:RPORT           OLD            NEW         MS
 //	00:09:15.416908 26946   tracer.test     4026531833 127.0.0.1:0           127.0.0.1:43495       CLOSE       -> SYN_SENT    -

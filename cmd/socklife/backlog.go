@@ -4,16 +4,15 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/socklife/socklife/internal/render"
+
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/socklife/socklife/internal/backlog"
-	"github.com/socklife/socklife/internal/output"
 	"github.com/socklife/socklife/tracer"
 )
 
@@ -77,8 +76,8 @@ scripts and alerts.`,
 	return cmd
 }
 
-func (f backlogFlags) check() (output.Format, error) {
-	format, err := output.ParseFormat(f.output, output.Table, output.JSON)
+func (f backlogFlags) check() (render.Format, error) {
+	format, err := render.ParseFormat(f.output, render.Table, render.JSON)
 	if err != nil {
 		return "", badInput("%w", err)
 	}
@@ -132,9 +131,14 @@ func runBacklog(cmd *cobra.Command, f backlogFlags) error {
 		ctx, cancel = context.WithTimeout(ctx, f.forDur)
 		defer cancel()
 	}
-	p := &backlogPrinter{out: cmd.OutOrStdout(), json: format == output.JSON, clear: !f.forDurSet() && isTerminal(cmd.OutOrStdout())}
+	p := &render.Backlog{Out: cmd.OutOrStdout(), JSON: format == render.JSON, Clear: !f.forDurSet() && isTerminal(cmd.OutOrStdout())}
+	var t backlogTally
 	cfg := backlog.Config{Interval: f.interval, Stall: f.stall, Port: f.port, PID: f.pid, AllNetns: f.allNetns}
-	if err := backlog.Run(ctx, tr, cfg, p.print, nil); err != nil {
+	emit := func(r *backlog.Report) error {
+		t.add(r)
+		return p.Write(r)
+	}
+	if err := backlog.Run(ctx, tr, cfg, emit, nil); err != nil {
 		if isBrokenPipe(err) {
 			return nil
 		}
@@ -143,14 +147,42 @@ func runBacklog(cmd *cobra.Command, f backlogFlags) error {
 	if f.forDur == 0 {
 		return nil
 	}
-	for _, ns := range slices.Sorted(maps.Keys(p.synFlood)) {
-		fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %s\n", synFloodLine(ns, p.synFlood[ns]))
+	for _, ns := range slices.Sorted(maps.Keys(t.synFlood)) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %s\n", render.SynFloodLine(ns, t.synFlood[ns]))
 	}
-	if p.stalled > 0 || p.dropped > 0 || len(p.synFlood) > 0 {
-		fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d stalls, %d drops\n", p.stalled, p.dropped)
+	if t.stalled > 0 || t.dropped > 0 || len(t.synFlood) > 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d stalls, %d drops\n", t.stalled, t.dropped)
 		return exitStatus(1)
 	}
 	return nil
+}
+
+// backlogTally keeps the counts --for decides its exit status by.
+type backlogTally struct {
+	stalled int // stall begin events so far
+	dropped uint64
+	// synFlood sums the namespaces' growth over the intervals that had a
+	// SYN flood, by namespace
+	synFlood map[uint32]backlog.Netstat
+}
+
+func (t *backlogTally) add(r *backlog.Report) {
+	for _, s := range r.Stalls {
+		if s.Begin {
+			t.stalled++
+		}
+	}
+	for _, l := range r.Listeners {
+		t.dropped += l.Drops
+	}
+	for _, ns := range r.Netns {
+		if ns.SynFlood {
+			if t.synFlood == nil {
+				t.synFlood = map[uint32]backlog.Netstat{}
+			}
+			t.synFlood[ns.Netns] = t.synFlood[ns.Netns].Add(ns.Interval)
+		}
+	}
 }
 
 func (f backlogFlags) forDurSet() bool { return f.forDur > 0 }
@@ -162,15 +194,4 @@ func acceptAttached(tr *tracer.Tracer) bool {
 		}
 	}
 	return false
-}
-
-// isTerminal: a live table redraws in place on a terminal, and appends
-// otherwise (a file, a pipe).
-func isTerminal(w any) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }

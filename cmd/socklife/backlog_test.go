@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/socklife/socklife/internal/render"
 	"github.com/socklife/socklife/internal/testutil"
 )
 
@@ -74,7 +75,7 @@ func TestBacklogForStalled(t *testing.T) {
 	var stalls, rows int
 	sc := bufio.NewScanner(strings.NewReader(stdout))
 	for sc.Scan() {
-		var r backlogJSON
+		var r render.BacklogJSON
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			t.Fatalf("line %q: %v", sc.Text(), err)
 		}

@@ -7,10 +7,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/socklife/socklife/internal/render"
+
 	"github.com/spf13/cobra"
 
 	"github.com/socklife/socklife/internal/closewait"
-	"github.com/socklife/socklife/internal/output"
 	"github.com/socklife/socklife/internal/topview"
 	"github.com/socklife/socklife/snapshot"
 )
@@ -74,12 +75,12 @@ CLOSE_WAIT when socklife started counts once it has been watched that long.`,
 
 // closewaitVerdict is closewait's -o json answer; a limit not set is null.
 type closewaitVerdict struct {
-	Alert     bool                  `json:"alert"`
-	WatchedMs int64                 `json:"watched_ms"`
-	MinAgeMs  int64                 `json:"min_age_ms"`
-	Threshold *int                  `json:"threshold"`
-	Growth    *float64              `json:"growth_per_min"`
-	Offenders []topview.ProcessJSON `json:"offenders"`
+	Alert     bool                          `json:"alert"`
+	WatchedMs int64                         `json:"watched_ms"`
+	MinAgeMs  int64                         `json:"min_age_ms"`
+	Threshold *int                          `json:"threshold"`
+	Growth    *float64                      `json:"growth_per_min"`
+	Offenders []render.CloseWaitProcessJSON `json:"offenders"`
 }
 
 // limitsText names the limits that were set: "threshold 10, growth 20/min".
@@ -95,7 +96,7 @@ func (v *closewaitVerdict) limitsText() string {
 }
 
 func runCloseWait(cmd *cobra.Command, f *closewaitFlags) error {
-	format, err := output.ParseFormat(f.output, output.Table, output.JSON)
+	format, err := render.ParseFormat(f.output, render.Table, render.JSON)
 	if err != nil {
 		return usageError{err}
 	}
@@ -139,7 +140,7 @@ func runCloseWait(cmd *cobra.Command, f *closewaitFlags) error {
 		return err
 	}
 	v := closewaitVerdict{Alert: len(offenders) > 0, WatchedMs: watched.Milliseconds(), MinAgeMs: f.minAge.Milliseconds(),
-		Offenders: topview.ProcessesJSON(offenders)}
+		Offenders: render.ProcessesJSON(offenders)}
 	if f.threshold > 0 {
 		v.Threshold = &f.threshold
 	}
@@ -155,9 +156,9 @@ func runCloseWait(cmd *cobra.Command, f *closewaitFlags) error {
 	return nil
 }
 
-func writeVerdict(w io.Writer, format output.Format, v *closewaitVerdict, offenders []closewait.Process) error {
-	if format == output.JSON {
-		return output.WriteJSONList(w, true, 1, func(int) any { return v })
+func writeVerdict(w io.Writer, format render.Format, v *closewaitVerdict, offenders []closewait.Process) error {
+	if format == render.JSON {
+		return render.WriteJSONList(w, true, 1, func(int) any { return v })
 	}
 	if !v.Alert {
 		_, err := fmt.Fprintf(w, "ok: no process crossed the CLOSE_WAIT limits (%s; sockets at least %v old) in %s\n",
@@ -168,5 +169,5 @@ func writeVerdict(w io.Writer, format output.Format, v *closewaitVerdict, offend
 		v.limitsText(), time.Duration(v.MinAgeMs)*time.Millisecond); err != nil {
 		return err
 	}
-	return topview.WriteCloseWait(w, offenders)
+	return render.WriteCloseWait(w, offenders)
 }

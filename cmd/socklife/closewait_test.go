@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socklife/socklife/internal/render"
+
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/internal/testutil"
-	"github.com/socklife/socklife/internal/topview"
 	"github.com/socklife/socklife/snapshot"
 )
 
@@ -158,7 +159,7 @@ func TestTopJSONNamesLeakyProcess(t *testing.T) {
 	if len(lines) != 3 {
 		t.Fatalf("%d JSON lines, want 3 (one per interval): %q", len(lines), run.stdout.String())
 	}
-	var f topview.FrameJSON
+	var f render.FrameJSON
 	if err := json.Unmarshal([]byte(lines[2]), &f); err != nil {
 		t.Fatal(err)
 	}

@@ -9,10 +9,11 @@ import (
 	"os"
 	"strings"
 
+	"github.com/socklife/socklife/internal/render"
+
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
-	"github.com/socklife/socklife/internal/output"
 	"github.com/socklife/socklife/tracer"
 )
 
@@ -48,7 +49,7 @@ func newInfoCmd() *cobra.Command {
 this kernel allows and why the better ones failed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := output.ParseFormat(format, output.Table, output.JSON)
+			f, err := render.ParseFormat(format, render.Table, render.JSON)
 			if err != nil {
 				return badInput("%w", err)
 			}
@@ -63,7 +64,7 @@ this kernel allows and why the better ones failed.`,
 	return cmd
 }
 
-func runInfo(w io.Writer, format output.Format, disable []string) error {
+func runInfo(w io.Writer, format render.Format, disable []string) error {
 	info := kernelInfo{Kernel: kernelRelease(), Lockdown: tracer.Lockdown()}
 	if info.Lockdown == "" {
 		info.Lockdown = "unknown (no /sys/kernel/security/lockdown: securityfs not mounted?)"
@@ -76,7 +77,7 @@ func runInfo(w io.Writer, format output.Format, disable []string) error {
 		return err
 	}
 	out := bufio.NewWriter(w)
-	if format == output.JSON {
+	if format == render.JSON {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(info); err != nil {

@@ -71,12 +71,12 @@ func TestTraceOwnersOfOlderSockets(t *testing.T) {
 		}
 		return nil
 	}
-	testutil.WaitFor(t, 5*time.Second, "ESTABLISHED->CLOSE_WAIT", func() bool { return find(closeWaitPort, "established", "close_wait") != nil })
+	testutil.WaitFor(t, 5*time.Second, "ESTABLISHED->CLOSE_WAIT", func() bool { return find(closeWaitPort, "ESTABLISHED", "CLOSE_WAIT") != nil })
 	child.Process.Kill()
 	child.Wait()
 	testutil.WaitFor(t, 5*time.Second, "the closes of the owner's exit", func() bool {
-		return find(0, "listen", "close") != nil && find(abortedPort, "established", "close") != nil &&
-			find(closeWaitPort, "close_wait", "last_ack") != nil
+		return find(0, "LISTEN", "CLOSE") != nil && find(abortedPort, "ESTABLISHED", "CLOSE") != nil &&
+			find(closeWaitPort, "CLOSE_WAIT", "LAST_ACK") != nil
 	})
 	run.stop(t)
 	for _, tc := range []struct {
@@ -84,10 +84,10 @@ func TestTraceOwnersOfOlderSockets(t *testing.T) {
 		old, new string
 		source   string
 	}{
-		{closeWaitPort, "established", "close_wait", "snapshot"},
-		{0, "listen", "close", "task"},
-		{abortedPort, "established", "close", "task"},
-		{closeWaitPort, "close_wait", "last_ack", "task"},
+		{closeWaitPort, "ESTABLISHED", "CLOSE_WAIT", "snapshot"},
+		{0, "LISTEN", "CLOSE", "task"},
+		{abortedPort, "ESTABLISHED", "CLOSE", "task"},
+		{closeWaitPort, "CLOSE_WAIT", "LAST_ACK", "task"},
 	} {
 		l := find(tc.remote, tc.old, tc.new)
 		if l.ownerPID() != owner || l.OwnerSource != tc.source {

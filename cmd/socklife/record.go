@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/socklife/socklife/internal/render"
+
 	"github.com/spf13/cobra"
 
 	"github.com/socklife/socklife/internal/live"
@@ -162,7 +164,7 @@ func runRecord(cmd *cobra.Command, f recordFlags) error {
 		if !f.wants(c, s.states) {
 			return nil
 		}
-		line = record.AppendJSON(line[:0], c)
+		line = render.AppendRecord(line[:0], c)
 		return w.Add(line)
 	}
 	s.live.OnClose = write

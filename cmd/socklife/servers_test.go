@@ -19,11 +19,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socklife/socklife/internal/render"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/internal/testutil"
-	"github.com/socklife/socklife/internal/topview"
 	"github.com/socklife/socklife/snapshot"
 )
 
@@ -146,11 +147,11 @@ func TestNginxTracePIDWorker(t *testing.T) {
 		lines := traceLines(t, perWorker[w].String())
 		var recv, est *traceLine
 		for i, l := range lines {
-			if l.Old == "syn_recv" && l.New == "established" && clientPort(l.Remote) == port {
+			if l.Old == "SYN_RECV" && l.New == "ESTABLISHED" && clientPort(l.Remote) == port {
 				est = &lines[i]
 				// its LISTEN->SYN_RECV is the same sock's, before it
 				for j := i - 1; j >= 0; j-- {
-					if lines[j].Sock == l.Sock && lines[j].Old == "listen" && lines[j].New == "syn_recv" {
+					if lines[j].Sock == l.Sock && lines[j].Old == "LISTEN" && lines[j].New == "SYN_RECV" {
 						recv = &lines[j]
 						break
 					}
@@ -244,10 +245,10 @@ func TestNginxBacklogStalledWorkers(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "socklife: 1 stalls") {
 		t.Errorf("exit %d, stderr %q; want 1 and one stall", code, stderr)
 	}
-	var begins []stallJSON
-	var rows []listenerJSON
+	var begins []render.BacklogStallJSON
+	var rows []render.BacklogListenerJSON
 	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
-		var r backlogJSON
+		var r render.BacklogJSON
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			t.Fatalf("%v: %s", err, line)
 		}
@@ -516,13 +517,13 @@ func TestBacklogSynFlood(t *testing.T) {
 	}
 }
 
-func backlogReports(t *testing.T, out string) []backlogJSON {
+func backlogReports(t *testing.T, out string) []render.BacklogJSON {
 	t.Helper()
-	var reps []backlogJSON
+	var reps []render.BacklogJSON
 	sc := bufio.NewScanner(strings.NewReader(out))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
-		var r backlogJSON
+		var r render.BacklogJSON
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			t.Fatalf("%v: %s", err, sc.Text())
 		}
@@ -541,7 +542,7 @@ func TestNginxTopPIDWorker(t *testing.T) {
 		t.Fatalf("exit %d; stderr %q", code, run.stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(run.stdout.String()), "\n")
-	var f topview.FrameJSON
+	var f render.FrameJSON
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &f); err != nil {
 		t.Fatal(err)
 	}

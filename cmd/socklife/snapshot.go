@@ -9,10 +9,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/socklife/socklife/internal/render"
+
 	"github.com/spf13/cobra"
 
-	"github.com/socklife/socklife/internal/output"
-	"github.com/socklife/socklife/internal/sockfmt"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
 )
@@ -93,12 +93,12 @@ processes holding CLOSE-WAIT sockets.`,
 type snapshotPlan struct {
 	dump   snapshot.Options
 	filter snapshot.Filter
-	format output.Format
+	format render.Format
 	procs  bool
 }
 
 func planSnapshot(f *snapshotFlags) (*snapshotPlan, error) {
-	format, err := output.ParseFormat(f.output, output.Table, output.JSON, output.NDJSON)
+	format, err := render.ParseFormat(f.output, render.Table, render.JSON, render.NDJSON)
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -127,7 +127,7 @@ func planSnapshot(f *snapshotFlags) (*snapshotPlan, error) {
 	}
 	o.IPv4, o.IPv6 = !f.ipv6, !f.ipv4
 	o.AllNetns = f.allNetns
-	o.Info = f.info || format != output.Table
+	o.Info = f.info || format != render.Table
 
 	switch {
 	case len(f.states) > 0:
@@ -233,18 +233,18 @@ func runSnapshot(cmd *cobra.Command, f *snapshotFlags) error {
 	}
 
 	out := bufio.NewWriterSize(cmd.OutOrStdout(), 64<<10)
-	names := &sockfmt.Interfaces{}
-	tableOpts := sockfmt.TableOptions{Netns: plan.dump.AllNetns, Processes: plan.procs, Info: f.info}
+	names := &render.Interfaces{}
+	tableOpts := render.TableOptions{Netns: plan.dump.AllNetns, Processes: plan.procs, Info: f.info}
 	switch {
 	case f.summary:
 		err = writeSummary(out, plan, socks)
 	case f.exposed:
 		err = writeExposed(out, plan, socks, tableOpts, names)
-	case plan.format == output.Table:
-		err = sockfmt.WriteTable(out, socks, tableOpts, names)
+	case plan.format == render.Table:
+		err = render.WriteSockets(out, socks, tableOpts, names)
 	default:
-		err = output.WriteJSONList(out, plan.format == output.NDJSON, len(socks), func(i int) any {
-			return sockfmt.ToJSON(&socks[i], plan.procs, names)
+		err = render.WriteJSONList(out, plan.format == render.NDJSON, len(socks), func(i int) any {
+			return render.SocketToJSON(&socks[i], plan.procs, names)
 		})
 	}
 	if err != nil {
@@ -305,22 +305,22 @@ func writeSummary(w io.Writer, plan *snapshotPlan, socks []snapshot.Socket) erro
 		}
 	}
 	sum.Include(asked...)
-	if plan.format == output.Table {
-		return sockfmt.WriteSummaryTable(w, &sum)
+	if plan.format == render.Table {
+		return render.WriteSummaryTable(w, &sum)
 	}
-	return output.WriteJSONList(w, true, 1, func(int) any { return sockfmt.SummaryToJSON(&sum) })
+	return render.WriteJSONList(w, true, 1, func(int) any { return render.SummaryToJSON(&sum) })
 }
 
-func writeExposed(w io.Writer, plan *snapshotPlan, socks []snapshot.Socket, opts sockfmt.TableOptions, names *sockfmt.Interfaces) error {
+func writeExposed(w io.Writer, plan *snapshotPlan, socks []snapshot.Socket, opts render.TableOptions, names *render.Interfaces) error {
 	var ifaceOf func(uint32, netip.Addr) string
 	if self, err := snapshot.CurrentNetns(); err == nil {
 		ifaceOf = snapshot.InterfaceOfAddr(self)
 	}
 	exp := snapshot.Exposed(socks, ifaceOf)
-	if plan.format == output.Table {
-		return sockfmt.WriteExposedTable(w, exp, opts, names)
+	if plan.format == render.Table {
+		return render.WriteExposedTable(w, exp, opts, names)
 	}
-	return output.WriteJSONList(w, plan.format == output.NDJSON, len(exp), func(i int) any {
-		return sockfmt.ExposureToJSON(&exp[i], plan.procs, names)
+	return render.WriteJSONList(w, plan.format == render.NDJSON, len(exp), func(i int) any {
+		return render.ExposureToJSON(&exp[i], plan.procs, names)
 	})
 }

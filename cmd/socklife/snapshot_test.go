@@ -9,7 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/socklife/socklife/internal/sockfmt"
+	"github.com/socklife/socklife/internal/render"
+
 	"github.com/socklife/socklife/internal/testutil"
 )
 
@@ -57,7 +58,7 @@ func TestSnapshotListenerJSON(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	var socks []sockfmt.SocketJSON
+	var socks []render.SocketJSON
 	if err := json.Unmarshal([]byte(stdout), &socks); err != nil {
 		t.Fatalf("output is not a JSON array: %v\n%s", err, stdout)
 	}
@@ -110,7 +111,7 @@ func TestSnapshotExposed(t *testing.T) {
 	}
 	var found bool
 	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
-		var e sockfmt.ExposureJSON
+		var e render.ExposureJSON
 		if err := json.Unmarshal([]byte(line), &e); err != nil {
 			t.Fatalf("bad ndjson line %q: %v", line, err)
 		}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -9,10 +8,10 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
+	"github.com/socklife/socklife/internal/render"
 
-	"github.com/socklife/socklife/internal/output"
+	"github.com/spf13/cobra"
+
 	"github.com/socklife/socklife/internal/topview"
 )
 
@@ -86,7 +85,7 @@ func (f *topFlags) initialFilter() (string, error) {
 }
 
 func runTop(cmd *cobra.Command, f *topFlags) error {
-	format, err := output.ParseFormat(f.output, output.Table, output.JSON)
+	format, err := render.ParseFormat(f.output, render.Table, render.JSON)
 	if err != nil {
 		return usageError{err}
 	}
@@ -106,88 +105,105 @@ func runTop(cmd *cobra.Command, f *topFlags) error {
 	if err != nil {
 		return err
 	}
-	view := topview.View{Filter: filter, Rows: f.rows}
+	view := render.View{Filter: filter, Rows: f.rows}
 	if f.pid != 0 || f.port != 0 || f.comm != "" {
 		cw := closewaitFlags{pid: f.pid, port: f.port, comm: f.comm}
 		f.keep = cw.keepFn() // json frames count only what the filter shows, too
 	}
 	out := cmd.OutOrStdout()
-	term := format == output.Table && isTerminal(out) && isTerminal(os.Stdin)
+	scr := &topScreen{out: out, json: format == render.JSON, view: view,
+		term: format == render.Table && isTerminal(out) && isTerminal(os.Stdin)}
 	var keys <-chan byte
-	if term {
+	if scr.term {
 		restore, err := rawInput(os.Stdin)
 		if err == nil {
 			defer restore()
 			keys = readKeys(os.Stdin)
 		}
 	}
-	ctx := cmd.Context()
-	frames := 0
-	paused, pausedDrawn := false, false
-	var last *topview.Frame
-	var typing []byte // the filter being typed after f, nil when not typing
-	draw := func() error {
-		// paused: the frame it stopped on, drawn once more marked PAUSED
-		if last == nil || paused && pausedDrawn {
-			return nil
-		}
-		view.Paused, pausedDrawn = paused, paused
-		if term {
-			// fit the screen as it is now: the header and CLOSE_WAIT first
-			view.Height, view.Width = 0, 0
-			if ws, err := unix.IoctlGetWinsize(int(out.(*os.File).Fd()), unix.TIOCGWINSZ); err == nil && ws.Row > 0 {
-				view.Height, view.Width = int(ws.Row)-topFooterLines, int(ws.Col)
-			}
-		}
-		if format == output.JSON {
-			return output.WriteJSONList(out, true, 1, func(int) any { return topview.ToJSON(last, view) })
-		}
-		var b bytes.Buffer
-		if term {
-			b.WriteString("\x1b[H\x1b[2J") // home, clear
-		} else if frames > 1 {
-			b.WriteString("\n")
-		}
-		if err := topview.WriteText(&b, last, view); err != nil {
-			return err
-		}
-		if term {
-			// topFooterLines: a blank line and this one
-			fmt.Fprintf(&b, "\nq quit  space pause  s sort (%s)  f filter", view.Sort)
-			if view.Filter != "" {
-				fmt.Fprintf(&b, " [%s]", view.Filter)
-			}
-			if typing != nil {
-				fmt.Fprintf(&b, "  filter: %s_", typing)
-			}
-			b.WriteString("\n")
-			// Raw mode turns off output post-processing: \n must carry \r.
-			b = *bytes.NewBuffer(bytes.ReplaceAll(b.Bytes(), []byte("\n"), []byte("\r\n")))
-		}
-		_, err := out.Write(b.Bytes())
-		return err
-	}
 	onFrame := func(fr *topview.Frame) (bool, error) {
-		frames++
-		last = fr
-		if err := draw(); err != nil {
+		if err := scr.frame(fr); err != nil {
 			return false, err
 		}
-		return f.iterations == 0 || frames < f.iterations, nil
+		return f.iterations == 0 || scr.frames < f.iterations, nil
 	}
-	onKey := func(k byte) (bool, error) {
-		if handleKey(k, &view, &paused, &typing) {
-			return false, nil
-		}
-		if !paused {
-			pausedDrawn = false
-		}
-		return true, draw()
-	}
-	err = watch(ctx, cmd.ErrOrStderr(), f.watchConfig, onFrame, keys, onKey)
+	err = watch(cmd.Context(), cmd.ErrOrStderr(), f.watchConfig, onFrame, keys, scr.key)
 	if isBrokenPipe(err) {
 		return nil
 	}
+	return err
+}
+
+// topScreen is what top shows: the last frame, drawn for the view the
+// keys shape, in place on a terminal and one after another elsewhere.
+type topScreen struct {
+	out    io.Writer
+	term   bool // a terminal: clear, fit, footer, keys
+	json   bool
+	view   render.View
+	last   *topview.Frame
+	frames int
+	// paused: the frame it stopped on, drawn once more marked PAUSED
+	paused, pausedDrawn bool
+	typing              []byte // the filter being typed after f, nil when not typing
+}
+
+// frame shows a new frame.
+func (s *topScreen) frame(fr *topview.Frame) error {
+	s.frames++
+	s.last = fr
+	return s.draw()
+}
+
+// key applies one key press and redraws; false is a quit.
+func (s *topScreen) key(k byte) (bool, error) {
+	if handleKey(k, &s.view, &s.paused, &s.typing) {
+		return false, nil
+	}
+	if !s.paused {
+		s.pausedDrawn = false
+	}
+	return true, s.draw()
+}
+
+func (s *topScreen) draw() error {
+	if s.last == nil || s.paused && s.pausedDrawn {
+		return nil
+	}
+	s.view.Paused, s.pausedDrawn = s.paused, s.paused
+	if s.term {
+		// fit the screen as it is now: the header and CLOSE_WAIT first
+		s.view.Height, s.view.Width = 0, 0
+		if rows, cols, ok := windowSize(s.out); ok {
+			s.view.Height, s.view.Width = rows-topFooterLines, cols
+		}
+	}
+	if s.json {
+		return render.WriteJSONList(s.out, true, 1, func(int) any { return render.FrameToJSON(s.last, s.view) })
+	}
+	var b bytes.Buffer
+	if s.term {
+		b.WriteString("\x1b[H\x1b[2J") // home, clear
+	} else if s.frames > 1 {
+		b.WriteString("\n")
+	}
+	if err := render.WriteTop(&b, s.last, s.view); err != nil {
+		return err
+	}
+	if s.term {
+		// topFooterLines: a blank line and this one
+		fmt.Fprintf(&b, "\nq quit  space pause  s sort (%s)  f filter", s.view.Sort)
+		if s.view.Filter != "" {
+			fmt.Fprintf(&b, " [%s]", s.view.Filter)
+		}
+		if s.typing != nil {
+			fmt.Fprintf(&b, "  filter: %s_", s.typing)
+		}
+		b.WriteString("\n")
+		// Raw mode turns off output post-processing: \n must carry \r.
+		b = *bytes.NewBuffer(bytes.ReplaceAll(b.Bytes(), []byte("\n"), []byte("\r\n")))
+	}
+	_, err := s.out.Write(b.Bytes())
 	return err
 }
 
@@ -195,7 +211,7 @@ func runTop(cmd *cobra.Command, f *topFlags) error {
 const topFooterLines = 2
 
 // handleKey applies one key press to the view; it reports a quit.
-func handleKey(k byte, view *topview.View, paused *bool, typing *[]byte) bool {
+func handleKey(k byte, view *render.View, paused *bool, typing *[]byte) bool {
 	if *typing != nil {
 		switch k {
 		case '\r', '\n':
@@ -225,38 +241,4 @@ func handleKey(k byte, view *topview.View, paused *bool, typing *[]byte) bool {
 		*typing = []byte{}
 	}
 	return false
-}
-
-// rawInput switches the terminal to byte-at-a-time input without echo and
-// returns the function that puts it back.
-func rawInput(f *os.File) (func(), error) {
-	fd := int(f.Fd())
-	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-	if err != nil {
-		return nil, err
-	}
-	raw := *old
-	raw.Lflag &^= unix.ICANON | unix.ECHO | unix.ISIG
-	raw.Oflag &^= unix.OPOST
-	raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
-	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &raw); err != nil {
-		return nil, err
-	}
-	return func() { unix.IoctlSetTermios(fd, unix.TCSETS, old) }, nil
-}
-
-func readKeys(r io.Reader) <-chan byte {
-	keys := make(chan byte, 16)
-	go func() {
-		defer close(keys)
-		br := bufio.NewReader(r)
-		for {
-			b, err := br.ReadByte()
-			if err != nil {
-				return
-			}
-			keys <- b
-		}
-	}()
-	return keys
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -157,15 +156,4 @@ func sample(ctx context.Context, tk *live.Tracker, s *topview.Sampler, hooks []s
 		f = s.Sample(topview.Input{At: time.Now(), Table: t, Stats: stats, Hooks: hooks, Listening: listening, Holders: reg, Keep: keep})
 	})
 	return f, nil
-}
-
-// writeReadyFile tells a test or script that everything is attached.
-func writeReadyFile(path string) error {
-	if path == "" {
-		return nil
-	}
-	if err := os.WriteFile(path, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
-		return fmt.Errorf("writing the ready file: %w", err)
-	}
-	return nil
 }

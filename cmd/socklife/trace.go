@@ -8,13 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/socklife/socklife/internal/render"
 
 	"github.com/spf13/cobra"
 
 	"github.com/socklife/socklife/internal/holders"
-	"github.com/socklife/socklife/internal/output"
 	"github.com/socklife/socklife/internal/runner"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
@@ -56,8 +56,8 @@ At stop (Ctrl-C, SIGTERM, --count, --duration) it prints
 }
 
 // options checks the flags and turns them into tracer options.
-func (f traceFlags) options() (tracer.Options, output.Format, error) {
-	format, err := output.ParseFormat(f.output, output.Table, output.JSON)
+func (f traceFlags) options() (tracer.Options, render.Format, error) {
+	format, err := render.ParseFormat(f.output, render.Table, render.JSON)
 	if err != nil {
 		return tracer.Options{}, "", badInput("%w", err)
 	}
@@ -117,11 +117,11 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 	case err = <-done:
 	case <-ctx.Done():
 		// A reader that stopped reading leaves a write blocked in the
-		// kernel, where no context reaches: give the stream a moment to
-		// finish, then stop without it.
+		// kernel, where no context reaches: give the stream its drain and
+		// a moment more to finish, then stop without it.
 		select {
 		case err = <-done:
-		case <-time.After(time.Second):
+		case <-time.After(traceDrain + time.Second):
 			fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d events, %d lost (output blocked: its reader stopped reading)\n", n.Load(), tr.Lost())
 			return nil
 		}
@@ -135,15 +135,19 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 
 var errEnough = errors.New("count reached")
 
+// traceDrain bounds how long trace prints on after it is told to stop: the
+// events the kernel wrote before then, unless they keep coming faster.
+const traceDrain = time.Second
+
 // stream writes events until ctx ends or --count is reached, and returns how
 // many it wrote. Output is buffered and flushed whenever the ring is drained,
 // so a quiet trace shows each line at once and a busy one writes in blocks.
-func stream(ctx context.Context, tr *tracer.Tracer, out io.Writer, format output.Format, f traceFlags, n *atomic.Uint64, reg *holders.Registry) error {
+func stream(ctx context.Context, tr *tracer.Tracer, out io.Writer, format render.Format, f traceFlags, n *atomic.Uint64, reg *holders.Registry) error {
 	w := bufio.NewWriterSize(out, 64<<10)
-	appendEvent := tracer.AppendTable
-	if format == output.JSON {
-		appendEvent = tracer.AppendJSON
-	} else if _, err := w.WriteString(tracer.TableHeader); err != nil {
+	appendEvent := render.AppendTrace
+	if format == render.JSON {
+		appendEvent = render.AppendTraceJSON
+	} else if _, err := w.WriteString(render.TraceHeader); err != nil {
 		return err
 	} else if err := w.Flush(); err != nil {
 		// The header at once: the terminal shows trace is running, and
@@ -169,7 +173,7 @@ func stream(ctx context.Context, tr *tracer.Tracer, out io.Writer, format output
 		Idle: w.Flush,
 		// what the kernel wrote before the end is printed too, unless
 		// the output is blocked (see runTrace)
-		DrainTimeout: time.Second,
+		DrainTimeout: traceDrain,
 	})
 	var err error
 	select {
@@ -185,28 +189,6 @@ func stream(ctx context.Context, tr *tracer.Tracer, out io.Writer, format output
 		err = ferr
 	}
 	return err
-}
-
-func isBrokenPipe(err error) bool {
-	return errors.Is(err, syscall.EPIPE)
-}
-
-// stderrLogger prints warnings as single lines without timestamps; with
-// --debug it also says which hooks were tried.
-func stderrLogger(w io.Writer, debug bool) *slog.Logger {
-	level := slog.LevelWarn
-	if debug {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{
-		Level: level,
-		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
-			if len(groups) == 0 && a.Key == slog.TimeKey {
-				return slog.Attr{}
-			}
-			return a
-		},
-	}))
 }
 
 // nameHolders puts the holders of a child's listener on its events until

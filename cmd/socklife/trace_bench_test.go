@@ -288,7 +288,7 @@ tracepoint:sock:inet_sock_set_state /%s/ {
 // every run with SOCKLIFE_BENCH_SINK=file), ready files and the sinks'
 // counts: tmpfs, not disk writes that would time the disk. A file, unlike
 // /dev/null, lets the benchmark count what was written and read bpftrace's
-// "Lost N events", which it prints into its output.
+// "Lost N events", which it prints into its render.
 func benchOutDir(tb testing.TB) string {
 	tb.Helper()
 	dir, err := os.MkdirTemp("/dev/shm", "socklife-bench-")

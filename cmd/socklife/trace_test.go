@@ -204,7 +204,7 @@ func TestTraceJSON(t *testing.T) {
 		t.Fatalf("stdout is not one JSON object: %v\n%s", err, r.stdout.String())
 	}
 	for key, want := range map[string]any{
-		"kind": "state", "old": "established", "new": "close_wait", "family": "inet",
+		"kind": "state", "old": "ESTABLISHED", "new": "CLOSE_WAIT", "family": "inet",
 		"local": "127.0.0.1:" + port, "owner_source": "task", "close": nil, "accept": nil,
 	} {
 		if ev[key] != want {

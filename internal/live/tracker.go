@@ -27,7 +27,7 @@ type Options struct {
 	// each socket that leaves the table. An error stops the Tracker.
 	OnClose func(*Conn) error
 	// OnDrained, if set, is called like OnClose whenever the reader has
-	// caught up with the ring: the moment to flush buffered output.
+	// caught up with the ring: the moment to flush buffered render.
 	OnDrained func() error
 	// AfterAttach, a test hook, runs after the programs attach and before
 	// the snapshot: what it does to sockets happens in the gap.

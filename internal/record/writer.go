@@ -1,3 +1,7 @@
+// Package record writes `socklife record`'s output (lines render.AppendRecord
+// makes): NDJSON in files created mode 0600 and rotated by size, where every
+// write() holds only whole lines (a killed writer never leaves half a
+// record, a full disk never keeps one).
 package record
 
 import (
@@ -127,7 +131,7 @@ func (w *Writer) Flush() error {
 }
 
 // write writes b, whole lines, and returns how many of its bytes are in
-// the output.
+// the render.
 func (w *Writer) write(b []byte) (int, error) {
 	if w.f != nil {
 		return w.writePages(b)

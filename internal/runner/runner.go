@@ -29,7 +29,7 @@ type Consumer struct {
 	// stops the Runner.
 	Event func(*tracer.Event) error
 	// Idle, if set, is called whenever the reader has caught up with the
-	// ring: the moment to flush buffered output.
+	// ring: the moment to flush buffered render.
 	Idle func() error
 	// DrainTimeout bounds how long Stop reads on; 0 is 5s, well over what
 	// a full 8 MiB ring takes.

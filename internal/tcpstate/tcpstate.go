@@ -81,11 +81,6 @@ func (s State) KernelName() string {
 	return fmt.Sprintf("STATE_%d", uint8(s))
 }
 
-// JSONName is the lower-case snake_case name used as a JSON value ("close_wait").
-func (s State) JSONName() string {
-	return strings.ToLower(s.KernelName())
-}
-
 // Mask is a set of states, bit 1<<state, the layout of inet_diag_req_v2.idiag_states.
 type Mask uint32
 

@@ -83,3 +83,23 @@ func sortProcesses(procs []closewait.Process, by SortKey) []closewait.Process {
 	})
 	return out
 }
+
+// SortKey orders the CLOSE_WAIT table.
+type SortKey int
+
+const (
+	ByCount SortKey = iota
+	ByGrowth
+	ByOldest
+)
+
+func (k SortKey) String() string {
+	return [...]string{"count", "growth", "oldest"}[k]
+}
+
+// Select is what a view of f shows: the CLOSE_WAIT holders sorted by by,
+// and both they and the listeners narrowed to filter (a pid, a command
+// name, or :port, as typed in top).
+func (f *Frame) Select(by SortKey, filter string) ([]closewait.Process, []Listener) {
+	return sortProcesses(filterProcesses(f.CloseWait.Processes, filter), by), filterListeners(f.Listeners, filter)
+}

@@ -1,4 +1,4 @@
-package topview
+package render
 
 import (
 	"bytes"
@@ -8,8 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/socklife/socklife/internal/topview"
+
 	"github.com/socklife/socklife/internal/closewait"
-	"github.com/socklife/socklife/internal/output"
 	"github.com/socklife/socklife/internal/tcpstate"
 )
 
@@ -21,26 +22,13 @@ var headerStates = []tcpstate.State{
 	tcpstate.CloseWait, tcpstate.TimeWait,
 }
 
-// SortKey orders the CLOSE_WAIT table.
-type SortKey int
-
-const (
-	ByCount SortKey = iota
-	ByGrowth
-	ByOldest
-)
-
-func (k SortKey) String() string {
-	return [...]string{"count", "growth", "oldest"}[k]
-}
-
 // View is how a frame is drawn: the sort order and a text filter (a pid,
 // a command name, or :port) typed by the user, and the screen it must fit.
 type View struct {
-	Sort   SortKey
+	Sort   topview.SortKey
 	Filter string
 	Rows   int // CLOSE_WAIT and listener rows at most; 0: all
-	// Height and Width are the lines and columns WriteText may fill (a
+	// Height and Width are the lines and columns WriteTop may fill (a
 	// terminal's, less what the caller adds); 0: no limit. The header and
 	// the CLOSE_WAIT section come first; the listeners get what is left,
 	// and a section cut short says how many rows it left out.
@@ -49,8 +37,8 @@ type View struct {
 	Paused bool
 }
 
-// WriteText draws f as plain text, the same on a terminal and in a pipe.
-func WriteText(w io.Writer, f *Frame, v View) error {
+// WriteTop draws f as plain text, the same on a terminal and in a pipe.
+func WriteTop(w io.Writer, f *topview.Frame, v View) error {
 	var head strings.Builder
 	fmt.Fprintf(&head, "socklife top  %s", f.At.Format("15:04:05"))
 	if v.Paused {
@@ -74,8 +62,8 @@ func WriteText(w io.Writer, f *Frame, v View) error {
 	head.WriteString("\n")
 	const note = "TIME-WAIT is normal: the closing side keeps each connection there for 60 s.\n"
 
-	procs := limit(sortProcesses(filterProcesses(f.CloseWait.Processes, v.Filter), v.Sort), v.Rows)
-	ls := limit(filterListeners(f.Listeners, v.Filter), v.Rows)
+	procs, ls := f.Select(v.Sort, v.Filter)
+	procs, ls = limit(procs, v.Rows), limit(ls, v.Rows)
 	lay := fit(v.Height, len(procs), len(ls))
 
 	var b bytes.Buffer
@@ -189,9 +177,9 @@ func WriteCloseWait(w io.Writer, procs []closewait.Process) error {
 		_, err := io.WriteString(w, "none\n")
 		return err
 	}
-	cols := []output.Column{{Title: "PID", Right: true}, {Title: "COMM"}, {Title: "COUNT", Right: true},
+	cols := []Column{{Title: "PID", Right: true}, {Title: "COMM"}, {Title: "COUNT", Right: true},
 		{Title: "GROWTH/MIN", Right: true}, {Title: "OLDEST", Right: true}, {Title: "PORTS"}, {Title: "PEERS"}}
-	return output.WriteTable(w, cols, len(procs), func(i int, buf []byte, ends []int) ([]byte, []int) {
+	return WriteTable(w, cols, len(procs), func(i int, buf []byte, ends []int) ([]byte, []int) {
 		p := &procs[i]
 		cell := func() { ends = append(ends, len(buf)) }
 		if p.PID == 0 {
@@ -236,14 +224,14 @@ func WriteCloseWait(w io.Writer, procs []closewait.Process) error {
 	})
 }
 
-func writeListeners(w io.Writer, ls []Listener) error {
+func writeListeners(w io.Writer, ls []topview.Listener) error {
 	if len(ls) == 0 {
 		_, err := io.WriteString(w, "none\n")
 		return err
 	}
-	cols := []output.Column{{Title: "LOCAL"}, {Title: "PID", Right: true}, {Title: "COMM"},
+	cols := []Column{{Title: "LOCAL"}, {Title: "PID", Right: true}, {Title: "COMM"},
 		{Title: "QUEUE/BACKLOG", Right: true}, {Title: "ACCEPTS/S", Right: true}}
-	return output.WriteTable(w, cols, len(ls), func(i int, buf []byte, ends []int) ([]byte, []int) {
+	return WriteTable(w, cols, len(ls), func(i int, buf []byte, ends []int) ([]byte, []int) {
 		l := &ls[i]
 		buf = l.Local.AppendTo(buf)
 		ends = append(ends, len(buf))

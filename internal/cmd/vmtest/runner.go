@@ -113,7 +113,7 @@ func (r *runner) runKernel(ctx context.Context, k Kernel) KernelResult {
 	var initrd, vmlinuz string
 	if err == nil {
 		if pkg != k.Package {
-			logf("%s: WARNING: %s is gone from the archive; testing %s, the newest of its series (bump internal/vmtest/kernels.txt)",
+			logf("%s: WARNING: %s is gone from the archive; testing %s, the newest of its series (bump internal/cmd/vmtest/kernels.txt)",
 				k.Name, k.Package, pkg)
 			kr.Package = pkg
 		}

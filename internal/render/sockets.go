@@ -1,18 +1,18 @@
-// Package sockfmt renders snapshot sockets the way ss(8) users read them: the
+package render
+
+// sockets.go: snapshot sockets the way ss(8) users read them: the
 // same columns, address notation and users:(...) process column, and as
 // JSON with snake_case keys.
 //
 //	Netid  State   Recv-Q  Send-Q  Local Address:Port  Peer Address:Port  Process
 //	tcp    LISTEN       0    4096  0.0.0.0:22          0.0.0.0:*          users:(("sshd",pid=612,fd=3))
 //	tcp    ESTAB        0       0  10.0.2.15:22        10.0.2.2:50512     users:(("sshd",pid=9120,fd=4))
-package sockfmt
 
 import (
 	"io"
 	"net/netip"
 	"strconv"
 
-	"github.com/socklife/socklife/internal/output"
 	"github.com/socklife/socklife/snapshot"
 	"golang.org/x/sys/unix"
 )
@@ -25,24 +25,24 @@ type TableOptions struct {
 }
 
 // WriteTable writes socks as an aligned table.
-func WriteTable(w io.Writer, socks []snapshot.Socket, opts TableOptions, names *Interfaces) error {
-	cols := []output.Column{
+func WriteSockets(w io.Writer, socks []snapshot.Socket, opts TableOptions, names *Interfaces) error {
+	cols := []Column{
 		{Title: "Netid"}, {Title: "State"},
 		{Title: "Recv-Q", Right: true}, {Title: "Send-Q", Right: true},
 		{Title: "Local Address:Port"}, {Title: "Peer Address:Port"},
 	}
 	if opts.Netns {
-		cols = append(cols, output.Column{Title: "Netns", Right: true})
+		cols = append(cols, Column{Title: "Netns", Right: true})
 	}
 	if opts.Info {
 		cols = append(cols,
-			output.Column{Title: "RTT(ms)", Right: true}, output.Column{Title: "Retrans", Right: true},
-			output.Column{Title: "Acked", Right: true}, output.Column{Title: "Rcvd", Right: true})
+			Column{Title: "RTT(ms)", Right: true}, Column{Title: "Retrans", Right: true},
+			Column{Title: "Acked", Right: true}, Column{Title: "Rcvd", Right: true})
 	}
 	if opts.Processes {
-		cols = append(cols, output.Column{Title: "Process"})
+		cols = append(cols, Column{Title: "Process"})
 	}
-	return output.WriteTable(w, cols, len(socks), func(i int, buf []byte, ends []int) ([]byte, []int) {
+	return WriteTable(w, cols, len(socks), func(i int, buf []byte, ends []int) ([]byte, []int) {
 		s := &socks[i]
 		cell := func() { ends = append(ends, len(buf)) }
 		buf = append(buf, Netid(s)...)

@@ -53,7 +53,7 @@ func TestFetchDebPinGone(t *testing.T) {
 	}{
 		{"pin there", []string{pin, newer}, false, pin, ""},
 		{"pin gone", []string{"linux-image-6.1.0-55-amd64", newer, "linux-image-6.12.117+deb12-amd64"}, false, "",
-			"downloading " + pin + " (newest of that series: " + newer + "; bump it in internal/vmtest/kernels.txt)"},
+			"downloading " + pin + " (newest of that series: " + newer + "; bump it in internal/cmd/vmtest/kernels.txt)"},
 		{"pin gone, newest instead", []string{newer}, true, newer, ""},
 		{"series gone", []string{"linux-image-6.12.117+deb12-amd64"}, true, "", "downloading " + pin + ": "},
 	} {

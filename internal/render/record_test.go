@@ -1,4 +1,4 @@
-package record
+package render
 
 import (
 	"encoding/json"
@@ -70,7 +70,7 @@ func TestAppendJSONClosed(t *testing.T) {
 		ClosedBy: live.ClosedByRemote, Closed: true, ClosedAt: at(1.204), HasStats: true,
 		Stats: live.CloseStats{BytesSent: 74, BytesReceived: 3021, Retransmits: 2, SRTT: 41 * time.Microsecond},
 	}
-	line := AppendJSON(nil, c)
+	line := AppendRecord(nil, c)
 	if keys := keysInOrder(t, line); !slices.Equal(keys, wantKeys) {
 		t.Errorf("keys %v\nwant %v", keys, wantKeys)
 	}
@@ -103,7 +103,7 @@ func TestAppendJSONUnknowns(t *testing.T) {
 		ID: 9, Family: unix.AF_INET6, Local: netip.MustParseAddrPort("[::1]:5000"), Remote: netip.MustParseAddrPort("[::1]:80"),
 		Role: live.RoleClient, History: []live.Step{{State: tcpstate.Established}, {State: tcpstate.FinWait1, EnteredAt: at(3)}},
 	}
-	line := AppendJSON(nil, c)
+	line := AppendRecord(nil, c)
 	m := decode(t, line)
 	for _, k := range []string{"listener", "pid", "comm", "cgroup_id", "opened_at", "established_at", "closed_at", "duration_ms",
 		"closed_by", "bytes_sent", "bytes_received", "retransmits", "srtt_us", "accept_wait_ms"} {
@@ -125,7 +125,7 @@ func TestAppendJSONUnknowns(t *testing.T) {
 
 func TestAppendJSONInvalidUTF8(t *testing.T) {
 	c := &live.Conn{OwnerKnown: true, Comm: "a\xffb\\"}
-	if m := decode(t, AppendJSON(nil, c)); m["comm"] != "a\ufffdb\\" {
+	if m := decode(t, AppendRecord(nil, c)); m["comm"] != "a\ufffdb\\" {
 		t.Errorf("comm %q", m["comm"])
 	}
 }

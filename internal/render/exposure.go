@@ -1,11 +1,10 @@
-package sockfmt
+package render
 
 import (
 	"fmt"
 	"io"
 	"strconv"
 
-	"github.com/socklife/socklife/internal/output"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
 )
@@ -23,7 +22,7 @@ type ExposureJSON struct {
 
 // ExposureToJSON converts one exposure.
 func ExposureToJSON(e *snapshot.Exposure, withProcesses bool, names *Interfaces) ExposureJSON {
-	s := ToJSON(e.Socket, withProcesses, names)
+	s := SocketToJSON(e.Socket, withProcesses, names)
 	iface := e.Interface
 	if iface == "" {
 		iface = s.Interface
@@ -36,14 +35,14 @@ func ExposureToJSON(e *snapshot.Exposure, withProcesses bool, names *Interfaces)
 
 // WriteExposedTable writes one line per exposed socket.
 func WriteExposedTable(w io.Writer, exp []snapshot.Exposure, opts TableOptions, names *Interfaces) error {
-	cols := []output.Column{{Title: "Netid"}, {Title: "Local Address:Port"}, {Title: "Scope"}, {Title: "Interface"}}
+	cols := []Column{{Title: "Netid"}, {Title: "Local Address:Port"}, {Title: "Scope"}, {Title: "Interface"}}
 	if opts.Netns {
-		cols = append(cols, output.Column{Title: "Netns", Right: true})
+		cols = append(cols, Column{Title: "Netns", Right: true})
 	}
 	if opts.Processes {
-		cols = append(cols, output.Column{Title: "Process"})
+		cols = append(cols, Column{Title: "Process"})
 	}
-	return output.WriteTable(w, cols, len(exp), func(i int, buf []byte, ends []int) ([]byte, []int) {
+	return WriteTable(w, cols, len(exp), func(i int, buf []byte, ends []int) ([]byte, []int) {
 		e := &exp[i]
 		s := e.Socket
 		cell := func() { ends = append(ends, len(buf)) }
@@ -80,7 +79,7 @@ func WriteExposedTable(w io.Writer, exp []snapshot.Exposure, opts TableOptions, 
 type SummaryJSON struct {
 	Total     int                     `json:"total"`
 	Protocols map[string]ProtocolJSON `json:"protocols"`
-	CloseWait []CloseWaitJSON         `json:"close_wait_top"`
+	CloseWait []SummaryCloseWaitJSON  `json:"close_wait_top"`
 }
 
 // ProtocolJSON counts one protocol's sockets by state (kernel state names).
@@ -89,8 +88,8 @@ type ProtocolJSON struct {
 	States map[string]int `json:"states"`
 }
 
-// CloseWaitJSON is one process's CLOSE-WAIT count; pid 0 is "owner unknown".
-type CloseWaitJSON struct {
+// SummaryCloseWaitJSON is one process's CLOSE-WAIT count; pid 0 is "owner unknown".
+type SummaryCloseWaitJSON struct {
 	PID   int32  `json:"pid"`
 	Comm  string `json:"comm"`
 	Count int    `json:"count"`
@@ -98,7 +97,7 @@ type CloseWaitJSON struct {
 
 // SummaryToJSON converts a summary.
 func SummaryToJSON(sum *snapshot.Summary) SummaryJSON {
-	j := SummaryJSON{Total: sum.Total, Protocols: map[string]ProtocolJSON{}, CloseWait: []CloseWaitJSON{}}
+	j := SummaryJSON{Total: sum.Total, Protocols: map[string]ProtocolJSON{}, CloseWait: []SummaryCloseWaitJSON{}}
 	for _, pc := range sum.Protocols {
 		pj := ProtocolJSON{Total: pc.Total, States: map[string]int{}}
 		for st, n := range pc.States {
@@ -109,7 +108,7 @@ func SummaryToJSON(sum *snapshot.Summary) SummaryJSON {
 		j.Protocols[pc.Protocol.String()] = pj
 	}
 	for _, c := range sum.CloseWait {
-		j.CloseWait = append(j.CloseWait, CloseWaitJSON(c))
+		j.CloseWait = append(j.CloseWait, SummaryCloseWaitJSON(c))
 	}
 	return j
 }
@@ -129,8 +128,8 @@ func WriteSummaryTable(w io.Writer, sum *snapshot.Summary) error {
 	if _, err := fmt.Fprintf(w, "Total: %d sockets\n\n", sum.Total); err != nil {
 		return err
 	}
-	cols := []output.Column{{Title: "Proto"}, {Title: "State"}, {Title: "Count", Right: true}}
-	err := output.WriteTable(w, cols, len(rows), func(i int, buf []byte, ends []int) ([]byte, []int) {
+	cols := []Column{{Title: "Proto"}, {Title: "State"}, {Title: "Count", Right: true}}
+	err := WriteTable(w, cols, len(rows), func(i int, buf []byte, ends []int) ([]byte, []int) {
 		for _, c := range []string{rows[i].proto, rows[i].state, rows[i].count} {
 			buf = append(buf, c...)
 			ends = append(ends, len(buf))
@@ -147,8 +146,8 @@ func WriteSummaryTable(w io.Writer, sum *snapshot.Summary) error {
 		_, err := io.WriteString(w, "none\n")
 		return err
 	}
-	cols = []output.Column{{Title: "PID", Right: true}, {Title: "Command"}, {Title: "CLOSE-WAIT", Right: true}}
-	return output.WriteTable(w, cols, len(sum.CloseWait), func(i int, buf []byte, ends []int) ([]byte, []int) {
+	cols = []Column{{Title: "PID", Right: true}, {Title: "Command"}, {Title: "CLOSE-WAIT", Right: true}}
+	return WriteTable(w, cols, len(sum.CloseWait), func(i int, buf []byte, ends []int) ([]byte, []int) {
 		c := sum.CloseWait[i]
 		if c.PID == 0 {
 			buf = append(buf, '-')

@@ -1,7 +1,9 @@
-package topview
+package render
 
 import (
 	"time"
+
+	"github.com/socklife/socklife/internal/topview"
 
 	"github.com/socklife/socklife/internal/closewait"
 	"github.com/socklife/socklife/tracer"
@@ -23,12 +25,12 @@ type FrameJSON struct {
 
 // CloseWaitJSON is the CLOSE_WAIT picture.
 type CloseWaitJSON struct {
-	Total     int           `json:"total"`
-	Processes []ProcessJSON `json:"processes"`
+	Total     int                    `json:"total"`
+	Processes []CloseWaitProcessJSON `json:"processes"`
 }
 
-// ProcessJSON is one process's CLOSE_WAIT sockets; pid 0 is "owner unknown".
-type ProcessJSON struct {
+// CloseWaitProcessJSON is one process's CLOSE_WAIT sockets; pid 0 is "owner unknown".
+type CloseWaitProcessJSON struct {
 	PID   uint32 `json:"pid"`
 	Comm  string `json:"comm"`
 	Count int    `json:"count"`
@@ -83,12 +85,13 @@ func HoldersJSON(hs []tracer.Holder) []HolderJSON {
 }
 
 // ToJSON converts a frame; v's filter applies as on screen.
-func ToJSON(f *Frame, v View) FrameJSON {
+func FrameToJSON(f *topview.Frame, v View) FrameJSON {
+	procs, ls := f.Select(v.Sort, v.Filter)
 	j := FrameJSON{
 		Time: f.At, IntervalMs: f.Interval.Milliseconds(),
 		States: map[string]int{}, Delta: map[string]int{},
 		EventsPerSec: f.EventsPerSec, Lost: f.Lost, Resyncs: f.Resyncs, Hooks: f.Hooks,
-		CloseWait: CloseWaitJSON{Total: f.CloseWait.Total, Processes: ProcessesJSON(sortProcesses(filterProcesses(f.CloseWait.Processes, v.Filter), v.Sort))},
+		CloseWait: CloseWaitJSON{Total: f.CloseWait.Total, Processes: ProcessesJSON(procs)},
 		Listeners: []ListenerJSON{},
 	}
 	if j.Hooks == nil {
@@ -98,7 +101,7 @@ func ToJSON(f *Frame, v View) FrameJSON {
 		j.States[st.KernelName()] = f.States[st]
 		j.Delta[st.KernelName()] = f.Delta[st]
 	}
-	for _, l := range filterListeners(f.Listeners, v.Filter) {
+	for _, l := range ls {
 		j.Listeners = append(j.Listeners, ListenerJSON{Netns: l.Netns, Local: l.Local.String(), PID: l.PID, Comm: l.Comm,
 			Holders: HoldersJSON(l.Holders), QueueLen: l.QueueLen, Backlog: l.Backlog, AcceptsPerSec: l.AcceptsPerSec})
 	}
@@ -106,10 +109,10 @@ func ToJSON(f *Frame, v View) FrameJSON {
 }
 
 // ProcessesJSON converts CLOSE_WAIT processes, as top and closewait print them.
-func ProcessesJSON(procs []closewait.Process) []ProcessJSON {
-	out := []ProcessJSON{}
+func ProcessesJSON(procs []closewait.Process) []CloseWaitProcessJSON {
+	out := []CloseWaitProcessJSON{}
 	for _, p := range procs {
-		pj := ProcessJSON{PID: p.PID, Comm: p.Comm, Count: p.Count,
+		pj := CloseWaitProcessJSON{PID: p.PID, Comm: p.Comm, Count: p.Count,
 			OldestMs: p.Oldest.Milliseconds(), OldestIsLowerBound: p.OldestAtLeast, Ports: []PortJSON{}, Peers: []PeerJSON{}}
 		if p.GrowthKnown {
 			pj.GrowthPerMin = &p.GrowthPerMin

@@ -1,7 +1,7 @@
-// Package record writes `socklife record`'s output: one NDJSON object per
-// connection, in files created mode 0600 and rotated by size, where every
-// write() holds only whole lines (a killed writer never leaves half a
-// record, a full disk never keeps one). A line:
+package render
+
+// record.go: `socklife record`'s lines, one NDJSON object a connection
+// (record.Writer writes them to files). A line:
 //
 //	{"id":3,"netns":4026531840,"family":"inet","local":"127.0.0.1:41872","remote":"127.0.0.1:8080",
 //	 "role":"client","listener":null,"pid":2101,"comm":"curl","cgroup_id":8123,
@@ -11,31 +11,24 @@
 //	 "accept_wait_ms":null,"seen_from_start":true}
 //
 // (shown folded; each record is one line). The schema is docs/record.schema.json.
-package record
 
 import (
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/socklife/socklife/internal/live"
-	"github.com/socklife/socklife/tracer"
 )
 
-// timeLayout is RFC 3339 with all nine fraction digits, so that records
-// sort as strings and every time has nanoseconds.
-const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
-
-// AppendJSON appends c as one NDJSON record. Unknown values are null, never
+// AppendRecord appends c as one NDJSON record. Unknown values are null, never
 // 0. A connection still open (c.Closed false) gets "open":true and no
 // close fields.
-func AppendJSON(b []byte, c *live.Conn) []byte {
+func AppendRecord(b []byte, c *live.Conn) []byte {
 	b = append(b, `{"id":`...)
 	b = strconv.AppendUint(b, c.ID, 10)
 	b = append(b, `,"netns":`...)
 	b = strconv.AppendUint(b, uint64(c.Netns), 10)
 	b = append(b, `,"family":"`...)
-	b = append(b, tracer.FamilyName(c.Family)...)
+	b = append(b, FamilyName(c.Family)...)
 	b = append(b, `","local":"`...)
 	b = c.Local.AppendTo(b)
 	b = append(b, `","remote":"`...)
@@ -51,7 +44,7 @@ func AppendJSON(b []byte, c *live.Conn) []byte {
 		b = append(b, `{"state":"`...)
 		b = append(b, s.State.KernelName()...)
 		b = append(b, `","entered_at":`...)
-		b = appendTime(b, s.EnteredAt)
+		b = appendTimeOrNull(b, s.EnteredAt)
 		end := c.ClosedAt
 		if i+1 < len(c.History) {
 			end = c.History[i+1].EnteredAt
@@ -61,11 +54,11 @@ func AppendJSON(b []byte, c *live.Conn) []byte {
 		b = append(b, '}')
 	}
 	b = append(b, `],"opened_at":`...)
-	b = appendTime(b, c.OpenedAt)
+	b = appendTimeOrNull(b, c.OpenedAt)
 	b = append(b, `,"established_at":`...)
-	b = appendTime(b, c.EstablishedAt)
+	b = appendTimeOrNull(b, c.EstablishedAt)
 	b = append(b, `,"closed_at":`...)
-	b = appendTime(b, c.ClosedAt)
+	b = appendTimeOrNull(b, c.ClosedAt)
 	b = append(b, `,"duration_ms":`...)
 	b = appendSpan(b, c.OpenedAt, c.ClosedAt)
 	b = append(b, `,"closed_by":`...)
@@ -112,7 +105,7 @@ func appendOwner(b []byte, c *live.Conn) []byte {
 	b = append(b, `,"pid":`...)
 	b = strconv.AppendUint(b, uint64(c.PID), 10)
 	b = append(b, `,"comm":`...)
-	b = appendString(b, c.Comm)
+	b = appendJSONString(b, c.Comm)
 	b = append(b, `,"cgroup_id":`...)
 	if c.CgroupID == 0 {
 		return append(b, "null"...)
@@ -134,13 +127,12 @@ func appendStats(b []byte, c *live.Conn) []byte {
 	return strconv.AppendInt(b, c.Stats.SRTT.Microseconds(), 10)
 }
 
-func appendTime(b []byte, t time.Time) []byte {
+// appendTimeOrNull appends t, or null for a time not known.
+func appendTimeOrNull(b []byte, t time.Time) []byte {
 	if t.IsZero() {
 		return append(b, "null"...)
 	}
-	b = append(b, '"')
-	b = t.UTC().AppendFormat(b, timeLayout)
-	return append(b, '"')
+	return appendTime(b, t)
 }
 
 // appendSpan appends the milliseconds from start to end, null if either is unknown.
@@ -154,24 +146,4 @@ func appendSpan(b []byte, start, end time.Time) []byte {
 // appendMS appends d in milliseconds with microsecond precision.
 func appendMS(b []byte, d time.Duration) []byte {
 	return strconv.AppendFloat(b, float64(d.Microseconds())/1000, 'f', -1, 64)
-}
-
-// appendString quotes s for JSON: a command name is whatever a process set
-// with prctl, control bytes and invalid UTF-8 included.
-func appendString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for _, r := range s {
-		switch {
-		case r == '"' || r == '\\':
-			b = append(b, '\\', byte(r))
-		case r < 0x20:
-			b = append(b, `\u00`...)
-			b = append(b, hex[r>>4], hex[r&0xf])
-		default:
-			// An invalid byte decodes as RuneError and is written as U+FFFD.
-			b = utf8.AppendRune(b, r)
-		}
-	}
-	return append(b, '"')
 }

@@ -1,4 +1,4 @@
-package sockfmt
+package render
 
 import (
 	"net"

@@ -1,10 +1,9 @@
-package sockfmt
+package render
 
 import (
 	"net/netip"
 
 	"github.com/socklife/socklife/snapshot"
-	"golang.org/x/sys/unix"
 )
 
 // SocketJSON is one socket in -o json / ndjson. The keys are part of the
@@ -91,10 +90,10 @@ var timerNames = map[snapshot.TimerKind]string{
 }
 
 // ToJSON converts s. withProcesses says whether owners were looked up.
-func ToJSON(s *snapshot.Socket, withProcesses bool, names *Interfaces) SocketJSON {
+func SocketToJSON(s *snapshot.Socket, withProcesses bool, names *Interfaces) SocketJSON {
 	j := SocketJSON{
 		Netid:  Netid(s),
-		Family: familyName(s.Family),
+		Family: FamilyName(s.Family),
 		State:  s.State.KernelName(),
 		Netns:  s.Netns,
 		RecvQ:  s.RecvQ,
@@ -137,18 +136,6 @@ func ToJSON(s *snapshot.Socket, withProcesses bool, names *Interfaces) SocketJSO
 		j.Processes = &procs
 	}
 	return j
-}
-
-func familyName(f uint8) string {
-	switch f {
-	case unix.AF_INET:
-		return "inet"
-	case unix.AF_INET6:
-		return "inet6"
-	case unix.AF_UNIX:
-		return "unix"
-	}
-	return "unknown"
 }
 
 func addrPortString(ap netip.AddrPort) string {

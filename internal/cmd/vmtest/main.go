@@ -1,8 +1,8 @@
 // Command vmtest runs socklife's privileged tests inside Debian kernels
 // booted under QEMU: the kernel matrix of kernels.txt (5.10, 6.1, 6.12).
 //
-//	go run ./internal/vmtest                 # every kernel
-//	go run ./internal/vmtest -kernel 6.1     # one kernel
+//	go run ./internal/cmd/vmtest                 # every kernel
+//	go run ./internal/cmd/vmtest -kernel 6.1     # one kernel
 //
 // For each kernel it fetches the pinned package with apt-get (from a private
 // apt state, cached), builds a busybox initramfs holding the static test
@@ -77,7 +77,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.kernels, "kernel", "", "comma-separated kernels of kernels.txt to run (default all)")
 	fs.StringVar(&o.accel, "accel", "auto", "auto (KVM if it boots, else TCG), kvm or tcg")
 	fs.StringVar(&o.out, "out", "", "directory for logs and results.json (default <cache>/out)")
-	fs.StringVar(&o.pkgs, "pkgs", "./... ./internal/vmtest/testdata/vmenv", "space-separated packages whose tests run in the VMs")
+	fs.StringVar(&o.pkgs, "pkgs", "./... ./internal/cmd/vmtest/testdata/vmenv", "space-separated packages whose tests run in the VMs")
 	fs.StringVar(&o.run, "run", "", "only run tests matching this regexp (-test.run)")
 	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "limit for one VM, boot to power-off")
 	fs.DurationVar(&o.testTimeout, "test-timeout", 5*time.Minute, "limit for one test binary (-test.timeout)")

@@ -1,15 +1,14 @@
-package tracer
+package render
 
 import (
 	"strconv"
 	"time"
-	"unicode/utf8"
 
-	"github.com/socklife/socklife/internal/tcpstate"
+	"github.com/socklife/socklife/tracer"
 )
 
-// TableHeader is the header line of AppendTable's rows.
-var TableHeader = string(tableHeader())
+// TraceHeader is the header line of AppendTrace's rows.
+var TraceHeader = string(tableHeader())
 
 func tableHeader() []byte {
 	var b []byte
@@ -24,14 +23,14 @@ func tableHeader() []byte {
 	return append(b, "MS\n"...)
 }
 
-// AppendTable appends ev as one line of `socklife trace`: the owner (or "-"
+// AppendTrace appends ev as one line of `socklife trace`: the owner (or "-"
 // when the tracer does not know it), the tuple, the transition and the
 // milliseconds spent in the old state ("-" when unknown, never 0). An accept
 // shows ACCEPT as its old state and the wait in the accept queue as MS.
-func AppendTable(b []byte, ev *Event) []byte {
+func AppendTrace(b []byte, ev *tracer.Event) []byte {
 	b = ev.Time.AppendFormat(b, "15:04:05.000000")
 	b = append(b, ' ')
-	if ev.OwnerSource != OwnerUnknown {
+	if ev.OwnerSource != tracer.OwnerUnknown {
 		start := len(b)
 		b = strconv.AppendUint(b, uint64(ev.Owner.PID), 10)
 		if len(ev.Holders) > 1 {
@@ -49,7 +48,7 @@ func AppendTable(b []byte, ev *Event) []byte {
 	b = pad(strconv.AppendUint(b, uint64(ev.Netns), 10), len(b), 10)
 	b = pad(ev.Local.AppendTo(b), len(b), 21)
 	b = pad(ev.Remote.AppendTo(b), len(b), 21)
-	if ev.Kind == Accept {
+	if ev.Kind == tracer.Accept {
 		b = pad(append(b, "ACCEPT"...), len(b), 11)
 	} else {
 		b = pad(append(b, ev.Old.KernelName()...), len(b), 11)
@@ -74,14 +73,14 @@ func pad(b []byte, start, width int) []byte {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// AppendJSON appends ev as one JSON object and a newline (NDJSON), with
+// AppendTraceJSON appends ev as one JSON object and a newline (NDJSON), with
 // snake_case keys. Unknown values are null: owner when the tracer does not
 // know it, in_state_ms when it did not see the socket enter its old state;
 // close and accept are null unless the event carries them.
-func AppendJSON(b []byte, ev *Event) []byte {
-	b = append(b, `{"time":"`...)
-	b = ev.Time.UTC().AppendFormat(b, time.RFC3339Nano)
-	b = append(b, `","kind":"`...)
+func AppendTraceJSON(b []byte, ev *tracer.Event) []byte {
+	b = append(b, `{"time":`...)
+	b = appendTime(b, ev.Time)
+	b = append(b, `,"kind":"`...)
 	b = append(b, ev.Kind.String()...)
 	b = append(b, `","hook":"`...)
 	b = append(b, ev.Hook.String()...)
@@ -96,11 +95,11 @@ func AppendJSON(b []byte, ev *Event) []byte {
 	b = append(b, `","remote":"`...)
 	b = ev.Remote.AppendTo(b)
 	b = append(b, `","old":"`...)
-	b = append(b, stateJSON[ev.Old]...)
+	b = append(b, stateNames[ev.Old]...)
 	b = append(b, `","new":"`...)
-	b = append(b, stateJSON[ev.New]...)
+	b = append(b, stateNames[ev.New]...)
 	b = append(b, `","owner":`...)
-	if ev.OwnerSource != OwnerUnknown {
+	if ev.OwnerSource != tracer.OwnerUnknown {
 		b = appendTask(b, ev.Owner)
 	} else {
 		b = append(b, "null"...)
@@ -122,7 +121,7 @@ func AppendJSON(b []byte, ev *Event) []byte {
 		b = append(b, "null"...)
 	}
 	b = append(b, `,"accept":`...)
-	if ev.Kind == Accept {
+	if ev.Kind == tracer.Accept {
 		b = appendAccept(b, ev.Local.Port(), ev.Queue)
 	} else {
 		b = append(b, "null"...)
@@ -142,7 +141,7 @@ func AppendJSON(b []byte, ev *Event) []byte {
 	return append(b, "}\n"...)
 }
 
-func appendTask(b []byte, t Task) []byte {
+func appendTask(b []byte, t tracer.Task) []byte {
 	b = append(b, `{"pid":`...)
 	b = strconv.AppendUint(b, uint64(t.PID), 10)
 	b = append(b, `,"comm":`...)
@@ -152,7 +151,7 @@ func appendTask(b []byte, t Task) []byte {
 	return append(b, '}')
 }
 
-func appendHolders(b []byte, hs []Holder) []byte {
+func appendHolders(b []byte, hs []tracer.Holder) []byte {
 	b = append(b, '[')
 	for i, h := range hs {
 		if i > 0 {
@@ -169,7 +168,7 @@ func appendHolders(b []byte, hs []Holder) []byte {
 	return append(b, ']')
 }
 
-func appendAccept(b []byte, port uint16, a QueueInfo) []byte {
+func appendAccept(b []byte, port uint16, a tracer.QueueInfo) []byte {
 	b = append(b, `{"listener_port":`...)
 	b = strconv.AppendUint(b, uint64(port), 10)
 	if !a.Known {
@@ -184,7 +183,7 @@ func appendAccept(b []byte, port uint16, a QueueInfo) []byte {
 	return append(b, '}')
 }
 
-func appendClose(b []byte, c CloseStats) []byte {
+func appendClose(b []byte, c tracer.CloseStats) []byte {
 	b = append(b, `{"bytes_acked":`...)
 	b = strconv.AppendUint(b, c.BytesAcked, 10)
 	b = append(b, `,"bytes_received":`...)
@@ -194,43 +193,4 @@ func appendClose(b []byte, c CloseStats) []byte {
 	b = append(b, `,"srtt_us":`...)
 	b = strconv.AppendInt(b, c.SRTT.Microseconds(), 10)
 	return append(b, '}')
-}
-
-// stateJSON holds every state's JSON name: JSONName builds a new string
-// per call, which the per-event path cannot afford.
-var stateJSON = func() (names [256]string) {
-	for i := range names {
-		names[i] = tcpstate.State(i).JSONName()
-	}
-	return names
-}()
-
-// appendJSONString quotes s for JSON. Command names are whatever a process
-// set with prctl: control bytes and invalid UTF-8 included.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c < 0x20:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				b = append(b, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, `\ufffd`...)
-		} else {
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(b, '"')
 }

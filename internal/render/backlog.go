@@ -1,4 +1,4 @@
-package main
+package render
 
 import (
 	"encoding/json"
@@ -9,58 +9,37 @@ import (
 	"time"
 
 	"github.com/socklife/socklife/internal/backlog"
-	"github.com/socklife/socklife/internal/output"
 )
 
-// backlogPrinter writes each interval's report and keeps the counts --for
-// decides its exit status by.
-type backlogPrinter struct {
-	out     io.Writer
-	json    bool
-	clear   bool // redraw in place: a terminal
-	stalled int  // stall begin events so far
-	dropped uint64
-	// synFlood sums the namespaces' growth over the intervals that had a
-	// SYN flood, by namespace
-	synFlood map[uint32]backlog.Netstat
+// Backlog writes `socklife backlog`'s reports, one per interval: a table
+// (redrawn in place on a terminal) or one JSON object a line.
+type Backlog struct {
+	Out   io.Writer
+	JSON  bool
+	Clear bool // redraw in place: a terminal
 }
 
-func (p *backlogPrinter) print(r *backlog.Report) error {
-	for _, s := range r.Stalls {
-		if s.Begin {
-			p.stalled++
-		}
-	}
-	for _, l := range r.Listeners {
-		p.dropped += l.Drops
-	}
-	for _, ns := range r.Netns {
-		if ns.SynFlood {
-			if p.synFlood == nil {
-				p.synFlood = map[uint32]backlog.Netstat{}
-			}
-			p.synFlood[ns.Netns] = p.synFlood[ns.Netns].Add(ns.Interval)
-		}
-	}
-	if p.json {
+// Write writes one interval's report.
+func (p *Backlog) Write(r *backlog.Report) error {
+	if p.JSON {
 		b, err := json.Marshal(jsonReport(r))
 		if err != nil {
 			return err
 		}
-		_, err = p.out.Write(append(b, '\n'))
+		_, err = p.Out.Write(append(b, '\n'))
 		return err
 	}
 	return p.table(r)
 }
 
-// synFloodLine says what a SYN flood did in one namespace: SYNs that found
+// SynFloodLine says what a SYN flood did in one namespace: SYNs that found
 // a listener's SYN queue full, answered with cookies or dropped.
-func synFloodLine(netns uint32, n backlog.Netstat) string {
+func SynFloodLine(netns uint32, n backlog.Netstat) string {
 	return fmt.Sprintf("SYN flood in netns %d: %d SYNs found a full SYN queue (%d answered with cookies, %d dropped); SyncookiesSent +%d SyncookiesRecv +%d SyncookiesFailed +%d",
 		netns, n.ReqQFullDoCookies+n.ReqQFullDrop, n.ReqQFullDoCookies, n.ReqQFullDrop, n.SyncookiesSent, n.SyncookiesRecv, n.SyncookiesFailed)
 }
 
-var backlogColumns = []output.Column{
+var backlogColumns = []Column{
 	{Title: "LISTEN"}, {Title: "NETNS"}, {Title: "PID"}, {Title: "COMM"},
 	{Title: "QUEUE", Right: true}, {Title: "PEAK", Right: true}, {Title: "BACKLOG", Right: true},
 	{Title: "FULL%", Right: true}, {Title: "SYNQ", Right: true}, {Title: "ACCEPTS", Right: true},
@@ -69,9 +48,9 @@ var backlogColumns = []output.Column{
 	{Title: "STALLED"},
 }
 
-func (p *backlogPrinter) table(r *backlog.Report) error {
+func (p *Backlog) table(r *backlog.Report) error {
 	var b []byte
-	if p.clear {
+	if p.Clear {
 		b = append(b, "\x1b[H\x1b[2J"...)
 	}
 	b = r.End.AppendFormat(b, "15:04:05")
@@ -91,18 +70,18 @@ func (p *backlogPrinter) table(r *backlog.Report) error {
 		if ns.SynFlood {
 			b = r.End.AppendFormat(b, "15:04:05.000")
 			b = append(b, ' ')
-			b = append(b, synFloodLine(ns.Netns, ns.Interval)...)
+			b = append(b, SynFloodLine(ns.Netns, ns.Interval)...)
 			b = append(b, '\n')
 		}
 	}
 	for _, s := range r.Stalls {
 		b = appendStall(b, s)
 	}
-	if _, err := p.out.Write(b); err != nil {
+	if _, err := p.Out.Write(b); err != nil {
 		return err
 	}
 	ls := r.Listeners
-	err := output.WriteTable(p.out, backlogColumns, len(ls), func(i int, buf []byte, ends []int) ([]byte, []int) {
+	err := WriteTable(p.Out, backlogColumns, len(ls), func(i int, buf []byte, ends []int) ([]byte, []int) {
 		l := &ls[i]
 		cell := func(s []byte) { buf = s; ends = append(ends, len(buf)) }
 		cell(l.Local.AppendTo(buf))
@@ -150,7 +129,7 @@ func (p *backlogPrinter) table(r *backlog.Report) error {
 	if err != nil {
 		return err
 	}
-	_, err = io.WriteString(p.out, "\n")
+	_, err = io.WriteString(p.Out, "\n")
 	return err
 }
 

@@ -1,7 +1,6 @@
-// Package output holds what every socklife command shares in how it writes
-// results: the -o formats, an aligned table writer that never holds the
-// whole table as strings, and JSON streaming.
-package output
+package render
+
+// format.go: the -o formats every command shares, and JSON streaming.
 
 import (
 	"encoding/json"
@@ -11,7 +10,7 @@ import (
 	"strings"
 )
 
-// Format is the value of -o/--output.
+// Format is the value of -o/--
 type Format string
 
 const (

@@ -143,7 +143,7 @@ func (a *privateApt) fetchDeb(ctx context.Context, debDir, pkg string, newestIfG
 			return "", "", fmt.Errorf("downloading %s: %w", pkg, err)
 		}
 		if !newestIfGone {
-			return "", "", fmt.Errorf("downloading %s (newest of that series: %s; bump it in internal/vmtest/kernels.txt): %w", pkg, newest, err)
+			return "", "", fmt.Errorf("downloading %s (newest of that series: %s; bump it in internal/cmd/vmtest/kernels.txt): %w", pkg, newest, err)
 		}
 		return a.fetchDeb(ctx, debDir, newest, false)
 	}

@@ -1,4 +1,4 @@
-package sockfmt
+package render
 
 import (
 	"bytes"
@@ -67,7 +67,7 @@ func TestNetid(t *testing.T) {
 	}
 }
 
-func TestWriteTable(t *testing.T) {
+func TestWriteSockets(t *testing.T) {
 	socks := []snapshot.Socket{
 		{Protocol: snapshot.TCP, State: tcpstate.Listen, SendQ: 4096,
 			Local: netip.MustParseAddrPort("0.0.0.0:22"), Remote: netip.MustParseAddrPort("0.0.0.0:0"),
@@ -76,7 +76,7 @@ func TestWriteTable(t *testing.T) {
 			Path: "/run/dbus/system_bus_socket", Inode: 23456, PeerInode: 23455},
 	}
 	var out bytes.Buffer
-	if err := WriteTable(&out, socks, TableOptions{Processes: true}, &Interfaces{}); err != nil {
+	if err := WriteSockets(&out, socks, TableOptions{Processes: true}, &Interfaces{}); err != nil {
 		t.Fatal(err)
 	}
 	want := "" +
@@ -96,7 +96,7 @@ func TestToJSON(t *testing.T) {
 		TCPInfo: &snapshot.TCPInfo{RTT: 1500 * time.Microsecond, BytesAcked: 10, LastDataRecv: 2 * time.Second},
 		Timer:   &snapshot.Timer{Kind: snapshot.TimerKeepalive, Expires: 3 * time.Second},
 	}
-	b, err := json.Marshal(ToJSON(&s, false, &Interfaces{}))
+	b, err := json.Marshal(SocketToJSON(&s, false, &Interfaces{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestToJSON(t *testing.T) {
 	if strings.Contains(got, `"processes"`) {
 		t.Errorf("processes present although owners were not looked up: %s", got)
 	}
-	b, _ = json.Marshal(ToJSON(&s, true, &Interfaces{}))
+	b, _ = json.Marshal(SocketToJSON(&s, true, &Interfaces{}))
 	if !strings.Contains(string(b), `"processes":[]`) {
 		t.Errorf("looked-up socket without owners must say processes: [], got %s", b)
 	}

@@ -1,0 +1,77 @@
+package main
+
+// plumbing.go: what every command shares around its work: the ready file,
+// warnings on stderr, and a broken pipe taken as the reader being done.
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// writeReadyFile tells a test or script that everything is attached.
+func writeReadyFile(path string) error {
+	if path == "" {
+		return nil
+	}
+	if err := os.WriteFile(path, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
+		return fmt.Errorf("writing the ready file: %w", err)
+	}
+	return nil
+}
+
+// stderrLogger prints warnings as single lines without timestamps; with
+// --debug it also says which hooks were tried.
+func stderrLogger(w io.Writer, debug bool) *slog.Logger {
+	level := slog.LevelWarn
+	if debug {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{
+		Level: level,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+}
+
+func isBrokenPipe(err error) bool {
+	return errors.Is(err, syscall.EPIPE)
+}
+
+// cancelOnBrokenPipe calls cancel when out is a pipe whose reader has gone
+// (`socklife trace --port 1 | head -1`): without it a quiet stream would
+// notice only at its next write, which may never come.
+func cancelOnBrokenPipe(out io.Writer, cancel func()) {
+	f, ok := out.(*os.File)
+	if !ok {
+		return
+	}
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		return
+	}
+	go func() {
+		// With no events asked for, poll reports only POLLERR (the read end
+		// closed) and POLLHUP; it blocks until then, or until we exit.
+		fds := []unix.PollFd{{Fd: int32(f.Fd())}}
+		for {
+			n, err := unix.Poll(fds, -1)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil || (n > 0 && fds[0].Revents&(unix.POLLERR|unix.POLLHUP) != 0) {
+				cancel()
+				return
+			}
+		}
+	}()
+}
