@@ -33,22 +33,8 @@ type blockedAccept struct {
 // that syscall.
 func startBlockedAccept(t *testing.T) *blockedAccept {
 	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Listen(fd, 8); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &blockedAccept{fd: fd, port: uint16(sa.(*unix.SockaddrInet4).Port), done: make(chan error, 1)}
+	fd, port := testutil.RawListener(t, [4]byte{127, 0, 0, 1}, 0, 8)
+	b := &blockedAccept{fd: fd, port: port, done: make(chan error, 1)}
 	tids := make(chan int, 1)
 	go func() {
 		// The thread dies with the goroutine (never unlocked): it was

@@ -1,11 +1,8 @@
 package tracer
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/hex"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,28 +12,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/socklife/socklife/internal/tcpstate"
+	"github.com/socklife/socklife/internal/testutil"
 )
 
 // readSamples reads ring-buffer records captured by the integration tests
 // (SOCKLIFE_UPDATE_TESTDATA=1 rewrites them).
 func readSamples(t *testing.T, name string) [][]byte {
 	t.Helper()
-	f, err := os.Open(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out [][]byte
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		b, err := hex.DecodeString(sc.Text())
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, b)
-	}
-	return out
+	return testutil.ReadHexLines(t, filepath.Join("testdata", name))
 }
 
 func decodeAll(t *testing.T, name string) []Event {

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/socklife/socklife/internal/render"
 	"github.com/socklife/socklife/internal/testutil"
 )
@@ -37,22 +35,7 @@ func TestBacklogBadInput(t *testing.T) {
 // stuck server would) with one connection in its queue that nobody accepts.
 func queuedListener(t *testing.T) uint16 {
 	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Listen(fd, 4); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := uint16(sa.(*unix.SockaddrInet4).Port)
+	_, port := testutil.RawListener(t, [4]byte{127, 0, 0, 1}, 0, 4)
 	c, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
 	if err != nil {
 		t.Fatal(err)

@@ -309,19 +309,12 @@ func worstFirst(x, y ListenerReport) int {
 		-cmpBool(x.Stalled, y.Stalled),
 		-cmp.Compare(x.Drops, y.Drops),
 		-cmp.Compare(x.FullFraction, y.FullFraction),
-		-cmp.Compare(fill(x), fill(y)),
+		-cmp.Compare(QueueFill(x.Peak, x.Backlog), QueueFill(y.Peak, y.Backlog)),
 		-cmp.Compare(x.Wait.P99, y.Wait.P99),
 		cmp.Compare(x.Netns, y.Netns),
 		netip.AddrPort.Compare(x.Local, y.Local),
 		cmp.Compare(x.Inode, y.Inode),
 	)
-}
-
-func fill(r ListenerReport) float64 {
-	if r.Backlog == 0 {
-		return 0
-	}
-	return float64(r.Peak) / float64(r.Backlog+1)
 }
 
 func cmpBool(x, y bool) int {

@@ -161,3 +161,17 @@ type Report struct {
 	// listeners they touched is short by as many.
 	Lost uint64
 }
+
+// QueueFull is the kernel's sk_acceptq_is_full: an accept queue is full
+// once it holds more than its listen() backlog (it holds backlog+1 at
+// most). A backlog of 0 is taken as not known, never full.
+func QueueFull(queued, backlog uint32) bool { return backlog != 0 && queued > backlog }
+
+// QueueFill ranks accept queues by how full they are: what they hold over
+// what they can, backlog+1; 0 when the backlog is not known.
+func QueueFill(queued, backlog uint32) float64 {
+	if backlog == 0 {
+		return 0
+	}
+	return float64(queued) / float64(backlog+1)
+}

@@ -83,7 +83,7 @@ func (l *listener) advance(t time.Time) {
 		return
 	}
 	if d := t.Sub(l.qlenAt); d > 0 {
-		if l.backlog != 0 && l.qlen > l.backlog {
+		if QueueFull(l.qlen, l.backlog) {
 			l.fullTime += d
 		}
 		l.qlenAt = t
@@ -142,7 +142,7 @@ func (l *listener) report(start, now time.Time) ListenerReport {
 	r := ListenerReport{
 		Key: l.key, Local: l.local, PID: l.pid, Comm: l.comm,
 		Backlog: l.backlog, Queue: l.qlen, Peak: l.peak,
-		SynQueue: l.synq, SynPeak: l.synPeak, SynQueueFull: l.backlog > 0 && l.synPeak > l.backlog,
+		SynQueue: l.synq, SynPeak: l.synPeak, SynQueueFull: QueueFull(l.synPeak, l.backlog),
 		Enqueues: l.enqueues, Accepts: l.accepts,
 		Wait:          l.waits.summary(),
 		WaitTotal:     l.allWaits.summary(),

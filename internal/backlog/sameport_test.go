@@ -12,22 +12,7 @@ import (
 // listenOn listens on addr:port (0: any port) with backlog 8, and accepts nothing.
 func listenOn(t *testing.T, addr [4]byte, port uint16) (int, uint16) {
 	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: addr, Port: int(port)}); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Listen(fd, 8); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fd, uint16(sa.(*unix.SockaddrInet4).Port)
+	return testutil.RawListener(t, addr, port, 8)
 }
 
 // Two listeners on one port, on different addresses: each child is

@@ -47,21 +47,8 @@ type acceptor struct {
 
 func newAcceptor(t *testing.T, backlog int, slow bool) *acceptor {
 	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Listen(fd, backlog); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &acceptor{fd: fd, port: uint16(sa.(*unix.SockaddrInet4).Port), done: make(chan struct{}),
+	fd, port := testutil.RawListener(t, [4]byte{127, 0, 0, 1}, 0, backlog)
+	a := &acceptor{fd: fd, port: port, done: make(chan struct{}),
 		accepted: map[uint16]time.Time{}, called: map[uint16]time.Time{}, resent: map[uint16]bool{}, slow: slow}
 	t.Cleanup(func() {
 		a.stop.Store(true)
@@ -71,7 +58,7 @@ func newAcceptor(t *testing.T, backlog int, slow bool) *acceptor {
 		for _, c := range a.conns {
 			unix.Close(c)
 		}
-		unix.Close(fd)
+		// fd: RawListener's cleanup, next
 	})
 	go a.loop()
 	return a

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/socklife/socklife/internal/backlog"
 	"github.com/socklife/socklife/internal/topview"
 
 	"github.com/socklife/socklife/internal/closewait"
@@ -250,7 +251,7 @@ func writeListeners(w io.Writer, ls []topview.Listener) error {
 		buf = strconv.AppendUint(buf, uint64(l.QueueLen), 10)
 		buf = append(buf, '/')
 		buf = strconv.AppendUint(buf, uint64(l.Backlog), 10)
-		if l.Backlog > 0 && l.QueueLen > l.Backlog {
+		if backlog.QueueFull(l.QueueLen, l.Backlog) {
 			buf = append(buf, " FULL"...)
 		}
 		ends = append(ends, len(buf))

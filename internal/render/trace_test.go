@@ -1,15 +1,14 @@
 package render
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/socklife/socklife/internal/testutil"
 	"github.com/socklife/socklife/tracer"
 )
 
@@ -20,21 +19,7 @@ const envUpdate = "SOCKLIFE_UPDATE_TESTDATA"
 // kernel (tracer/testdata).
 func captured(t *testing.T, name string) []tracer.Event {
 	t.Helper()
-	f, err := os.Open(filepath.Join("..", "..", "tracer", "testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var raws [][]byte
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		b, err := hex.DecodeString(sc.Text())
-		if err != nil {
-			t.Fatal(err)
-		}
-		raws = append(raws, b)
-	}
+	raws := testutil.ReadHexLines(t, filepath.Join("..", "..", "tracer", "testdata", name))
 	evs, err := tracer.DecodeRecords(raws)
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // MaxConnsPerHolder is how many connections one holder process keeps open:
@@ -193,4 +195,28 @@ func Pair(tb testing.TB, ln net.Listener) (client, server net.Conn) {
 	}
 	tb.Cleanup(func() { c.Close(); s.Close() })
 	return c, s
+}
+
+// RawListener listens on addr:port (0: a port the kernel picks) with a
+// blocking IPv4 socket of its own, for tests that accept (or do not) by
+// hand: backlog is listen()'s. It returns the fd, closed at the test's end
+// unless the test closes it first, and the port.
+func RawListener(tb testing.TB, addr [4]byte, port uint16, backlog int) (int, uint16) {
+	tb.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: addr, Port: int(port)}); err != nil {
+		tb.Fatal(err)
+	}
+	if err := unix.Listen(fd, backlog); err != nil {
+		tb.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return fd, uint16(sa.(*unix.SockaddrInet4).Port)
 }

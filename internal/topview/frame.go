@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/socklife/socklife/internal/backlog"
 	"github.com/socklife/socklife/internal/closewait"
 	"github.com/socklife/socklife/internal/holders"
 	"github.com/socklife/socklife/internal/live"
@@ -171,15 +172,8 @@ func (s *Sampler) listeners(in Input, owners map[listenerKey]*live.Conn, accepts
 	}
 	// Fullest queue first: a listener near its backlog is the one dropping.
 	slices.SortFunc(out, func(a, b Listener) int {
-		return cmp.Or(cmp.Compare(fill(b), fill(a)), cmp.Compare(b.AcceptsPerSec, a.AcceptsPerSec),
+		return cmp.Or(cmp.Compare(backlog.QueueFill(b.QueueLen, b.Backlog), backlog.QueueFill(a.QueueLen, a.Backlog)), cmp.Compare(b.AcceptsPerSec, a.AcceptsPerSec),
 			cmp.Compare(a.Local.Port(), b.Local.Port()), a.Local.Addr().Compare(b.Local.Addr()))
 	})
 	return out
-}
-
-func fill(l Listener) float64 {
-	if l.Backlog == 0 {
-		return float64(l.QueueLen)
-	}
-	return float64(l.QueueLen) / float64(l.Backlog)
 }
