@@ -137,13 +137,7 @@ func Dump(ctx context.Context, opts Options) (*Result, error) {
 	if opts.States == 0 {
 		opts.States = tcpstate.All
 	}
-	if opts.SSFilter != nil {
-		// No program (a dev condition, a unix: host): ss then tests
-		// everything in user space, and so does collect.
-		if bc, ok := opts.SSFilter.Expr.Bytecode(); ok {
-			opts.bytecode = bc
-		}
-	}
+	opts.compileSSFilter()
 	self, err := CurrentNetns()
 	if err != nil {
 		return nil, err

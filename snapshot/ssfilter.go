@@ -10,6 +10,18 @@ func (o *Options) ssFamily(fam uint8) bool {
 	return o.SSFilter == nil || o.SSFilter.Family == 0 || o.SSFilter.Family == fam
 }
 
+// compileSSFilter compiles SSFilter's bytecode once for every request.
+// Without a program (a dev condition, a unix: host) ss tests everything in
+// user space, and so does collect.
+func (o *Options) compileSSFilter() {
+	o.bytecode = nil
+	if o.SSFilter != nil {
+		if bc, ok := o.SSFilter.Expr.Bytecode(); ok {
+			o.bytecode = bc
+		}
+	}
+}
+
 // ssKeep is ss's user-space test of a socket the kernel returned. For TCP
 // and UDP the kernel has already run the filter's bytecode, if it has
 // one, so only ss's own test is left (see ssfilter.Expr.MatchUserSpace).
