@@ -143,7 +143,7 @@ func newSSZoo(t *testing.T) *sszoo {
 	z.connect(t, unix.AF_INET, p("127.0.0.3", 6), p("127.0.0.2", 1), l1)
 	z.connect(t, unix.AF_INET6, p("::1", 7), p("::1", 2), l2)
 	z.connect(t, unix.AF_INET6, none, p("::1", 2), l2)
-	z.connect(t, unix.AF_INET, p("127.0.0.1", 8), p("127.0.0.1", 3), l3)          // v4-mapped server side
+	z.connect(t, unix.AF_INET, p("127.0.0.1", 8), p("127.0.0.1", 3), l3)       // v4-mapped server side
 	z.connect(t, unix.AF_INET6, none, p("::ffff:127.0.0.1", 3), l3, v6only(0)) // v4-mapped both sides
 	z.connect(t, unix.AF_INET, p("127.0.0.4", 9), p("127.0.0.5", 4), l4)
 
