@@ -14,7 +14,7 @@ import (
 
 // BenchmarkSnapshotFilterVsSS times `socklife snapshot -tan FILTER` against
 // `ss -tan FILTER` over the same sockets, for two filters: one keeping the
-// first holder's connections (a fifth of them at 50,000), one keeping
+// first holder's connections (a sixth of them at 50,000), one keeping
 // none. Both tools send the filter as bytecode, so the kernel drops what
 // does not match; the commands alternate within each round, rotating
 // which goes first:
