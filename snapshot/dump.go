@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/socklife/socklife/internal/ssfilter"
 	"github.com/socklife/socklife/internal/tcpstate"
 )
 
@@ -39,6 +40,17 @@ type Options struct {
 	// Netns adds these namespaces (by inode) to ours; one that cannot be
 	// found (it vanished) is skipped with a warning.
 	Netns []uint32
+	// SSFilter is an ss filter expression (what ss takes after its flags).
+	// As in ss, its bytecode goes with every TCP and UDP dump request, so
+	// the kernel leaves out what does not match, and then ss's user-space
+	// test runs on what comes back: that one also covers what bytecode
+	// cannot say (dev) and Unix sockets. A family in it (inet:, inet6:,
+	// unix:) limits the dumps to that family. Its state words are not
+	// applied here: fold Filter.StateMask into States.
+	SSFilter *ssfilter.Filter
+
+	// bytecode is SSFilter's program, compiled once by Dump; nil for none.
+	bytecode []byte
 }
 
 // Result is one snapshot.
@@ -72,9 +84,9 @@ func (q query) module() string {
 func (q query) request(opts Options) []byte {
 	switch q.proto {
 	case TCP:
-		return inetDiagReq(q.family, unix.IPPROTO_TCP, opts.States, opts.Info)
+		return inetDiagReq(q.family, unix.IPPROTO_TCP, opts.States, opts.Info, opts.bytecode)
 	case UDP:
-		return inetDiagReq(q.family, unix.IPPROTO_UDP, opts.States, opts.Info)
+		return inetDiagReq(q.family, unix.IPPROTO_UDP, opts.States, opts.Info, opts.bytecode)
 	}
 	return unixDiagReq(opts.States)
 }
@@ -95,14 +107,14 @@ func (o Options) queries() []query {
 		if anyProto && !(p == TCP && o.TCP || p == UDP && o.UDP) {
 			continue
 		}
-		if o.IPv4 || bothFamilies {
+		if (o.IPv4 || bothFamilies) && o.ssFamily(unix.AF_INET) {
 			qs = append(qs, query{p, unix.AF_INET})
 		}
-		if o.IPv6 || bothFamilies {
+		if (o.IPv6 || bothFamilies) && o.ssFamily(unix.AF_INET6) {
 			qs = append(qs, query{p, unix.AF_INET6})
 		}
 	}
-	if o.Unix || !anyProto {
+	if (o.Unix || !anyProto) && o.ssFamily(unix.AF_UNIX) {
 		qs = append(qs, query{Unix, unix.AF_UNIX})
 	}
 	return qs
@@ -125,6 +137,7 @@ func Dump(ctx context.Context, opts Options) (*Result, error) {
 	if opts.States == 0 {
 		opts.States = tcpstate.All
 	}
+	opts.compileSSFilter()
 	self, err := CurrentNetns()
 	if err != nil {
 		return nil, err
@@ -257,6 +270,9 @@ func (c *diagConn) collect(ctx context.Context, q query, opts Options, netns uin
 			return fmt.Errorf("decoding %s answer: %w", q.module(), err)
 		}
 		s.Netns = netns
+		if opts.SSFilter != nil && !ssKeep(opts.SSFilter, s) {
+			out = out[:len(out)-1]
+		}
 		return nil
 	})
 	return out, err

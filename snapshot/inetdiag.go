@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/socklife/socklife/internal/ssfilter"
 	"github.com/socklife/socklife/internal/tcpstate"
 )
 
@@ -34,8 +35,9 @@ const (
 
 // inetDiagReq builds an inet_diag_req_v2 for a whole-table dump of one
 // family and protocol. States are filtered in the kernel: a socket outside
-// the mask never crosses into user space.
-func inetDiagReq(family, protocol uint8, states tcpstate.Mask, info bool) []byte {
+// the mask never crosses into user space; so are the sockets a bytecode
+// program (ssfilter's) rejects, when bc is not nil.
+func inetDiagReq(family, protocol uint8, states tcpstate.Mask, info bool, bc []byte) []byte {
 	req := make([]byte, sizeofInetDiagReqV2)
 	req[0] = family
 	req[1] = protocol
@@ -45,7 +47,20 @@ func inetDiagReq(family, protocol uint8, states tcpstate.Mask, info bool) []byte
 			1<<(inetDiagTClass-1) | 1<<(inetDiagSKMemInfo-1)
 	}
 	binary.NativeEndian.PutUint32(req[4:], uint32(states))
+	if bc != nil {
+		req = appendAttr(req, ssfilter.AttrBytecode, bc)
+	}
 	return req
+}
+
+// appendAttr appends one netlink attribute (struct rtattr and value,
+// padded to 4 bytes).
+func appendAttr(b []byte, typ uint16, v []byte) []byte {
+	l := rtaHdrLen + len(v)
+	b = binary.NativeEndian.AppendUint16(b, uint16(l))
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = append(b, v...)
+	return append(b, make([]byte, nlmsgAlignLen(l)-l)...)
 }
 
 // decodeInet decodes one inet_diag_msg and its attributes into s. proto is

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/socklife/socklife/internal/ssfilter"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
 )
@@ -34,26 +35,38 @@ type snapshotFlags struct {
 	noProcess        bool
 	info             bool
 	output           string
+	filter           []string // the ss FILTER arguments
 }
 
 func newSnapshotCmd() *cobra.Command {
 	var f snapshotFlags
 	cmd := &cobra.Command{
-		Use:     "snapshot",
+		Use:     "snapshot [flags] [FILTER...]",
 		Aliases: []string{"ls"},
 		Short:   "List every socket now, with its owner (like ss -tulpnx)",
 		Long: `List sockets from the kernel's sock_diag interface, with the processes that own them.
 
 Without -a or -l only connected sockets are shown, as with ss. --exposed lists
 what listens beyond loopback; --summary counts sockets by state and ranks the
-processes holding CLOSE-WAIT sockets.`,
+processes holding CLOSE-WAIT sockets.
+
+FILTER is an ss(8) filter, taken as ss takes it, in one argument or several:
+[ state NAME | exclude NAME ]... [ EXPRESSION ], where EXPRESSION combines
+src/dst HOST, sport/dport [OP] PORT, dev, fwmark, cgroup and autobound with
+and, or, not and ( ) (each parenthesis a word of its own). As ss does, the
+expression goes to the kernel as inet_diag bytecode and is tested again on
+what comes back. State words replace -a and -l, as in ss; beside --state,
+a socket must pass both.`,
 		Example: `  socklife snapshot -tl                 # TCP listeners with owners (ss -tlnp)
   socklife snapshot -ta --state close-wait
   socklife snapshot --exposed           # what listens beyond loopback
   socklife snapshot --summary --all-netns
-  socklife snapshot -t -o ndjson | jq 'select(.remote_port == 443)'`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+  socklife snapshot -t -o ndjson | jq 'select(.remote_port == 443)'
+  socklife snapshot -tn state established '( dport = :443 or sport = :443 )'
+  socklife snapshot -ta exclude listening dst 10.0.0.0/8`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f.filter = args
 			return runSnapshot(cmd, &f)
 		},
 	}
@@ -65,7 +78,7 @@ processes holding CLOSE-WAIT sockets.`,
 	fl.BoolVarP(&f.all, "all", "a", false, "sockets in every state")
 	fl.BoolVarP(&f.ipv4, "ipv4", "4", false, "only IPv4")
 	fl.BoolVarP(&f.ipv6, "ipv6", "6", false, "only IPv6")
-	fl.StringArrayVar(&f.states, "state", nil, "only this state (repeatable): "+strings.Join(tcpstate.FilterNames(), ", "))
+	fl.StringArrayVar(&f.states, "state", nil, "only this state (repeatable; replaces -a and -l; with FILTER's state words, a socket must be in both): "+strings.Join(tcpstate.FilterNames(), ", "))
 	fl.StringSliceVar(&f.ports, "port", nil, "local or remote port (repeatable, comma-separated)")
 	fl.StringSliceVar(&f.sports, "sport", nil, "local port")
 	fl.StringSliceVar(&f.dports, "dport", nil, "remote port")
@@ -105,8 +118,13 @@ func planSnapshot(f *snapshotFlags) (*snapshotPlan, error) {
 	if f.exposed && f.summary {
 		return nil, badInput("--exposed and --summary cannot be combined")
 	}
-	if (f.exposed || f.summary) && (len(f.states) > 0 || f.listening || f.all) {
-		return nil, badInput("--exposed and --summary choose their own states: drop --state, -l and -a")
+	ssf, err := parseSSFilter(f.filter)
+	if err != nil {
+		return nil, err
+	}
+	statesWords := ssf != nil && ssf.StatesGiven
+	if (f.exposed || f.summary) && (len(f.states) > 0 || f.listening || f.all || statesWords) {
+		return nil, badInput("--exposed and --summary choose their own states: drop --state, -l, -a and state/exclude words")
 	}
 	if f.exposed && f.unix {
 		return nil, badInput("--exposed covers TCP and UDP: drop -x")
@@ -141,6 +159,17 @@ func planSnapshot(f *snapshotFlags) (*snapshotPlan, error) {
 	default:
 		o.States = tcpstate.Default
 	}
+	if statesWords {
+		// The words replace -a and -l (ss's StateMask); beside --state,
+		// each is a filter of its own and a socket must pass both.
+		words := ssStates(ssf.StateMask(0))
+		if len(f.states) == 0 {
+			o.States = words
+		} else if o.States &= words; o.States == 0 {
+			return nil, badInput("--state %s and the filter's state words have no state in common", strings.Join(f.states, ","))
+		}
+	}
+	o.SSFilter = ssf
 	switch {
 	case f.summary:
 		o.States = tcpstate.All
@@ -180,6 +209,31 @@ func planSnapshot(f *snapshotFlags) (*snapshotPlan, error) {
 		return nil, badInput("--pid and --comm need owning processes: drop --no-process")
 	}
 	return p, nil
+}
+
+// parseSSFilter parses the arguments after the flags as ss does; nil for
+// none.
+func parseSSFilter(args []string) (*ssfilter.Filter, error) {
+	if len(args) == 0 {
+		return nil, nil
+	}
+	f, err := ssfilter.Parse(args, nil)
+	if err != nil {
+		return nil, badInput("bad filter: %v", err)
+	}
+	return f, nil
+}
+
+// ssStates converts an ss state mask to the kernel's (the same bits);
+// SYN_RECV includes the request sockets (NEW_SYN_RECV). Bit 0, ss's
+// "state unknown", stays: the kernel then shows nothing, as with ss, where
+// an empty mask would mean every state to Dump.
+func ssStates(m uint32) tcpstate.Mask {
+	s := tcpstate.Mask(m)
+	if s.Has(tcpstate.SynRecv) {
+		s |= tcpstate.Of(tcpstate.NewSynRecv)
+	}
+	return s
 }
 
 func parsePorts(flag string, values []string) ([]uint16, error) {

@@ -33,7 +33,12 @@ func TestSnapshotBadInput(t *testing.T) {
 		{[]string{"snapshot", "--exposed", "-x"}, []string{"--exposed covers TCP and UDP"}},
 		{[]string{"snapshot", "--summary", "--state", "listening"}, []string{"choose their own states"}},
 		{[]string{"nosuchcmd"}, []string{`unknown command "nosuchcmd"`}},
-		{[]string{"snapshot", "extra-arg"}, []string{"unknown command"}},
+		{[]string{"snapshot", "extra-arg"}, []string{"bad filter", `"extra-arg"`}},
+		{[]string{"snapshot", "-t", "(dport", "=", ":443", ")"}, []string{"bad filter", `"(dport"`}},
+		{[]string{"snapshot", "-t", "state", "establised"}, []string{"bad filter", `"establised"`}},
+		{[]string{"snapshot", "-t", "dport", "=", ":443", "or"}, []string{"bad filter"}},
+		{[]string{"snapshot", "--state", "listening", "state", "established"}, []string{"no state in common"}},
+		{[]string{"snapshot", "--summary", "exclude", "listening"}, []string{"choose their own states"}},
 	}
 	for _, tt := range tests {
 		expectBadInput(t, tt.args, tt.want...)

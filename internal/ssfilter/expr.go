@@ -92,6 +92,17 @@ func (e *Expr) Match(s *Sock) bool {
 	return true
 }
 
+// MatchUserSpace is the test ss runs in user space on the sockets a dump
+// returns (run_ssfilter), without the kernel's: a caller that sent
+// Bytecode with the dump has had the kernel's test run already, on facts
+// a dump does not report (the kernel's autobound, a mark hidden from
+// users without CAP_NET_ADMIN), and must not run it again on its copy.
+// Kernel bytecode then MatchUserSpace is what Match computes, as ss
+// prints it. A nil Expr matches everything.
+func (e *Expr) MatchUserSpace(s *Sock) bool {
+	return e == nil || e.user(s)
+}
+
 // user is ss's run_ssfilter.
 func (e *Expr) user(s *Sock) bool {
 	lport, rport := int(s.Local.Port()), int(s.Remote.Port())
