@@ -2,7 +2,6 @@ package tracer
 
 import (
 	"context"
-	"io"
 	"net"
 	"slices"
 	"testing"
@@ -15,22 +14,6 @@ import (
 )
 
 // churn makes n loopback connections to ln (connect, close, accept, close).
-func churn(tb testing.TB, ln net.Listener, n int) {
-	tb.Helper()
-	for range n {
-		c, err := net.Dial("tcp4", ln.Addr().String())
-		if err != nil {
-			tb.Fatal(err)
-		}
-		s, err := ln.Accept()
-		if err != nil {
-			tb.Fatal(err)
-		}
-		c.Close()
-		io.Copy(io.Discard, s)
-		s.Close()
-	}
-}
 
 // progCost is the mean time one run of the state program took, from the
 // kernel's own accounting (kernel.bpf_stats_enabled).
@@ -98,7 +81,7 @@ func BenchmarkStateHook(b *testing.B) {
 				done := make(chan error, 1)
 				go func() { done <- tr.Read(ctx, func(*Event) error { return nil }) }()
 				start := time.Now()
-				churn(b, ln, conns)
+				testutil.Churn(b, ln, conns)
 				wall[v.name] = append(wall[v.name], time.Since(start)/conns)
 				cost[v.name] = append(cost[v.name], progCost(b, tr))
 				cancel()

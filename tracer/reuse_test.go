@@ -1,9 +1,10 @@
 package tracer
 
 import (
-	"io"
 	"net"
 	"testing"
+
+	"github.com/socklife/socklife/internal/testutil"
 )
 
 // The kernel reuses a closed socket's address for the next one, and the
@@ -19,19 +20,7 @@ func TestSockAddressReuse(t *testing.T) {
 		}
 		port := uint16(ln.Addr().(*net.TCPAddr).Port)
 		const conns = 40
-		for range conns {
-			client, err := net.Dial("tcp4", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			server, err := ln.Accept()
-			if err != nil {
-				t.Fatal(err)
-			}
-			client.Close()
-			io.Copy(io.Discard, server)
-			server.Close()
-		}
+		testutil.Churn(t, ln, conns)
 		ln.Close()
 		// per connection: the client's 5 transitions, the child's 5 and
 		// its accept; and the listener's 2

@@ -232,7 +232,7 @@ func writeOpen(tk *live.Tracker, write func(*live.Conn) error) error {
 		t.Each(func(c *live.Conn) bool {
 			if ti := infos[connKey{c.Netns, c.Local, c.Remote}]; ti != nil {
 				c.HasStats = true
-				c.Stats = live.CloseStats{BytesSent: ti.BytesAcked, BytesReceived: ti.BytesReceived, Retransmits: ti.TotalRetrans, SRTT: ti.RTT}
+				c.Stats = tracer.CloseStats{BytesAcked: ti.BytesAcked, BytesReceived: ti.BytesReceived, TotalRetrans: ti.TotalRetrans, SRTT: ti.RTT}
 			}
 			err = write(c)
 			return err == nil

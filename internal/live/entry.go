@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/socklife/socklife/internal/tcpstate"
+	"github.com/socklife/socklife/tracer"
 )
 
 // Role says how a connection came to be.
@@ -177,14 +178,6 @@ type Conn struct {
 	// For a closed connection (OnClose) only.
 	Closed   bool
 	ClosedAt time.Time // zero when the close was lost (found by a resync)
-	Stats    CloseStats
+	Stats    tracer.CloseStats
 	HasStats bool
-}
-
-// CloseStats are a connection's totals when it closed.
-type CloseStats struct {
-	BytesSent     uint64 // sent and acknowledged by the peer (tcp_info bytes_acked)
-	BytesReceived uint64
-	Retransmits   uint32
-	SRTT          time.Duration
 }

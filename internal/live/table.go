@@ -342,10 +342,7 @@ func (t *Table) closeOut(slot uint32, closedAt int64, ev *tracer.Event) error {
 		c.Closed, c.ClosedAt = true, unixTime(closedAt)
 		if ev != nil && ev.HasClose {
 			c.HasStats = true
-			c.Stats = CloseStats{
-				BytesSent: ev.Close.BytesAcked, BytesReceived: ev.Close.BytesReceived,
-				Retransmits: ev.Close.TotalRetrans, SRTT: ev.Close.SRTT,
-			}
+			c.Stats = ev.Close
 		}
 		err = t.onClose(c)
 	}

@@ -136,7 +136,7 @@ func TestClientLifecycle(t *testing.T) {
 	if c.Local.String() != cli || !c.OpenedAt.Equal(t0) || c.EstablishedAt.Sub(t0) != time.Millisecond || c.ClosedAt.Sub(t0) != 7*time.Millisecond {
 		t.Errorf("local %s opened %v established %v closed %v", c.Local, c.OpenedAt, c.EstablishedAt, c.ClosedAt)
 	}
-	if !c.HasStats || c.Stats.BytesSent != 100 || c.Stats.BytesReceived != 200 || c.Stats.Retransmits != 1 || c.Stats.SRTT != 30*time.Microsecond {
+	if !c.HasStats || c.Stats.BytesAcked != 100 || c.Stats.BytesReceived != 200 || c.Stats.TotalRetrans != 1 || c.Stats.SRTT != 30*time.Microsecond {
 		t.Errorf("stats %+v", c.Stats)
 	}
 }

@@ -118,11 +118,11 @@ func appendStats(b []byte, c *live.Conn) []byte {
 		return append(b, `,"bytes_sent":null,"bytes_received":null,"retransmits":null,"srtt_us":null`...)
 	}
 	b = append(b, `,"bytes_sent":`...)
-	b = strconv.AppendUint(b, c.Stats.BytesSent, 10)
+	b = strconv.AppendUint(b, c.Stats.BytesAcked, 10)
 	b = append(b, `,"bytes_received":`...)
 	b = strconv.AppendUint(b, c.Stats.BytesReceived, 10)
 	b = append(b, `,"retransmits":`...)
-	b = strconv.AppendUint(b, uint64(c.Stats.Retransmits), 10)
+	b = strconv.AppendUint(b, uint64(c.Stats.TotalRetrans), 10)
 	b = append(b, `,"srtt_us":`...)
 	return strconv.AppendInt(b, c.Stats.SRTT.Microseconds(), 10)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/socklife/socklife/internal/live"
 	"github.com/socklife/socklife/internal/tcpstate"
+	"github.com/socklife/socklife/tracer"
 )
 
 // The keys the issue specifies, in order; "open" only for open connections.
@@ -68,7 +69,7 @@ func TestAppendJSONClosed(t *testing.T) {
 		History:  []live.Step{{State: tcpstate.SynRecv, EnteredAt: at(0)}, {State: tcpstate.Established, EnteredAt: at(0.052)}, {State: tcpstate.CloseWait, EnteredAt: at(1)}},
 		OpenedAt: at(0), EstablishedAt: at(0.052), AcceptWait: 1500 * time.Microsecond, AcceptWaitKnown: true,
 		ClosedBy: live.ClosedByRemote, Closed: true, ClosedAt: at(1.204), HasStats: true,
-		Stats: live.CloseStats{BytesSent: 74, BytesReceived: 3021, Retransmits: 2, SRTT: 41 * time.Microsecond},
+		Stats: tracer.CloseStats{BytesAcked: 74, BytesReceived: 3021, TotalRetrans: 2, SRTT: 41 * time.Microsecond},
 	}
 	line := AppendRecord(nil, c)
 	if keys := keysInOrder(t, line); !slices.Equal(keys, wantKeys) {

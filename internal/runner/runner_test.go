@@ -3,7 +3,6 @@ package runner
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"testing"
@@ -13,18 +12,6 @@ import (
 	"github.com/socklife/socklife/internal/testutil"
 	"github.com/socklife/socklife/tracer"
 )
-
-// closedConns makes n loopback connections to ln and closes each at both
-// ends: each leaves a known number of CLOSE transitions on ln's port.
-func closedConns(t *testing.T, ln net.Listener, n int) {
-	t.Helper()
-	for range n {
-		c, s := testutil.Pair(t, ln)
-		c.Close()
-		io.Copy(io.Discard, s) // wait for the client's FIN
-		s.Close()
-	}
-}
 
 // counter counts transitions into CLOSE of sockets on port.
 type counter struct {
@@ -62,7 +49,7 @@ func TestStopDrains(t *testing.T) {
 	c := &counter{port: uint16(ln.Addr().(*net.TCPAddr).Port)}
 	run := Start(tr, Consumer{Lock: &c.mu, Event: c.event})
 	const n = 50
-	closedConns(t, ln, n)
+	testutil.Churn(t, ln, n)
 	if err := run.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +66,7 @@ func TestCatchUp(t *testing.T) {
 	run := Start(tr, Consumer{Lock: &c.mu, Event: c.event})
 	defer run.Close()
 	for round := 1; round <= 3; round++ {
-		closedConns(t, ln, 10)
+		testutil.Churn(t, ln, 10)
 		run.CatchUp(context.Background(), time.Minute)
 		c.mu.Lock()
 		got := c.closes
@@ -95,7 +82,7 @@ func TestConsumerError(t *testing.T) {
 	tr, ln := start(t)
 	stop := errors.New("enough")
 	run := Start(tr, Consumer{Event: func(*tracer.Event) error { return stop }})
-	closedConns(t, ln, 1)
+	testutil.Churn(t, ln, 1)
 	run.CatchUp(context.Background(), time.Minute)
 	<-run.Done()
 	if !errors.Is(run.Err(), stop) {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -219,4 +220,25 @@ func RawListener(tb testing.TB, addr [4]byte, port uint16, backlog int) (int, ui
 		tb.Fatal(err)
 	}
 	return fd, uint16(sa.(*unix.SockaddrInet4).Port)
+}
+
+// Churn makes n connections to ln one after another, each closed by the
+// client first and then by the server once the client's FIN is in: every
+// one leaves the same known transitions (the client in TIME_WAIT).
+func Churn(tb testing.TB, ln net.Listener, n int) {
+	tb.Helper()
+	for range n {
+		c, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			c.Close()
+			tb.Fatal(err)
+		}
+		c.Close()
+		io.Copy(io.Discard, s)
+		s.Close()
+	}
 }
