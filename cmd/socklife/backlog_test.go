@@ -83,11 +83,7 @@ func TestBacklogForStalled(t *testing.T) {
 // Nothing wrong: exit 0, and the table names the listener.
 func TestBacklogForClean(t *testing.T) {
 	testutil.RequireRoot(t)
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := testutil.PlainListener(t)
 	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 	stdout, stderr, code := runCLI(t, "backlog", "--for", "500ms", "--interval", "200ms", "--port", port)
 	if code != 0 || stderr != "" {

@@ -50,21 +50,20 @@ func TestTraceOwnersOfOlderSockets(t *testing.T) {
 	ln := testutil.PlainListener(t)
 	port := uint16(ln.Addr().(*net.TCPAddr).Port)
 	peerClosed, closeWait := testutil.Pair(t, ln)
-	_, abortedConn := testutil.Pair(t, ln)
-	aborted := abortedConn.(*net.TCPConn)
+	_, aborted := testutil.Pair(t, ln)
 	if err := aborted.SetLinger(0); err != nil {
 		t.Fatal(err)
 	}
 	closeWaitPort := clientPort(peerClosed.LocalAddr().String())
 	abortedPort := clientPort(aborted.RemoteAddr().String())
-	child := holdInChild(t, ln.(*net.TCPListener), closeWait.(*net.TCPConn), aborted)
+	child := holdInChild(t, ln.(*net.TCPListener), closeWait, aborted)
 	owner := child.Process.Pid
 
 	out := &testutil.SyncBuffer{}
 	run := startSocklife(t, out, "trace", "-o", "json", "--sport", strconv.Itoa(int(port)))
 	peerClosed.Close()
 	find := func(remote uint16, old, new string) *traceLine {
-		for _, l := range traceLines(t, out.String()) {
+		for _, l := range traceLines(t, linesSoFar(out.String())) {
 			if clientPort(l.Remote) == remote && l.Old == old && l.New == new {
 				return &l
 			}

@@ -95,23 +95,9 @@ var recordSummary = regexp.MustCompile(`^socklife: (\d+) records, \d+ events, 0 
 
 func TestRecordLifecycle(t *testing.T) {
 	testutil.RequireRoot(t)
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := testutil.PlainListener(t)
 	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	dial := func() (c, s *net.TCPConn) {
-		cc, err := net.Dial("tcp4", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cc.(*net.TCPConn), sc.(*net.TCPConn)
-	}
+	dial := func() (c, s *net.TCPConn) { return testutil.Pair(t, ln) }
 	oldC, oldS := dial() // before record starts
 	path := filepath.Join(t.TempDir(), "rec.ndjson")
 	r := startRecord(t, path, "--port", port, "--include-open")

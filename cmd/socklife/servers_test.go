@@ -59,6 +59,7 @@ func (l traceLine) ownerPID() int {
 	return l.Owner.PID
 }
 
+// traceLines decodes trace's JSON lines; every line must be whole.
 func traceLines(t *testing.T, out string) []traceLine {
 	t.Helper()
 	var lines []traceLine
@@ -71,6 +72,12 @@ func traceLines(t *testing.T, out string) []traceLine {
 		lines = append(lines, l)
 	}
 	return lines
+}
+
+// linesSoFar is the part of a running trace's output up to its last
+// newline: a pipe may hand over the start of a line before its end.
+func linesSoFar(out string) string {
+	return out[:strings.LastIndexByte(out, '\n')+1]
 }
 
 // get makes one HTTP/1.0 request to 127.0.0.1:port and reads the answer
@@ -116,7 +123,7 @@ func TestNginxTracePIDWorker(t *testing.T) {
 	// Who accepted what, from the unfiltered trace's accept lines.
 	acceptedBy := map[uint16]int{}
 	testutil.WaitFor(t, 10*time.Second, "the 40 accepts in the unfiltered trace", func() bool {
-		for _, l := range traceLines(t, all.String()) {
+		for _, l := range traceLines(t, linesSoFar(all.String())) {
 			if l.Kind == "accept" {
 				acceptedBy[clientPort(l.Remote)] = l.ownerPID()
 			}
@@ -128,7 +135,7 @@ func TestNginxTracePIDWorker(t *testing.T) {
 	for w, buf := range perWorker {
 		testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("worker %d's accepts in its trace", w), func() bool {
 			n := 0
-			for _, l := range traceLines(t, buf.String()) {
+			for _, l := range traceLines(t, linesSoFar(buf.String())) {
 				if l.Kind == "accept" {
 					n++
 				}
@@ -376,7 +383,7 @@ func TestCloseWaitHeldSockets(t *testing.T) {
 	for range 12 {
 		c, s := testutil.Pair(t, ln)
 		clients = append(clients, c)
-		servers = append(servers, s.(*net.TCPConn))
+		servers = append(servers, s)
 	}
 	holder := holdInChild(t, servers...)
 	run := startSocklife(t, nil, "closewait", "--threshold", "10", "--pid", strconv.Itoa(holder.Process.Pid),

@@ -46,11 +46,7 @@ func TestTraceExitsWhenReaderGoes(t *testing.T) {
 // must still stop it, with the summary.
 func TestTraceStopsWithBlockedReader(t *testing.T) {
 	testutil.RequireRoot(t)
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := testutil.PlainListener(t)
 	port := ln.Addr().(*net.TCPAddr).Port
 	run, _, w := startTraceToPipe(t, "--port", strconv.Itoa(port), "-o", "json")
 	// Some 400 KB of JSON lines: more than a pipe holds.

@@ -188,11 +188,7 @@ func TestTraceTable(t *testing.T) {
 
 func TestTraceJSON(t *testing.T) {
 	testutil.RequireRoot(t)
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := testutil.PlainListener(t)
 	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 	r := startSocklife(t, nil, "trace", "-o", "json", "--sport", port, "--state", "close-wait", "--comm", "socklife.test", "--count", "1")
 	loopbackConn(t, ln)

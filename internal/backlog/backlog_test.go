@@ -91,33 +91,38 @@ type atEnd struct {
 	start, end time.Time
 }
 
-// listenerReports returns every report's entry for the listener on port.
-func (m *monitorRun) listenerReports(port uint16) []atEnd {
+// fromReports gathers, under the lock, what pick takes from each report.
+func fromReports[T any](m *monitorRun, pick func(r *Report, out []T) []T) []T {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []atEnd
+	var out []T
 	for _, r := range m.reports {
+		out = pick(r, out)
+	}
+	return out
+}
+
+// listenerReports returns every report's entry for the listener on port.
+func (m *monitorRun) listenerReports(port uint16) []atEnd {
+	return fromReports(m, func(r *Report, out []atEnd) []atEnd {
 		for _, l := range r.Listeners {
 			if l.Local.Port() == port {
 				out = append(out, atEnd{l, r.Start, r.End})
 			}
 		}
-	}
-	return out
+		return out
+	})
 }
 
 func (m *monitorRun) stalls(port uint16) []StallEvent {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []StallEvent
-	for _, r := range m.reports {
+	return fromReports(m, func(r *Report, out []StallEvent) []StallEvent {
 		for _, ev := range r.Stalls {
 			if ev.Local.Port() == port {
 				out = append(out, ev)
 			}
 		}
-	}
-	return out
+		return out
+	})
 }
 
 // TestSlowAcceptor: a listener with backlog 4 whose owner accepts one

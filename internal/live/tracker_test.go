@@ -66,15 +66,7 @@ func listen(t *testing.T) (net.Listener, uint16) {
 // dial connects to ln and returns both ends.
 func dial(t *testing.T, ln net.Listener) (client, server *net.TCPConn) {
 	t.Helper()
-	c, err := net.Dial(ln.Addr().Network(), ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c.(*net.TCPConn), s.(*net.TCPConn)
+	return testutil.Pair(t, ln)
 }
 
 // closeClientFirst ends a connection the usual way: the client's FIN, then
@@ -192,11 +184,7 @@ func TestTrackerPreexisting(t *testing.T) {
 
 func TestTrackerIPv6(t *testing.T) {
 	testutil.RequireRoot(t)
-	ln, err := net.Listen("tcp6", "[::1]:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := testutil.Listen(t, "tcp6", "[::1]:0")
 	col := &collector{port: uint16(ln.Addr().(*net.TCPAddr).Port)}
 	start(t, col, nil)
 	closeClientFirst(dial(t, ln))
@@ -296,11 +284,7 @@ func TestTrackerTimeWaitFromDump(t *testing.T) {
 	testutil.RequireRoot(t)
 	// An address of its own: a TIME_WAIT socket left by an earlier test
 	// whose peer had this port number would otherwise be counted too.
-	ln, err := net.Listen("tcp4", "127.0.0.87:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := testutil.Listen(t, "tcp4", "127.0.0.87:0")
 	lnAddr := netip.MustParseAddrPort(ln.Addr().String())
 	port := lnAddr.Port()
 	onPort := func(s *snapshot.Socket) bool { return s.Local == lnAddr || s.Remote == lnAddr }

@@ -166,14 +166,14 @@ func (p *holderProc) stop() {
 	}
 }
 
-// PlainListener listens on 127.0.0.1 (an ephemeral port) with plain TCP,
-// not the MPTCP Go uses by default: one TCP sock per side, as most
-// servers have. The test's end closes it.
-func PlainListener(tb testing.TB) net.Listener {
+// Listen listens on address with plain TCP, not the MPTCP Go uses by
+// default: one TCP sock per side, as most servers have. The test's end
+// closes it.
+func Listen(tb testing.TB, network, address string) net.Listener {
 	tb.Helper()
 	var lc net.ListenConfig
 	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+	ln, err := lc.Listen(context.Background(), network, address)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -181,21 +181,35 @@ func PlainListener(tb testing.TB) net.Listener {
 	return ln
 }
 
+// PlainListener listens on 127.0.0.1, an ephemeral port (see Listen).
+func PlainListener(tb testing.TB) net.Listener { return Listen(tb, "tcp4", "127.0.0.1:0") }
+
+// Port is ln's port.
+func Port(ln net.Listener) uint16 { return uint16(ln.Addr().(*net.TCPAddr).Port) }
+
 // Pair connects to ln and accepts: one established connection, both ends.
-// The test's end closes them.
-func Pair(tb testing.TB, ln net.Listener) (client, server net.Conn) {
+// The test's end closes them (closing one earlier is fine).
+func Pair(tb testing.TB, ln net.Listener) (client, server *net.TCPConn) {
 	tb.Helper()
-	c, err := net.Dial("tcp4", ln.Addr().String())
+	c, s, err := pair(ln)
 	if err != nil {
-		tb.Fatal(err)
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		c.Close()
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { c.Close(); s.Close() })
 	return c, s
+}
+
+func pair(ln net.Listener) (client, server *net.TCPConn, err error) {
+	c, err := net.Dial(ln.Addr().Network(), ln.Addr().String())
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return c.(*net.TCPConn), s.(*net.TCPConn), nil
 }
 
 // RawListener listens on addr:port (0: a port the kernel picks) with a
@@ -228,13 +242,8 @@ func RawListener(tb testing.TB, addr [4]byte, port uint16, backlog int) (int, ui
 func Churn(tb testing.TB, ln net.Listener, n int) {
 	tb.Helper()
 	for range n {
-		c, err := net.Dial("tcp4", ln.Addr().String())
+		c, s, err := pair(ln)
 		if err != nil {
-			tb.Fatal(err)
-		}
-		s, err := ln.Accept()
-		if err != nil {
-			c.Close()
 			tb.Fatal(err)
 		}
 		c.Close()
