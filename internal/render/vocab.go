@@ -2,6 +2,8 @@ package render
 
 import (
 	"fmt"
+	"net/netip"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -21,6 +23,20 @@ const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
 func appendTime(b []byte, t time.Time) []byte {
 	b = append(b, '"')
 	b = t.UTC().AppendFormat(b, timeLayout)
+	return append(b, '"')
+}
+
+// appendFlow appends the JSON keys that place a socket, the same in every
+// command's lines: "netns", "family", "local", "remote" (ss's address forms).
+func appendFlow(b []byte, netns uint32, family uint8, local, remote netip.AddrPort) []byte {
+	b = append(b, `"netns":`...)
+	b = strconv.AppendUint(b, uint64(netns), 10)
+	b = append(b, `,"family":"`...)
+	b = append(b, FamilyName(family)...)
+	b = append(b, `","local":"`...)
+	b = local.AppendTo(b)
+	b = append(b, `","remote":"`...)
+	b = remote.AppendTo(b)
 	return append(b, '"')
 }
 
