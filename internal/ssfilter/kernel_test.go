@@ -3,124 +3,37 @@ package ssfilter
 import (
 	"fmt"
 	"math/bits"
-	"math/rand/v2"
 	"os/exec"
 	"slices"
-	"strings"
 	"testing"
+
+	"github.com/socklife/socklife/internal/tcpstate"
+	"github.com/socklife/socklife/internal/testutil"
 )
 
-// atoms are predicates over the zoo: every operator spelling, hosts in
-// every form, v4 prefixes against v4-mapped sockets, impossible ports.
-func (z *zoo) atoms() []string {
-	P := z.port
-	a := []string{
-		"sport = :%[1]d", "dport == :%[2]d", "sport eq %[3]d", "dport :%[4]d",
-		"sport != :%[5]d", "dport ne :%[1]d", "sport neq :%[2]d",
-		"sport < :%[4]d", "sport lt :%[6]d", "dport > :%[2]d", "dport gt :%[10]d",
-		"sport <= :%[3]d", "sport le :%[7]d", "dport leq :%[4]d",
-		"sport >= :%[5]d", "dport ge :%[3]d", "sport geq :%[9]d",
-		"src 127.0.0.1", "src 127.0.0.2:%[2]d", "dst 127.0.0.0/8", "dst 127.0.0.2/31",
-		"src [::1]", "src [::1]:%[3]d", "dst [::ffff:127.0.0.1]", "src ::ffff:127.0.0.0/104",
-		"dst 0.0.0.0/0", "src *:%[4]d", "src :%[5]d", "dst *", "src [::/0]",
-		"src = 127.0.0.3/32:%[7]d", "dst 127.0.0.5", "src 0.0.0.0", "src [::]", "dst [::]:*",
-		"src 127.1", "dst 0/1", "src 128.0.0.0/1", "src default", "dst any:%[1]d",
-		"src 127.0.0.0/255.255.255.0", "dst ::1:",
-		"autobound", "not autobound",
-		"fwmark = 0x15", "fwmark 0x7", "fwmark 0x10/0xf0", "fwmark != 0", "fwmark 0/0x1",
-		"dev lo", "dev = 1", "dev != lo",
-		"cgroup /",
-		"sport = *", "sport > *", "dport < :0", "sport <= :65536", "sport = :65536",
-	}
+// zooAtoms are testutil's atoms over the zoo (SSZoo.SSAtoms), and the
+// cgroup our sockets are in (the test's), by absolute path and with a
+// trailing slash.
+func zooAtoms(z *testutil.SSZoo) []string {
 	if mnt, err := cgroup2Mount(); err == nil {
-		// The cgroup our sockets are in (the test's), by absolute path,
-		// and with a trailing slash.
-		a = append(a, "cgroup "+mnt, "cgroup != "+mnt+"/")
+		return z.SSAtoms("cgroup "+mnt, "cgroup != "+mnt+"/")
 	}
-	out := make([]string, len(a))
-	for i, s := range a {
-		out[i] = fmt.Sprintf(s, P(0), P(1), P(2), P(3), P(4), P(5), P(6), P(7), P(8), P(9))
-		if !strings.Contains(s, "%") {
-			out[i] = s
-		}
-	}
-	return out
+	return z.SSAtoms()
 }
 
-var (
-	binops = []string{"and", "&", "&&", "or", "|", "||"}
-	notops = []string{"not", "!"}
-	// statePrefixes are whole arguments put before the expression.
-	statePrefixes = [][]string{
-		nil, nil, nil,
-		{"state", "established"}, {"state", "connected"}, {"exclude", "listening"},
-		{"state", "bucket"}, {"state", "listening", "state", "close-wait"},
-		{"exclude", "time-wait", "exclude", "established"}, {"state", "synchronized"},
-		{"state", "big"}, {"state", "fin-wait-2"}, {"excl", "all"}, {"state", "all"},
-		{"state", "time-wait"}, {"state", "Listening"},
-	}
-)
-
-// gen builds a random expression of at most depth levels.
-func gen(r *rand.Rand, atoms []string, depth int) string {
-	if depth == 0 {
-		return atoms[r.IntN(len(atoms))]
-	}
-	pick := func(s []string) string { return s[r.IntN(len(s))] }
-	switch r.IntN(7) {
-	case 0:
-		return atoms[r.IntN(len(atoms))]
-	case 1:
-		return "( " + gen(r, atoms, depth-1) + " " + pick(binops) + " " + gen(r, atoms, depth-1) + " )"
-	case 2:
-		return pick(notops) + " " + gen(r, atoms, depth-1)
-	case 3: // juxtaposition
-		return gen(r, atoms, depth-1) + " " + gen(r, atoms, depth-1)
-	case 4: // a precedence mix, unparenthesized
-		return gen(r, atoms, depth-1) + " " + pick(binops) + " " + gen(r, atoms, depth-1) + " " + pick(binops) + " " + gen(r, atoms, depth-1)
-	case 5:
-		return "( " + gen(r, atoms, depth-1) + " )"
-	default:
-		return gen(r, atoms, depth-1) + " " + pick(binops) + " " + gen(r, atoms, depth-1)
-	}
+// statePrefixes are whole arguments put before the expression.
+var statePrefixes = [][]string{
+	nil, nil, nil,
+	{"state", "established"}, {"state", "connected"}, {"exclude", "listening"},
+	{"state", "bucket"}, {"state", "listening", "state", "close-wait"},
+	{"exclude", "time-wait", "exclude", "established"}, {"state", "synchronized"},
+	{"state", "big"}, {"state", "fin-wait-2"}, {"excl", "all"}, {"state", "all"},
+	{"state", "time-wait"}, {"state", "Listening"},
 }
 
-// breakExpr turns a valid expression into one ss refuses (or, for a few
-// mutations, might accept: the test only asks that we agree with ss).
-func breakExpr(r *rand.Rand, e string) string {
-	w := strings.Fields(e)
-	switch r.IntN(8) {
-	case 0:
-		return e + " or"
-	case 1:
-		return "and " + e
-	case 2:
-		return e + " )"
-	case 3:
-		return "( " + e
-	case 4: // glue a word to the next: "sport=" or "(dport"
-		if len(w) > 1 {
-			i := r.IntN(len(w) - 1)
-			return strings.Join(slices.Concat(w[:i], []string{w[i] + w[i+1]}, w[i+2:]), " ")
-		}
-		return e + " not"
-	case 5:
-		return e + " state established"
-	case 6:
-		return strings.Replace(e, "src", "src !=", 1) + " dst > 10.0.0.1"
-	default:
-		return e + " " + []string{"src ::1", "sport = :nosuchport", "dev nosuch0", "fwmark = x", "dst 10.0.0.256", "10.0.0.1", "cgroup /nosuch", "sport > 127.0.0.1:80"}[r.IntN(8)]
-	}
-}
-
-type testCase struct {
-	args  []string
-	valid bool // generated as valid (for counting only)
-}
-
-// cases: the examples, precedence probes, then generated ones.
-func (z *zoo) cases() []testCase {
-	P := z.port
+// zooCases: the examples, precedence probes, then generated ones.
+func zooCases(z *testutil.SSZoo) []testutil.SSCase {
+	P := z.Port
 	fixed := [][]string{
 		{"state", "established", fmt.Sprintf("( dport = :%d or sport = :%d )", P(0), P(0))},
 		{"dst 127.0.0.2"},
@@ -143,39 +56,25 @@ func (z *zoo) cases() []testCase {
 		{""},
 		{"state", "established", "dst 127.0.0.1", "or", "sport", fmt.Sprintf(":%d", P(3))},
 	}
-	var cs []testCase
+	var cs []testutil.SSCase
 	for _, a := range fixed {
-		cs = append(cs, testCase{a, true})
+		cs = append(cs, testutil.SSCase{Args: a, Valid: true})
 	}
-	r := rand.New(rand.NewPCG(1, 2)) // fixed seed: the same expressions every run
-	atoms := z.atoms()
-	for i := 0; i < 160; i++ {
-		e := gen(r, atoms, 1+r.IntN(3))
-		valid := i%5 != 4
-		if !valid {
-			e = breakExpr(r, e)
-		}
-		args := slices.Clone(statePrefixes[r.IntN(len(statePrefixes))])
-		if r.IntN(2) == 0 {
-			args = append(args, e) // one argument, ss splits it
-		} else {
-			args = append(args, strings.Fields(e)...)
-		}
-		cs = append(cs, testCase{args, valid})
-	}
-	return cs
+	// Fixed seed: the same expressions every run; every fifth broken.
+	g := testutil.NewSSGen(zooAtoms(z), 1, 2)
+	return append(cs, g.Cases(160, statePrefixes, 5)...)
 }
 
 // TestAgainstSS runs every case through the real ss and through Parse and
 // Filter.Match over the same sockets, and each expression's bytecode
 // through the kernel.
 func TestAgainstSS(t *testing.T) {
-	needRoot(t)
+	testutil.RequireRoot(t)
 	if _, err := exec.LookPath("ss"); err != nil {
 		t.Skip("no ss")
 	}
 	z := newZoo(t)
-	socks := z.sockets(t)
+	socks := zooSockets(t, z)
 	if len(socks) < 20 {
 		t.Fatalf("zoo has %d sockets", len(socks))
 	}
@@ -186,8 +85,8 @@ func TestAgainstSS(t *testing.T) {
 		flags string
 		mask  uint32
 	}{{"-tan", StatesAll}, {"-tn", 0}, {"-tln", StatesListening}}
-	for i, c := range z.cases() {
-		f, perr := Parse(c.args, nil)
+	for i, c := range zooCases(z) {
+		f, perr := Parse(c.Args, nil)
 		for _, v := range variants {
 			if v.flags != "-tan" && i%3 != 0 {
 				continue
@@ -198,9 +97,9 @@ func TestAgainstSS(t *testing.T) {
 					oneState = uint8(bits.TrailingZeros32(m))
 				}
 			}
-			got, ok, serr := z.runSS(t, v.flags, c.args, oneState)
+			got, ok, serr := z.SS(t, v.flags, c.Args, tcpstate.State(oneState))
 			if ok != (perr == nil) {
-				t.Errorf("ss %s %q: ss ok=%v (%s), Parse error %v", v.flags, c.args, ok, firstLine(serr), perr)
+				t.Errorf("ss %s %q: ss ok=%v (%s), Parse error %v", v.flags, c.Args, ok, testutil.FirstLine(serr), perr)
 				break
 			}
 			if !ok {
@@ -213,7 +112,7 @@ func TestAgainstSS(t *testing.T) {
 				partial++
 			}
 			if !slices.Equal(got, want) {
-				t.Errorf("ss %s %q (parsed %s):\n ss:    %q\n Match: %q", v.flags, c.args, f.Expr, got, want)
+				t.Errorf("ss %s %q (parsed %s):\n ss:    %q\n Match: %q", v.flags, c.Args, f.Expr, got, want)
 			}
 		}
 		if perr != nil {
@@ -233,7 +132,7 @@ func TestAgainstSS(t *testing.T) {
 
 // checkKernel sends bc with a dump and compares what the kernel returns
 // with RunBytecode over the unfiltered dump.
-func checkKernel(t *testing.T, z *zoo, socks []Sock, what string, bc []byte) {
+func checkKernel(t *testing.T, z *testutil.SSZoo, socks []Sock, what string, bc []byte) {
 	t.Helper()
 	if err := Audit(bc); err != nil {
 		t.Errorf("%s: %x: %v", what, bc, err)
@@ -246,7 +145,7 @@ func checkKernel(t *testing.T, z *zoo, socks []Sock, what string, bc []byte) {
 	}
 	var got []string
 	for i := range ks {
-		if z.inZoo(ks[i].Local, ks[i].Remote) {
+		if z.Mine(ks[i].Local, ks[i].Remote) {
 			got = append(got, sockKey(&ks[i]))
 		}
 	}
@@ -260,10 +159,10 @@ func checkKernel(t *testing.T, z *zoo, socks []Sock, what string, bc []byte) {
 // TestBytecodeKernel runs every atom, its negation, and pairs of atoms
 // under and/or through the kernel.
 func TestBytecodeKernel(t *testing.T) {
-	needRoot(t)
+	testutil.RequireRoot(t)
 	z := newZoo(t)
-	socks := z.sockets(t)
-	atoms := z.atoms()
+	socks := zooSockets(t, z)
+	atoms := zooAtoms(z)
 	n := 0
 	for i, a := range atoms {
 		b := atoms[(i*7+3)%len(atoms)]
@@ -280,9 +179,4 @@ func TestBytecodeKernel(t *testing.T) {
 		}
 	}
 	t.Logf("%d programs compared with the kernel", n)
-}
-
-func firstLine(s string) string {
-	l, _, _ := strings.Cut(s, "\n")
-	return l
 }
