@@ -52,33 +52,14 @@ func dumpTable(t *testing.T) map[uint64]ssRecord {
 // "[::]:22", "[::ffff:127.0.0.1]:80", "127.0.0.53%lo:53",
 // "[fe80::1]%eth0:123", "0.0.0.0:*".
 func parseSSEndpoint(s string) (string, error) {
-	i := strings.LastIndexByte(s, ':')
-	if i < 0 {
-		return "", fmt.Errorf("no port in %q", s)
+	ap, err := testutil.ParseSSHost(s)
+	if err != nil {
+		return "", err
 	}
-	host, port := s[:i], s[i+1:]
-	if port == "*" {
-		port = "0"
+	if ap.Addr().IsUnspecified() {
+		return fmt.Sprintf("*:%d", ap.Port()), nil
 	}
-	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return "", fmt.Errorf("bad port in %q", s)
-	}
-	if j := strings.IndexByte(host, '%'); j >= 0 {
-		host = host[:j] // the interface the socket is bound to
-	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if host != "*" {
-		addr, err := netip.ParseAddr(host)
-		if err != nil {
-			return "", fmt.Errorf("bad address in %q: %w", s, err)
-		}
-		if addr.IsUnspecified() {
-			host = "*"
-		} else {
-			host = addr.String()
-		}
-	}
-	return host + ":" + port, nil
+	return fmt.Sprintf("%s:%d", ap.Addr().WithZone(""), ap.Port()), nil
 }
 
 // parseSS reads `ss -tuanHe` into records by cookie.
