@@ -174,3 +174,13 @@ func (r *socklifeRun) stop(t testing.TB) (lines []string) {
 	}
 	return lines
 }
+
+// `socklife --version`, as ss -V and most tools take it, says what
+// `socklife version` says.
+func TestVersionFlag(t *testing.T) {
+	flag, _, code := runCLI(t, "--version")
+	cmd, _, code2 := runCLI(t, "version")
+	if code != 0 || code2 != 0 || flag != cmd || !strings.HasPrefix(flag, "socklife ") {
+		t.Errorf("--version: %q (exit %d); version: %q (exit %d)", flag, code, cmd, code2)
+	}
+}

@@ -20,6 +20,8 @@ func newRootCmd() *cobra.Command {
 their states as they happen, with the right process on both sides.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --version, as `socklife version` prints it
+		Version: versionLine(),
 		// Without a command: the help. With an unknown one: bad input
 		// (exit 2) rather than cobra's plain error.
 		Args: cobra.ArbitraryArgs,
@@ -30,6 +32,7 @@ their states as they happen, with the right process on both sides.`,
 			return cmd.Help()
 		},
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	// Flag parse errors are bad input: exit 2, like an unknown flag value.
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return usageError{plainFlagError(err)}
@@ -69,10 +72,14 @@ func newVersionCmd() *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintf(cmd.OutOrStdout(), "socklife %s (%s, %s/%s)\n", Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), versionLine())
 			return err
 		},
 	}
+}
+
+func versionLine() string {
+	return fmt.Sprintf("socklife %s (%s, %s/%s)", Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 // plainFlagError drops the Go parser from pflag's messages: `invalid
