@@ -60,7 +60,7 @@ func keysInOrder(t *testing.T, line []byte) []string {
 	return keys
 }
 
-func TestAppendJSONClosed(t *testing.T) {
+func TestAppendRecordClosed(t *testing.T) {
 	c := &live.Conn{
 		ID: 3, Netns: 4026531840, Family: unix.AF_INET,
 		Local: netip.MustParseAddrPort("127.0.0.1:8080"), Remote: netip.MustParseAddrPort("127.0.0.1:41872"),
@@ -99,7 +99,7 @@ func TestAppendJSONClosed(t *testing.T) {
 
 // A connection that predates the recording and is still open at stop:
 // everything not seen is null, never 0.
-func TestAppendJSONUnknowns(t *testing.T) {
+func TestAppendRecordUnknowns(t *testing.T) {
 	c := &live.Conn{
 		ID: 9, Family: unix.AF_INET6, Local: netip.MustParseAddrPort("[::1]:5000"), Remote: netip.MustParseAddrPort("[::1]:80"),
 		Role: live.RoleClient, History: []live.Step{{State: tcpstate.Established}, {State: tcpstate.FinWait1, EnteredAt: at(3)}},
@@ -124,14 +124,14 @@ func TestAppendJSONUnknowns(t *testing.T) {
 	}
 }
 
-func TestAppendJSONInvalidUTF8(t *testing.T) {
+func TestAppendRecordInvalidUTF8(t *testing.T) {
 	c := &live.Conn{OwnerKnown: true, Comm: "a\xffb\\"}
 	if m := decode(t, AppendRecord(nil, c)); m["comm"] != "a\ufffdb\\" {
 		t.Errorf("comm %q", m["comm"])
 	}
 }
 
-// The JSON Schema in docs/ lists exactly the keys AppendJSON writes.
+// The JSON Schema in docs/ lists exactly the keys AppendRecord writes.
 func TestSchemaMatchesRecords(t *testing.T) {
 	data, err := os.ReadFile("../../docs/record.schema.json")
 	if err != nil {

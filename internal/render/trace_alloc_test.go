@@ -47,8 +47,8 @@ func TestFormatNoAllocs(t *testing.T) {
 }
 
 // go test -run '^$' -bench Append ./internal/render: ns per event of each format.
-func BenchmarkAppendJSON(b *testing.B)  { benchFormat(b, AppendTraceJSON) }
-func BenchmarkAppendTable(b *testing.B) { benchFormat(b, AppendTrace) }
+func BenchmarkAppendTraceJSON(b *testing.B) { benchFormat(b, AppendTraceJSON) }
+func BenchmarkAppendTrace(b *testing.B)     { benchFormat(b, AppendTrace) }
 
 func benchFormat(b *testing.B, format func([]byte, *tracer.Event) []byte) {
 	events := sampleEvents()
