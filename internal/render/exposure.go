@@ -54,9 +54,9 @@ func WriteExposedTable(w io.Writer, exp []snapshot.Exposure, opts TableOptions, 
 		cell()
 		switch {
 		case e.Interface != "":
-			buf = append(buf, e.Interface...)
+			buf = appendTerm(buf, e.Interface)
 		case s.Interface != 0:
-			buf = append(buf, names.Name(s.Interface)...)
+			buf = appendTerm(buf, names.Name(s.Interface))
 		case e.Scope == snapshot.Wildcard:
 			buf = append(buf, "all"...)
 		default:
@@ -156,7 +156,7 @@ func WriteSummaryTable(w io.Writer, sum *snapshot.Summary) error {
 		} else {
 			buf = strconv.AppendInt(buf, int64(c.PID), 10)
 			ends = append(ends, len(buf))
-			buf = append(buf, c.Comm...)
+			buf = appendTerm(buf, c.Comm)
 		}
 		ends = append(ends, len(buf))
 		buf = strconv.AppendInt(buf, int64(c.Count), 10)

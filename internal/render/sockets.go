@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"github.com/socklife/socklife/snapshot"
 	"golang.org/x/sys/unix"
@@ -130,7 +131,7 @@ func AppendAddrPort(buf []byte, ap netip.AddrPort, ifname string) []byte {
 	}
 	if ifname != "" {
 		buf = append(buf, '%')
-		buf = append(buf, ifname...)
+		buf = appendTerm(buf, ifname)
 	}
 	buf = append(buf, ':')
 	if ap.Port() == 0 {
@@ -142,10 +143,21 @@ func AppendAddrPort(buf []byte, ap netip.AddrPort, ifname string) []byte {
 // Unix sockets fill the address columns as ss -x does: the bound path (or *)
 // and the inode, then * and the peer's inode.
 func appendUnixLocal(buf []byte, s *snapshot.Socket) []byte {
-	if s.Path == "" {
+	switch {
+	case s.Path == "":
 		buf = append(buf, '*')
-	} else {
-		buf = append(buf, s.Path...)
+	case s.Path[0] == '@':
+		// An abstract name is raw bytes: ss prints each NUL in it as
+		// "@", as it prints the leading one; the rest is escaped.
+		for _, part := range strings.SplitAfter(s.Path, "\x00") {
+			if strings.HasSuffix(part, "\x00") {
+				buf = append(appendTerm(buf, part[:len(part)-1]), '@')
+			} else {
+				buf = appendTerm(buf, part)
+			}
+		}
+	default:
+		buf = appendTerm(buf, s.Path)
 	}
 	buf = append(buf, ' ')
 	return strconv.AppendUint(buf, s.Inode, 10)
@@ -168,7 +180,7 @@ func AppendUsers(buf []byte, procs []snapshot.Process) []byte {
 			buf = append(buf, ',')
 		}
 		buf = append(buf, "(\""...)
-		buf = append(buf, p.Comm...)
+		buf = appendTerm(buf, p.Comm)
 		buf = append(buf, "\",pid="...)
 		buf = strconv.AppendInt(buf, int64(p.PID), 10)
 		buf = append(buf, ",fd="...)

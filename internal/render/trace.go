@@ -40,7 +40,7 @@ func AppendTrace(b []byte, ev *tracer.Event) []byte {
 			b = strconv.AppendUint(b, uint64(len(ev.Holders)-1), 10)
 		}
 		b = pad(b, start, 7)
-		b = pad(append(b, ev.Owner.Comm...), len(b), 15)
+		b = pad(appendTerm(b, ev.Owner.Comm), len(b), 15)
 	} else {
 		b = pad(append(b, '-'), len(b), 7)
 		b = pad(append(b, '-'), len(b), 15)

@@ -1,0 +1,177 @@
+package render
+
+// ss_test.go: rendering checked against the real ss (iproute2) on real
+// sockets, where ss shows the same thing.
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/socklife/socklife/internal/backlog"
+	"github.com/socklife/socklife/internal/closewait"
+	"github.com/socklife/socklife/internal/live"
+	"github.com/socklife/socklife/internal/tcpstate"
+	"github.com/socklife/socklife/internal/testutil"
+	"github.com/socklife/socklife/internal/topview"
+	"github.com/socklife/socklife/snapshot"
+	"github.com/socklife/socklife/tracer"
+)
+
+// runSS runs iproute2's ss with args (no shell), skipping the test where
+// there is none.
+func runSS(t *testing.T, args ...string) string {
+	t.Helper()
+	path, err := exec.LookPath("ss")
+	if err != nil {
+		t.Skip("no ss (iproute2) here")
+	}
+	out, err := exec.Command(path, args...).Output()
+	if err != nil {
+		t.Fatalf("ss %s: %v", strings.Join(args, " "), err)
+	}
+	return string(out)
+}
+
+// ownedBy dumps the listening sockets (TCP and Unix) of pid, owners attached.
+func ownedBy(t *testing.T, pid int) []snapshot.Socket {
+	t.Helper()
+	res, err := snapshot.Dump(context.Background(), snapshot.Options{
+		TCP: true, Unix: true, IPv4: true, IPv6: true, States: tcpstate.Of(tcpstate.Listen)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := snapshot.AttachProcesses(res.Sockets); err != nil {
+		t.Fatal(err)
+	}
+	var out []snapshot.Socket
+	for _, s := range res.Sockets {
+		for _, p := range s.Processes {
+			if p.PID == int32(pid) {
+				out = append(out, s)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// noForgedRow fails if a line of out begins with text from the name after
+// its newline, or if the newline came through raw.
+func noForgedRow(t *testing.T, what, out string) {
+	t.Helper()
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "FORGED") {
+			t.Errorf("%s: a process name forged a row %q:\n%s", what, line, out)
+		}
+	}
+	if !strings.Contains(out, `ok\nFORGED`) {
+		t.Errorf("%s: the name is not shown escaped as ok\\nFORGED:\n%s", what, out)
+	}
+}
+
+// A process renames itself "ok\nFORGED 0.0.0.0" (prctl PR_SET_NAME keeps
+// 15 bytes) and listens: ss -p prints the newline raw and the row breaks in
+// two; no table of socklife's may.
+func TestForgedNameEscapedInEveryTable(t *testing.T) {
+	testutil.RequireRoot(t)
+	r := testutil.StartRenamed(t, "ok\nFORGED 0.0.0.0")
+	comm, err := os.ReadFile("/proc/" + strconv.Itoa(r.PID) + "/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.TrimSuffix(string(comm), "\n")
+	if name != "ok\nFORGED 0.0.0" {
+		t.Fatalf("comm is %q", name)
+	}
+
+	// ss shows the forged row: this is what socklife must not do.
+	ssOut := runSS(t, "-tlpn", "sport = :"+strconv.Itoa(int(r.Port)))
+	if !strings.Contains(ssOut, "\nFORGED 0.0.0\"") {
+		t.Logf("ss no longer prints the newline raw:\n%s", ssOut)
+	}
+
+	socks := ownedBy(t, r.PID)
+	if len(socks) != 2 {
+		t.Fatalf("want the helper's TCP and Unix listeners, got %d sockets", len(socks))
+	}
+	var b bytes.Buffer
+	if err := WriteSockets(&b, socks, TableOptions{Processes: true}, &Interfaces{}); err != nil {
+		t.Fatal(err)
+	}
+	noForgedRow(t, "snapshot", b.String())
+
+	// top: the listener section and the CLOSE_WAIT section.
+	table := live.NewTable(nil)
+	table.Load(socks[:1], time.Now())
+	f := topview.NewSampler(time.Minute).Sample(topview.Input{At: time.Now(), Table: table, Listening: socks[:1]})
+	b.Reset()
+	if err := WriteTop(&b, &f, View{}); err != nil {
+		t.Fatal(err)
+	}
+	noForgedRow(t, "top", b.String())
+	b.Reset()
+	if err := WriteCloseWait(&b, []closewait.Process{{PID: uint32(r.PID), Comm: name, Count: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	noForgedRow(t, "closewait", b.String())
+
+	// backlog: the table and a stall line.
+	lr := backlog.ListenerReport{Local: socks[0].Local, PID: uint32(r.PID), Comm: name}
+	st := backlog.StallEvent{Time: time.Now(), Local: socks[0].Local, PID: uint32(r.PID), Comm: name,
+		Holders: []tracer.Holder{{PID: uint32(r.PID), Comm: name}}}
+	b.Reset()
+	if err := (&Backlog{Out: &b}).Write(&backlog.Report{End: time.Now(), Listeners: []backlog.ListenerReport{lr}, Stalls: []backlog.StallEvent{st}}); err != nil {
+		t.Fatal(err)
+	}
+	noForgedRow(t, "backlog", b.String())
+
+	// trace
+	ev := tracer.Event{Time: time.Now(), Kind: tracer.StateChange, OwnerSource: tracer.OwnerTask,
+		Owner: tracer.Task{PID: uint32(r.PID), Comm: name}, Local: socks[0].Local, Old: tcpstate.Listen, New: tcpstate.Close}
+	noForgedRow(t, "trace", TraceHeader+string(AppendTrace(nil, &ev)))
+}
+
+// An abstract Unix name holding a NUL: ss -x prints every NUL of an
+// abstract name as "@", the leading one and those inside; so does the table.
+func TestAbstractNULAsSS(t *testing.T) {
+	testutil.RequireRoot(t)
+	r := testutil.StartRenamed(t, "abstractnul")
+	want := strings.ReplaceAll(r.Abstract, "\x00", "@")
+	ssOut := runSS(t, "-xlpn")
+	var ssLine string
+	for _, line := range strings.Split(ssOut, "\n") {
+		if strings.Contains(line, "pid="+strconv.Itoa(r.PID)+",") {
+			ssLine = line
+		}
+	}
+	if !strings.Contains(ssLine, " "+want+" ") {
+		t.Fatalf("ss -xl does not show %q as expected:\n%s", want, ssOut)
+	}
+	ssFields := strings.Fields(ssLine)
+
+	var unixSock []snapshot.Socket
+	for _, s := range ownedBy(t, r.PID) {
+		if s.Protocol == snapshot.Unix {
+			unixSock = append(unixSock, s)
+		}
+	}
+	if len(unixSock) != 1 || unixSock[0].Path != "@socklife\x00"+strconv.Itoa(r.PID) {
+		t.Fatalf("want the helper's abstract listener, got %+v", unixSock)
+	}
+	var b bytes.Buffer
+	if err := WriteSockets(&b, unixSock, TableOptions{Processes: true}, &Interfaces{}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	got := strings.Fields(lines[len(lines)-1])
+	// ss: Netid State Recv-Q Send-Q Local Port Peer Port Process; ours the same.
+	if len(got) < 8 || len(ssFields) < 8 || strings.Join(got[:8], " ") != strings.Join(ssFields[:8], " ") {
+		t.Errorf("socklife row %q, ss row %q", got, ssFields)
+	}
+}
