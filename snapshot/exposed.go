@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/socklife/socklife/internal/tcpstate"
 )
 
@@ -43,6 +45,21 @@ type Exposure struct {
 	// empty for wildcards and when the address belongs to no interface of
 	// this namespace.
 	Interface string
+	// IPv4 and IPv6 say which IP versions reach the socket: an IPv6
+	// socket bound to [::] with IPV6_V6ONLY off (dual-stack, ss's "*")
+	// takes both; one bound to a v4-mapped address only IPv4.
+	IPv4, IPv6 bool
+}
+
+// IPVersions names them: "IPv4", "IPv6" or "IPv4 and IPv6".
+func (e *Exposure) IPVersions() string {
+	switch {
+	case e.IPv4 && e.IPv6:
+		return "IPv4 and IPv6"
+	case e.IPv6:
+		return "IPv6"
+	}
+	return "IPv4"
 }
 
 // loopbackIndex is lo's interface index, the same in every namespace
@@ -65,6 +82,14 @@ func Exposed(socks []Socket, ifaceOf func(netns uint32, a netip.Addr) string) []
 			continue
 		}
 		e := Exposure{Socket: s, Scope: Address}
+		switch {
+		case s.Family != unix.AF_INET6 || s.Local.Addr().Is4In6():
+			e.IPv4 = true
+		case s.Local.Addr().IsUnspecified() && !s.V6Only:
+			e.IPv4, e.IPv6 = true, true
+		default:
+			e.IPv6 = true
+		}
 		switch {
 		case addr.IsUnspecified():
 			e.Scope = Wildcard

@@ -13,6 +13,7 @@ import (
 type ExposureJSON struct {
 	Netid     string         `json:"netid"`
 	Scope     string         `json:"scope"`
+	IP        string         `json:"ip"`
 	Interface string         `json:"interface,omitempty"`
 	Local     string         `json:"local"`
 	LocalPort uint16         `json:"local_port"`
@@ -28,14 +29,14 @@ func ExposureToJSON(e *snapshot.Exposure, withProcesses bool, names *Interfaces)
 		iface = s.Interface
 	}
 	return ExposureJSON{
-		Netid: s.Netid, Scope: e.Scope.String(), Interface: iface,
+		Netid: s.Netid, Scope: e.Scope.String(), IP: e.IPVersions(), Interface: iface,
 		Local: s.Local, LocalPort: s.LocalPort, Netns: s.Netns, Processes: s.Processes,
 	}
 }
 
 // WriteExposedTable writes one line per exposed socket.
 func WriteExposedTable(w io.Writer, exp []snapshot.Exposure, opts TableOptions, names *Interfaces) error {
-	cols := []Column{{Title: "Netid"}, {Title: "Local Address:Port"}, {Title: "Scope"}, {Title: "Interface"}}
+	cols := []Column{{Title: "Netid"}, {Title: "Local Address:Port"}, {Title: "Scope"}, {Title: "IP"}, {Title: "Interface"}}
 	if opts.Netns {
 		cols = append(cols, Column{Title: "Netns", Right: true})
 	}
@@ -48,9 +49,11 @@ func WriteExposedTable(w io.Writer, exp []snapshot.Exposure, opts TableOptions, 
 		cell := func() { ends = append(ends, len(buf)) }
 		buf = append(buf, Netid(s)...)
 		cell()
-		buf = AppendAddrPort(buf, s.Local, names.Name(s.Interface))
+		buf = appendSocketAddr(buf, s, s.Local, names.Name(s.Interface))
 		cell()
 		buf = append(buf, e.Scope.String()...)
+		cell()
+		buf = append(buf, e.IPVersions()...)
 		cell()
 		switch {
 		case e.Interface != "":

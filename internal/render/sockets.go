@@ -60,9 +60,9 @@ func WriteSockets(w io.Writer, socks []snapshot.Socket, opts TableOptions, names
 			buf = appendUnixPeer(buf, s)
 			cell()
 		} else {
-			buf = AppendAddrPort(buf, s.Local, names.Name(s.Interface))
+			buf = appendSocketAddr(buf, s, s.Local, names.Name(s.Interface))
 			cell()
-			buf = AppendAddrPort(buf, s.Remote, "")
+			buf = appendSocketAddr(buf, s, s.Remote, "")
 			cell()
 		}
 		if opts.Netns {
@@ -138,6 +138,24 @@ func AppendAddrPort(buf []byte, ap netip.AddrPort, ifname string) []byte {
 		return append(buf, '*')
 	}
 	return strconv.AppendUint(buf, uint64(ap.Port()), 10)
+}
+
+// DualStack reports an IPv6 socket that also takes IPv4 (IPV6_V6ONLY off):
+// bound to [::], it hears both families. The kernel reports v6only for
+// full sockets only, not for TIME-WAIT and SYN-RECV minisocks, but those
+// are never bound to [::].
+func DualStack(s *snapshot.Socket) bool {
+	return s.Family == unix.AF_INET6 && !s.V6Only && s.Protocol != snapshot.Unix
+}
+
+// appendSocketAddr is AppendAddrPort for one of s's addresses, with ss's
+// one exception: a dual-stack socket's [::] prints as * (ss's "*:8080" for
+// a listener that takes IPv4 and IPv6, "[::]:8080" for an IPv6-only one).
+func appendSocketAddr(buf []byte, s *snapshot.Socket, ap netip.AddrPort, ifname string) []byte {
+	if a := ap.Addr(); a.Is6() && a.IsUnspecified() && DualStack(s) {
+		ap = netip.AddrPortFrom(netip.Addr{}, ap.Port())
+	}
+	return AppendAddrPort(buf, ap, ifname)
 }
 
 // Unix sockets fill the address columns as ss -x does: the bound path (or *)

@@ -3,6 +3,10 @@ package render
 import (
 	"net/netip"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/socklife/socklife/internal/tcpstate"
+
 	"github.com/socklife/socklife/snapshot"
 )
 
@@ -22,12 +26,15 @@ type SocketJSON struct {
 	Remote     string `json:"remote,omitempty"`
 	RemotePort uint16 `json:"remote_port"`
 	Interface  string `json:"interface,omitempty"`
-	Path       string `json:"path,omitempty"`
-	PeerInode  uint64 `json:"peer_inode,omitempty"`
-	UID        uint32 `json:"uid"`
-	Inode      uint64 `json:"inode"`
-	Cookie     uint64 `json:"cookie"`
-	CgroupID   uint64 `json:"cgroup_id,omitempty"`
+	// V6Only is IPV6_V6ONLY, for IPv6 TCP and UDP sockets (not for
+	// TIME-WAIT and SYN-RECV ones: the kernel does not report it).
+	V6Only    *bool  `json:"v6only,omitempty"`
+	Path      string `json:"path,omitempty"`
+	PeerInode uint64 `json:"peer_inode,omitempty"`
+	UID       uint32 `json:"uid"`
+	Inode     uint64 `json:"inode"`
+	Cookie    uint64 `json:"cookie"`
+	CgroupID  uint64 `json:"cgroup_id,omitempty"`
 
 	TCPInfo *TCPInfoJSON `json:"tcp_info,omitempty"`
 	Memory  *MemJSON     `json:"memory,omitempty"`
@@ -110,6 +117,10 @@ func SocketToJSON(s *snapshot.Socket, withProcesses bool, names *Interfaces) Soc
 	} else {
 		j.Local, j.LocalPort = addrPortString(s.Local), s.Local.Port()
 		j.Remote, j.RemotePort = addrPortString(s.Remote), s.Remote.Port()
+		if s.Family == unix.AF_INET6 && s.State != tcpstate.TimeWait && s.State != tcpstate.SynRecv {
+			v6only := s.V6Only
+			j.V6Only = &v6only
+		}
 	}
 	if ti := s.TCPInfo; ti != nil {
 		j.TCPInfo = &TCPInfoJSON{

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/socklife/socklife/internal/backlog"
 	"github.com/socklife/socklife/internal/closewait"
 	"github.com/socklife/socklife/internal/live"
@@ -173,5 +175,118 @@ func TestAbstractNULAsSS(t *testing.T) {
 	// ss: Netid State Recv-Q Send-Q Local Port Peer Port Process; ours the same.
 	if len(got) < 8 || len(ssFields) < 8 || strings.Join(got[:8], " ") != strings.Join(ssFields[:8], " ") {
 		t.Errorf("socklife row %q, ss row %q", got, ssFields)
+	}
+}
+
+// listen6 listens on [::]:0 (TCP) or binds it (UDP) with IPV6_V6ONLY set
+// as asked, and returns the port.
+func listen6(t *testing.T, typ int, v6only bool) uint16 {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET6, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	on := 0
+	if v6only {
+		on = 1
+	}
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, on); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet6{}); err != nil {
+		t.Fatal(err)
+	}
+	if typ == unix.SOCK_STREAM {
+		if err := unix.Listen(fd, 8); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint16(sa.(*unix.SockaddrInet6).Port)
+}
+
+// ssLocal returns ss -n's Local Address:Port column for the one socket
+// of netid (tcp, udp) with this local port.
+func ssLocal(t *testing.T, flag string, port uint16) string {
+	t.Helper()
+	out := runSS(t, "-Hn"+flag, "sport", "=", ":"+strconv.Itoa(int(port)))
+	f := strings.Fields(out)
+	if len(f) < 4 {
+		t.Fatalf("ss -Hn%s sport = :%d: %q", flag, port, out)
+	}
+	return f[3] // State Recv-Q Send-Q Local Peer
+}
+
+// A [::] listener with IPV6_V6ONLY off takes IPv4 too: ss prints it *:P,
+// an IPv6-only one [::]:P; the JSON says v6only, --exposed which IP
+// versions reach it.
+func TestDualStackAsSS(t *testing.T) {
+	testutil.RequireRoot(t)
+	type sockCase struct {
+		proto  snapshot.Protocol
+		typ    int
+		flag   string
+		v6only bool
+		port   uint16
+	}
+	cases := []*sockCase{
+		{proto: snapshot.TCP, typ: unix.SOCK_STREAM, flag: "tl", v6only: false},
+		{proto: snapshot.TCP, typ: unix.SOCK_STREAM, flag: "tl", v6only: true},
+		{proto: snapshot.UDP, typ: unix.SOCK_DGRAM, flag: "ul", v6only: false},
+		{proto: snapshot.UDP, typ: unix.SOCK_DGRAM, flag: "ul", v6only: true},
+	}
+	for _, c := range cases {
+		c.port = listen6(t, c.typ, c.v6only)
+	}
+	res, err := snapshot.Dump(context.Background(), snapshot.Options{TCP: true, UDP: true, IPv6: true,
+		States: tcpstate.Of(tcpstate.Listen, tcpstate.Close)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cases {
+		var s *snapshot.Socket
+		for i := range res.Sockets {
+			if res.Sockets[i].Protocol == c.proto && res.Sockets[i].Local.Port() == c.port {
+				s = &res.Sockets[i]
+			}
+		}
+		if s == nil {
+			t.Fatalf("%s port %d not in the dump", c.proto, c.port)
+		}
+		if s.V6Only != c.v6only {
+			t.Errorf("%s port %d: V6Only %v, want %v (INET_DIAG_SKV6ONLY)", c.proto, c.port, s.V6Only, c.v6only)
+		}
+		var b bytes.Buffer
+		if err := WriteSockets(&b, []snapshot.Socket{*s}, TableOptions{}, &Interfaces{}); err != nil {
+			t.Fatal(err)
+		}
+		row := strings.Fields(strings.Split(b.String(), "\n")[1])
+		want := ssLocal(t, c.flag, c.port)
+		if row[4] != want {
+			t.Errorf("%s v6only=%v: Local %q, ss prints %q", c.proto, c.v6only, row[4], want)
+		}
+		j := SocketToJSON(s, false, &Interfaces{})
+		if j.V6Only == nil || *j.V6Only != c.v6only {
+			t.Errorf("%s v6only=%v: JSON v6only %v", c.proto, c.v6only, j.V6Only)
+		}
+		exp := snapshot.Exposed([]snapshot.Socket{*s}, nil)
+		wantIP := "IPv6"
+		if !c.v6only {
+			wantIP = "IPv4 and IPv6"
+		}
+		if len(exp) != 1 || ExposureToJSON(&exp[0], false, &Interfaces{}).IP != wantIP {
+			t.Errorf("%s v6only=%v: exposed %+v, want IP %q", c.proto, c.v6only, exp, wantIP)
+		}
+		b.Reset()
+		if err := WriteExposedTable(&b, exp, TableOptions{}, &Interfaces{}); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), want+"  ") || !strings.Contains(b.String(), wantIP) {
+			t.Errorf("%s v6only=%v: exposed table\n%s\nwant %s and %s", c.proto, c.v6only, b.String(), want, wantIP)
+		}
 	}
 }
