@@ -90,6 +90,10 @@ func appendInfo(buf []byte, ti *snapshot.TCPInfo, ends *[]int) []byte {
 	}
 	buf = strconv.AppendFloat(buf, float64(ti.RTT.Microseconds())/1000, 'f', 3, 64)
 	*ends = append(*ends, len(buf))
+	// ss -i's retrans:X/Y: unacknowledged retransmitted segments now, and
+	// over the connection's life (ss prints it only when Y is not 0).
+	buf = strconv.AppendUint(buf, uint64(ti.Retrans), 10)
+	buf = append(buf, '/')
 	buf = strconv.AppendUint(buf, uint64(ti.TotalRetrans), 10)
 	*ends = append(*ends, len(buf))
 	buf = strconv.AppendUint(buf, ti.BytesAcked, 10)

@@ -49,6 +49,7 @@ type TCPInfoJSON struct {
 	RTTUs          int64  `json:"rtt_us"`
 	RTTVarUs       int64  `json:"rttvar_us"`
 	Retransmits    uint8  `json:"retransmits"`
+	Retrans        uint32 `json:"retrans"`
 	TotalRetrans   uint32 `json:"total_retrans"`
 	Lost           uint32 `json:"lost"`
 	BytesAcked     uint64 `json:"bytes_acked"`
@@ -125,7 +126,7 @@ func SocketToJSON(s *snapshot.Socket, withProcesses bool, names *Interfaces) Soc
 	if ti := s.TCPInfo; ti != nil {
 		j.TCPInfo = &TCPInfoJSON{
 			RTTUs: ti.RTT.Microseconds(), RTTVarUs: ti.RTTVar.Microseconds(),
-			Retransmits: ti.Retransmits, TotalRetrans: ti.TotalRetrans, Lost: ti.Lost,
+			Retransmits: ti.Retransmits, Retrans: ti.Retrans, TotalRetrans: ti.TotalRetrans, Lost: ti.Lost,
 			BytesAcked: ti.BytesAcked, BytesReceived: ti.BytesReceived, BytesSent: ti.BytesSent,
 			LastDataSentMs: ti.LastDataSent.Milliseconds(), LastDataRecvMs: ti.LastDataRecv.Milliseconds(),
 			LastAckRecvMs: ti.LastAckRecv.Milliseconds(),

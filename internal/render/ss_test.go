@@ -6,6 +6,7 @@ package render
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
@@ -288,5 +289,129 @@ func TestDualStackAsSS(t *testing.T) {
 		if !strings.Contains(b.String(), want+"  ") || !strings.Contains(b.String(), wantIP) {
 			t.Errorf("%s v6only=%v: exposed table\n%s\nwant %s and %s", c.proto, c.v6only, b.String(), want, wantIP)
 		}
+	}
+}
+
+// ssField returns the value ss prints after key (as in "retrans:0/1" or
+// "skmem:(...)") on the line of out that holds pick, "" if none.
+func ssField(out, pick, key string) string {
+	lines := strings.Split(out, "\n")
+	for i, line := range lines {
+		if !strings.Contains(line, pick) {
+			continue
+		}
+		// ss -i/-m put the details on the next line, indented.
+		text := line
+		if i+1 < len(lines) {
+			text += " " + lines[i+1]
+		}
+		for _, f := range strings.Fields(text) {
+			if v, ok := strings.CutPrefix(f, key); ok {
+				return v
+			}
+		}
+	}
+	return ""
+}
+
+// Unix sockets have skmem in ss -xm: the JSON "memory" has the same numbers.
+func TestUnixMemoryAsSS(t *testing.T) {
+	testutil.RequireRoot(t)
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	if _, err := unix.Write(fds[0], make([]byte, 300)); err != nil { // queued, unread
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fds[0], &st); err != nil {
+		t.Fatal(err)
+	}
+	res, err := snapshot.Dump(context.Background(), snapshot.Options{Unix: true, States: tcpstate.All, Info: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s *snapshot.Socket
+	for i := range res.Sockets {
+		if res.Sockets[i].Inode == st.Ino {
+			s = &res.Sockets[i]
+		}
+	}
+	if s == nil || s.MemInfo == nil {
+		t.Fatalf("socket %d: not dumped or no memory: %+v", st.Ino, s)
+	}
+	m := SocketToJSON(s, false, &Interfaces{}).Memory
+	got := fmt.Sprintf("(r%d,rb%d,t%d,tb%d,f%d,w%d,o%d,bl%d,d%d)",
+		m.RmemAlloc, m.RcvBuf, m.WmemAlloc, m.SndBuf, m.FwdAlloc, m.WmemQueued, m.OptMem, m.Backlog, m.Drops)
+	want := ssField(runSS(t, "-xmna"), " "+strconv.FormatUint(st.Ino, 10)+" ", "skmem:")
+	if got != want || m.WmemAlloc == 0 {
+		t.Errorf("memory %s, ss -xm skmem:%s", got, want)
+	}
+}
+
+// ss -i's retrans:X/Y is tcpi_retrans (retransmitted segments not
+// acknowledged yet) over tcpi_total_retrans. A SYN to a listener whose
+// accept queue is full is dropped and sent again a second later: the
+// connecting socket then has retrans 1/1.
+func TestRetransAsSS(t *testing.T) {
+	testutil.RequireRoot(t)
+	_, port := testutil.RawListener(t, [4]byte{127, 0, 0, 1}, 0, 0)
+	connect := func() {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+		err = unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: int(port)})
+		if err != nil && err != unix.EINPROGRESS {
+			t.Fatal(err)
+		}
+	}
+	connect() // fills the queue (backlog 0 holds one)
+	time.Sleep(50 * time.Millisecond)
+	connect() // its SYN is dropped
+	synSent := func() *snapshot.Socket {
+		res, err := snapshot.Dump(context.Background(), snapshot.Options{TCP: true, IPv4: true,
+			States: tcpstate.Of(tcpstate.SynSent), Info: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range res.Sockets {
+			if s := &res.Sockets[i]; s.Remote.Port() == port && s.TCPInfo != nil {
+				return s
+			}
+		}
+		return nil
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s := synSent()
+		if s != nil && s.TCPInfo.TotalRetrans > 0 {
+			ssOut := runSS(t, "-tni", "state", "syn-sent", "dport", "=", ":"+strconv.Itoa(int(port)))
+			again := synSent()
+			if again == nil || again.TCPInfo.Retrans != s.TCPInfo.Retrans || again.TCPInfo.TotalRetrans != s.TCPInfo.TotalRetrans {
+				continue // moved on while ss ran
+			}
+			var b bytes.Buffer
+			if err := WriteSockets(&b, []snapshot.Socket{*s}, TableOptions{Info: true}, &Interfaces{}); err != nil {
+				t.Fatal(err)
+			}
+			row := strings.Fields(strings.Split(b.String(), "\n")[1])
+			want := ssField(ssOut, ":"+strconv.Itoa(int(port)), "retrans:")
+			if row[7] != want || s.TCPInfo.Retrans == 0 {
+				t.Errorf("Retrans column %q (tcpi_retrans %d), ss -i retrans:%s\n%s", row[7], s.TCPInfo.Retrans, want, ssOut)
+			}
+			if j := SocketToJSON(s, false, &Interfaces{}).TCPInfo; j.Retrans != s.TCPInfo.Retrans || j.TotalRetrans != s.TCPInfo.TotalRetrans {
+				t.Errorf("JSON retrans %d/%d", j.Retrans, j.TotalRetrans)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no SYN retransmit seen: %+v", s)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
