@@ -124,15 +124,33 @@ func listensForPeers(s *Socket) bool {
 	return false
 }
 
-// InterfaceOfAddr returns a lookup from address to the name of the interface
-// that holds it. It reads the interface table of the calling thread's
-// network namespace, whose inode is netns, once, and knows nothing of
-// other namespaces' interfaces.
+// InterfaceOfAddr returns a lookup from a namespace's inode and an address
+// to the name of the interface that holds the address there. netns is the
+// calling thread's namespace, whose table it reads at once; another
+// namespace's table is read on first use, from a thread moved into it
+// (RunInNetns), and kept. A namespace that is gone knows no address.
 func InterfaceOfAddr(netns uint32) func(uint32, netip.Addr) string {
+	owners := map[uint32]map[netip.Addr]string{netns: addrOwners()}
+	return func(ns uint32, a netip.Addr) string {
+		owner, ok := owners[ns]
+		if !ok {
+			RunInNetns(ns, func() error {
+				owner = addrOwners()
+				return nil
+			})
+			owners[ns] = owner
+		}
+		return owner[a.WithZone("").Unmap()]
+	}
+}
+
+// addrOwners maps each address of the calling thread's namespace to its
+// interface's name.
+func addrOwners() map[netip.Addr]string {
 	owner := map[netip.Addr]string{}
 	ifaces, err := net.Interfaces()
 	if err != nil {
-		return func(uint32, netip.Addr) string { return "" }
+		return owner
 	}
 	for _, ifi := range ifaces {
 		addrs, err := ifi.Addrs()
@@ -147,10 +165,5 @@ func InterfaceOfAddr(netns uint32) func(uint32, netip.Addr) string {
 			}
 		}
 	}
-	return func(ns uint32, a netip.Addr) string {
-		if ns != netns {
-			return ""
-		}
-		return owner[a.WithZone("").Unmap()]
-	}
+	return owner
 }

@@ -49,7 +49,7 @@ func WriteExposedTable(w io.Writer, exp []snapshot.Exposure, opts TableOptions, 
 		cell := func() { ends = append(ends, len(buf)) }
 		buf = append(buf, Netid(s)...)
 		cell()
-		buf = appendSocketAddr(buf, s, s.Local, names.Name(s.Interface))
+		buf = appendSocketAddr(buf, s, s.Local, names.In(s.Netns, s.Interface))
 		cell()
 		buf = append(buf, e.Scope.String()...)
 		cell()
@@ -59,7 +59,7 @@ func WriteExposedTable(w io.Writer, exp []snapshot.Exposure, opts TableOptions, 
 		case e.Interface != "":
 			buf = appendTerm(buf, e.Interface)
 		case s.Interface != 0:
-			buf = appendTerm(buf, names.Name(s.Interface))
+			buf = appendTerm(buf, names.In(s.Netns, s.Interface))
 		case e.Scope == snapshot.Wildcard:
 			buf = append(buf, "all"...)
 		default:

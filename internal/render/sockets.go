@@ -60,7 +60,7 @@ func WriteSockets(w io.Writer, socks []snapshot.Socket, opts TableOptions, names
 			buf = appendUnixPeer(buf, s)
 			cell()
 		} else {
-			buf = appendSocketAddr(buf, s, s.Local, names.Name(s.Interface))
+			buf = appendSocketAddr(buf, s, s.Local, names.In(s.Netns, s.Interface))
 			cell()
 			buf = appendSocketAddr(buf, s, s.Remote, "")
 			cell()

@@ -111,7 +111,7 @@ func SocketToJSON(s *snapshot.Socket, withProcesses bool, names *Interfaces) Soc
 		Cookie: s.Cookie,
 
 		CgroupID:  s.CgroupID,
-		Interface: names.Name(s.Interface),
+		Interface: names.In(s.Netns, s.Interface),
 	}
 	if s.Protocol == snapshot.Unix {
 		j.Path, j.PeerInode = s.Path, s.PeerInode

@@ -419,3 +419,95 @@ func TestRetransAsSS(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// A socket bound to a device in another namespace: its index names a device
+// of that namespace (v0 is 3 in a new namespace with one veth pair; 3 is
+// something else, or nothing, here). The table names it as ss run inside
+// the namespace does, and --exposed names the address's interface.
+func TestInterfaceInSocketsNamespace(t *testing.T) {
+	testutil.RequireRoot(t)
+	ipPath, err := exec.LookPath("ip")
+	if err != nil {
+		t.Skip("no ip (iproute2) to make a veth pair")
+	}
+	path := testutil.NamedNetns(t)
+	name := path[strings.LastIndexByte(path, '/')+1:]
+	for _, args := range [][]string{
+		{"-n", name, "link", "add", "v0", "type", "veth", "peer", "name", "v1"},
+		{"-n", name, "addr", "add", "10.123.0.1/24", "dev", "v0"},
+		{"-n", name, "link", "set", "v0", "up"},
+	} {
+		if out, err := exec.Command(ipPath, args...).CombinedOutput(); err != nil {
+			t.Skipf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	var port uint16
+	testutil.InNetns(t, path, func() {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+		if err := unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, "v0"); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{10, 123, 0, 1}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Listen(fd, 8); err != nil {
+			t.Fatal(err)
+		}
+		sa, _ := unix.Getsockname(fd)
+		port = uint16(sa.(*unix.SockaddrInet4).Port)
+	})
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	res, err := snapshot.Dump(context.Background(), snapshot.Options{TCP: true, IPv4: true,
+		States: tcpstate.Of(tcpstate.Listen), Netns: []uint32{uint32(st.Ino)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s *snapshot.Socket
+	for i := range res.Sockets {
+		if res.Sockets[i].Netns == uint32(st.Ino) && res.Sockets[i].Local.Port() == port {
+			s = &res.Sockets[i]
+		}
+	}
+	if s == nil {
+		t.Fatal("listener not dumped")
+	}
+	var b bytes.Buffer
+	names := &Interfaces{}
+	if err := WriteSockets(&b, []snapshot.Socket{*s}, TableOptions{Netns: true}, names); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Fields(strings.Split(b.String(), "\n")[1])[4]
+	out, err := exec.Command(ipPath, "netns", "exec", name, "ss", "-Htln", "sport", "=", ":"+strconv.Itoa(int(port))).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ssF := strings.Fields(string(out))
+	if len(ssF) < 4 || got != ssF[3] || got != "10.123.0.1%v0:"+strconv.Itoa(int(port)) {
+		t.Errorf("Local %q, ss in the namespace: %q", got, out)
+	}
+	if j := SocketToJSON(s, false, names); j.Interface != "v0" {
+		t.Errorf("JSON interface %q, want v0", j.Interface)
+	}
+	self, err := snapshot.CurrentNetns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := snapshot.Exposed([]snapshot.Socket{*s}, snapshot.InterfaceOfAddr(self))
+	if len(exp) != 1 || exp[0].Interface != "v0" {
+		t.Fatalf("exposed %+v, want the listener on v0", exp)
+	}
+	b.Reset()
+	if err := WriteExposedTable(&b, exp, TableOptions{Netns: true}, names); err != nil {
+		t.Fatal(err)
+	}
+	if row := strings.Fields(strings.Split(b.String(), "\n")[1]); row[4] != "v0" {
+		t.Errorf("exposed row %q, want interface v0", row)
+	}
+}
