@@ -46,8 +46,11 @@ func AppendTrace(b []byte, ev *tracer.Event) []byte {
 		b = pad(append(b, '-'), len(b), 15)
 	}
 	b = pad(strconv.AppendUint(b, uint64(ev.Netns), 10), len(b), 10)
-	b = pad(ev.Local.AppendTo(b), len(b), 21)
-	b = pad(ev.Remote.AppendTo(b), len(b), 21)
+	// An address longer than its column (IPv6) pushes the rest of the
+	// line right, one space after it, as ss's columns do with -n: the
+	// line stays whole, aligned again on the next short one.
+	b = pad(appendFamilyAddrPort(b, ev.Family, ev.Local), len(b), 21)
+	b = pad(appendFamilyAddrPort(b, ev.Family, ev.Remote), len(b), 21)
 	if ev.Kind == tracer.Accept {
 		b = pad(append(b, "ACCEPT"...), len(b), 11)
 	} else {
@@ -91,9 +94,9 @@ func AppendTraceJSON(b []byte, ev *tracer.Event) []byte {
 	b = append(b, `,"family":"`...)
 	b = append(b, FamilyName(ev.Family)...)
 	b = append(b, `","local":"`...)
-	b = ev.Local.AppendTo(b)
+	b = appendFamilyAddrPort(b, ev.Family, ev.Local)
 	b = append(b, `","remote":"`...)
-	b = ev.Remote.AppendTo(b)
+	b = appendFamilyAddrPort(b, ev.Family, ev.Remote)
 	b = append(b, `","old":"`...)
 	b = append(b, stateNames[ev.Old]...)
 	b = append(b, `","new":"`...)

@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 	"unicode/utf8"
 
@@ -36,6 +37,18 @@ func FamilyName(f uint8) string {
 		return "unix"
 	}
 	return fmt.Sprintf("family-%d", f)
+}
+
+// appendFamilyAddrPort appends ap as every command writes an address,
+// ss's way: an IPv6 socket talking IPv4 shows the v4-mapped form it has
+// ([::ffff:10.0.0.1]:80), as snapshot prints it from sock_diag. The tracer
+// hands trace and record such addresses unmapped (the live table matches
+// them that way); they are mapped back here, so every command agrees.
+func appendFamilyAddrPort(b []byte, family uint8, ap netip.AddrPort) []byte {
+	if a := ap.Addr(); family == unix.AF_INET6 && a.Is4() {
+		ap = netip.AddrPortFrom(netip.AddrFrom16(a.As16()), ap.Port())
+	}
+	return ap.AppendTo(b)
 }
 
 // stateNames holds every state's name as JSON writes it, the kernel's
