@@ -88,12 +88,12 @@ func (q query) request(opts Options) []byte {
 	case UDP:
 		return inetDiagReq(q.family, unix.IPPROTO_UDP, opts.States, opts.Info, opts.bytecode)
 	}
-	return unixDiagReq(opts.States)
+	return unixDiagReq(opts.States, opts.Info)
 }
 
 func (q query) decode(b []byte, s *Socket, a *arena) error {
 	if q.proto == Unix {
-		return decodeUnix(b, s)
+		return decodeUnix(b, s, a)
 	}
 	return decodeInet(b, q.proto, s, a)
 }

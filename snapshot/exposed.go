@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/socklife/socklife/internal/tcpstate"
 )
 
@@ -43,6 +45,21 @@ type Exposure struct {
 	// empty for wildcards and when the address belongs to no interface of
 	// this namespace.
 	Interface string
+	// IPv4 and IPv6 say which IP versions reach the socket: an IPv6
+	// socket bound to [::] with IPV6_V6ONLY off (dual-stack, ss's "*")
+	// takes both; one bound to a v4-mapped address only IPv4.
+	IPv4, IPv6 bool
+}
+
+// IPVersions names them: "IPv4", "IPv6" or "IPv4 and IPv6".
+func (e *Exposure) IPVersions() string {
+	switch {
+	case e.IPv4 && e.IPv6:
+		return "IPv4 and IPv6"
+	case e.IPv6:
+		return "IPv6"
+	}
+	return "IPv4"
 }
 
 // loopbackIndex is lo's interface index, the same in every namespace
@@ -65,6 +82,14 @@ func Exposed(socks []Socket, ifaceOf func(netns uint32, a netip.Addr) string) []
 			continue
 		}
 		e := Exposure{Socket: s, Scope: Address}
+		switch {
+		case s.Family != unix.AF_INET6 || s.Local.Addr().Is4In6():
+			e.IPv4 = true
+		case s.Local.Addr().IsUnspecified() && !s.V6Only:
+			e.IPv4, e.IPv6 = true, true
+		default:
+			e.IPv6 = true
+		}
 		switch {
 		case addr.IsUnspecified():
 			e.Scope = Wildcard
@@ -99,15 +124,33 @@ func listensForPeers(s *Socket) bool {
 	return false
 }
 
-// InterfaceOfAddr returns a lookup from address to the name of the interface
-// that holds it. It reads the interface table of the calling thread's
-// network namespace, whose inode is netns, once, and knows nothing of
-// other namespaces' interfaces.
+// InterfaceOfAddr returns a lookup from a namespace's inode and an address
+// to the name of the interface that holds the address there. netns is the
+// calling thread's namespace, whose table it reads at once; another
+// namespace's table is read on first use, from a thread moved into it
+// (RunInNetns), and kept. A namespace that is gone knows no address.
 func InterfaceOfAddr(netns uint32) func(uint32, netip.Addr) string {
+	owners := map[uint32]map[netip.Addr]string{netns: addrOwners()}
+	return func(ns uint32, a netip.Addr) string {
+		owner, ok := owners[ns]
+		if !ok {
+			RunInNetns(ns, func() error {
+				owner = addrOwners()
+				return nil
+			})
+			owners[ns] = owner
+		}
+		return owner[a.WithZone("").Unmap()]
+	}
+}
+
+// addrOwners maps each address of the calling thread's namespace to its
+// interface's name.
+func addrOwners() map[netip.Addr]string {
 	owner := map[netip.Addr]string{}
 	ifaces, err := net.Interfaces()
 	if err != nil {
-		return func(uint32, netip.Addr) string { return "" }
+		return owner
 	}
 	for _, ifi := range ifaces {
 		addrs, err := ifi.Addrs()
@@ -122,10 +165,5 @@ func InterfaceOfAddr(netns uint32) func(uint32, netip.Addr) string {
 			}
 		}
 	}
-	return func(ns uint32, a netip.Addr) string {
-		if ns != netns {
-			return ""
-		}
-		return owner[a.WithZone("").Unmap()]
-	}
+	return owner
 }

@@ -67,7 +67,7 @@ func FuzzDecodeUnix(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var s Socket
-		if err := decodeUnix(b, &s); err == nil && s.Protocol != Unix {
+		if err := decodeUnix(b, &s, &arena{}); err == nil && s.Protocol != Unix {
 			t.Errorf("decoded protocol %v", s.Protocol)
 		}
 	})

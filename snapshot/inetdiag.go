@@ -146,6 +146,7 @@ const (
 	tiSndMSS        = 16
 	tiRcvMSS        = 20
 	tiLost          = 32
+	tiRetrans       = 36
 	tiLastDataSent  = 44
 	tiLastDataRecv  = 52
 	tiLastAckRecv   = 56
@@ -171,6 +172,7 @@ func decodeTCPInfo(v []byte, ti *TCPInfo) {
 		RTT:           usec(u32(tiRTT)),
 		RTTVar:        usec(u32(tiRTTVar)),
 		Retransmits:   v[tiRetransmits],
+		Retrans:       u32(tiRetrans),
 		TotalRetrans:  u32(tiTotalRetrans),
 		Lost:          u32(tiLost),
 		BytesAcked:    u64(tiBytesAcked),

@@ -325,6 +325,7 @@ func TestTCPInfoOffsets(t *testing.T) {
 		{"snd_mss", tiSndMSS, unsafe.Offsetof(ti.Snd_mss)},
 		{"rcv_mss", tiRcvMSS, unsafe.Offsetof(ti.Rcv_mss)},
 		{"lost", tiLost, unsafe.Offsetof(ti.Lost)},
+		{"retrans", tiRetrans, unsafe.Offsetof(ti.Retrans)},
 		{"last_data_sent", tiLastDataSent, unsafe.Offsetof(ti.Last_data_sent)},
 		{"last_data_recv", tiLastDataRecv, unsafe.Offsetof(ti.Last_data_recv)},
 		{"last_ack_recv", tiLastAckRecv, unsafe.Offsetof(ti.Last_ack_recv)},

@@ -92,8 +92,11 @@ type Socket struct {
 // TCPInfo is the part of struct tcp_info that answers "is this connection
 // healthy": round trip, retransmissions, volume and idle time.
 type TCPInfo struct {
-	RTT, RTTVar    time.Duration
-	Retransmits    uint8  // consecutive retransmits of the current segment
+	RTT, RTTVar time.Duration
+	Retransmits uint8 // consecutive retransmits of the current segment
+	// Retrans is tcpi_retrans: retransmitted segments not acknowledged yet
+	// (ss -i's X in retrans:X/Y, Y being TotalRetrans).
+	Retrans        uint32
 	TotalRetrans   uint32 // retransmitted segments over the connection's life
 	Lost           uint32
 	BytesAcked     uint64 // bytes the peer acknowledged (sent by us)

@@ -23,27 +23,34 @@ const (
 	udiagShowVFS   = 0x02
 	udiagShowPeer  = 0x04
 	udiagShowRQLen = 0x10
+	udiagShowMem   = 0x20 // UDIAG_SHOW_MEMINFO: ss -m's skmem
 	udiagShowUID   = 0x40 // 5.3+; older kernels ignore the bit
 
 	unixDiagName     = 0
 	unixDiagVFS      = 1
 	unixDiagPeer     = 2
 	unixDiagRQLen    = 4
+	unixDiagMemInfo  = 5
 	unixDiagShutdown = 6
 	unixDiagUID      = 7
 )
 
-func unixDiagReq(states tcpstate.Mask) []byte {
+// unixDiagReq asks for every Unix socket in states; with info, for their
+// memory too (Options.Info: ss -m, as for inet sockets).
+func unixDiagReq(states tcpstate.Mask, info bool) []byte {
 	req := make([]byte, sizeofUnixDiagReq)
 	req[0] = unix.AF_UNIX
 	binary.NativeEndian.PutUint32(req[4:], uint32(states))
-	binary.NativeEndian.PutUint32(req[12:],
-		udiagShowName|udiagShowVFS|udiagShowPeer|udiagShowRQLen|udiagShowUID)
+	show := uint32(udiagShowName | udiagShowVFS | udiagShowPeer | udiagShowRQLen | udiagShowUID)
+	if info {
+		show |= udiagShowMem
+	}
+	binary.NativeEndian.PutUint32(req[12:], show)
 	return req
 }
 
 // decodeUnix decodes one unix_diag_msg and its attributes into s.
-func decodeUnix(b []byte, s *Socket) error {
+func decodeUnix(b []byte, s *Socket, a *arena) error {
 	if len(b) < sizeofUnixDiagMsg {
 		return fmt.Errorf("%w: unix_diag_msg of %d bytes", errTruncated, len(b))
 	}
@@ -55,11 +62,17 @@ func decodeUnix(b []byte, s *Socket) error {
 		Inode:    uint64(binary.NativeEndian.Uint32(b[4:])),
 		Cookie:   uint64(binary.NativeEndian.Uint32(b[8:])) | uint64(binary.NativeEndian.Uint32(b[12:]))<<32,
 	}
-	return attrs(b[sizeofUnixDiagMsg:], func(typ uint16, v []byte) { unixAttr(s, typ, v) })
+	return attrs(b[sizeofUnixDiagMsg:], func(typ uint16, v []byte) { unixAttr(s, typ, v, a) })
 }
 
-func unixAttr(s *Socket, typ uint16, v []byte) {
+func unixAttr(s *Socket, typ uint16, v []byte, a *arena) {
 	switch typ {
+	case unixDiagMemInfo:
+		// The same u32[SK_MEMINFO_VARS] as INET_DIAG_SKMEMINFO.
+		if len(v) >= 4*unix.SK_MEMINFO_VARS {
+			s.MemInfo = a.memInfo()
+			decodeMemInfo(v, s.MemInfo)
+		}
 	case unixDiagName:
 		s.Path = unixPath(v)
 	case unixDiagPeer:

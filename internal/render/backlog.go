@@ -92,7 +92,7 @@ func (p *Backlog) table(r *backlog.Report) error {
 				buf = fmt.Appendf(buf, "+%d", len(l.Holders)-1)
 			}
 			cell(buf)
-			cell(append(buf, l.Comm...))
+			cell(appendTerm(buf, l.Comm))
 		} else {
 			cell(append(buf, '-'))
 			cell(append(buf, '-'))
@@ -167,7 +167,7 @@ func stallWho(s backlog.StallEvent) string {
 	if n := len(s.Holders) - most; n > 0 {
 		fmt.Fprintf(&b, ",+%d", n)
 	}
-	fmt.Fprintf(&b, " (%s", s.Comm)
+	fmt.Fprintf(&b, " (%s", termString(s.Comm))
 	if s.Acceptors == 0 && len(s.Holders) > 1 {
 		b.WriteString("; none seen accepting: every holder")
 	} else if s.Acceptors == 0 {

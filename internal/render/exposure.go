@@ -13,6 +13,7 @@ import (
 type ExposureJSON struct {
 	Netid     string         `json:"netid"`
 	Scope     string         `json:"scope"`
+	IP        string         `json:"ip"`
 	Interface string         `json:"interface,omitempty"`
 	Local     string         `json:"local"`
 	LocalPort uint16         `json:"local_port"`
@@ -28,14 +29,14 @@ func ExposureToJSON(e *snapshot.Exposure, withProcesses bool, names *Interfaces)
 		iface = s.Interface
 	}
 	return ExposureJSON{
-		Netid: s.Netid, Scope: e.Scope.String(), Interface: iface,
+		Netid: s.Netid, Scope: e.Scope.String(), IP: e.IPVersions(), Interface: iface,
 		Local: s.Local, LocalPort: s.LocalPort, Netns: s.Netns, Processes: s.Processes,
 	}
 }
 
 // WriteExposedTable writes one line per exposed socket.
 func WriteExposedTable(w io.Writer, exp []snapshot.Exposure, opts TableOptions, names *Interfaces) error {
-	cols := []Column{{Title: "Netid"}, {Title: "Local Address:Port"}, {Title: "Scope"}, {Title: "Interface"}}
+	cols := []Column{{Title: "Netid"}, {Title: "Local Address:Port"}, {Title: "Scope"}, {Title: "IP"}, {Title: "Interface"}}
 	if opts.Netns {
 		cols = append(cols, Column{Title: "Netns", Right: true})
 	}
@@ -48,15 +49,17 @@ func WriteExposedTable(w io.Writer, exp []snapshot.Exposure, opts TableOptions, 
 		cell := func() { ends = append(ends, len(buf)) }
 		buf = append(buf, Netid(s)...)
 		cell()
-		buf = AppendAddrPort(buf, s.Local, names.Name(s.Interface))
+		buf = appendSocketAddr(buf, s, s.Local, names.In(s.Netns, s.Interface))
 		cell()
 		buf = append(buf, e.Scope.String()...)
 		cell()
+		buf = append(buf, e.IPVersions()...)
+		cell()
 		switch {
 		case e.Interface != "":
-			buf = append(buf, e.Interface...)
+			buf = appendTerm(buf, e.Interface)
 		case s.Interface != 0:
-			buf = append(buf, names.Name(s.Interface)...)
+			buf = appendTerm(buf, names.In(s.Netns, s.Interface))
 		case e.Scope == snapshot.Wildcard:
 			buf = append(buf, "all"...)
 		default:
@@ -156,7 +159,7 @@ func WriteSummaryTable(w io.Writer, sum *snapshot.Summary) error {
 		} else {
 			buf = strconv.AppendInt(buf, int64(c.PID), 10)
 			ends = append(ends, len(buf))
-			buf = append(buf, c.Comm...)
+			buf = appendTerm(buf, c.Comm)
 		}
 		ends = append(ends, len(buf))
 		buf = strconv.AppendInt(buf, int64(c.Count), 10)

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"github.com/socklife/socklife/snapshot"
 	"golang.org/x/sys/unix"
@@ -59,9 +60,9 @@ func WriteSockets(w io.Writer, socks []snapshot.Socket, opts TableOptions, names
 			buf = appendUnixPeer(buf, s)
 			cell()
 		} else {
-			buf = AppendAddrPort(buf, s.Local, names.Name(s.Interface))
+			buf = appendSocketAddr(buf, s, s.Local, names.In(s.Netns, s.Interface))
 			cell()
-			buf = AppendAddrPort(buf, s.Remote, "")
+			buf = appendSocketAddr(buf, s, s.Remote, "")
 			cell()
 		}
 		if opts.Netns {
@@ -89,6 +90,10 @@ func appendInfo(buf []byte, ti *snapshot.TCPInfo, ends *[]int) []byte {
 	}
 	buf = strconv.AppendFloat(buf, float64(ti.RTT.Microseconds())/1000, 'f', 3, 64)
 	*ends = append(*ends, len(buf))
+	// ss -i's retrans:X/Y: unacknowledged retransmitted segments now, and
+	// over the connection's life (ss prints it only when Y is not 0).
+	buf = strconv.AppendUint(buf, uint64(ti.Retrans), 10)
+	buf = append(buf, '/')
 	buf = strconv.AppendUint(buf, uint64(ti.TotalRetrans), 10)
 	*ends = append(*ends, len(buf))
 	buf = strconv.AppendUint(buf, ti.BytesAcked, 10)
@@ -130,7 +135,7 @@ func AppendAddrPort(buf []byte, ap netip.AddrPort, ifname string) []byte {
 	}
 	if ifname != "" {
 		buf = append(buf, '%')
-		buf = append(buf, ifname...)
+		buf = appendTerm(buf, ifname)
 	}
 	buf = append(buf, ':')
 	if ap.Port() == 0 {
@@ -139,13 +144,42 @@ func AppendAddrPort(buf []byte, ap netip.AddrPort, ifname string) []byte {
 	return strconv.AppendUint(buf, uint64(ap.Port()), 10)
 }
 
+// DualStack reports an IPv6 socket that also takes IPv4 (IPV6_V6ONLY off):
+// bound to [::], it hears both families. The kernel reports v6only for
+// full sockets only, not for TIME-WAIT and SYN-RECV minisocks, but those
+// are never bound to [::].
+func DualStack(s *snapshot.Socket) bool {
+	return s.Family == unix.AF_INET6 && !s.V6Only && s.Protocol != snapshot.Unix
+}
+
+// appendSocketAddr is AppendAddrPort for one of s's addresses, with ss's
+// one exception: a dual-stack socket's [::] prints as * (ss's "*:8080" for
+// a listener that takes IPv4 and IPv6, "[::]:8080" for an IPv6-only one).
+func appendSocketAddr(buf []byte, s *snapshot.Socket, ap netip.AddrPort, ifname string) []byte {
+	if a := ap.Addr(); a.Is6() && a.IsUnspecified() && DualStack(s) {
+		ap = netip.AddrPortFrom(netip.Addr{}, ap.Port())
+	}
+	return AppendAddrPort(buf, ap, ifname)
+}
+
 // Unix sockets fill the address columns as ss -x does: the bound path (or *)
 // and the inode, then * and the peer's inode.
 func appendUnixLocal(buf []byte, s *snapshot.Socket) []byte {
-	if s.Path == "" {
+	switch {
+	case s.Path == "":
 		buf = append(buf, '*')
-	} else {
-		buf = append(buf, s.Path...)
+	case s.Path[0] == '@':
+		// An abstract name is raw bytes: ss prints each NUL in it as
+		// "@", as it prints the leading one; the rest is escaped.
+		for _, part := range strings.SplitAfter(s.Path, "\x00") {
+			if strings.HasSuffix(part, "\x00") {
+				buf = append(appendTerm(buf, part[:len(part)-1]), '@')
+			} else {
+				buf = appendTerm(buf, part)
+			}
+		}
+	default:
+		buf = appendTerm(buf, s.Path)
 	}
 	buf = append(buf, ' ')
 	return strconv.AppendUint(buf, s.Inode, 10)
@@ -168,7 +202,7 @@ func AppendUsers(buf []byte, procs []snapshot.Process) []byte {
 			buf = append(buf, ',')
 		}
 		buf = append(buf, "(\""...)
-		buf = append(buf, p.Comm...)
+		buf = appendTerm(buf, p.Comm)
 		buf = append(buf, "\",pid="...)
 		buf = strconv.AppendInt(buf, int64(p.PID), 10)
 		buf = append(buf, ",fd="...)

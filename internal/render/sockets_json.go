@@ -3,6 +3,10 @@ package render
 import (
 	"net/netip"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/socklife/socklife/internal/tcpstate"
+
 	"github.com/socklife/socklife/snapshot"
 )
 
@@ -22,12 +26,15 @@ type SocketJSON struct {
 	Remote     string `json:"remote,omitempty"`
 	RemotePort uint16 `json:"remote_port"`
 	Interface  string `json:"interface,omitempty"`
-	Path       string `json:"path,omitempty"`
-	PeerInode  uint64 `json:"peer_inode,omitempty"`
-	UID        uint32 `json:"uid"`
-	Inode      uint64 `json:"inode"`
-	Cookie     uint64 `json:"cookie"`
-	CgroupID   uint64 `json:"cgroup_id,omitempty"`
+	// V6Only is IPV6_V6ONLY, for IPv6 TCP and UDP sockets (not for
+	// TIME-WAIT and SYN-RECV ones: the kernel does not report it).
+	V6Only    *bool  `json:"v6only,omitempty"`
+	Path      string `json:"path,omitempty"`
+	PeerInode uint64 `json:"peer_inode,omitempty"`
+	UID       uint32 `json:"uid"`
+	Inode     uint64 `json:"inode"`
+	Cookie    uint64 `json:"cookie"`
+	CgroupID  uint64 `json:"cgroup_id,omitempty"`
 
 	TCPInfo *TCPInfoJSON `json:"tcp_info,omitempty"`
 	Memory  *MemJSON     `json:"memory,omitempty"`
@@ -42,6 +49,7 @@ type TCPInfoJSON struct {
 	RTTUs          int64  `json:"rtt_us"`
 	RTTVarUs       int64  `json:"rttvar_us"`
 	Retransmits    uint8  `json:"retransmits"`
+	Retrans        uint32 `json:"retrans"`
 	TotalRetrans   uint32 `json:"total_retrans"`
 	Lost           uint32 `json:"lost"`
 	BytesAcked     uint64 `json:"bytes_acked"`
@@ -103,18 +111,22 @@ func SocketToJSON(s *snapshot.Socket, withProcesses bool, names *Interfaces) Soc
 		Cookie: s.Cookie,
 
 		CgroupID:  s.CgroupID,
-		Interface: names.Name(s.Interface),
+		Interface: names.In(s.Netns, s.Interface),
 	}
 	if s.Protocol == snapshot.Unix {
 		j.Path, j.PeerInode = s.Path, s.PeerInode
 	} else {
 		j.Local, j.LocalPort = addrPortString(s.Local), s.Local.Port()
 		j.Remote, j.RemotePort = addrPortString(s.Remote), s.Remote.Port()
+		if s.Family == unix.AF_INET6 && s.State != tcpstate.TimeWait && s.State != tcpstate.SynRecv {
+			v6only := s.V6Only
+			j.V6Only = &v6only
+		}
 	}
 	if ti := s.TCPInfo; ti != nil {
 		j.TCPInfo = &TCPInfoJSON{
 			RTTUs: ti.RTT.Microseconds(), RTTVarUs: ti.RTTVar.Microseconds(),
-			Retransmits: ti.Retransmits, TotalRetrans: ti.TotalRetrans, Lost: ti.Lost,
+			Retransmits: ti.Retransmits, Retrans: ti.Retrans, TotalRetrans: ti.TotalRetrans, Lost: ti.Lost,
 			BytesAcked: ti.BytesAcked, BytesReceived: ti.BytesReceived, BytesSent: ti.BytesSent,
 			LastDataSentMs: ti.LastDataSent.Milliseconds(), LastDataRecvMs: ti.LastDataRecv.Milliseconds(),
 			LastAckRecvMs: ti.LastAckRecv.Milliseconds(),

@@ -48,7 +48,7 @@ func WriteTop(w io.Writer, f *topview.Frame, v View) error {
 	if f.Interval > 0 {
 		fmt.Fprintf(&head, "  every %s", f.Interval.Round(time.Millisecond))
 	}
-	fmt.Fprintf(&head, "  events/s %.0f  lost %d  resyncs %d  hooks %s\n", f.EventsPerSec, f.Lost, f.Resyncs, strings.Join(f.Hooks, " "))
+	fmt.Fprintf(&head, "  events/s %.0f  lost %d  resyncs %d  hooks %s\n", f.EventsPerSec, f.Lost, f.Resyncs, termString(strings.Join(f.Hooks, " ")))
 	for i, st := range headerStates {
 		if i == 5 {
 			head.WriteString("\n")
@@ -189,7 +189,7 @@ func WriteCloseWait(w io.Writer, procs []closewait.Process) error {
 			buf = strconv.AppendUint(buf, uint64(p.PID), 10)
 		}
 		cell()
-		buf = append(buf, orDash(p.Comm)...)
+		buf = appendTerm(buf, orDash(p.Comm))
 		cell()
 		buf = strconv.AppendInt(buf, int64(p.Count), 10)
 		cell()
@@ -246,7 +246,7 @@ func writeListeners(w io.Writer, ls []topview.Listener) error {
 			}
 		}
 		ends = append(ends, len(buf))
-		buf = append(buf, orDash(l.Comm)...)
+		buf = appendTerm(buf, orDash(l.Comm))
 		ends = append(ends, len(buf))
 		buf = strconv.AppendUint(buf, uint64(l.QueueLen), 10)
 		buf = append(buf, '/')

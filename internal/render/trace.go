@@ -40,14 +40,17 @@ func AppendTrace(b []byte, ev *tracer.Event) []byte {
 			b = strconv.AppendUint(b, uint64(len(ev.Holders)-1), 10)
 		}
 		b = pad(b, start, 7)
-		b = pad(append(b, ev.Owner.Comm...), len(b), 15)
+		b = pad(appendTerm(b, ev.Owner.Comm), len(b), 15)
 	} else {
 		b = pad(append(b, '-'), len(b), 7)
 		b = pad(append(b, '-'), len(b), 15)
 	}
 	b = pad(strconv.AppendUint(b, uint64(ev.Netns), 10), len(b), 10)
-	b = pad(ev.Local.AppendTo(b), len(b), 21)
-	b = pad(ev.Remote.AppendTo(b), len(b), 21)
+	// An address longer than its column (IPv6) pushes the rest of the
+	// line right, one space after it, as ss's columns do with -n: the
+	// line stays whole, aligned again on the next short one.
+	b = pad(appendFamilyAddrPort(b, ev.Family, ev.Local), len(b), 21)
+	b = pad(appendFamilyAddrPort(b, ev.Family, ev.Remote), len(b), 21)
 	if ev.Kind == tracer.Accept {
 		b = pad(append(b, "ACCEPT"...), len(b), 11)
 	} else {

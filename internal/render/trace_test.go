@@ -3,12 +3,17 @@ package render
 import (
 	"bytes"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/internal/testutil"
+	"github.com/socklife/socklife/snapshot"
 	"github.com/socklife/socklife/tracer"
 )
 
@@ -105,5 +110,31 @@ func TestTraceEdges(t *testing.T) {
 			tc.mod(&ev)
 			tc.check(t, string(AppendTrace(nil, &ev)), string(AppendTraceJSON(nil, &ev)))
 		})
+	}
+}
+
+// An IPv6 socket talking IPv4: the tracer gives trace and record the
+// address unmapped, snapshot has it v4-mapped from sock_diag, as ss prints
+// it; every command prints the v4-mapped form. A long IPv6 address pushes
+// the columns after it, one space apart, never into each other.
+func TestTraceAddressesAsSnapshot(t *testing.T) {
+	ev := tracer.Event{Family: unix.AF_INET6, Local: netip.MustParseAddrPort("127.0.0.1:8080"),
+		Remote: netip.MustParseAddrPort("[2001:db8:1234:5678:9abc:def0:1234:5678]:54321"),
+		Old:    tcpstate.SynRecv, New: tcpstate.Established}
+	line := string(AppendTrace(nil, &ev))
+	f := strings.Fields(line)
+	if !strings.Contains(line, " [::ffff:127.0.0.1]:8080 ") || len(f) < 8 || f[5] != "[2001:db8:1234:5678:9abc:def0:1234:5678]:54321" || f[6] != "SYN_RECV" {
+		t.Errorf("trace line %q", line)
+	}
+	if js := string(AppendTraceJSON(nil, &ev)); !strings.Contains(js, `"local":"[::ffff:127.0.0.1]:8080"`) {
+		t.Errorf("trace JSON %s", js)
+	}
+	s := snapshot.Socket{Protocol: snapshot.TCP, Family: unix.AF_INET6, Local: netip.MustParseAddrPort("[::ffff:127.0.0.1]:8080")}
+	if j := SocketToJSON(&s, false, nil); j.Local != "[::ffff:127.0.0.1]:8080" {
+		t.Errorf("snapshot JSON local %q", j.Local)
+	}
+	ev4 := tracer.Event{Family: unix.AF_INET, Local: netip.MustParseAddrPort("127.0.0.1:8080")}
+	if line := string(AppendTrace(nil, &ev4)); !strings.Contains(line, " 127.0.0.1:8080 ") {
+		t.Errorf("IPv4 trace line %q", line)
 	}
 }

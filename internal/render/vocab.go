@@ -34,9 +34,9 @@ func appendFlow(b []byte, netns uint32, family uint8, local, remote netip.AddrPo
 	b = append(b, `,"family":"`...)
 	b = append(b, FamilyName(family)...)
 	b = append(b, `","local":"`...)
-	b = local.AppendTo(b)
+	b = appendFamilyAddrPort(b, family, local)
 	b = append(b, `","remote":"`...)
-	b = remote.AppendTo(b)
+	b = appendFamilyAddrPort(b, family, remote)
 	return append(b, '"')
 }
 
@@ -52,6 +52,18 @@ func FamilyName(f uint8) string {
 		return "unix"
 	}
 	return fmt.Sprintf("family-%d", f)
+}
+
+// appendFamilyAddrPort appends ap as every command writes an address,
+// ss's way: an IPv6 socket talking IPv4 shows the v4-mapped form it has
+// ([::ffff:10.0.0.1]:80), as snapshot prints it from sock_diag. The tracer
+// hands trace and record such addresses unmapped (the live table matches
+// them that way); they are mapped back here, so every command agrees.
+func appendFamilyAddrPort(b []byte, family uint8, ap netip.AddrPort) []byte {
+	if a := ap.Addr(); family == unix.AF_INET6 && a.Is4() {
+		ap = netip.AddrPortFrom(netip.AddrFrom16(a.As16()), ap.Port())
+	}
+	return ap.AppendTo(b)
 }
 
 // stateNames holds every state's name as JSON writes it, the kernel's
@@ -92,4 +104,61 @@ func appendJSONString(b []byte, s string) []byte {
 		i += size
 	}
 	return append(b, '"')
+}
+
+// appendTerm appends s for a terminal table: every name a table prints
+// (command names, Unix socket paths, interface names) goes through it. A
+// command name is whatever a process set with prctl(PR_SET_NAME), a path
+// whatever bind() was given: printed raw, "ok\nFORGED 0.0.0.0" would end
+// the row and forge the next one. So the C0 control bytes and DEL become
+// \n, \t, \r or \xNN, the C1 controls (U+0080-U+009F, which some terminals
+// obey as escape sequences) \u00NN, and a byte that is not valid UTF-8
+// \xNN. Everything else, backslash included, is printed as it is, so a
+// name made only of printable text reads as ss prints it. (ss 6.1 prints
+// process names raw: a newline in a comm breaks its row in two.)
+func appendTerm(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c < 0x7f {
+			b = append(b, c)
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			switch c {
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\t':
+				b = append(b, '\\', 't')
+			case '\r':
+				b = append(b, '\\', 'r')
+			default:
+				b = append(b, '\\', 'x', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, '\\', 'x', hex[c>>4], hex[c&0xf])
+		case r >= 0x80 && r < 0xa0:
+			b = append(b, '\\', 'u', '0', '0', hex[r>>4], hex[r&0xf])
+		default:
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return b
+}
+
+// termString is appendTerm for fmt's %s; s itself when nothing needs escaping.
+func termString(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f {
+			return string(appendTerm(nil, s))
+		}
+	}
+	return s
 }
