@@ -72,11 +72,13 @@ func watch(ctx context.Context, stderr io.Writer, cfg watchConfig, frame func(*t
 	keys <-chan byte, onKey func(byte) (bool, error)) error {
 	log := stderrLogger(stderr, cfg.debug)
 	// The table holds only what the filter keeps: the kernel filters
-	// events, Keep the older sockets, and the frames test each socket
-	// whole (a listener by any of its holders).
-	topts, _ := cfg.flt.Split(true)
+	// events, Keep the older sockets (before their owners are known), and
+	// the frames test each socket whole (a listener by any of its holders). The pid stays out of the
+	// kernel: there a socket's owner is who made it, while a leak belongs
+	// to who holds it now (fds passed on, forks), which /proc names.
+	topts, _ := cfg.flt.Split(false)
 	topts.DisableHooks = cfg.disableHooks
-	tk, err := live.Start(ctx, live.Options{Tracer: topts, Keep: cfg.flt.Socket, Logger: log})
+	tk, err := live.Start(ctx, live.Options{Tracer: topts, Keep: cfg.flt.Unowned().Socket, Logger: log})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil

@@ -64,6 +64,14 @@ type Filter struct {
 	StateNames []string // as given, for messages
 }
 
+// Unowned is f without --pid and --comm: for sockets whose owners are not
+// known yet (live.Options.Keep runs before the /proc scan).
+func (f *Filter) Unowned() *Filter {
+	u := *f
+	u.PIDs, u.Comms = nil, nil
+	return &u
+}
+
 // Owned reports whether the filter needs to know who owns a socket.
 func (f *Filter) Owned() bool { return len(f.PIDs) > 0 || len(f.Comms) > 0 }
 

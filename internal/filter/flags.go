@@ -129,6 +129,10 @@ func (f *Flags) Parse() (*Filter, error) {
 
 // parsePorts reads ports and LO-HI ranges; 0 is refused unless zero.
 func parsePorts(flag string, values []string, zero bool) (Ports, error) {
+	lowest := 1
+	if zero {
+		lowest = 0
+	}
 	var out Ports
 	for _, v := range values {
 		lo, hi, isRange := strings.Cut(strings.TrimSpace(v), "-")
@@ -139,7 +143,7 @@ func parsePorts(flag string, values []string, zero bool) (Ports, error) {
 		h, err2 := strconv.ParseUint(hi, 10, 16)
 		switch {
 		case err1 != nil || err2 != nil:
-			return nil, fmt.Errorf("bad %s %q: want a port number 1-65535 or a range LO-HI", flag, v)
+			return nil, fmt.Errorf("bad %s %q: want a port number %d-65535 or a range LO-HI", flag, v, lowest)
 		case l == 0 && !zero:
 			return nil, fmt.Errorf("%s 0 matches nothing; leave the flag out to see everything", flag)
 		case l > h:
