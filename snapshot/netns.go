@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -69,6 +70,37 @@ func listNamespaces() ([]namespace, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].inode < out[j].inode })
 	return out, nil
+}
+
+// NetnsExists reports whether a network namespace with this inode is on
+// the host now: one a process is in, or a name in /run/netns holds.
+func NetnsExists(inode uint32) (bool, error) {
+	all, err := listNamespaces()
+	if err != nil {
+		return false, err
+	}
+	for _, ns := range all {
+		if ns.inode == inode {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// NamedNetns returns the inode of the namespace `ip netns add NAME` made
+// (/run/netns/NAME).
+func NamedNetns(name string) (uint32, error) {
+	if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
+		return 0, fmt.Errorf("no network namespace named %q", name)
+	}
+	path := filepath.Join(netnsRunDir, name)
+	// A file left behind by a failed `ip netns add` is no namespace: only
+	// a bind mount of one is on nsfs.
+	var fs unix.Statfs_t
+	if err := unix.Statfs(path, &fs); err != nil || fs.Type != unix.NSFS_MAGIC {
+		return 0, fmt.Errorf("no network namespace named %q in %s", name, netnsRunDir)
+	}
+	return nsInode(path)
 }
 
 // someNamespaces finds ours and the namespaces with these inodes, in

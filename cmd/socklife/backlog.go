@@ -13,13 +13,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/socklife/socklife/internal/backlog"
+	"github.com/socklife/socklife/internal/filter"
 	"github.com/socklife/socklife/tracer"
 )
 
 type backlogFlags struct {
 	output       string
-	port         uint16
-	pid          uint32
+	filter       filter.Flags
 	interval     time.Duration
 	stall        time.Duration
 	forDur       time.Duration
@@ -55,7 +55,11 @@ FULL on a listener whose half-open queue went past its backlog.
 
 With --for, it exits after that long with status 1 if any listener stalled or
 dropped a connection or a SYN flood was seen, 0 otherwise: a check for
-scripts and alerts.`,
+scripts and alerts.
+
+The filter flags are every command's: --port is either side (ss's sport or
+dport), which for a listener is its own port, as --port meant here before;
+a listener has no peer, so --dport and --dst keep none.`,
 		Example: `  socklife backlog --port 443
   socklife backlog --for 30s --stall 500ms -o json`,
 		Args: cobra.NoArgs,
@@ -63,8 +67,7 @@ scripts and alerts.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per interval)")
-	fl.Uint16Var(&f.port, "port", 0, "only the listener on this local port")
-	fl.Uint32Var(&f.pid, "pid", 0, "only listeners this process holds (a pre-fork server's master or any worker)")
+	f.filter.Register(fl, "")
 	fl.DurationVar(&f.interval, "interval", time.Second, "report every this long")
 	fl.DurationVar(&f.stall, "stall", time.Second, "flag a listener with a non-empty queue and no accept() for longer than this")
 	fl.BoolVar(&f.allNetns, "all-netns", false, "list the listeners of every network namespace each interval (without it: ours and those events came from)")
@@ -101,20 +104,18 @@ func runBacklog(cmd *cobra.Command, f backlogFlags) error {
 	if err != nil {
 		return err
 	}
-	if err := refuseZero(cmd.Flags(), "pid", "port"); err != nil {
+	flt, err := parseFilter(&f.filter)
+	if err != nil {
 		return err
 	}
-	// The port filter runs in the kernel too (children and SYN-ACKs carry
-	// the listener's port as theirs); the pid one only here, since a
-	// listener that predates us has no owner in BPF until it accepts.
-	var sports []uint16
-	if f.port != 0 {
-		sports = []uint16{f.port}
-	}
-	tr, err := tracer.New(tracer.Options{
-		Backlog: true, SPorts: sports, DisableHooks: f.disableHooks,
-		Logger: stderrLogger(cmd.ErrOrStderr(), f.debug),
-	})
+	// Ports, namespace and family are filtered in the kernel too
+	// (children and SYN-ACKs carry the listener's port as theirs); the
+	// pid only here, since a listener that predates us has no owner in
+	// BPF until it accepts. Listeners are matched whole, holders and all.
+	opts, _ := flt.Split(false)
+	opts.Backlog, opts.DisableHooks = true, f.disableHooks
+	opts.Logger = stderrLogger(cmd.ErrOrStderr(), f.debug)
+	tr, err := tracer.New(opts)
 	if err != nil {
 		return err
 	}
@@ -133,7 +134,7 @@ func runBacklog(cmd *cobra.Command, f backlogFlags) error {
 	}
 	p := &render.Backlog{Out: cmd.OutOrStdout(), JSON: format == render.JSON, Clear: !f.forDurSet() && isTerminal(cmd.OutOrStdout())}
 	var t backlogTally
-	cfg := backlog.Config{Interval: f.interval, Stall: f.stall, Port: f.port, PID: f.pid, AllNetns: f.allNetns}
+	cfg := backlog.Config{Interval: f.interval, Stall: f.stall, Keep: flt.Match, AllNetns: f.allNetns}
 	emit := func(r *backlog.Report) error {
 		t.add(r)
 		return p.Write(r)

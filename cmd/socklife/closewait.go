@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 
 	"github.com/socklife/socklife/internal/closewait"
 	"github.com/socklife/socklife/internal/topview"
-	"github.com/socklife/socklife/snapshot"
 )
 
 type closewaitFlags struct {
@@ -22,20 +20,6 @@ type closewaitFlags struct {
 	threshold int
 	growth    float64
 	output    string
-	pid       uint32
-	port      uint16
-	comm      string
-}
-
-// keepFn limits the watch to --pid, --port (local) and --comm.
-func (f *closewaitFlags) keepFn() func(uint32, string, netip.AddrPort) bool {
-	if f.pid == 0 && f.port == 0 && f.comm == "" {
-		return nil
-	}
-	comm := snapshot.TruncComm(f.comm)
-	return func(pid uint32, c string, local netip.AddrPort) bool {
-		return (f.pid == 0 || pid == f.pid) && (f.port == 0 || local.Port() == f.port) && (comm == "" || c == comm)
-	}
 }
 
 func newCloseWaitCmd() *cobra.Command {
@@ -52,7 +36,10 @@ no process crossed a limit during --for.
 Only sockets that stay count: one in CLOSE_WAIT for less than --min-age is
 an ordinary close in progress (an HTTP/1.0 client sits there between the
 server's FIN and its own close()), not a leak. A socket that was already in
-CLOSE_WAIT when socklife started counts once it has been watched that long.`,
+CLOSE_WAIT when socklife started counts once it has been watched that long.
+
+The filter flags are every command's: --port is either side (ss's sport or
+dport; it used to be the local port: --sport is that), and lists work.`,
 		Example: `  socklife closewait --for 5m --threshold 100
   socklife closewait --for 2m --growth 20 -o json`,
 		Args: cobra.NoArgs,
@@ -66,9 +53,6 @@ CLOSE_WAIT when socklife started counts once it has been watched that long.`,
 	fl.DurationVar(&f.window, "window", time.Minute, "growth is measured over this sliding window, and judged once it has been watched")
 	fl.DurationVar(&f.minAge, "min-age", 5*time.Second, "count only CLOSE_WAIT sockets at least this old (0: every one)")
 	fl.StringVarP(&f.output, "output", "o", "table", "output format: table or json")
-	fl.Uint32Var(&f.pid, "pid", 0, "watch only this process")
-	fl.Uint16Var(&f.port, "port", 0, "watch only sockets on this local port")
-	fl.StringVar(&f.comm, "comm", "", "watch only processes with this command name")
 	f.register(fl)
 	return cmd
 }
@@ -103,9 +87,6 @@ func runCloseWait(cmd *cobra.Command, f *closewaitFlags) error {
 	if err := f.check(); err != nil {
 		return err
 	}
-	if err := refuseZero(cmd.Flags(), "pid", "port"); err != nil {
-		return err
-	}
 	switch {
 	case f.duration <= 0:
 		return badInput("--for %v: want a positive duration", f.duration)
@@ -118,7 +99,6 @@ func runCloseWait(cmd *cobra.Command, f *closewaitFlags) error {
 	case f.growth > 0 && f.duration < f.window:
 		return badInput("--growth is judged over --window (%v), which --for %v ends before: lengthen --for or shorten --window", f.window, f.duration)
 	}
-	f.keep = f.keepFn()
 	ctx := cmd.Context()
 	var start time.Time
 	var offenders []closewait.Process

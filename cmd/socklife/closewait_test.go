@@ -182,7 +182,7 @@ func TestTopCloseWaitBadInput(t *testing.T) {
 	}{
 		{[]string{"top", "-o", "yaml"}, "table, json"},
 		{[]string{"top", "--interval", "1ms"}, "at least 10ms"},
-		{[]string{"top", "--pid", "1", "--port", "80"}, "give one of them"},
+		{[]string{"top", "--port", "8080,x"}, `bad --port "x"`}, // a list, like everywhere; once "give one of them"
 		{[]string{"closewait", "--for", "1s"}, "nothing to watch for"},
 		{[]string{"closewait", "--threshold", "5", "--for", "-1s"}, "positive duration"},
 		{[]string{"closewait", "--threshold", "5", "-o", "xml"}, "table, json"},

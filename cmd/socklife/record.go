@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/socklife/socklife/internal/filter"
 	"github.com/socklife/socklife/internal/live"
 	"github.com/socklife/socklife/internal/record"
 	"github.com/socklife/socklife/internal/tcpstate"
@@ -21,7 +22,8 @@ import (
 )
 
 type recordFlags struct {
-	filterFlags
+	filter filter.Flags
+	hookFlags
 	output      string
 	includeOpen bool
 	maxSize     string
@@ -54,7 +56,8 @@ is docs/record.schema.json. At stop (Ctrl-C, SIGTERM, --duration) it prints
 	fl.BoolVar(&f.includeOpen, "include-open", false, `at stop, also write the connections still open (with "open": true)`)
 	fl.StringVar(&f.maxSize, "max-size", "", "start a new file before one grows past this size (bytes, or with K, M, G)")
 	fl.IntVar(&f.maxFiles, "max-files", 5, "with --max-size: files to keep, the current one included")
-	f.register(fl, "only connections that went through this state")
+	f.filter.Register(fl, "only connections that went through this state")
+	f.hookFlags.register(fl)
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (e.g. 30s)")
 	fl.StringVar(&f.readyFile, "ready-file", "", "write this file once attached (for tests)")
 	fl.MarkHidden("ready-file")
@@ -89,14 +92,18 @@ func parseSize(s string) (int64, error) {
 // recordSetup is what the flags ask for, checked.
 type recordSetup struct {
 	live   live.Options
+	rest   *filter.Filter // what the kernel does not filter
 	states tcpstate.Mask
 	writer record.Options
 }
 
 func (f recordFlags) setup() (recordSetup, error) {
 	var s recordSetup
-	topts, states, err := f.filterFlags.options()
+	flt, err := parseFilter(&f.filter)
 	if err != nil {
+		return s, err
+	}
+	if err := checkDisableHooks(f.disableHooks); err != nil {
 		return s, err
 	}
 	size, err := parseSize(f.maxSize)
@@ -112,33 +119,21 @@ func (f recordFlags) setup() (recordSetup, error) {
 	if f.output == "" {
 		return s, badInput(`-o: want a file name or "-"`)
 	}
-	s.live = live.Options{Tracer: topts, Keep: keepSocket(topts)}
-	s.states = states
+	topts, rest := flt.Split(true)
+	topts.DisableHooks = f.disableHooks
+	// the older sockets are filtered as a whole, events in the kernel
+	// and then by rest
+	s.live = live.Options{Tracer: topts, Keep: flt.Socket}
+	s.rest, s.states = rest, flt.States
 	s.writer = record.Options{Path: f.output, MaxSize: size, MaxFiles: f.maxFiles}
 	return s, nil
 }
 
-// keepSocket applies the kernel's event filters o to the snapshot's sockets.
-func keepSocket(o tracer.Options) func(*snapshot.Socket) bool {
-	return func(s *snapshot.Socket) bool {
-		lp, rp := s.Local.Port(), s.Remote.Port()
-		v4 := s.Local.Addr().Unmap().Is4()
-		switch {
-		case o.Netns != 0 && s.Netns != o.Netns,
-			len(o.Ports) > 0 && !slices.Contains(o.Ports, lp) && !slices.Contains(o.Ports, rp),
-			len(o.SPorts) > 0 && !slices.Contains(o.SPorts, lp),
-			len(o.DPorts) > 0 && !slices.Contains(o.DPorts, rp),
-			o.IPv4Only && !v4, o.IPv6Only && v4:
-			return false
-		}
-		return o.PID == 0 || slices.ContainsFunc(s.Processes, func(p snapshot.Process) bool { return uint32(p.PID) == o.PID })
-	}
-}
-
 // wants says whether a connection belongs in the output: listeners are not
-// connections; --comm and --state apply to the whole connection.
-func (f recordFlags) wants(c *live.Conn, states tcpstate.Mask) bool {
-	if c.Role == live.RoleListener || f.comm != "" && (!c.OwnerKnown || c.Comm != f.comm) {
+// connections; rest (what the kernel did not filter: --comm, --src, ...)
+// and --state apply to the whole connection.
+func wants(c *live.Conn, rest *filter.Filter, states tcpstate.Mask) bool {
+	if c.Role == live.RoleListener || !rest.Match(c.Netns, c.Local, c.Remote, connOwners(c)...) {
 		return false
 	}
 	if states == 0 || states.Has(c.State) {
@@ -161,7 +156,7 @@ func runRecord(cmd *cobra.Command, f recordFlags) error {
 	defer w.Close()
 	var line []byte
 	write := func(c *live.Conn) error {
-		if !f.wants(c, s.states) {
+		if !wants(c, s.rest, s.states) {
 			return nil
 		}
 		line = render.AppendRecord(line[:0], c)
@@ -204,6 +199,14 @@ func runRecord(cmd *cobra.Command, f recordFlags) error {
 	st := tk.Stats()
 	fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d records, %d events, %d lost, %d resyncs\n", w.Records(), st.Events, st.Lost, st.Resyncs)
 	return err
+}
+
+// connOwners is a connection's owner for the filter; none when unknown.
+func connOwners(c *live.Conn) []tracer.Holder {
+	if !c.OwnerKnown {
+		return nil
+	}
+	return []tracer.Holder{{PID: c.PID, Comm: c.Comm}}
 }
 
 // connKey names a connection in both the table and a snapshot.

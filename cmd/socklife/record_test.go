@@ -93,14 +93,23 @@ func records(t *testing.T, path string) []map[string]any {
 
 var recordSummary = regexp.MustCompile(`^socklife: (\d+) records, \d+ events, 0 lost, 0 resyncs\n$`)
 
+// Every kind of end, for connections older and newer than the recording;
+// with --comm too, which older connections match through the owners the
+// start-up /proc scan found.
 func TestRecordLifecycle(t *testing.T) {
 	testutil.RequireRoot(t)
+	for _, extra := range [][]string{nil, {"--comm", "^socklife"}} {
+		t.Run(strings.Join(append([]string{"flags"}, extra...), " "), func(t *testing.T) { recordLifecycle(t, extra) })
+	}
+}
+
+func recordLifecycle(t *testing.T, extra []string) {
 	ln := testutil.PlainListener(t)
 	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 	dial := func() (c, s *net.TCPConn) { return testutil.Pair(t, ln) }
 	oldC, oldS := dial() // before record starts
 	path := filepath.Join(t.TempDir(), "rec.ndjson")
-	r := startRecord(t, path, "--port", port, "--include-open")
+	r := startRecord(t, path, append([]string{"--port", port, "--include-open"}, extra...)...)
 	// The server closes once the client's FIN is in, as servers do: closing
 	// both at once races the FIN (under load the loopback softirq can run
 	// after the second close) and makes a simultaneous close, local on both.

@@ -6,13 +6,13 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/socklife/socklife/internal/render"
 
 	"github.com/spf13/cobra"
 
+	"github.com/socklife/socklife/internal/filter"
 	"github.com/socklife/socklife/internal/ssfilter"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
@@ -23,19 +23,13 @@ import (
 type snapshotFlags struct {
 	tcp, udp, unix   bool
 	listening, all   bool
-	ipv4, ipv6       bool
-	states           []string
-	ports, sports    []string
-	dports           []string
-	src, dst         []string
-	pids             []string
-	comms            []string
+	filter           filter.Flags
 	allNetns         bool
 	exposed, summary bool
 	noProcess        bool
 	info             bool
 	output           string
-	filter           []string // the ss FILTER arguments
+	ssArgs           []string // the ss FILTER arguments
 }
 
 func newSnapshotCmd() *cobra.Command {
@@ -66,7 +60,7 @@ a socket must pass both.`,
   socklife snapshot -ta exclude listening dst 10.0.0.0/8`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f.filter = args
+			f.ssArgs = args
 			return runSnapshot(cmd, &f)
 		},
 	}
@@ -76,16 +70,8 @@ a socket must pass both.`,
 	fl.BoolVarP(&f.unix, "unix", "x", false, "Unix sockets")
 	fl.BoolVarP(&f.listening, "listening", "l", false, "only listening (and unconnected bound) sockets")
 	fl.BoolVarP(&f.all, "all", "a", false, "sockets in every state")
-	fl.BoolVarP(&f.ipv4, "ipv4", "4", false, "only IPv4")
-	fl.BoolVarP(&f.ipv6, "ipv6", "6", false, "only IPv6")
-	fl.StringArrayVar(&f.states, "state", nil, "only this state (repeatable; replaces -a and -l; with FILTER's state words, a socket must be in both): "+strings.Join(tcpstate.FilterNames(), ", "))
-	fl.StringSliceVar(&f.ports, "port", nil, "local or remote port (repeatable, comma-separated)")
-	fl.StringSliceVar(&f.sports, "sport", nil, "local port")
-	fl.StringSliceVar(&f.dports, "dport", nil, "remote port")
-	fl.StringSliceVar(&f.src, "src", nil, "local address or CIDR")
-	fl.StringSliceVar(&f.dst, "dst", nil, "remote address or CIDR")
-	fl.StringSliceVar(&f.pids, "pid", nil, "owned by this process id")
-	fl.StringSliceVar(&f.comms, "comm", nil, "owned by a process with this command name")
+	f.filter.AllowPortZero() // --dport 0: no peer, as in ss
+	f.filter.Register(fl, "only sockets in this state (replaces -a and -l; with FILTER's state words, a socket must be in both)")
 	fl.BoolVar(&f.allNetns, "all-netns", false, "every network namespace on the host, not only this one")
 	fl.BoolVar(&f.exposed, "exposed", false, "TCP listeners and bound UDP sockets reachable beyond loopback")
 	fl.BoolVar(&f.summary, "summary", false, "counts per protocol and state, and the top CLOSE-WAIT holders")
@@ -105,7 +91,7 @@ a socket must pass both.`,
 // snapshotPlan is what the flags ask for, validated.
 type snapshotPlan struct {
 	dump   snapshot.Options
-	filter snapshot.Filter
+	filter *filter.Filter
 	format render.Format
 	procs  bool
 }
@@ -118,24 +104,26 @@ func planSnapshot(f *snapshotFlags) (*snapshotPlan, error) {
 	if f.exposed && f.summary {
 		return nil, badInput("--exposed and --summary cannot be combined")
 	}
-	ssf, err := parseSSFilter(f.filter)
+	flt, err := parseFilter(&f.filter)
+	if err != nil {
+		return nil, err
+	}
+	ssf, err := parseSSFilter(f.ssArgs)
 	if err != nil {
 		return nil, err
 	}
 	statesWords := ssf != nil && ssf.StatesGiven
-	if (f.exposed || f.summary) && (len(f.states) > 0 || f.listening || f.all || statesWords) {
+	if (f.exposed || f.summary) && (flt.States != 0 || f.listening || f.all || statesWords) {
 		return nil, badInput("--exposed and --summary choose their own states: drop --state, -l, -a and state/exclude words")
 	}
 	if f.exposed && f.unix {
 		return nil, badInput("--exposed covers TCP and UDP: drop -x")
 	}
-	if f.ipv4 && f.ipv6 {
-		return nil, badInput("-4 and -6 cannot be combined; give neither for both")
-	}
 	p := &snapshotPlan{format: format, procs: !f.noProcess}
 	o := &p.dump
 	o.TCP, o.UDP, o.Unix = f.tcp, f.udp, f.unix
-	if (f.ipv4 || f.ipv6) && !f.tcp && !f.udp {
+	ipv4, ipv6 := flt.IPv4Only, flt.IPv6Only
+	if (ipv4 || ipv6) && !f.tcp && !f.udp {
 		// -4/-6 name the internet family, all its types unless -t or -u
 		// narrow it; beside -x, as with ss, they add to it.
 		o.TCP, o.UDP = true, true
@@ -143,15 +131,16 @@ func planSnapshot(f *snapshotFlags) (*snapshotPlan, error) {
 	if !o.TCP && !o.UDP && !o.Unix {
 		o.TCP, o.UDP, o.Unix = true, true, true
 	}
-	o.IPv4, o.IPv6 = !f.ipv6, !f.ipv4
+	o.IPv4, o.IPv6 = !ipv6, !ipv4
 	o.AllNetns = f.allNetns
+	if flt.Netns != 0 && !f.allNetns {
+		o.Netns = []uint32{flt.Netns} // dumped beside ours, then kept alone
+	}
 	o.Info = f.info || format != render.Table
 
 	switch {
-	case len(f.states) > 0:
-		if o.States, err = tcpstate.ParseFilter(f.states); err != nil {
-			return nil, usageError{err}
-		}
+	case flt.States != 0:
+		o.States = flt.States
 	case f.all:
 		o.States = tcpstate.All
 	case f.listening:
@@ -163,10 +152,10 @@ func planSnapshot(f *snapshotFlags) (*snapshotPlan, error) {
 		// The words replace -a and -l (ss's StateMask); beside --state,
 		// each is a filter of its own and a socket must pass both.
 		words := ssStates(ssf.StateMask(0))
-		if len(f.states) == 0 {
+		if flt.States == 0 {
 			o.States = words
 		} else if o.States &= words; o.States == 0 {
-			return nil, badInput("--state %s and the filter's state words have no state in common", strings.Join(f.states, ","))
+			return nil, badInput("--state %s and the filter's state words have no state in common", strings.Join(flt.StateNames, ","))
 		}
 	}
 	o.SSFilter = ssf
@@ -181,31 +170,13 @@ func planSnapshot(f *snapshotFlags) (*snapshotPlan, error) {
 		o.States = tcpstate.Listening
 	}
 
-	flt := &p.filter
-	if flt.Ports, err = parsePorts("--port", f.ports); err != nil {
-		return nil, err
-	}
-	if flt.SPorts, err = parsePorts("--sport", f.sports); err != nil {
-		return nil, err
-	}
-	if flt.DPorts, err = parsePorts("--dport", f.dports); err != nil {
-		return nil, err
-	}
-	if flt.Src, err = parsePrefixes("--src", f.src); err != nil {
-		return nil, err
-	}
-	if flt.Dst, err = parsePrefixes("--dst", f.dst); err != nil {
-		return nil, err
-	}
-	for _, s := range f.pids {
-		pid, err := strconv.ParseInt(strings.TrimSpace(s), 10, 32)
-		if err != nil || pid <= 0 {
-			return nil, badInput("bad --pid %q: want a process id", s)
-		}
-		flt.PIDs = append(flt.PIDs, int32(pid))
-	}
-	flt.Comms = f.comms
-	if flt.NeedsProcesses() && !p.procs {
+	// The dump chose the family (-4 beside -x keeps Unix sockets, and -6
+	// keeps dual-stack sockets talking IPv4, as ss does): the matcher
+	// tests the rest.
+	m := *flt
+	m.IPv4Only, m.IPv6Only = false, false
+	p.filter = &m
+	if flt.Owned() && !p.procs {
 		return nil, badInput("--pid and --comm need owning processes: drop --no-process")
 	}
 	return p, nil
@@ -236,30 +207,6 @@ func ssStates(m uint32) tcpstate.Mask {
 	return s
 }
 
-func parsePorts(flag string, values []string) ([]uint16, error) {
-	var ports []uint16
-	for _, v := range values {
-		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 16)
-		if err != nil {
-			return nil, badInput("bad %s %q: want a port number 0-65535", flag, v)
-		}
-		ports = append(ports, uint16(n))
-	}
-	return ports, nil
-}
-
-func parsePrefixes(flag string, values []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, v := range values {
-		p, err := snapshot.ParsePrefix(v)
-		if err != nil {
-			return nil, badInput("bad %s: %v", flag, err)
-		}
-		out = append(out, p)
-	}
-	return out, nil
-}
-
 func runSnapshot(cmd *cobra.Command, f *snapshotFlags) error {
 	plan, err := planSnapshot(f)
 	if err != nil {
@@ -281,8 +228,8 @@ func runSnapshot(cmd *cobra.Command, f *snapshotFlags) error {
 			notes = append(notes, hiddenOwnersNote(stats.Denied, os.Geteuid()))
 		}
 	}
-	socks = applyFilter(socks, &plan.filter)
-	if len(socks) == 0 && !plan.dump.AllNetns {
+	socks = applyFilter(socks, plan.filter)
+	if len(socks) == 0 && !plan.dump.AllNetns && plan.filter.Netns == 0 {
 		notes = append(notes, otherNetnsNotes(plan.filter.PIDs)...)
 	}
 
@@ -323,10 +270,10 @@ func hiddenOwnersNote(denied, euid int) string {
 }
 
 // applyFilter keeps the sockets that match, in place.
-func applyFilter(socks []snapshot.Socket, flt *snapshot.Filter) []snapshot.Socket {
+func applyFilter(socks []snapshot.Socket, flt *filter.Filter) []snapshot.Socket {
 	kept := socks[:0]
 	for i := range socks {
-		if flt.Match(&socks[i]) {
+		if flt.Socket(&socks[i]) {
 			kept = append(kept, socks[i])
 		}
 	}
@@ -335,7 +282,7 @@ func applyFilter(socks []snapshot.Socket, flt *snapshot.Filter) []snapshot.Socke
 
 // otherNetnsNotes explains an empty answer to --pid when the process lives
 // in another network namespace, whose sockets only --all-netns lists.
-func otherNetnsNotes(pids []int32) []string {
+func otherNetnsNotes(pids []uint32) []string {
 	self, err := os.Readlink("/proc/self/ns/net")
 	if err != nil {
 		return nil

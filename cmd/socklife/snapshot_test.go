@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/pflag"
+
 	"github.com/socklife/socklife/internal/render"
 
 	"github.com/socklife/socklife/internal/testutil"
@@ -188,25 +190,31 @@ func TestSnapshotAllNetnsNotRoot(t *testing.T) {
 func TestSnapshotFamilyFlagsLikeSS(t *testing.T) {
 	type kinds struct{ tcp, udp, unix, v4, v6 bool }
 	for _, tc := range []struct {
-		flags snapshotFlags
-		want  kinds
+		flags  snapshotFlags
+		family string // -4, -6 or none
+		want   kinds
 	}{
-		{snapshotFlags{}, kinds{true, true, true, true, true}},
-		{snapshotFlags{ipv4: true}, kinds{true, true, false, true, false}},
-		{snapshotFlags{ipv6: true, udp: true}, kinds{false, true, false, false, true}},
-		{snapshotFlags{unix: true}, kinds{false, false, true, true, true}},
-		{snapshotFlags{ipv4: true, unix: true}, kinds{true, true, true, true, false}},
-		{snapshotFlags{ipv4: true, tcp: true, unix: true}, kinds{true, false, true, true, false}},
-		{snapshotFlags{tcp: true}, kinds{true, false, false, true, true}},
+		{snapshotFlags{}, "", kinds{true, true, true, true, true}},
+		{snapshotFlags{}, "-4", kinds{true, true, false, true, false}},
+		{snapshotFlags{udp: true}, "-6", kinds{false, true, false, false, true}},
+		{snapshotFlags{unix: true}, "", kinds{false, false, true, true, true}},
+		{snapshotFlags{unix: true}, "-4", kinds{true, true, true, true, false}},
+		{snapshotFlags{tcp: true, unix: true}, "-4", kinds{true, false, true, true, false}},
+		{snapshotFlags{tcp: true}, "", kinds{true, false, false, true, true}},
 	} {
 		tc.flags.output = "table"
+		fs := pflag.NewFlagSet("snapshot", pflag.ContinueOnError)
+		tc.flags.filter.Register(fs, "")
+		if err := fs.Parse(strings.Fields(tc.family)); err != nil {
+			t.Fatal(err)
+		}
 		p, err := planSnapshot(&tc.flags)
 		if err != nil {
 			t.Fatalf("%+v: %v", tc.flags, err)
 		}
 		got := kinds{p.dump.TCP, p.dump.UDP, p.dump.Unix, p.dump.IPv4, p.dump.IPv6}
 		if got != tc.want {
-			t.Errorf("-4 %v -6 %v -t %v -u %v -x %v: dump %+v, want %+v", tc.flags.ipv4, tc.flags.ipv6, tc.flags.tcp, tc.flags.udp, tc.flags.unix, got, tc.want)
+			t.Errorf("%q -t %v -u %v -x %v: dump %+v, want %+v", tc.family, tc.flags.tcp, tc.flags.udp, tc.flags.unix, got, tc.want)
 		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/socklife/socklife/internal/render"
@@ -19,9 +18,6 @@ type topFlags struct {
 	watchConfig
 	output     string
 	iterations int
-	pid        uint32
-	port       uint16
-	comm       string
 	rows       int
 }
 
@@ -41,7 +37,12 @@ lower bound (">=12s": it was already in CLOSE_WAIT when socklife found it).
 On a terminal: q quits, space pauses, s cycles the sort (count, growth,
 oldest), f filters (type a pid, :port or a command name, then Enter; an
 empty filter shows all). Without a terminal it prints the table every
-interval; -o json prints one JSON object per interval.`,
+interval; -o json prints one JSON object per interval.
+
+The filter flags are every command's: --port is either side (ss's sport or
+dport; it used to be the local port: --sport is that), lists work, and
+--pid, --port and --comm combine. What they leave out is not traced at all:
+the state counts follow them too.`,
 		Example: `  socklife top
   socklife top --interval 5s --port 8080
   socklife top -o json -n 3 | jq '.close_wait.processes[0]'`,
@@ -55,33 +56,9 @@ interval; -o json prints one JSON object per interval.`,
 	fl.DurationVar(&f.minAge, "min-age", 0, "count only CLOSE_WAIT sockets at least this old (closewait's --min-age; 0: every one)")
 	fl.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per interval)")
 	fl.IntVarP(&f.iterations, "iterations", "n", 0, "stop after this many intervals (0: until Ctrl-C)")
-	fl.Uint32Var(&f.pid, "pid", 0, "show only this process")
-	fl.Uint16Var(&f.port, "port", 0, "show only this local port")
-	fl.StringVar(&f.comm, "comm", "", "show only processes with this command name")
 	fl.IntVar(&f.rows, "rows", 20, "rows per section at most (0: all)")
 	f.register(fl)
 	return cmd
-}
-
-// initialFilter turns --pid, --port or --comm into the filter top's f key edits.
-func (f *topFlags) initialFilter() (string, error) {
-	var filters []string
-	if f.pid != 0 {
-		filters = append(filters, strconv.FormatUint(uint64(f.pid), 10))
-	}
-	if f.port != 0 {
-		filters = append(filters, ":"+strconv.FormatUint(uint64(f.port), 10))
-	}
-	if f.comm != "" {
-		filters = append(filters, f.comm)
-	}
-	if len(filters) > 1 {
-		return "", badInput("--pid, --port and --comm: give one of them")
-	}
-	if len(filters) == 0 {
-		return "", nil
-	}
-	return filters[0], nil
 }
 
 func runTop(cmd *cobra.Command, f *topFlags) error {
@@ -92,24 +69,13 @@ func runTop(cmd *cobra.Command, f *topFlags) error {
 	if err := f.check(); err != nil {
 		return err
 	}
-	if err := refuseZero(cmd.Flags(), "pid", "port"); err != nil {
-		return err
-	}
 	if f.minAge < 0 {
 		return badInput("--min-age %v is negative", f.minAge)
 	}
 	if f.iterations < 0 || f.rows < 0 {
 		return badInput("-n and --rows take a count, not %d", min(f.iterations, f.rows))
 	}
-	filter, err := f.initialFilter()
-	if err != nil {
-		return err
-	}
-	view := render.View{Filter: filter, Rows: f.rows}
-	if f.pid != 0 || f.port != 0 || f.comm != "" {
-		cw := closewaitFlags{pid: f.pid, port: f.port, comm: f.comm}
-		f.keep = cw.keepFn() // json frames count only what the filter shows, too
-	}
+	view := render.View{Rows: f.rows}
 	out := cmd.OutOrStdout()
 	scr := &topScreen{out: out, json: format == render.JSON, view: view,
 		term: format == render.Table && isTerminal(out) && isTerminal(os.Stdin)}

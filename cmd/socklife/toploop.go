@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/socklife/socklife/internal/filter"
 	"github.com/socklife/socklife/internal/holders"
 	"github.com/socklife/socklife/internal/live"
 	"github.com/socklife/socklife/internal/tcpstate"
@@ -31,20 +32,27 @@ type watchConfig struct {
 	readyFile       string
 	debug           bool
 	disableHooks    []string
-	// keep, if set, limits what frames count to some processes or ports.
-	keep func(pid uint32, comm string, local netip.AddrPort) bool
+	filter          filter.Flags
+	// flt is filter, parsed by check
+	flt *filter.Filter
 }
 
 // register adds the flags top and closewait share but for --interval and
 // --window, whose defaults differ.
 func (c *watchConfig) register(fl *pflag.FlagSet) {
+	c.filter.Register(fl, "")
 	fl.StringArrayVar(&c.disableHooks, "disable-hook", nil, "do not use this hook, to force a fallback (repeatable): "+strings.Join(tracer.HookNames, ", "))
 	fl.BoolVar(&c.debug, "debug", false, "log which hook each feature uses and why others failed")
 	fl.StringVar(&c.readyFile, "ready-file", "", "write this file once attached (for tests)")
 	fl.MarkHidden("ready-file")
 }
 
-func (c watchConfig) check() error {
+func (c *watchConfig) check() error {
+	flt, err := parseFilter(&c.filter)
+	if err != nil {
+		return err
+	}
+	c.flt = flt
 	if err := checkDisableHooks(c.disableHooks); err != nil {
 		return err
 	}
@@ -63,10 +71,14 @@ func (c watchConfig) check() error {
 func watch(ctx context.Context, stderr io.Writer, cfg watchConfig, frame func(*topview.Frame) (bool, error),
 	keys <-chan byte, onKey func(byte) (bool, error)) error {
 	log := stderrLogger(stderr, cfg.debug)
-	tk, err := live.Start(ctx, live.Options{
-		Tracer: tracer.Options{DisableHooks: cfg.disableHooks},
-		Logger: log,
-	})
+	// The table holds only what the filter keeps: the kernel filters
+	// events, Keep the older sockets (before their owners are known), and
+	// the frames test each socket whole (a listener by any of its holders). The pid stays out of the
+	// kernel: there a socket's owner is who made it, while a leak belongs
+	// to who holds it now (fds passed on, forks), which /proc names.
+	topts, _ := cfg.flt.Split(false)
+	topts.DisableHooks = cfg.disableHooks
+	tk, err := live.Start(ctx, live.Options{Tracer: topts, Keep: cfg.flt.Unowned().Socket, Logger: log})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -125,7 +137,7 @@ func watch(ctx context.Context, stderr io.Writer, cfg watchConfig, frame func(*t
 			}
 			break
 		}
-		f, err := sample(ctx, tk, sampler, hooks, cfg.keep, reg)
+		f, err := sample(ctx, tk, sampler, hooks, cfg.flt.Match, reg)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -142,7 +154,7 @@ func watch(ctx context.Context, stderr io.Writer, cfg watchConfig, frame func(*t
 // sample gathers one frame: TIME_WAIT and the listeners' queues come from
 // sock_diag (neither emits events), the rest from the table.
 func sample(ctx context.Context, tk *live.Tracker, s *topview.Sampler, hooks []string,
-	keep func(uint32, string, netip.AddrPort) bool, reg *holders.Registry) (topview.Frame, error) {
+	keep func(uint32, netip.AddrPort, netip.AddrPort, ...tracer.Holder) bool, reg *holders.Registry) (topview.Frame, error) {
 	// One dump for both: each walks the kernel's whole hash table.
 	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true, States: tcpstate.Of(tcpstate.Listen, tcpstate.TimeWait)})
 	if err != nil {

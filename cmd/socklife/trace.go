@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/socklife/socklife/internal/filter"
 	"github.com/socklife/socklife/internal/holders"
 	"github.com/socklife/socklife/internal/runner"
 	"github.com/socklife/socklife/internal/tcpstate"
@@ -22,7 +23,8 @@ import (
 )
 
 type traceFlags struct {
-	filterFlags
+	filter filter.Flags
+	hookFlags
 	output    string
 	count     uint64
 	duration  time.Duration
@@ -47,7 +49,8 @@ At stop (Ctrl-C, SIGTERM, --count, --duration) it prints
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per line)")
-	f.register(fl, "only transitions from or to this state")
+	f.filter.Register(fl, "only transitions from or to this state")
+	f.hookFlags.register(fl)
 	fl.Uint64Var(&f.count, "count", 0, "stop after this many events")
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (e.g. 30s)")
 	fl.StringVar(&f.readyFile, "ready-file", "", "write this file once attached (for tests)")
@@ -55,30 +58,37 @@ At stop (Ctrl-C, SIGTERM, --count, --duration) it prints
 	return cmd
 }
 
-// options checks the flags and turns them into tracer options.
-func (f traceFlags) options() (tracer.Options, render.Format, error) {
+// options checks the flags and turns them into tracer options and the
+// filter's part that the kernel does not apply.
+func (f traceFlags) options() (tracer.Options, *filter.Filter, render.Format, error) {
 	format, err := render.ParseFormat(f.output, render.Table, render.JSON)
 	if err != nil {
-		return tracer.Options{}, "", badInput("%w", err)
+		return tracer.Options{}, nil, "", badInput("%w", err)
 	}
-	opts, states, err := f.filterFlags.options()
+	flt, err := parseFilter(&f.filter)
 	if err != nil {
-		return tracer.Options{}, "", err
+		return tracer.Options{}, nil, "", err
+	}
+	if err := checkDisableHooks(f.disableHooks); err != nil {
+		return tracer.Options{}, nil, "", err
 	}
 	if f.duration < 0 {
-		return tracer.Options{}, "", badInput("--duration %v is negative", f.duration)
+		return tracer.Options{}, nil, "", badInput("--duration %v is negative", f.duration)
 	}
+	opts, rest := flt.Split(true)
+	opts.DisableHooks = f.disableHooks
+	states := flt.States
 	if states != 0 && states&^tcpstate.Of(tcpstate.TimeWait, tcpstate.NewSynRecv) == 0 {
 		// The kernel frees the socket as it enters TIME_WAIT (a minisock
 		// takes over) and request socks emit nothing: no event can match.
-		return tracer.Options{}, "", badInput("--state: TIME_WAIT and NEW_SYN_RECV are never the state of a transition; list those sockets with: socklife snapshot -t --state time-wait")
+		return tracer.Options{}, nil, "", badInput("--state: TIME_WAIT and NEW_SYN_RECV are never the state of a transition; list those sockets with: socklife snapshot -t --state time-wait")
 	}
 	opts.States = states
-	return opts, format, nil
+	return opts, rest, format, nil
 }
 
 func runTrace(cmd *cobra.Command, f traceFlags) error {
-	opts, format, err := f.options()
+	opts, rest, format, err := f.options()
 	if err != nil {
 		return err
 	}
@@ -100,7 +110,7 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 	var n atomic.Uint64
 	reg := holders.New()
 	done := make(chan error, 1)
-	go func() { done <- stream(ctx, tr, out, format, f, &n, reg) }()
+	go func() { done <- stream(ctx, tr, out, format, f, rest, &n, reg) }()
 	// Events flow meanwhile; the ready file says attached and seeded.
 	seedOlderSockets(ctx, tr, reg, opts.Logger)
 	if err := writeReadyFile(f.readyFile); err != nil {
@@ -142,7 +152,8 @@ const traceDrain = time.Second
 // stream writes events until ctx ends or --count is reached, and returns how
 // many it wrote. Output is buffered and flushed whenever the ring is drained,
 // so a quiet trace shows each line at once and a busy one writes in blocks.
-func stream(ctx context.Context, tr *tracer.Tracer, out io.Writer, format render.Format, f traceFlags, n *atomic.Uint64, reg *holders.Registry) error {
+// rest is the filter's part the kernel did not apply.
+func stream(ctx context.Context, tr *tracer.Tracer, out io.Writer, format render.Format, f traceFlags, rest *filter.Filter, n *atomic.Uint64, reg *holders.Registry) error {
 	w := bufio.NewWriterSize(out, 64<<10)
 	appendEvent := render.AppendTrace
 	if format == render.JSON {
@@ -158,7 +169,7 @@ func stream(ctx context.Context, tr *tracer.Tracer, out io.Writer, format render
 	run := runner.Start(tr, runner.Consumer{
 		Event: func(ev *tracer.Event) error {
 			nameHolders(reg, ev)
-			if f.comm != "" && (ev.OwnerSource == tracer.OwnerUnknown || ev.Owner.Comm != f.comm) {
+			if !rest.Match(ev.Netns, ev.Local, ev.Remote, eventOwners(ev)...) {
 				return nil
 			}
 			line = appendEvent(line[:0], ev)

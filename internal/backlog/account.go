@@ -262,14 +262,14 @@ func (a *Accounting) Tick(now time.Time) *Report {
 		}
 		lr := l.report(a.start, now)
 		a.withHolders(&lr)
-		if a.keep(lr.Local, lr.PID, lr.Holders) {
+		if a.keep(lr.Netns, lr.Local, lr.PID, lr.Comm, lr.Holders) {
 			r.Listeners = append(r.Listeners, lr)
 		}
 	}
 	sortedWorstFirst(r.Listeners)
 	for _, ev := range a.stalls {
 		// by the listener's holders: a stall names only its acceptors
-		if l := a.listeners[ev.Key]; l != nil && a.keepListener(l) || l == nil && a.keep(ev.Local, ev.PID, ev.Holders) {
+		if l := a.listeners[ev.Key]; l != nil && a.keepListener(l) || l == nil && a.keep(ev.Key.Netns, ev.Local, ev.PID, ev.Comm, ev.Holders) {
 			r.Stalls = append(r.Stalls, ev)
 		}
 	}
@@ -287,19 +287,21 @@ func (a *Accounting) Tick(now time.Time) *Report {
 // keepListener is keep for a listener's account and holders.
 func (a *Accounting) keepListener(l *listener) bool {
 	if set := a.holders.Listener(l.key); set != nil && len(set.Holders) > 0 {
-		return a.keep(l.local, 0, set.Holders)
+		return a.keep(l.key.Netns, l.local, 0, "", set.Holders)
 	}
-	return a.keep(l.local, l.pid, nil)
+	return a.keep(l.key.Netns, l.local, l.pid, l.comm, nil)
 }
 
-// keep applies Config.Port and Config.PID: a listener any of whose
-// holders is the process.
-func (a *Accounting) keep(local netip.AddrPort, pid uint32, hs []tracer.Holder) bool {
-	if a.cfg.Port != 0 && local.Port() != a.cfg.Port {
-		return false
+// keep applies Config.Keep to a listener: its holders hs, else pid and
+// comm (pid 0: unknown).
+func (a *Accounting) keep(netns uint32, local netip.AddrPort, pid uint32, comm string, hs []tracer.Holder) bool {
+	if a.cfg.Keep == nil {
+		return true
 	}
-	return a.cfg.PID == 0 || pid == a.cfg.PID ||
-		slices.ContainsFunc(hs, func(h tracer.Holder) bool { return h.PID == a.cfg.PID })
+	if len(hs) == 0 && pid != 0 {
+		hs = []tracer.Holder{{PID: pid, Comm: comm}}
+	}
+	return a.cfg.Keep(netns, local, netip.AddrPort{}, hs...)
 }
 
 // worstFirst orders stalled listeners first, then by drops, time full,

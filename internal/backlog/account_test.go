@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socklife/socklife/internal/filter"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
 	"github.com/socklife/socklife/tracer"
@@ -174,7 +175,7 @@ func TestAccountingDumpOnly(t *testing.T) {
 }
 
 func TestAccountingFilterAndOrder(t *testing.T) {
-	a := NewAccounting(Config{Port: 8080}, at(0))
+	a := NewAccounting(Config{Keep: (&filter.Filter{Ports: filter.Ports{{Lo: 8080, Hi: 8080}}}).Match}, at(0))
 	other := dumped(0, 0)
 	other[0].Inode, other[0].Local = 1002, netip.MustParseAddrPort("127.0.0.1:9090")
 	a.ObserveDump(at(0), append(dumped(0, 0), other...))
@@ -352,7 +353,7 @@ func holderList(hs []tracer.Holder) string {
 // accepting; once 12 accepts, a stall names 12 alone. --pid matches any
 // holder.
 func TestAccountingHolders(t *testing.T) {
-	a := NewAccounting(Config{Interval: 250 * time.Millisecond, Stall: 300 * time.Millisecond, PID: 11}, at(0))
+	a := NewAccounting(Config{Interval: 250 * time.Millisecond, Stall: 300 * time.Millisecond, Keep: (&filter.Filter{PIDs: []uint32{11}}).Match}, at(0))
 	ln := dumped(0, 0)
 	ln[0].Processes = []snapshot.Process{{PID: 10, Comm: "nginx"}, {PID: 11, Comm: "nginx"}, {PID: 12, Comm: "nginx"}}
 	a.Holders().Load(ln, at(0), false)
@@ -380,7 +381,7 @@ func TestAccountingHolders(t *testing.T) {
 	if len(stalls) != 1 || holderList(stalls[0].Holders) != "12*,42*" || stalls[0].Acceptors != 2 {
 		t.Errorf("stalls %+v, want one naming the acceptors 12*,42*", stalls)
 	}
-	other := NewAccounting(Config{PID: 99}, at(0))
+	other := NewAccounting(Config{Keep: (&filter.Filter{PIDs: []uint32{99}}).Match}, at(0))
 	other.Holders().Load(ln, at(0), false)
 	other.ObserveDump(at(0), ln)
 	if r := other.Tick(at(1000)); len(r.Listeners) != 0 {

@@ -37,11 +37,11 @@ type Config struct {
 	// Stall is how long a listener may hold a non-empty queue without an
 	// accept() before it is flagged; 0 is 1s.
 	Stall time.Duration
-	// Port and PID keep listeners on this local port, or held by this
-	// process (any holder: a pre-fork server's master or a worker); 0
-	// keeps all.
-	Port uint16
-	PID  uint32
+	// Keep, if set, keeps the listeners it accepts (filter.Filter.Match):
+	// owners are the listener's holders (any may pass: a pre-fork
+	// server's master or a worker), or who accepted or listened when no
+	// scan named them, none when unknown; remote is the zero AddrPort.
+	Keep func(netns uint32, local, remote netip.AddrPort, owners ...tracer.Holder) bool
 	// AllNetns dumps the listeners of every network namespace each
 	// interval, not only ours. Events cover every namespace either way;
 	// the dumps add drops of listeners no event touched, and listeners

@@ -21,7 +21,8 @@ type Options struct {
 	// stable over a socket's life (ports, netns, family, pid): a state
 	// filter would leave the table holes.
 	Tracer tracer.Options
-	// Keep, if set, filters the snapshot's sockets to match Tracer's filters.
+	// Keep, if set, filters the snapshot's sockets to match Tracer's filters;
+	// it sees them with their owners (Processes) found.
 	Keep func(*snapshot.Socket) bool
 	// OnClose is called, on the reading goroutine with the table locked, for
 	// each socket that leaves the table. An error stops the Tracker.
@@ -215,6 +216,10 @@ func (tk *Tracker) dump(ctx context.Context) ([]snapshot.Socket, error) {
 		return nil, fmt.Errorf("taking the socket snapshot: %w", err)
 	}
 	socks := res.Sockets
+	// owners first: Keep may ask for them (--pid, --comm)
+	if _, err := snapshot.AttachProcesses(socks); err != nil {
+		return nil, fmt.Errorf("finding socket owners: %w", err)
+	}
 	if tk.opts.Keep != nil {
 		kept := socks[:0]
 		for i := range socks {
@@ -223,9 +228,6 @@ func (tk *Tracker) dump(ctx context.Context) ([]snapshot.Socket, error) {
 			}
 		}
 		socks = kept
-	}
-	if _, err := snapshot.AttachProcesses(socks); err != nil {
-		return nil, fmt.Errorf("finding socket owners: %w", err)
 	}
 	return socks, nil
 }

@@ -84,8 +84,10 @@ type Input struct {
 	// Holders, if not nil, names the listeners' holders.
 	Holders *holders.Registry
 	// Keep, if set, limits CLOSE_WAIT sockets and listeners to those it
-	// accepts; a listener passes if any of its holders does.
-	Keep func(pid uint32, comm string, local netip.AddrPort) bool
+	// accepts (filter.Filter.Match). owners are the socket's owner, or a
+	// listener's holders (any may pass), none when unknown; a listener's
+	// remote is the zero AddrPort.
+	Keep func(netns uint32, local, remote netip.AddrPort, owners ...tracer.Holder) bool
 }
 
 // Sample makes the frame for in.
@@ -109,7 +111,7 @@ func (s *Sampler) Sample(in Input) Frame {
 		switch {
 		case c.State == tcpstate.CloseWait:
 			pid, comm := ownerOf(c)
-			if in.Keep == nil || in.Keep(pid, comm, c.Local) {
+			if in.Keep == nil || in.Keep(c.Netns, c.Local, c.Remote, keepOwners(pid, comm)...) {
 				cc := closewait.Conn{PID: pid, Comm: comm, Local: c.Local, Remote: c.Remote, Since: c.Since, AtLeast: c.AtLeast}
 				// an older socket's age is a lower bound: it counts
 				// once that bound reaches MinAge
@@ -131,6 +133,14 @@ func (s *Sampler) Sample(in Input) Frame {
 	s.prevAt, s.prevState, s.prevEvent = in.At, f.States, in.Stats.Events
 	s.accepts = accepts
 	return f
+}
+
+// keepOwners is one owner for Keep, none when unknown (pid 0).
+func keepOwners(pid uint32, comm string) []tracer.Holder {
+	if pid == 0 {
+		return nil
+	}
+	return []tracer.Holder{{PID: pid, Comm: comm}}
 }
 
 func ownerOf(c *live.Conn) (uint32, string) {
@@ -161,9 +171,14 @@ func (s *Sampler) listeners(in Input, owners map[listenerKey]*live.Conn, accepts
 		if l.PID == 0 && len(sk.Processes) > 0 {
 			l.PID, l.Comm = uint32(sk.Processes[0].PID), sk.Processes[0].Comm
 		}
-		if in.Keep != nil && !in.Keep(l.PID, l.Comm, l.Local) &&
-			!slices.ContainsFunc(l.Holders, func(h tracer.Holder) bool { return in.Keep(h.PID, h.Comm, l.Local) }) {
-			continue
+		if in.Keep != nil {
+			hs := l.Holders
+			if len(hs) == 0 {
+				hs = keepOwners(l.PID, l.Comm)
+			}
+			if !in.Keep(l.Netns, l.Local, netip.AddrPort{}, hs...) {
+				continue
+			}
 		}
 		if prev, ok := s.accepts[k]; ok && interval > 0 && accepts[k] >= prev {
 			l.AcceptsPerSec = float64(accepts[k]-prev) / interval.Seconds()
