@@ -13,24 +13,6 @@ import (
 	"github.com/socklife/socklife/internal/testutil"
 )
 
-func TestBacklogBadInput(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		want string // in the error line
-	}{
-		{[]string{"backlog", "-o", "xml"}, `unknown output format "xml" (valid: table, json)`},
-		{[]string{"backlog", "--interval", "0"}, "--interval 0s is below 10ms"},
-		{[]string{"backlog", "--stall", "-1s"}, "--stall -1s is below 1ms"},
-		{[]string{"backlog", "--for", "-2s"}, "--for -2s is below 0s"},
-		{[]string{"backlog", "--for", "soon"}, `invalid argument "soon"`},
-		{[]string{"backlog", "--disable-hook", "uprobe"}, `unknown hook "uprobe"`},
-		{[]string{"backlog", "extra"}, `unknown command "extra"`},
-		{[]string{"backlog", "--pid", "0"}, "--pid 0 matches nothing"},
-	} {
-		expectBadInput(t, tc.args, tc.want)
-	}
-}
-
 // queuedListener listens on loopback (from before socklife starts, as a
 // stuck server would) with one connection in its queue that nobody accepts.
 func queuedListener(t *testing.T) uint16 {

@@ -174,25 +174,3 @@ func TestTopJSONNamesLeakyProcess(t *testing.T) {
 		t.Errorf("listeners %+v, want this test's listener on port %d", f.Listeners, s.port)
 	}
 }
-
-func TestTopCloseWaitBadInput(t *testing.T) {
-	tests := []struct {
-		args []string
-		want string
-	}{
-		{[]string{"top", "-o", "yaml"}, "table, json"},
-		{[]string{"top", "--interval", "1ms"}, "at least 10ms"},
-		{[]string{"top", "--port", "8080,x"}, `bad --port "x"`}, // a list, like everywhere; once "give one of them"
-		{[]string{"closewait", "--for", "1s"}, "nothing to watch for"},
-		{[]string{"closewait", "--threshold", "5", "--for", "-1s"}, "positive duration"},
-		{[]string{"closewait", "--threshold", "5", "-o", "xml"}, "table, json"},
-		{[]string{"closewait", "--threshold", "5", "--min-age", "-1s"}, "--min-age -1s is negative"},
-		{[]string{"closewait", "--growth", "10", "--for", "30s"}, "--growth is judged over --window (1m0s), which --for 30s ends before"},
-		{[]string{"top", "--min-age", "-2s"}, "--min-age -2s is negative"},
-		{[]string{"top", "--port", "0"}, "--port 0 matches nothing"},
-		{[]string{"closewait", "--threshold", "5", "--pid", "0"}, "--pid 0 matches nothing"},
-	}
-	for _, tt := range tests {
-		expectBadInput(t, tt.args, tt.want)
-	}
-}

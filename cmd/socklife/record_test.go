@@ -24,24 +24,6 @@ import (
 	"github.com/socklife/socklife/internal/testutil"
 )
 
-func TestRecordBadInput(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"record", "--max-size", "10X"}, `--max-size "10X" is not a positive size (like 4096, 64K, 100M, 1G)`},
-		{[]string{"record", "--max-size", "0"}, `--max-size "0" is not a positive size`},
-		{[]string{"record", "--max-files", "0"}, "--max-files 0: want at least 1"},
-		{[]string{"record", "-4", "-6"}, "-4 and -6 exclude each other"},
-		{[]string{"record", "--port", "0"}, "--port 0 matches nothing"},
-		{[]string{"record", "--state", "bogus"}, `unknown state "bogus"`},
-		{[]string{"record", "-o", ""}, `-o: want a file name or "-"`},
-		{[]string{"record", "extra"}, `unknown command "extra"`},
-	} {
-		expectBadInput(t, tc.args, tc.want)
-	}
-}
-
 // An unwritable path is found before anything is attached: even a user who
 // could not attach anything gets the path error, not the capability one.
 func TestRecordUnwritable(t *testing.T) {

@@ -87,6 +87,10 @@ func versionLine() string {
 // value out of range` becomes `... for "--port" flag: value out of range`.
 func plainFlagError(err error) error {
 	msg := err.Error()
+	if strings.HasPrefix(msg, "flag needs an argument: 'o' in -o") || msg == "flag needs an argument: --output" {
+		// ss -tno: ss's -o shows timers; here it picks the output format
+		return errors.New(msg + ": socklife's -o is the output format (table, json, ndjson); ss's -o, the timers, is in the JSON")
+	}
 	i := strings.Index(msg, ": strconv.")
 	if i < 0 {
 		return err

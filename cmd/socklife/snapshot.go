@@ -28,6 +28,7 @@ type snapshotFlags struct {
 	exposed, summary bool
 	noProcess        bool
 	info             bool
+	resolve          bool
 	output           string
 	ssArgs           []string // the ss FILTER arguments
 }
@@ -85,7 +86,22 @@ a socket must pass both.`,
 	fl.BoolVarP(&processes, "processes", "p", true, "show owning processes (the default; accepted for ss habits)")
 	fl.MarkHidden("numeric")
 	fl.MarkHidden("processes")
+	fl.BoolVarP(&f.resolve, "resolve", "r", false, "name hosts (system resolver, bounded: 1s a lookup, 3s in all) and ports (/etc/services) in the table, as ss -r; JSON keeps numbers")
+	// ss letters that mean something else here: a line that says what to
+	// type instead, not "unknown flag"
+	for _, h := range ssHabits {
+		fl.BoolP(h.name, h.short, false, h.answer)
+		fl.MarkHidden(h.name)
+	}
 	return cmd
+}
+
+// ssHabits are ss's flags that socklife answers differently. (ss's -o,
+// timers, is socklife's output format: `-o` without a format says so, see
+// plainFlagError.)
+var ssHabits = []struct{ short, name, answer string }{
+	{"m", "memory", "-m: socket memory (ss -m's skmem) is in the JSON: socklife snapshot -i -o json"},
+	{"e", "extended", "-e: ss's extended details (uid, inode, cookie, cgroup, timer) are in the JSON: socklife snapshot -o json"},
 }
 
 // snapshotPlan is what the flags ask for, validated.
@@ -208,6 +224,11 @@ func ssStates(m uint32) tcpstate.Mask {
 }
 
 func runSnapshot(cmd *cobra.Command, f *snapshotFlags) error {
+	for _, h := range ssHabits {
+		if on, _ := cmd.Flags().GetBool(h.name); on {
+			return badInput("%s", h.answer)
+		}
+	}
 	plan, err := planSnapshot(f)
 	if err != nil {
 		return err
@@ -236,6 +257,9 @@ func runSnapshot(cmd *cobra.Command, f *snapshotFlags) error {
 	out := bufio.NewWriterSize(cmd.OutOrStdout(), 64<<10)
 	names := &render.Interfaces{}
 	tableOpts := render.TableOptions{Netns: plan.dump.AllNetns, Processes: plan.procs, Info: f.info}
+	if f.resolve {
+		tableOpts.Resolve = render.NewResolver()
+	}
 	switch {
 	case f.summary:
 		err = writeSummary(out, plan, socks)

@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,37 +17,6 @@ import (
 
 	"github.com/socklife/socklife/internal/testutil"
 )
-
-func TestSnapshotBadInput(t *testing.T) {
-	tests := []struct {
-		args []string
-		want []string // every one must appear in the one stderr line
-	}{
-		{[]string{"snapshot", "--state", "establised"}, []string{`unknown state "establised"`, "established", "close-wait", "synchronized"}},
-		{[]string{"snapshot", "-o", "yaml"}, []string{`unknown output format "yaml"`, "table, json, ndjson"}},
-		{[]string{"snapshot", "--port", "70000"}, []string{`bad --port "70000"`, "0-65535"}},
-		{[]string{"snapshot", "--dport", "http"}, []string{`bad --dport "http"`}},
-		{[]string{"snapshot", "--src", "10.0.0.0/33"}, []string{`bad --src`, `"10.0.0.0/33"`}},
-		{[]string{"snapshot", "--dst", "not-an-ip"}, []string{`bad --dst`, `"not-an-ip"`}},
-		{[]string{"snapshot", "--pid", "abc"}, []string{`bad --pid "abc"`}},
-		{[]string{"snapshot", "--pid", "1", "--no-process"}, []string{"drop --no-process"}},
-		{[]string{"snapshot", "-4", "-6"}, []string{"-4 and -6"}},
-		{[]string{"snapshot", "--exposed", "--summary"}, []string{"cannot be combined"}},
-		{[]string{"snapshot", "--bogus"}, []string{"unknown flag: --bogus"}},
-		{[]string{"snapshot", "--exposed", "-x"}, []string{"--exposed covers TCP and UDP"}},
-		{[]string{"snapshot", "--summary", "--state", "listening"}, []string{"choose their own states"}},
-		{[]string{"nosuchcmd"}, []string{`unknown command "nosuchcmd"`}},
-		{[]string{"snapshot", "extra-arg"}, []string{"bad filter", `"extra-arg"`}},
-		{[]string{"snapshot", "-t", "(dport", "=", ":443", ")"}, []string{"bad filter", `"(dport"`}},
-		{[]string{"snapshot", "-t", "state", "establised"}, []string{"bad filter", `"establised"`}},
-		{[]string{"snapshot", "-t", "dport", "=", ":443", "or"}, []string{"bad filter"}},
-		{[]string{"snapshot", "--state", "listening", "state", "established"}, []string{"no state in common"}},
-		{[]string{"snapshot", "--summary", "exclude", "listening"}, []string{"choose their own states"}},
-	}
-	for _, tt := range tests {
-		expectBadInput(t, tt.args, tt.want...)
-	}
-}
 
 // listenTCP opens a listener owned by this test process and returns its port.
 func listenTCP(t *testing.T, network, addr string) int {
@@ -217,4 +188,58 @@ func TestSnapshotFamilyFlagsLikeSS(t *testing.T) {
 			t.Errorf("%q -t %v -u %v -x %v: dump %+v, want %+v", tc.family, tc.flags.tcp, tc.flags.udp, tc.flags.unix, got, tc.want)
 		}
 	}
+}
+
+// -r names hosts and ports as ss -r does: a listener on 127.0.0.1 at a port
+// /etc/services names reads the same in both (localhost:NAME on a usual
+// host; numbers where the host has no such names, in both too).
+func TestSnapshotResolveAsSS(t *testing.T) {
+	testutil.RequireRoot(t)
+	ln := listenOnNamedPort(t)
+	port := strconv.Itoa(int(testutil.Port(ln)))
+	out, stderr, code := runCLI(t, "snapshot", "-tlr", "--no-process", "sport", "=", ":"+port)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want the header and one listener:\n%s", out)
+	}
+	ours := strings.Fields(lines[1])[4]
+	ssOut, err := exec.Command("ss", "-Htlr", "sport", "=", ":"+port).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(ssOut))
+	if len(f) < 4 {
+		t.Fatalf("ss printed %q", ssOut)
+	}
+	if ours != f[3] {
+		t.Errorf("snapshot -r: %s; ss -r: %s", ours, f[3])
+	}
+	t.Logf("both print %s", ours)
+}
+
+// listenOnNamedPort listens on 127.0.0.1 at the first free port above 1024
+// that /etc/services names for TCP, or any port if none is free (or the
+// file is missing).
+func listenOnNamedPort(t *testing.T) net.Listener {
+	t.Helper()
+	if b, err := os.ReadFile("/etc/services"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 2 || strings.HasPrefix(f[0], "#") || !strings.HasSuffix(f[1], "/tcp") {
+				continue
+			}
+			if p, err := strconv.Atoi(strings.TrimSuffix(f[1], "/tcp")); err == nil && p > 1024 {
+				var lc net.ListenConfig
+				lc.SetMultipathTCP(false)
+				if ln, err := lc.Listen(context.Background(), "tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(p))); err == nil {
+					t.Cleanup(func() { ln.Close() })
+					return ln
+				}
+			}
+		}
+	}
+	return testutil.PlainListener(t)
 }

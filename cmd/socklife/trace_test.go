@@ -19,32 +19,6 @@ import (
 	"github.com/socklife/socklife/internal/testutil"
 )
 
-func TestTraceBadInput(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		want string // in the error line
-	}{
-		{[]string{"trace", "-o", "xml"}, `unknown output format "xml" (valid: table, json)`},
-		{[]string{"trace", "--state", "bogus"}, "unknown state \"bogus\" (valid: all, big"},
-		{[]string{"trace", "-4", "-6"}, "-4 and -6 exclude each other"},
-		{[]string{"trace", "--disable-hook", "uprobe"}, `unknown hook "uprobe" (valid: fexit, kprobe, kretprobe, tp_btf, raw_tracepoint, tracepoint)`},
-		{[]string{"trace", "--port", "70000"}, `bad --port "70000": want a port number`},
-		{[]string{"trace", "--port", "80,0"}, "--port 0 matches nothing"},
-		{[]string{"trace", "--state", "time-wait"}, "never the state of a transition"},
-		{[]string{"trace", "--duration", "-1s"}, "--duration -1s is negative"},
-		{[]string{"trace", "--pid", "0"}, "--pid 0 matches nothing; leave the flag out to see everything"},
-		{[]string{"trace", "--dport", "0"}, "--dport 0 matches nothing"},
-		{[]string{"trace", "--netns", "0"}, "--netns 0 matches nothing"},
-		{[]string{"record", "-o", "/dev/null", "--sport", "22,0"}, "--sport 0 matches nothing"},
-		{[]string{"top", "--pid", "0"}, "--pid 0 matches nothing"},
-		{[]string{"closewait", "--port", "0"}, "--port 0 matches nothing"},
-		{[]string{"backlog", "--port", "0"}, "--port 0 matches nothing"},
-		{[]string{"info", "-o", "yaml"}, `unknown output format "yaml" (valid: table, json)`},
-	} {
-		expectBadInput(t, tc.args, tc.want)
-	}
-}
-
 // asMainEnv makes the test binary run socklife's main instead of the tests,
 // so the end-to-end tests need no Go toolchain (the kernel-matrix VMs have none).
 const asMainEnv = "SOCKLIFE_TEST_AS_MAIN"

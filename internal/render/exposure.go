@@ -49,7 +49,7 @@ func WriteExposedTable(w io.Writer, exp []snapshot.Exposure, opts TableOptions, 
 		cell := func() { ends = append(ends, len(buf)) }
 		buf = append(buf, Netid(s)...)
 		cell()
-		buf = appendSocketAddr(buf, s, s.Local, names.In(s.Netns, s.Interface))
+		buf = appendSocketAddr(buf, s, s.Local, names.In(s.Netns, s.Interface), opts.Resolve)
 		cell()
 		buf = append(buf, e.Scope.String()...)
 		cell()

@@ -23,6 +23,8 @@ type TableOptions struct {
 	Netns     bool // a Netns column, for --all-netns
 	Processes bool // the Process column, when owners were looked up
 	Info      bool // rtt and retransmits, bytes, from tcp_info
+	// Resolve, when set, names hosts and ports (snapshot -r, ss -r).
+	Resolve *Resolver
 }
 
 // WriteTable writes socks as an aligned table.
@@ -60,9 +62,9 @@ func WriteSockets(w io.Writer, socks []snapshot.Socket, opts TableOptions, names
 			buf = appendUnixPeer(buf, s)
 			cell()
 		} else {
-			buf = appendSocketAddr(buf, s, s.Local, names.In(s.Netns, s.Interface))
+			buf = appendSocketAddr(buf, s, s.Local, names.In(s.Netns, s.Interface), opts.Resolve)
 			cell()
-			buf = appendSocketAddr(buf, s, s.Remote, "")
+			buf = appendSocketAddr(buf, s, s.Remote, "", opts.Resolve)
 			cell()
 		}
 		if opts.Netns {
@@ -155,9 +157,12 @@ func DualStack(s *snapshot.Socket) bool {
 // appendSocketAddr is AppendAddrPort for one of s's addresses, with ss's
 // one exception: a dual-stack socket's [::] prints as * (ss's "*:8080" for
 // a listener that takes IPv4 and IPv6, "[::]:8080" for an IPv6-only one).
-func appendSocketAddr(buf []byte, s *snapshot.Socket, ap netip.AddrPort, ifname string) []byte {
+func appendSocketAddr(buf []byte, s *snapshot.Socket, ap netip.AddrPort, ifname string, r *Resolver) []byte {
 	if a := ap.Addr(); a.Is6() && a.IsUnspecified() && DualStack(s) {
 		ap = netip.AddrPortFrom(netip.Addr{}, ap.Port())
+	}
+	if r != nil {
+		return r.appendResolved(buf, ap, ifname, s.Protocol.String())
 	}
 	return AppendAddrPort(buf, ap, ifname)
 }

@@ -1,0 +1,82 @@
+package main
+
+import "testing"
+
+// Every bad input of every command: exit 2, nothing on stdout, one line on
+// stderr holding each of wants (expectBadInput).
+func TestBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		args  []string
+		wants []string
+	}{
+		{[]string{"trace", "-o", "xml"}, []string{`unknown output format "xml" (valid: table, json)`}},
+		{[]string{"trace", "--state", "bogus"}, []string{"unknown state \"bogus\" (valid: all, big"}},
+		{[]string{"trace", "-4", "-6"}, []string{"-4 and -6 exclude each other"}},
+		{[]string{"trace", "--disable-hook", "uprobe"}, []string{`unknown hook "uprobe" (valid: fexit, kprobe, kretprobe, tp_btf, raw_tracepoint, tracepoint)`}},
+		{[]string{"trace", "--port", "70000"}, []string{`bad --port "70000": want a port number`}},
+		{[]string{"trace", "--port", "80,0"}, []string{"--port 0 matches nothing"}},
+		{[]string{"trace", "--state", "time-wait"}, []string{"never the state of a transition"}},
+		{[]string{"trace", "--duration", "-1s"}, []string{"--duration -1s is negative"}},
+		{[]string{"trace", "--pid", "0"}, []string{"--pid 0 matches nothing; leave the flag out to see everything"}},
+		{[]string{"trace", "--dport", "0"}, []string{"--dport 0 matches nothing"}},
+		{[]string{"trace", "--netns", "0"}, []string{"--netns 0 matches nothing"}},
+		{[]string{"record", "-o", "/dev/null", "--sport", "22,0"}, []string{"--sport 0 matches nothing"}},
+		{[]string{"top", "--pid", "0"}, []string{"--pid 0 matches nothing"}},
+		{[]string{"closewait", "--port", "0"}, []string{"--port 0 matches nothing"}},
+		{[]string{"backlog", "--port", "0"}, []string{"--port 0 matches nothing"}},
+		{[]string{"info", "-o", "yaml"}, []string{`unknown output format "yaml" (valid: table, json)`}},
+		{[]string{"record", "--max-size", "10X"}, []string{`--max-size "10X" is not a positive size (like 4096, 64K, 100M, 1G)`}},
+		{[]string{"record", "--max-size", "0"}, []string{`--max-size "0" is not a positive size`}},
+		{[]string{"record", "--max-files", "0"}, []string{"--max-files 0: want at least 1"}},
+		{[]string{"record", "-4", "-6"}, []string{"-4 and -6 exclude each other"}},
+		{[]string{"record", "--port", "0"}, []string{"--port 0 matches nothing"}},
+		{[]string{"record", "--state", "bogus"}, []string{`unknown state "bogus"`}},
+		{[]string{"record", "-o", ""}, []string{`-o: want a file name or "-"`}},
+		{[]string{"record", "extra"}, []string{`unknown command "extra"`}},
+		{[]string{"backlog", "-o", "xml"}, []string{`unknown output format "xml" (valid: table, json)`}},
+		{[]string{"backlog", "--interval", "0"}, []string{"--interval 0s is below 10ms"}},
+		{[]string{"backlog", "--stall", "-1s"}, []string{"--stall -1s is below 1ms"}},
+		{[]string{"backlog", "--for", "-2s"}, []string{"--for -2s is below 0s"}},
+		{[]string{"backlog", "--for", "soon"}, []string{`invalid argument "soon"`}},
+		{[]string{"backlog", "--disable-hook", "uprobe"}, []string{`unknown hook "uprobe"`}},
+		{[]string{"backlog", "extra"}, []string{`unknown command "extra"`}},
+		{[]string{"backlog", "--pid", "0"}, []string{"--pid 0 matches nothing"}},
+		{[]string{"top", "-o", "yaml"}, []string{"table, json"}},
+		{[]string{"top", "--interval", "1ms"}, []string{"at least 10ms"}},
+		{[]string{"top", "--port", "8080,x"}, []string{`bad --port "x"`}}, // a list, like everywhere; once "give one of them"
+		{[]string{"closewait", "--for", "1s"}, []string{"nothing to watch for"}},
+		{[]string{"closewait", "--threshold", "5", "--for", "-1s"}, []string{"positive duration"}},
+		{[]string{"closewait", "--threshold", "5", "-o", "xml"}, []string{"table, json"}},
+		{[]string{"closewait", "--threshold", "5", "--min-age", "-1s"}, []string{"--min-age -1s is negative"}},
+		{[]string{"closewait", "--growth", "10", "--for", "30s"}, []string{"--growth is judged over --window (1m0s), which --for 30s ends before"}},
+		{[]string{"top", "--min-age", "-2s"}, []string{"--min-age -2s is negative"}},
+		{[]string{"top", "--port", "0"}, []string{"--port 0 matches nothing"}},
+		{[]string{"closewait", "--threshold", "5", "--pid", "0"}, []string{"--pid 0 matches nothing"}},
+		{[]string{"snapshot", "--state", "establised"}, []string{`unknown state "establised"`, "established", "close-wait", "synchronized"}},
+		{[]string{"snapshot", "-o", "yaml"}, []string{`unknown output format "yaml"`, "table, json, ndjson"}},
+		{[]string{"snapshot", "--port", "70000"}, []string{`bad --port "70000"`, "0-65535"}},
+		{[]string{"snapshot", "--dport", "http"}, []string{`bad --dport "http"`}},
+		{[]string{"snapshot", "--src", "10.0.0.0/33"}, []string{`bad --src`, `"10.0.0.0/33"`}},
+		{[]string{"snapshot", "--dst", "not-an-ip"}, []string{`bad --dst`, `"not-an-ip"`}},
+		{[]string{"snapshot", "--pid", "abc"}, []string{`bad --pid "abc"`}},
+		{[]string{"snapshot", "--pid", "1", "--no-process"}, []string{"drop --no-process"}},
+		{[]string{"snapshot", "-4", "-6"}, []string{"-4 and -6"}},
+		{[]string{"snapshot", "--exposed", "--summary"}, []string{"cannot be combined"}},
+		{[]string{"snapshot", "--bogus"}, []string{"unknown flag: --bogus"}},
+		{[]string{"snapshot", "--exposed", "-x"}, []string{"--exposed covers TCP and UDP"}},
+		{[]string{"snapshot", "--summary", "--state", "listening"}, []string{"choose their own states"}},
+		{[]string{"nosuchcmd"}, []string{`unknown command "nosuchcmd"`}},
+		{[]string{"snapshot", "extra-arg"}, []string{"bad filter", `"extra-arg"`}},
+		{[]string{"snapshot", "-t", "(dport", "=", ":443", ")"}, []string{"bad filter", `"(dport"`}},
+		{[]string{"snapshot", "-t", "state", "establised"}, []string{"bad filter", `"establised"`}},
+		{[]string{"snapshot", "-t", "dport", "=", ":443", "or"}, []string{"bad filter"}},
+		{[]string{"snapshot", "--state", "listening", "state", "established"}, []string{"no state in common"}},
+		{[]string{"snapshot", "--summary", "exclude", "listening"}, []string{"choose their own states"}},
+		// ss habits that mean something else here say what to type
+		{[]string{"snapshot", "-tm"}, []string{"-m: socket memory", "snapshot -i -o json"}},
+		{[]string{"snapshot", "-te"}, []string{"-e: ss's extended details", "-o json"}},
+		{[]string{"snapshot", "-tno"}, []string{"socklife's -o is the output format"}},
+	} {
+		expectBadInput(t, tc.args, tc.wants...)
+	}
+}
