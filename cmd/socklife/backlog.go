@@ -32,7 +32,7 @@ type backlogFlags struct {
 func newBacklogCmd() *cobra.Command {
 	var f backlogFlags
 	cmd := &cobra.Command{
-		Use:   "backlog",
+		Use:   "backlog [flags] [FILTER...]",
 		Short: "Diagnose accept queues: depth, accept wait, drops and stalled acceptors per listener",
 		Long: `Show, per listening TCP socket and per interval, worst first: the accept-queue
 length and its peak against the listen() backlog, the share of the interval the
@@ -62,8 +62,8 @@ dport), which for a listener is its own port, as --port meant here before;
 a listener has no peer, so --dport and --dst keep none.`,
 		Example: `  socklife backlog --port 443
   socklife backlog --for 30s --stall 500ms -o json`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runBacklog(cmd, f) },
+		Args: cobra.ArbitraryArgs, // an ss FILTER
+		RunE: func(cmd *cobra.Command, args []string) error { f.filter.SetExpr(args); return runBacklog(cmd, f) },
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per interval)")

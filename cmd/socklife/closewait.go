@@ -25,7 +25,7 @@ type closewaitFlags struct {
 func newCloseWaitCmd() *cobra.Command {
 	var f closewaitFlags
 	cmd := &cobra.Command{
-		Use:   "closewait",
+		Use:   "closewait [flags] [FILTER...]",
 		Short: "Watch for CLOSE_WAIT build-up; exit 1 if a process crosses a limit (for scripts and alerts)",
 		Long: `Watch the live socket table for --for. As soon as a process holds --threshold
 CLOSE_WAIT sockets, or gains them faster than --growth per minute (measured
@@ -42,8 +42,8 @@ The filter flags are every command's: --port is either side (ss's sport or
 dport; it used to be the local port: --sport is that), and lists work.`,
 		Example: `  socklife closewait --for 5m --threshold 100
   socklife closewait --for 2m --growth 20 -o json`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runCloseWait(cmd, &f) },
+		Args: cobra.ArbitraryArgs, // an ss FILTER
+		RunE: func(cmd *cobra.Command, args []string) error { f.filter.SetExpr(args); return runCloseWait(cmd, &f) },
 	}
 	fl := cmd.Flags()
 	fl.DurationVar(&f.duration, "for", time.Minute, "how long to watch")

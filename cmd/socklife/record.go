@@ -35,7 +35,7 @@ type recordFlags struct {
 func newRecordCmd() *cobra.Command {
 	var f recordFlags
 	cmd := &cobra.Command{
-		Use:   "record",
+		Use:   "record [flags] [FILTER...]",
 		Short: "Write one JSON record per TCP connection when it closes",
 		Long: `Write one NDJSON record per TCP connection when it closes: every state it went
 through with the time it entered it, who opened and who closed first, bytes,
@@ -48,8 +48,8 @@ is docs/record.schema.json. At stop (Ctrl-C, SIGTERM, --duration) it prints
 "socklife: N records, M events, K lost, R resyncs" on stderr.`,
 		Example: `  socklife record -o conns.ndjson --max-size 100M --max-files 10
   socklife record -o - --port 443 | jq 'select(.closed_by == "reset")'`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runRecord(cmd, f) },
+		Args: cobra.ArbitraryArgs, // an ss FILTER
+		RunE: func(cmd *cobra.Command, args []string) error { f.filter.SetExpr(args); return runRecord(cmd, f) },
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&f.output, "output", "o", "-", `file to write the records to; "-" is stdout`)

@@ -24,7 +24,7 @@ type topFlags struct {
 func newTopCmd() *cobra.Command {
 	var f topFlags
 	cmd := &cobra.Command{
-		Use:   "top",
+		Use:   "top [flags] [FILTER...]",
 		Short: "Live socket table: CLOSE_WAIT build-up first, then listeners and their accept queues",
 		Long: `Show the live socket table, refreshed every --interval: counts per state with
 their change, events/s and lost events, then the processes holding CLOSE_WAIT
@@ -46,8 +46,8 @@ the state counts follow them too.`,
 		Example: `  socklife top
   socklife top --interval 5s --port 8080
   socklife top -o json -n 3 | jq '.close_wait.processes[0]'`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runTop(cmd, &f) },
+		Args: cobra.ArbitraryArgs, // an ss FILTER
+		RunE: func(cmd *cobra.Command, args []string) error { f.filter.SetExpr(args); return runTop(cmd, &f) },
 	}
 	fl := cmd.Flags()
 	fl.DurationVar(&f.interval, "interval", 2*time.Second, "refresh every this long")

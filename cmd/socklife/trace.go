@@ -34,7 +34,7 @@ type traceFlags struct {
 func newTraceCmd() *cobra.Command {
 	var f traceFlags
 	cmd := &cobra.Command{
-		Use:   "trace",
+		Use:   "trace [flags] [FILTER...]",
 		Short: "Stream TCP state transitions as they happen",
 		Long: `Print one line per TCP state change, with the process that owns the socket
 even when the change runs in softirq, and the milliseconds spent in the old state
@@ -44,8 +44,8 @@ At stop (Ctrl-C, SIGTERM, --count, --duration) it prints
 "socklife: N events, M lost" on stderr.`,
 		Example: `  socklife trace --port 443
   socklife trace --state close-wait --state last-ack -o json`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runTrace(cmd, f) },
+		Args: cobra.ArbitraryArgs, // an ss FILTER
+		RunE: func(cmd *cobra.Command, args []string) error { f.filter.SetExpr(args); return runTrace(cmd, f) },
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per line)")

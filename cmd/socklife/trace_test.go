@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -244,5 +245,30 @@ func TestTraceOlderListenerOwner(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// An ss expression after trace's flags keeps exactly the transitions whose
+// socket it matches: here the client sides of connections to one of two
+// listeners.
+func TestTraceSSExpression(t *testing.T) {
+	testutil.RequireRoot(t)
+	want, other := testutil.PlainListener(t), testutil.PlainListener(t)
+	wantPort := testutil.Port(want)
+	r := startSocklife(t, nil, "trace", "-o", "json", "(", "dport", "=", ":"+strconv.Itoa(int(wantPort)), ")",
+		"or", "(", "sport", "=", ":"+strconv.Itoa(int(wantPort)), "and", "not", "dst", "127.0.0.0/8", ")")
+	loopbackConn(t, other)
+	loopbackConn(t, want)
+	testutil.WaitFor(t, 10*time.Second, "the client's close", func() bool {
+		return strings.Contains(r.stdout.String(), `"new":"CLOSE"`)
+	})
+	lines := traceLines(t, strings.Join(r.stop(t), "\n"))
+	if len(lines) == 0 {
+		t.Fatal("no lines")
+	}
+	for _, l := range lines {
+		if remote := netip.MustParseAddrPort(l.Remote); remote.Port() != wantPort {
+			t.Errorf("a line of another socket: %+v", l)
+		}
 	}
 }

@@ -10,6 +10,9 @@ import (
 	"regexp"
 	"slices"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/socklife/socklife/internal/ssfilter"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
 	"github.com/socklife/socklife/tracer"
@@ -62,6 +65,10 @@ type Filter struct {
 	// through), so no matcher here applies it.
 	States     tcpstate.Mask
 	StateNames []string // as given, for messages
+	// Expr is an ss filter expression given after the flags (commands of
+	// events; snapshot sends its own to the kernel): tested with the
+	// addresses, on what the kernel's filters passed.
+	Expr *ssfilter.Expr
 }
 
 // Unowned is f without --pid and --comm: for sockets whose owners are not
@@ -123,7 +130,19 @@ func (f *Filter) Addrs(netns uint32, local, remote netip.AddrPort) bool {
 		len(f.Dst) > 0 && !inPrefixes(f.Dst, remote.Addr()):
 		return false
 	}
-	return true
+	return f.Expr == nil || f.Expr.Match(exprSock(local, remote))
+}
+
+// exprSock is what an ss expression sees of a connection. Events carry a
+// dual-stack socket's v4-mapped addresses as IPv4: tested as an IPv4
+// socket, which every IPv4 prefix and port test matches as ss matches the
+// v4-mapped socket.
+func exprSock(local, remote netip.AddrPort) *ssfilter.Sock {
+	fam := uint8(unix.AF_INET6)
+	if local.Addr().Unmap().Is4() {
+		fam = unix.AF_INET
+	}
+	return &ssfilter.Sock{Family: fam, Local: local, Remote: remote}
 }
 
 // Owner tests one owning process; with no --pid or --comm any passes.

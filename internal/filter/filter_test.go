@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/internal/testutil"
 	"github.com/socklife/socklife/snapshot"
 	"github.com/socklife/socklife/tracer"
@@ -234,5 +235,81 @@ func TestSplit(t *testing.T) {
 	}
 	if o, _ := (&Filter{DPorts: Ports{{1, tracer.MaxFilterPorts}}}).Split(true); len(o.DPorts) != tracer.MaxFilterPorts {
 		t.Errorf("a range that fits: kernel dports %v", o.DPorts)
+	}
+}
+
+// parseExpr is parse with an ss expression after the flags; withState says
+// whether the command has --state.
+func parseExpr(t *testing.T, withState bool, flags []string, expr ...string) (*Filter, error) {
+	t.Helper()
+	var f Flags
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	help := ""
+	if withState {
+		help = "only this state"
+	}
+	f.Register(fs, help)
+	if err := fs.Parse(flags); err != nil {
+		t.Fatalf("%v: %v", flags, err)
+	}
+	f.SetExpr(expr)
+	return f.Parse()
+}
+
+// An ss expression after the flags filters connections the way ss filters
+// sockets; its state words join --state.
+func TestExpr(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	https := []string{"state", "established", "(", "dport", "=", ":443", "or", "sport", "=", ":443", ")"}
+	f, err := parseExpr(t, true, nil, https...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.States != tcpstate.Of(tcpstate.Established) {
+		t.Errorf("states %v, want established", f.States)
+	}
+	for _, tc := range []struct {
+		local, remote string
+		want          bool
+	}{
+		{"10.0.0.1:40000", "10.0.0.5:443", true},
+		{"10.0.0.1:443", "10.0.0.9:40000", true},
+		{"10.0.0.1:40000", "10.0.0.5:80", false},
+		{"[2001:db8::1]:40000", "[2001:db8::5]:443", true},
+	} {
+		if got := f.Match(1, ap(tc.local), ap(tc.remote)); got != tc.want {
+			t.Errorf("%s -> %s: %v, want %v", tc.local, tc.remote, got, tc.want)
+		}
+	}
+	// an IPv4 prefix matches a dual-stack socket's v4-mapped peer, as in ss
+	f, err = parseExpr(t, false, nil, "dst", "10.0.0.0/8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.Match(1, ap("[::ffff:10.0.0.1]:40000"), ap("[::ffff:10.0.0.5]:443")) || f.Match(1, ap("192.0.2.1:1"), ap("192.0.2.2:2")) {
+		t.Error("dst 10.0.0.0/8: wrong on v4-mapped or plain IPv4")
+	}
+	// --state and state words: a state must be in both
+	f, err = parseExpr(t, true, []string{"--state", "connected"}, "state", "established", "state", "listening")
+	if err != nil || f.States != tcpstate.Of(tcpstate.Established) {
+		t.Errorf("--state connected with state established/listening: %v, %v; want established", f.States, err)
+	}
+	for _, tc := range []struct {
+		withState bool
+		flags     []string
+		expr      []string
+		want      string
+	}{
+		{true, nil, []string{"dev", "=", "lo"}, `"dev" needs a socket's own facts`},
+		{true, nil, []string{"autobound"}, `"autobound"`},
+		{true, nil, []string{"src", "unix:/run/*"}, "names Unix sockets"},
+		{false, nil, []string{"state", "established"}, "no states to choose"},
+		{true, []string{"--state", "listening"}, []string{"state", "established"}, "none in common"},
+		{true, []string{"-6"}, []string{"src", "inet:10.0.0.1"}, "exclude each other"},
+		{true, nil, []string{"(", "dport", "=", ":443"}, "bad filter"},
+	} {
+		if _, err := parseExpr(t, tc.withState, tc.flags, tc.expr...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v %v: %v, want an error with %q", tc.flags, tc.expr, err, tc.want)
+		}
 	}
 }

@@ -8,8 +8,11 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/spf13/pflag"
 
+	"github.com/socklife/socklife/internal/ssfilter"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
 )
@@ -48,7 +51,14 @@ type Flags struct {
 	states                []string
 	stateFlag             bool
 	portZero              bool
+	expr                  []string // an ss filter expression, SetExpr
 }
+
+// SetExpr gives the arguments after the flags: an ss filter expression,
+// as ss takes it (`state established '( dport = :443 or sport = :443 )'`),
+// which Parse reads too. For commands of connections and events; snapshot
+// sends its own to the kernel.
+func (f *Flags) SetExpr(args []string) { f.expr = args }
 
 // AllowPortZero lets a port be 0: in a listing a socket with no peer has
 // remote port 0 (snapshot --dport 0, as in ss); in a stream of events no
@@ -124,7 +134,49 @@ func (f *Flags) Parse() (*Filter, error) {
 		return nil, fmt.Errorf("--state: %w", err)
 	}
 	flt.StateNames = f.states
+	if len(f.expr) > 0 {
+		return f.parseExpr(&flt)
+	}
 	return &flt, nil
+}
+
+// parseExpr adds the SetExpr expression to flt. Its state words join
+// --state (both given: a state must be in both); what an event cannot say
+// (dev, fwmark, cgroup, autobound, Unix names) is refused.
+func (f *Flags) parseExpr(flt *Filter) (*Filter, error) {
+	ssf, err := ssfilter.Parse(f.expr, nil)
+	if err != nil {
+		return nil, fmt.Errorf("bad filter: %w", err)
+	}
+	if w := ssf.Expr.SocketOnly(); w != "" {
+		return nil, fmt.Errorf("bad filter: %q needs a socket's own facts, which events do not carry (snapshot takes it)", w)
+	}
+	switch ssf.Family {
+	case unix.AF_UNIX:
+		return nil, fmt.Errorf("bad filter: unix: names Unix sockets; this command follows TCP")
+	case unix.AF_INET:
+		flt.IPv4Only = true
+	case unix.AF_INET6:
+		flt.IPv6Only = true
+	}
+	if flt.IPv4Only && flt.IPv6Only {
+		return nil, fmt.Errorf("bad filter: its family and -4/-6 exclude each other")
+	}
+	if ssf.StatesGiven {
+		if !f.stateFlag {
+			return nil, fmt.Errorf("bad filter: state and exclude words: this command has no states to choose")
+		}
+		words := tcpstate.Mask(ssf.States) & tcpstate.All
+		if flt.States != 0 {
+			words &= flt.States
+		}
+		if words == 0 {
+			return nil, fmt.Errorf("bad filter: its states and --state have none in common")
+		}
+		flt.States = words
+	}
+	flt.Expr = ssf.Expr
+	return flt, nil
 }
 
 // parsePorts reads ports and LO-HI ranges; 0 is refused unless zero.

@@ -66,6 +66,30 @@ type Expr struct {
 	compiled bool
 }
 
+// SocketOnly names the first condition of e that needs a socket's own
+// facts, which a dump has and a traced event does not: "dev", "fwmark",
+// "cgroup" or "autobound"; "" when e tests only families, addresses and
+// ports.
+func (e *Expr) SocketOnly() string {
+	if e == nil {
+		return ""
+	}
+	switch e.op {
+	case opDev:
+		return "dev"
+	case opMark:
+		return "fwmark"
+	case opCgroup:
+		return "cgroup"
+	case opAuto:
+		return "autobound"
+	}
+	if w := e.a.SocketOnly(); w != "" {
+		return w
+	}
+	return e.b.SocketOnly()
+}
+
 // Match reports whether ss would show s given this expression: ss sends
 // the expression to the kernel as bytecode and tests each socket the
 // kernel returns again in user space, and the two tests differ in corner
