@@ -19,6 +19,19 @@ import (
 // overrides it for a quick look.
 const benchConns = 50000
 
+// benchSockets opens benchConns connections (SOCKLIFE_BENCH_CONNS), held by
+// helper processes, for the snapshot benchmarks.
+func benchSockets(b *testing.B) *testutil.Conns {
+	n := benchConns
+	if s := os.Getenv("SOCKLIFE_BENCH_CONNS"); s != "" {
+		var err error
+		if n, err = strconv.Atoi(s); err != nil {
+			b.Fatalf("bad SOCKLIFE_BENCH_CONNS %q: %v", s, err)
+		}
+	}
+	return testutil.OpenConns(b, n)
+}
+
 // contender is one command line the benchmark times.
 type contender struct {
 	name string
@@ -43,13 +56,7 @@ func BenchmarkSnapshotVsSS(b *testing.B) {
 		b.Fatalf("the benchmark compares with ss (iproute2): %v", err)
 	}
 	socklife := buildSocklife(b)
-	n := benchConns
-	if s := os.Getenv("SOCKLIFE_BENCH_CONNS"); s != "" {
-		if n, err = strconv.Atoi(s); err != nil {
-			b.Fatalf("bad SOCKLIFE_BENCH_CONNS %q: %v", s, err)
-		}
-	}
-	conns := testutil.OpenConns(b, n)
+	conns := benchSockets(b)
 	contenders := []contender{
 		{"socklife snapshot -t -a --no-process", []string{socklife, "snapshot", "-t", "-a", "--no-process"}},
 		{"ss -tan", []string{ss, "-tan"}},

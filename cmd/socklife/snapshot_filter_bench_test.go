@@ -2,9 +2,7 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,13 +25,7 @@ func BenchmarkSnapshotFilterVsSS(b *testing.B) {
 		b.Fatalf("the benchmark compares with ss (iproute2): %v", err)
 	}
 	socklife := buildSocklife(b)
-	n := benchConns
-	if s := os.Getenv("SOCKLIFE_BENCH_CONNS"); s != "" {
-		if n, err = strconv.Atoi(s); err != nil {
-			b.Fatalf("bad SOCKLIFE_BENCH_CONNS %q: %v", s, err)
-		}
-	}
-	conns := testutil.OpenConns(b, n)
+	conns := benchSockets(b)
 	h := conns.Holders[0]
 	some := fmt.Sprintf("( dport = :%d or sport = :%d )", h.Listener.Port(), h.Listener.Port())
 	filters := []struct {

@@ -5,14 +5,14 @@ package render
 // must not wait on it.
 
 import (
-	"bufio"
 	"context"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/socklife/socklife/internal/netdb"
 )
 
 // Resolver names hosts by reverse lookup through the system resolver
@@ -22,10 +22,8 @@ import (
 // goroutine.
 type Resolver struct {
 	Timeout, Budget time.Duration
-	// services maps "port/proto" to its name; nil until first used
-	services map[string]string
-	hosts    map[netip.Addr]string
-	spent    time.Duration
+	hosts           map[netip.Addr]string
+	spent           time.Duration
 }
 
 // NewResolver is a Resolver with ss-like bounds: 1 s a lookup, 3 s in all.
@@ -58,33 +56,7 @@ func (r *Resolver) Host(a netip.Addr) string {
 // Service is the name of port for proto ("tcp", "udp") in /etc/services,
 // or "".
 func (r *Resolver) Service(port uint16, proto string) string {
-	if r.services == nil {
-		r.services = readServices("/etc/services")
-	}
-	return r.services[strconv.Itoa(int(port))+"/"+proto]
-}
-
-// readServices reads services(5): "name port/proto aliases... # comment".
-// The first name given for a port wins, as getservbyport's does.
-func readServices(path string) map[string]string {
-	m := map[string]string{}
-	f, err := os.Open(path)
-	if err != nil {
-		return m
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line, _, _ := strings.Cut(sc.Text(), "#")
-		fields := strings.Fields(line)
-		if len(fields) < 2 {
-			continue
-		}
-		if _, ok := m[fields[1]]; !ok {
-			m[fields[1]] = fields[0]
-		}
-	}
-	return m
+	return netdb.System().Name(int(port), proto)
 }
 
 // appendResolved appends ap as ss -r prints it: host:service, each a

@@ -8,45 +8,15 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
+
+	"github.com/socklife/socklife/internal/netdb"
 
 	"golang.org/x/sys/unix"
 )
 
-var services = sync.OnceValue(func() map[string]int {
-	m := map[string]int{}
-	f, err := os.Open("/etc/services")
-	if err != nil {
-		return m
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line, _, _ := strings.Cut(sc.Text(), "#")
-		fields := strings.Fields(line)
-		if len(fields) < 2 {
-			continue
-		}
-		num, proto, ok := strings.Cut(fields[1], "/")
-		port, err := strconv.Atoi(num)
-		if !ok || proto != "tcp" || err != nil {
-			continue
-		}
-		for _, name := range append([]string{fields[0]}, fields[2:]...) {
-			if _, dup := m[name]; !dup { // the first line wins, as in getservbyname
-				m[name] = port
-			}
-		}
-	}
-	return m
-})
-
 // etcService is getservbyname(name, "tcp") over /etc/services: exact,
 // case-sensitive names and aliases.
-func etcService(name string) (int, bool) {
-	p, ok := services()[name]
-	return p, ok
-}
+func etcService(name string) (int, bool) { return netdb.System().Port(name, "tcp") }
 
 // devIndex is ss's parse_devcond: a device name, else a number
 // (strtoul base 0, at most 2^32-1).
