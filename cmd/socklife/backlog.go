@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/socklife/socklife/internal/render"
@@ -18,15 +17,13 @@ import (
 )
 
 type backlogFlags struct {
-	output       string
-	filter       filter.Flags
-	interval     time.Duration
-	stall        time.Duration
-	forDur       time.Duration
-	allNetns     bool
-	disableHooks []string
-	debug        bool
-	readyFile    string
+	output   string
+	filter   filter.Flags
+	interval time.Duration
+	stall    time.Duration
+	forDur   time.Duration
+	allNetns bool
+	tracerFlags
 }
 
 func newBacklogCmd() *cobra.Command {
@@ -72,10 +69,7 @@ a listener has no peer, so --dport and --dst keep none.`,
 	fl.DurationVar(&f.stall, "stall", time.Second, "flag a listener with a non-empty queue and no accept() for longer than this")
 	fl.BoolVar(&f.allNetns, "all-netns", false, "list the listeners of every network namespace each interval (without it: ours and those events came from)")
 	fl.DurationVar(&f.forDur, "for", 0, "stop after this long; exit 1 if any listener stalled or dropped")
-	fl.StringArrayVar(&f.disableHooks, "disable-hook", nil, "do not use this hook, to force a fallback (repeatable): "+strings.Join(tracer.HookNames, ", "))
-	fl.BoolVar(&f.debug, "debug", false, "log which hook each feature uses and why others failed")
-	fl.StringVar(&f.readyFile, "ready-file", "", "write this file once attached (for tests)")
-	fl.MarkHidden("ready-file")
+	f.tracerFlags.register(fl)
 	return cmd
 }
 
@@ -93,7 +87,7 @@ func (f backlogFlags) check() (render.Format, error) {
 			return "", badInput("%s %v is below %v", d.name, d.v, d.min)
 		}
 	}
-	if err := checkDisableHooks(f.disableHooks); err != nil {
+	if err := f.tracerFlags.check(); err != nil {
 		return "", err
 	}
 	return format, nil

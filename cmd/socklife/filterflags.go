@@ -1,10 +1,6 @@
 package main
 
 import (
-	"strings"
-
-	"github.com/spf13/pflag"
-
 	"github.com/socklife/socklife/internal/filter"
 	"github.com/socklife/socklife/tracer"
 )
@@ -17,25 +13,6 @@ func parseFilter(f *filter.Flags) (*filter.Filter, error) {
 		return nil, usageError{err}
 	}
 	return flt, nil
-}
-
-// hookFlags are the tracer's switches that trace and record share.
-type hookFlags struct {
-	disableHooks []string
-	debug        bool
-}
-
-func (h *hookFlags) register(fl *pflag.FlagSet) {
-	fl.StringArrayVar(&h.disableHooks, "disable-hook", nil, "do not use this hook, to force a fallback (repeatable): "+strings.Join(tracer.HookNames, ", "))
-	fl.BoolVar(&h.debug, "debug", false, "log which hook each feature uses and why others failed")
-}
-
-// checkDisableHooks is --disable-hook's check, for every command that takes it.
-func checkDisableHooks(names []string) error {
-	if err := tracer.CheckHookNames(names); err != nil {
-		return badInput("--disable-hook: %w", err)
-	}
-	return nil
 }
 
 // eventOwners are the processes an event may be matched by: its owner, or

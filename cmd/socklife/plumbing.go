@@ -9,10 +9,39 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"syscall"
 
+	"github.com/socklife/socklife/tracer"
+	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 )
+
+// tracerFlags are the switches of every command that attaches the tracer:
+// which hooks to skip, --debug's account of the ladder, and the ready file.
+type tracerFlags struct {
+	disableHooks []string
+	debug        bool
+	readyFile    string
+}
+
+func (h *tracerFlags) register(fl *pflag.FlagSet) {
+	fl.StringArrayVar(&h.disableHooks, "disable-hook", nil, "do not use this hook, to force a fallback (repeatable): "+strings.Join(tracer.HookNames, ", "))
+	fl.BoolVar(&h.debug, "debug", false, "log which hook each feature uses and why others failed")
+	fl.StringVar(&h.readyFile, "ready-file", "", "write this file once attached (for tests)")
+	fl.MarkHidden("ready-file")
+}
+
+// check is --disable-hook's check.
+func (h *tracerFlags) check() error { return checkDisableHooks(h.disableHooks) }
+
+// checkDisableHooks is --disable-hook's check, for every command that takes it.
+func checkDisableHooks(names []string) error {
+	if err := tracer.CheckHookNames(names); err != nil {
+		return badInput("--disable-hook: %w", err)
+	}
+	return nil
+}
 
 // writeReadyFile tells a test or script that everything is attached.
 func writeReadyFile(path string) error {

@@ -23,13 +23,12 @@ import (
 
 type recordFlags struct {
 	filter filter.Flags
-	hookFlags
+	tracerFlags
 	output      string
 	includeOpen bool
 	maxSize     string
 	maxFiles    int
 	duration    time.Duration
-	readyFile   string
 }
 
 func newRecordCmd() *cobra.Command {
@@ -57,10 +56,8 @@ is docs/record.schema.json. At stop (Ctrl-C, SIGTERM, --duration) it prints
 	fl.StringVar(&f.maxSize, "max-size", "", "start a new file before one grows past this size (bytes, or with K, M, G)")
 	fl.IntVar(&f.maxFiles, "max-files", 5, "with --max-size: files to keep, the current one included")
 	f.filter.Register(fl, "only connections that went through this state")
-	f.hookFlags.register(fl)
+	f.tracerFlags.register(fl)
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (e.g. 30s)")
-	fl.StringVar(&f.readyFile, "ready-file", "", "write this file once attached (for tests)")
-	fl.MarkHidden("ready-file")
 	return cmd
 }
 
@@ -103,7 +100,7 @@ func (f recordFlags) setup() (recordSetup, error) {
 	if err != nil {
 		return s, err
 	}
-	if err := checkDisableHooks(f.disableHooks); err != nil {
+	if err := f.tracerFlags.check(); err != nil {
 		return s, err
 	}
 	size, err := parseSize(f.maxSize)

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/netip"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -29,10 +28,8 @@ type watchConfig struct {
 	// listenerHolders names the listeners' holders from /proc (top shows
 	// listeners; closewait does not, and skips the scans)
 	listenerHolders bool
-	readyFile       string
-	debug           bool
-	disableHooks    []string
-	filter          filter.Flags
+	tracerFlags
+	filter filter.Flags
 	// flt is filter, parsed by check
 	flt *filter.Filter
 }
@@ -41,10 +38,7 @@ type watchConfig struct {
 // --window, whose defaults differ.
 func (c *watchConfig) register(fl *pflag.FlagSet) {
 	c.filter.Register(fl, "")
-	fl.StringArrayVar(&c.disableHooks, "disable-hook", nil, "do not use this hook, to force a fallback (repeatable): "+strings.Join(tracer.HookNames, ", "))
-	fl.BoolVar(&c.debug, "debug", false, "log which hook each feature uses and why others failed")
-	fl.StringVar(&c.readyFile, "ready-file", "", "write this file once attached (for tests)")
-	fl.MarkHidden("ready-file")
+	c.tracerFlags.register(fl)
 }
 
 func (c *watchConfig) check() error {
@@ -53,7 +47,7 @@ func (c *watchConfig) check() error {
 		return err
 	}
 	c.flt = flt
-	if err := checkDisableHooks(c.disableHooks); err != nil {
+	if err := c.tracerFlags.check(); err != nil {
 		return err
 	}
 	if c.interval < 10*time.Millisecond {

@@ -24,11 +24,10 @@ import (
 
 type traceFlags struct {
 	filter filter.Flags
-	hookFlags
-	output    string
-	count     uint64
-	duration  time.Duration
-	readyFile string
+	tracerFlags
+	output   string
+	count    uint64
+	duration time.Duration
 }
 
 func newTraceCmd() *cobra.Command {
@@ -50,11 +49,9 @@ At stop (Ctrl-C, SIGTERM, --count, --duration) it prints
 	fl := cmd.Flags()
 	fl.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per line)")
 	f.filter.Register(fl, "only transitions from or to this state")
-	f.hookFlags.register(fl)
+	f.tracerFlags.register(fl)
 	fl.Uint64Var(&f.count, "count", 0, "stop after this many events")
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (e.g. 30s)")
-	fl.StringVar(&f.readyFile, "ready-file", "", "write this file once attached (for tests)")
-	fl.MarkHidden("ready-file")
 	return cmd
 }
 
@@ -69,7 +66,7 @@ func (f traceFlags) options() (tracer.Options, *filter.Filter, render.Format, er
 	if err != nil {
 		return tracer.Options{}, nil, "", err
 	}
-	if err := checkDisableHooks(f.disableHooks); err != nil {
+	if err := f.tracerFlags.check(); err != nil {
 		return tracer.Options{}, nil, "", err
 	}
 	if f.duration < 0 {
