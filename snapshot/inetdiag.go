@@ -107,10 +107,7 @@ func inetAttr(s *Socket, typ uint16, v []byte, a *arena) {
 			decodeTCPInfo(v, s.TCPInfo)
 		}
 	case inetDiagSKMemInfo:
-		if len(v) >= 4*unix.SK_MEMINFO_VARS {
-			s.MemInfo = a.memInfo()
-			decodeMemInfo(v, s.MemInfo)
-		}
+		s.MemInfo = decodeMemInfo(v, a)
 	case inetDiagCong:
 		s.Congestion = internCong(v)
 	case inetDiagShutdown:
@@ -187,8 +184,14 @@ func decodeTCPInfo(v []byte, ti *TCPInfo) {
 	}
 }
 
-func decodeMemInfo(v []byte, m *MemInfo) {
+// decodeMemInfo reads sock_diag's u32[SK_MEMINFO_VARS] (INET_DIAG_SKMEMINFO,
+// UNIX_DIAG_MEMINFO) into a MemInfo from a; nil if v is short.
+func decodeMemInfo(v []byte, a *arena) *MemInfo {
+	if len(v) < 4*unix.SK_MEMINFO_VARS {
+		return nil
+	}
 	u32 := func(i int) uint32 { return binary.NativeEndian.Uint32(v[4*i:]) }
+	m := a.memInfo()
 	*m = MemInfo{
 		RmemAlloc:  u32(unix.SK_MEMINFO_RMEM_ALLOC),
 		RcvBuf:     u32(unix.SK_MEMINFO_RCVBUF),
@@ -200,6 +203,7 @@ func decodeMemInfo(v []byte, m *MemInfo) {
 		Backlog:    u32(unix.SK_MEMINFO_BACKLOG),
 		Drops:      u32(unix.SK_MEMINFO_DROPS),
 	}
+	return m
 }
 
 // knownCong are the congestion control names seen in practice; returning a

@@ -68,11 +68,7 @@ func decodeUnix(b []byte, s *Socket, a *arena) error {
 func unixAttr(s *Socket, typ uint16, v []byte, a *arena) {
 	switch typ {
 	case unixDiagMemInfo:
-		// The same u32[SK_MEMINFO_VARS] as INET_DIAG_SKMEMINFO.
-		if len(v) >= 4*unix.SK_MEMINFO_VARS {
-			s.MemInfo = a.memInfo()
-			decodeMemInfo(v, s.MemInfo)
-		}
+		s.MemInfo = decodeMemInfo(v, a) // the same array as INET_DIAG_SKMEMINFO
 	case unixDiagName:
 		s.Path = unixPath(v)
 	case unixDiagPeer:
