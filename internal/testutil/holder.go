@@ -10,16 +10,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A test binary that imports this package becomes a connection holder when
-// OpenConns re-executes it with helperEnv set. Doing it in init, rather than
+// A test binary that imports this package becomes a helper when re-executed
+// with helperEnv set: a connection holder (OpenConns) or a renamed listener
+// (StartRenamed). Doing it in init, rather than
 // in a TestMain each package would have to remember, lets any test package
 // use OpenConns; the holder exits before the testing package even starts.
 func init() {
-	if os.Getenv(helperEnv) != "conns" {
-		return
+	switch os.Getenv(helperEnv) {
+	case "conns":
+		runHelper("connection holder", holdConns)
+	case "renamed":
+		runHelper("renamed helper", holdRenamed)
 	}
-	if err := holdConns(); err != nil {
-		fmt.Fprintln(os.Stderr, "connection holder:", err)
+}
+
+// runHelper runs a helper role of the test binary and exits with its
+// outcome, before the testing package starts.
+func runHelper(name string, role func() error) {
+	if err := role(); err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
 		os.Exit(1)
 	}
 	os.Exit(0)

@@ -80,17 +80,6 @@ func StartRenamed(tb testing.TB, comm string) *Renamed {
 	return &Renamed{PID: pid, Port: uint16(port), Abstract: "\x00socklife\x00" + strconv.Itoa(pid)}
 }
 
-func init() {
-	if os.Getenv(helperEnv) != "renamed" {
-		return
-	}
-	if err := holdRenamed(); err != nil {
-		fmt.Fprintln(os.Stderr, "renamed helper:", err)
-		os.Exit(1)
-	}
-	os.Exit(0)
-}
-
 // holdRenamed runs in init, on the main thread (the runtime locks the main
 // goroutine to it during initialization), whose comm is the process's.
 func holdRenamed() error {
