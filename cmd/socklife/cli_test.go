@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -183,4 +184,21 @@ func TestVersionFlag(t *testing.T) {
 	if code != 0 || code2 != 0 || flag != cmd || !strings.HasPrefix(flag, "socklife ") {
 		t.Errorf("--version: %q (exit %d); version: %q (exit %d)", flag, code, cmd, code2)
 	}
+}
+
+// jsonLines decodes one JSON object a line (-o json of the streaming
+// commands, -o ndjson); a line that is not one fails the test.
+func jsonLines[T any](t *testing.T, out string) []T {
+	t.Helper()
+	var vs []T
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var v T
+		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
+			t.Fatalf("%v: %q", err, sc.Text())
+		}
+		vs = append(vs, v)
+	}
+	return vs
 }

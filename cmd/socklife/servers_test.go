@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -62,16 +61,7 @@ func (l traceLine) ownerPID() int {
 // traceLines decodes trace's JSON lines; every line must be whole.
 func traceLines(t *testing.T, out string) []traceLine {
 	t.Helper()
-	var lines []traceLine
-	sc := bufio.NewScanner(strings.NewReader(out))
-	for sc.Scan() {
-		var l traceLine
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			t.Fatalf("%v: %q", err, sc.Text())
-		}
-		lines = append(lines, l)
-	}
-	return lines
+	return jsonLines[traceLine](t, out)
 }
 
 // linesSoFar is the part of a running trace's output up to its last
@@ -526,17 +516,7 @@ func TestBacklogSynFlood(t *testing.T) {
 
 func backlogReports(t *testing.T, out string) []render.BacklogJSON {
 	t.Helper()
-	var reps []render.BacklogJSON
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var r render.BacklogJSON
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("%v: %s", err, sc.Text())
-		}
-		reps = append(reps, r)
-	}
-	return reps
+	return jsonLines[render.BacklogJSON](t, out)
 }
 
 // top --pid WORKER lists the nginx listener the worker holds (the master

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"math/bits"
 	"net/netip"
@@ -22,17 +20,7 @@ import (
 
 func decodeNDJSON(t *testing.T, out string) []render.SocketJSON {
 	t.Helper()
-	var socks []render.SocketJSON
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var s render.SocketJSON
-		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
-			t.Fatalf("bad ndjson line %q: %v", sc.Text(), err)
-		}
-		socks = append(socks, s)
-	}
-	return socks
+	return jsonLines[render.SocketJSON](t, out)
 }
 
 // socklifeKeys runs `socklife snapshot flags --no-process -o ndjson args`
