@@ -43,12 +43,30 @@ func checkDisableHooks(names []string) error {
 	return nil
 }
 
-// writeReadyFile tells a test or script that everything is attached.
+// writeReadyFile tells a test or script that everything is attached. It
+// runs as root in a directory others may write (/tmp): a symlink planted at
+// path is not followed and a device is not written, only a regular file,
+// created if missing.
 func writeReadyFile(path string) error {
 	if path == "" {
 		return nil
 	}
-	if err := os.WriteFile(path, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o644)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			err = errors.New("a symbolic link, not followed")
+		}
+		return fmt.Errorf("writing the ready file %s: %w", path, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return fmt.Errorf("writing the ready file %s: not a regular file", path)
+	}
+	if err := f.Truncate(0); err != nil {
+		return fmt.Errorf("writing the ready file: %w", err)
+	}
+	if _, err := fmt.Fprintf(f, "%d\n", os.Getpid()); err != nil {
 		return fmt.Errorf("writing the ready file: %w", err)
 	}
 	return nil
