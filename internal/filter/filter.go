@@ -130,19 +130,23 @@ func (f *Filter) Addrs(netns uint32, local, remote netip.AddrPort) bool {
 		len(f.Dst) > 0 && !inPrefixes(f.Dst, remote.Addr()):
 		return false
 	}
-	return f.Expr == nil || f.Expr.Match(exprSock(local, remote))
+	if f.Expr == nil {
+		return true
+	}
+	s := exprSock(local, remote)
+	return f.Expr.Match(&s)
 }
 
 // exprSock is what an ss expression sees of a connection. Events carry a
 // dual-stack socket's v4-mapped addresses as IPv4: tested as an IPv4
 // socket, which every IPv4 prefix and port test matches as ss matches the
 // v4-mapped socket.
-func exprSock(local, remote netip.AddrPort) *ssfilter.Sock {
+func exprSock(local, remote netip.AddrPort) ssfilter.Sock {
 	fam := uint8(unix.AF_INET6)
 	if local.Addr().Unmap().Is4() {
 		fam = unix.AF_INET
 	}
-	return &ssfilter.Sock{Family: fam, Local: local, Remote: remote}
+	return ssfilter.Sock{Family: fam, Local: local, Remote: remote}
 }
 
 // Owner tests one owning process; with no --pid or --comm any passes.
