@@ -154,10 +154,12 @@ func Dump(ctx context.Context, opts Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	// sockstat counts sockets in every state: a dump of listeners alone
-	// (socklife backlog, each interval) must not allocate for every
-	// connection on the host.
-	jobs := planJobsSized(namespaces, opts.queries(), opts.States&^tcpstate.Of(tcpstate.Listen) != 0)
+	// sockstat counts sockets in every state and of every address: a dump
+	// of listeners alone (socklife backlog, each interval) or one the
+	// kernel filters with bytecode (ss filters keep a few) must not
+	// allocate, and zero, room for every connection on the host.
+	sized := opts.States&^tcpstate.Of(tcpstate.Listen) != 0 && opts.bytecode == nil
+	jobs := planJobsSized(namespaces, opts.queries(), sized)
 	runJobs(ctx, jobs, opts, self)
 	res, err := gather(jobs, namespaces)
 	if res != nil {
