@@ -335,6 +335,12 @@ static __always_inline void submit_event(struct event *e)
 	bpf_ringbuf_submit(e, flags);
 }
 
+/* fe80::/10 */
+static __always_inline bool link_local(const __u8 a[16])
+{
+	return a[0] == 0xfe && (a[1] & 0xc0) == 0x80;
+}
+
 /*
  * Fill the fields every event kind shares. current is the running task when
  * the caller has just read it (saving three helper calls), else NULL.
@@ -358,6 +364,11 @@ static __always_inline void fill_common_task(struct event *e, const void *sk, __
 	e->dport = tu->dport;
 	__builtin_memcpy(e->saddr, tu->saddr, 16);
 	__builtin_memcpy(e->daddr, tu->daddr, 16);
+	/* A link-local address needs its zone, the device the kernel bound
+	 * the socket to from the scope id. Read only then: a helper call the
+	 * common case does without. */
+	if (tu->family == AF_INET6 && (link_local(tu->saddr) || link_local(tu->daddr)))
+		e->bound_dev_if = BPF_CORE_READ((const struct sock_common *)sk, skc_bound_dev_if);
 }
 
 static __always_inline void fill_common(struct event *e, const void *sk, __u64 now,

@@ -83,6 +83,10 @@ struct event {
 	/* Listener fields, with FLAG_LISTENER_KNOWN (added after the above). */
 	__u32 listener_drops; /* the listener's sk_drops: overflows and other drops */
 	__u32 syn_queue;      /* request (SYN) queue length, icsk_accept_queue.qlen */
+	/* the socket's bound device when an address is link-local IPv6: the
+	 * zone it means nothing without (fe80::1%eth0); 0 otherwise */
+	__u32 bound_dev_if;
+	__u32 pad2;
 };
 
 #endif

@@ -63,6 +63,7 @@ func decode(raw []byte, w *socklifeEvent, c clock, comms *commCache, ev *Event) 
 		InState:       time.Duration(w.InStateNs),
 		InStateKnown:  w.Flags&flagInStateKnown != 0,
 		ListenerInode: w.ListenerIno,
+		Ifindex:       w.BoundDevIf,
 		Enqueue:       w.Flags&flagEnqueue != 0,
 	}
 	switch {

@@ -123,6 +123,10 @@ type Event struct {
 	// Local and Remote are the socket's addresses; v4-mapped IPv6 addresses
 	// (a dual-stack socket talking IPv4) are shown as IPv4.
 	Local, Remote netip.AddrPort
+	// Ifindex is the socket's bound device when an address is link-local
+	// IPv6: the zone (%eth0) such an address means nothing without. 0
+	// for any other socket.
+	Ifindex uint32
 	// Old and New are the states of the transition. For Accept both hold
 	// the child's current state.
 	Old, New tcpstate.State

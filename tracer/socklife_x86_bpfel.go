@@ -42,6 +42,8 @@ type socklifeEvent struct {
 	ListenerIno   uint64
 	ListenerDrops uint32
 	SynQueue      uint32
+	BoundDevIf    uint32
+	Pad2          uint32
 }
 
 type socklifeEventFlag uint32

@@ -152,11 +152,12 @@ func runRecord(cmd *cobra.Command, f recordFlags) error {
 	}
 	defer w.Close()
 	var line []byte
+	names := &render.Interfaces{} // link-local zones; OnClose runs on one goroutine
 	write := func(c *live.Conn) error {
 		if !wants(c, s.rest, s.states) {
 			return nil
 		}
-		line = render.AppendRecord(line[:0], c)
+		line = render.AppendRecord(line[:0], c, names)
 		return w.Add(line)
 	}
 	s.live.OnClose = write

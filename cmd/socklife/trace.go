@@ -152,6 +152,7 @@ const traceDrain = time.Second
 // rest is the filter's part the kernel did not apply.
 func stream(ctx context.Context, tr *tracer.Tracer, out io.Writer, format render.Format, f traceFlags, rest *filter.Filter, n *atomic.Uint64, reg *holders.Registry) error {
 	w := bufio.NewWriterSize(out, 64<<10)
+	names := &render.Interfaces{} // link-local zones, read on the one reading goroutine
 	appendEvent := render.AppendTrace
 	if format == render.JSON {
 		appendEvent = render.AppendTraceJSON
@@ -169,7 +170,7 @@ func stream(ctx context.Context, tr *tracer.Tracer, out io.Writer, format render
 			if !rest.Match(ev.Netns, ev.Local, ev.Remote, eventOwners(ev)...) {
 				return nil
 			}
-			line = appendEvent(line[:0], ev)
+			line = appendEvent(line[:0], ev, names)
 			if _, err := w.Write(line); err != nil {
 				return err
 			}

@@ -272,3 +272,33 @@ func TestTraceSSExpression(t *testing.T) {
 		}
 	}
 }
+
+// A link-local connection keeps its zone, as ss shows it: in the table
+// [fe80::1]%lo:P, in JSON [fe80::1%lo]:P (what netip.ParseAddrPort reads).
+func TestTraceLinkLocalZone(t *testing.T) {
+	ns := testutil.NamedNetns(t)
+	var ln net.Listener
+	testutil.InNetns(t, ns, func() {
+		if _, err := testutil.AddLinkLocal(); err != nil {
+			t.Fatal(err)
+		}
+		ln = testutil.Listen(t, "tcp6", "[fe80::1%lo]:0")
+	})
+	port := strconv.Itoa(int(testutil.Port(ln)))
+	js := startSocklife(t, nil, "trace", "-o", "json", "--netns", filepath.Base(ns), "--sport", port)
+	table := startSocklife(t, nil, "trace", "--netns", filepath.Base(ns), "--sport", port)
+	testutil.InNetns(t, ns, func() { loopbackConn(t, ln) })
+	testutil.WaitFor(t, 10*time.Second, "the server side's close in both", func() bool {
+		return strings.Contains(js.stdout.String(), `"new":"CLOSE"`) && strings.Contains(table.stdout.String(), "-> CLOSE ")
+	})
+	lines := traceLines(t, strings.Join(js.stop(t), "\n"))
+	for _, l := range lines {
+		ap, err := netip.ParseAddrPort(l.Local)
+		if err != nil || ap.Addr().Zone() != "lo" || ap.Addr().WithZone("") != netip.MustParseAddr("fe80::1") {
+			t.Errorf("JSON local %q (%v), want [fe80::1%%lo]:%s", l.Local, err, port)
+		}
+	}
+	if out := strings.Join(table.stop(t), "\n"); !strings.Contains(out, " [fe80::1]%lo:"+port+" ") {
+		t.Errorf("table lacks [fe80::1]%%lo:%s:\n%s", port, out)
+	}
+}

@@ -220,6 +220,9 @@ func tupleFromEntry(e *entry) tuple { return tuple{e.local, e.remote, e.lport, e
 func setTuple(e *entry, ev *tracer.Event) {
 	tp := tupleOf(ev)
 	e.local, e.remote, e.lport, e.rport = tp.local, tp.remote, tp.lport, tp.rport
+	if ev.Ifindex != 0 { // events name the device of link-local sockets only
+		e.ifindex = ev.Ifindex
+	}
 }
 
 func setTupleAddrs(e *entry, local, remote netip.AddrPort) {

@@ -102,6 +102,7 @@ type entry struct {
 	comm     uint32 // index into Table.comms; 0: unknown
 	listener uint32 // index into Table.listenerNames; 0: none
 	next     uint32 // next slot with the same tuple hash, or on the free list
+	ifindex  uint32 // bound device: a link-local address's zone
 	hist     history
 	// acceptWait is the accept-queue wait in ns. atLeast (Unix ns) is when
 	// a snapshot found the socket in its state, entered at an unknown time.
@@ -144,8 +145,11 @@ type Conn struct {
 	// Local and Remote are unmapped (a dual-stack socket talking IPv4
 	// shows IPv4 addresses), as tracer events show them.
 	Local, Remote netip.AddrPort
-	State         tcpstate.State
-	Role          Role
+	// Ifindex is the device the socket is bound to, in Netns: what a
+	// link-local address needs beside it (its zone). 0 for none.
+	Ifindex uint32
+	State   tcpstate.State
+	Role    Role
 	// Listener is the listening address an accepted socket came from; not
 	// valid for other roles or when unknown.
 	Listener netip.AddrPort

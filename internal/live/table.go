@@ -300,7 +300,7 @@ func (t *Table) fill(e *entry) *Conn {
 	c := &t.conn
 	*c = Conn{
 		ID: e.id, Sock: e.sock, Inode: e.inode, Netns: e.netns, Family: e.family,
-		Local: addrPort(e.local, e.lport), Remote: addrPort(e.remote, e.rport),
+		Local: addrPort(e.local, e.lport), Remote: addrPort(e.remote, e.rport), Ifindex: e.ifindex,
 		State: e.state, Role: e.role, Listener: t.listenerNames[e.listener],
 		OwnerKnown: e.flags&flagOwnerKnown != 0, PID: e.pid, Comm: t.comms[e.comm], CgroupID: e.cgroupID,
 		SeenFromStart:   e.flags&flagSeenFromStart != 0,

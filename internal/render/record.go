@@ -19,14 +19,15 @@ import (
 	"github.com/socklife/socklife/internal/live"
 )
 
-// AppendRecord appends c as one NDJSON record. Unknown values are null, never
+// AppendRecord appends c as one NDJSON record; names names the device of a
+// link-local connection (its zone). Unknown values are null, never
 // 0. A connection still open (c.Closed false) gets "open":true and no
 // close fields.
-func AppendRecord(b []byte, c *live.Conn) []byte {
+func AppendRecord(b []byte, c *live.Conn, names *Interfaces) []byte {
 	b = append(b, `{"id":`...)
 	b = strconv.AppendUint(b, c.ID, 10)
 	b = append(b, ',')
-	b = appendFlow(b, c.Netns, c.Family, c.Local, c.Remote)
+	b = appendFlow(b, c.Netns, c.Family, c.Local, c.Remote, zoneOf(names, c.Netns, c.Ifindex, c.Local, c.Remote))
 	b = append(b, `,"role":`...)
 	b = appendRole(b, c)
 	b = appendOwner(b, c)

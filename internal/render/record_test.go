@@ -71,7 +71,7 @@ func TestAppendRecordClosed(t *testing.T) {
 		ClosedBy: live.ClosedByRemote, Closed: true, ClosedAt: at(1.204), HasStats: true,
 		Stats: tracer.CloseStats{BytesAcked: 74, BytesReceived: 3021, TotalRetrans: 2, SRTT: 41 * time.Microsecond},
 	}
-	line := AppendRecord(nil, c)
+	line := AppendRecord(nil, c, nil)
 	if keys := keysInOrder(t, line); !slices.Equal(keys, wantKeys) {
 		t.Errorf("keys %v\nwant %v", keys, wantKeys)
 	}
@@ -104,7 +104,7 @@ func TestAppendRecordUnknowns(t *testing.T) {
 		ID: 9, Family: unix.AF_INET6, Local: netip.MustParseAddrPort("[::1]:5000"), Remote: netip.MustParseAddrPort("[::1]:80"),
 		Role: live.RoleClient, History: []live.Step{{State: tcpstate.Established}, {State: tcpstate.FinWait1, EnteredAt: at(3)}},
 	}
-	line := AppendRecord(nil, c)
+	line := AppendRecord(nil, c, nil)
 	m := decode(t, line)
 	for _, k := range []string{"listener", "pid", "comm", "cgroup_id", "opened_at", "established_at", "closed_at", "duration_ms",
 		"closed_by", "bytes_sent", "bytes_received", "retransmits", "srtt_us", "accept_wait_ms"} {
@@ -126,7 +126,7 @@ func TestAppendRecordUnknowns(t *testing.T) {
 
 func TestAppendRecordInvalidUTF8(t *testing.T) {
 	c := &live.Conn{OwnerKnown: true, Comm: "a\xffb\\"}
-	if m := decode(t, AppendRecord(nil, c)); m["comm"] != "a\ufffdb\\" {
+	if m := decode(t, AppendRecord(nil, c, nil)); m["comm"] != "a\ufffdb\\" {
 		t.Errorf("comm %q", m["comm"])
 	}
 }

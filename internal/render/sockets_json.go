@@ -116,8 +116,9 @@ func SocketToJSON(s *snapshot.Socket, withProcesses bool, names *Interfaces) Soc
 	if s.Protocol == snapshot.Unix {
 		j.Path, j.PeerInode = s.Path, s.PeerInode
 	} else {
-		j.Local, j.LocalPort = addrPortString(s.Local), s.Local.Port()
-		j.Remote, j.RemotePort = addrPortString(s.Remote), s.Remote.Port()
+		zone := zoneOf(names, s.Netns, s.Interface, s.Local, s.Remote)
+		j.Local, j.LocalPort = addrPortString(s.Family, s.Local, zone), s.Local.Port()
+		j.Remote, j.RemotePort = addrPortString(s.Family, s.Remote, zone), s.Remote.Port()
 		if s.Family == unix.AF_INET6 && s.State != tcpstate.TimeWait && s.State != tcpstate.SynRecv {
 			v6only := s.V6Only
 			j.V6Only = &v6only
@@ -150,9 +151,9 @@ func SocketToJSON(s *snapshot.Socket, withProcesses bool, names *Interfaces) Soc
 	return j
 }
 
-func addrPortString(ap netip.AddrPort) string {
+func addrPortString(family uint8, ap netip.AddrPort, zone string) string {
 	if !ap.Addr().IsValid() {
 		return ""
 	}
-	return ap.String()
+	return string(appendEndpoint(nil, family, ap, zone, false))
 }

@@ -137,7 +137,7 @@ func TestForgedNameEscapedInEveryTable(t *testing.T) {
 	// trace
 	ev := tracer.Event{Time: time.Now(), Kind: tracer.StateChange, OwnerSource: tracer.OwnerTask,
 		Owner: tracer.Task{PID: uint32(r.PID), Comm: name}, Local: socks[0].Local, Old: tcpstate.Listen, New: tcpstate.Close}
-	noForgedRow(t, "trace", TraceHeader+string(AppendTrace(nil, &ev)))
+	noForgedRow(t, "trace", TraceHeader+string(AppendTrace(nil, &ev, nil)))
 }
 
 // An abstract Unix name holding a NUL: ss -x prints every NUL of an

@@ -27,7 +27,9 @@ func tableHeader() []byte {
 // when the tracer does not know it), the tuple, the transition and the
 // milliseconds spent in the old state ("-" when unknown, never 0). An accept
 // shows ACCEPT as its old state and the wait in the accept queue as MS.
-func AppendTrace(b []byte, ev *tracer.Event) []byte {
+//
+// names names the device of a link-local connection (its zone).
+func AppendTrace(b []byte, ev *tracer.Event, names *Interfaces) []byte {
 	b = ev.Time.AppendFormat(b, "15:04:05.000000")
 	b = append(b, ' ')
 	if ev.OwnerSource != tracer.OwnerUnknown {
@@ -49,8 +51,9 @@ func AppendTrace(b []byte, ev *tracer.Event) []byte {
 	// An address longer than its column (IPv6) pushes the rest of the
 	// line right, one space after it, as ss's columns do with -n: the
 	// line stays whole, aligned again on the next short one.
-	b = pad(appendFamilyAddrPort(b, ev.Family, ev.Local), len(b), 21)
-	b = pad(appendFamilyAddrPort(b, ev.Family, ev.Remote), len(b), 21)
+	zone := zoneOf(names, ev.Netns, ev.Ifindex, ev.Local, ev.Remote)
+	b = pad(appendEndpoint(b, ev.Family, ev.Local, zone, true), len(b), 21)
+	b = pad(appendEndpoint(b, ev.Family, ev.Remote, zone, true), len(b), 21)
 	if ev.Kind == tracer.Accept {
 		b = pad(append(b, "ACCEPT"...), len(b), 11)
 	} else {
@@ -80,7 +83,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // snake_case keys. Unknown values are null: owner when the tracer does not
 // know it, in_state_ms when it did not see the socket enter its old state;
 // close and accept are null unless the event carries them.
-func AppendTraceJSON(b []byte, ev *tracer.Event) []byte {
+func AppendTraceJSON(b []byte, ev *tracer.Event, names *Interfaces) []byte {
 	b = append(b, `{"time":`...)
 	b = appendTime(b, ev.Time)
 	b = append(b, `,"kind":"`...)
@@ -90,7 +93,7 @@ func AppendTraceJSON(b []byte, ev *tracer.Event) []byte {
 	b = append(b, `","sock":"0x`...)
 	b = strconv.AppendUint(b, ev.Sock, 16)
 	b = append(b, `",`...)
-	b = appendFlow(b, ev.Netns, ev.Family, ev.Local, ev.Remote)
+	b = appendFlow(b, ev.Netns, ev.Family, ev.Local, ev.Remote, zoneOf(names, ev.Netns, ev.Ifindex, ev.Local, ev.Remote))
 	b = append(b, `,"old":"`...)
 	b = append(b, stateNames[ev.Old]...)
 	b = append(b, `","new":"`...)

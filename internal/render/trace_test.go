@@ -39,8 +39,8 @@ func TestTraceGolden(t *testing.T) {
 	var table, ndjson []byte
 	table = append(table, TraceHeader...)
 	for i := range events {
-		table = AppendTrace(table, &events[i])
-		ndjson = AppendTraceJSON(ndjson, &events[i])
+		table = AppendTrace(table, &events[i], nil)
+		ndjson = AppendTraceJSON(ndjson, &events[i], nil)
 	}
 	for name, got := range map[string][]byte{"client_closes_first.table": table, "client_closes_first.ndjson": ndjson} {
 		path := filepath.Join("testdata", name)
@@ -108,7 +108,7 @@ func TestTraceEdges(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ev := base
 			tc.mod(&ev)
-			tc.check(t, string(AppendTrace(nil, &ev)), string(AppendTraceJSON(nil, &ev)))
+			tc.check(t, string(AppendTrace(nil, &ev, nil)), string(AppendTraceJSON(nil, &ev, nil)))
 		})
 	}
 }
@@ -121,12 +121,12 @@ func TestTraceAddressesAsSnapshot(t *testing.T) {
 	ev := tracer.Event{Family: unix.AF_INET6, Local: netip.MustParseAddrPort("127.0.0.1:8080"),
 		Remote: netip.MustParseAddrPort("[2001:db8:1234:5678:9abc:def0:1234:5678]:54321"),
 		Old:    tcpstate.SynRecv, New: tcpstate.Established}
-	line := string(AppendTrace(nil, &ev))
+	line := string(AppendTrace(nil, &ev, nil))
 	f := strings.Fields(line)
 	if !strings.Contains(line, " [::ffff:127.0.0.1]:8080 ") || len(f) < 8 || f[5] != "[2001:db8:1234:5678:9abc:def0:1234:5678]:54321" || f[6] != "SYN_RECV" {
 		t.Errorf("trace line %q", line)
 	}
-	if js := string(AppendTraceJSON(nil, &ev)); !strings.Contains(js, `"local":"[::ffff:127.0.0.1]:8080"`) {
+	if js := string(AppendTraceJSON(nil, &ev, nil)); !strings.Contains(js, `"local":"[::ffff:127.0.0.1]:8080"`) {
 		t.Errorf("trace JSON %s", js)
 	}
 	s := snapshot.Socket{Protocol: snapshot.TCP, Family: unix.AF_INET6, Local: netip.MustParseAddrPort("[::ffff:127.0.0.1]:8080")}
@@ -134,7 +134,7 @@ func TestTraceAddressesAsSnapshot(t *testing.T) {
 		t.Errorf("snapshot JSON local %q", j.Local)
 	}
 	ev4 := tracer.Event{Family: unix.AF_INET, Local: netip.MustParseAddrPort("127.0.0.1:8080")}
-	if line := string(AppendTrace(nil, &ev4)); !strings.Contains(line, " 127.0.0.1:8080 ") {
+	if line := string(AppendTrace(nil, &ev4, nil)); !strings.Contains(line, " 127.0.0.1:8080 ") {
 		t.Errorf("IPv4 trace line %q", line)
 	}
 }

@@ -28,16 +28,46 @@ func appendTime(b []byte, t time.Time) []byte {
 
 // appendFlow appends the JSON keys that place a socket, the same in every
 // command's lines: "netns", "family", "local", "remote" (ss's address forms).
-func appendFlow(b []byte, netns uint32, family uint8, local, remote netip.AddrPort) []byte {
+// zone is the name of the socket's device, for a link-local address.
+func appendFlow(b []byte, netns uint32, family uint8, local, remote netip.AddrPort, zone string) []byte {
 	b = append(b, `"netns":`...)
 	b = strconv.AppendUint(b, uint64(netns), 10)
 	b = append(b, `,"family":"`...)
 	b = append(b, FamilyName(family)...)
 	b = append(b, `","local":"`...)
-	b = appendFamilyAddrPort(b, family, local)
+	b = appendEndpoint(b, family, local, zone, false)
 	b = append(b, `","remote":"`...)
-	b = appendFamilyAddrPort(b, family, remote)
+	b = appendEndpoint(b, family, remote, zone, false)
 	return append(b, '"')
+}
+
+// zoneOf names a connection's device when an address of it is link-local
+// IPv6, which means nothing without one; "" otherwise.
+func zoneOf(names *Interfaces, netns, ifindex uint32, local, remote netip.AddrPort) string {
+	if ifindex == 0 || !local.Addr().IsLinkLocalUnicast() && !remote.Addr().IsLinkLocalUnicast() {
+		return ""
+	}
+	return names.In(netns, ifindex)
+}
+
+// appendEndpoint appends ap as every command writes an address
+// (appendFamilyAddrPort), a link-local one with its zone: [fe80::1]%eth0:22
+// in tables, as ss prints it, and [fe80::1%eth0]:22 in JSON (RFC 4007, as
+// netip.ParseAddrPort reads it).
+func appendEndpoint(b []byte, family uint8, ap netip.AddrPort, zone string, table bool) []byte {
+	if zone == "" || !ap.Addr().IsLinkLocalUnicast() || !ap.Addr().Is6() {
+		return appendFamilyAddrPort(b, family, ap)
+	}
+	if table {
+		return AppendAddrPort(b, ap, zone)
+	}
+	b = append(b, '[')
+	b = ap.Addr().WithZone("").AppendTo(b)
+	b = append(b, '%')
+	quoted := appendJSONString(nil, zone) // an interface name may hold a quote
+	b = append(b, quoted[1:len(quoted)-1]...)
+	b = append(b, "]:"...)
+	return strconv.AppendUint(b, uint64(ap.Port()), 10)
 }
 
 // FamilyName names an address family as JSON writes it: "inet", "inet6",

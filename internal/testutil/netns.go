@@ -2,11 +2,13 @@ package testutil
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sync/atomic"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -125,4 +127,27 @@ func LoopbackUp() error {
 		return fmt.Errorf("bringing lo up: %w", err)
 	}
 	return nil
+}
+
+// AddLinkLocal gives lo of the calling thread's namespace the link-local
+// address fe80::1/64 (ifconfig's SIOCSIFADDR, no iproute2 needed): a
+// link-local address, which means nothing without its zone, on a device
+// every namespace has. Call it inside InNetns.
+func AddLinkLocal() (netip.Addr, error) {
+	addr := netip.MustParseAddr("fe80::1")
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return addr, fmt.Errorf("socket for ioctl: %w", err)
+	}
+	defer unix.Close(fd)
+	// struct in6_ifreq
+	req := struct {
+		addr      [16]byte
+		prefixlen uint32
+		ifindex   int32
+	}{addr: addr.As16(), prefixlen: 64, ifindex: 1} // lo is 1 in every namespace
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCSIFADDR, uintptr(unsafe.Pointer(&req))); errno != 0 {
+		return addr, fmt.Errorf("adding %s to lo: %w", addr, errno)
+	}
+	return addr, nil
 }
