@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync/atomic"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -149,5 +150,17 @@ func AddLinkLocal() (netip.Addr, error) {
 	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCSIFADDR, uintptr(unsafe.Pointer(&req))); errno != 0 {
 		return addr, fmt.Errorf("adding %s to lo: %w", addr, errno)
 	}
-	return addr, nil
+	// A new IPv6 address is tentative until duplicate address detection
+	// is done (asynchronously, even on lo): bind() refuses it until then.
+	sa := &unix.SockaddrInet6{Addr: addr.As16(), ZoneId: 1}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		err := unix.Bind(fd, sa)
+		if err == nil {
+			return addr, nil
+		}
+		if err != unix.EADDRNOTAVAIL || time.Now().After(deadline) {
+			return addr, fmt.Errorf("%s on lo not usable: %w", addr, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
