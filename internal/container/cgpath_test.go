@@ -41,6 +41,14 @@ var realPaths = []struct {
 	// containerd/nri#227 (kind: the kubelet's root is kubelet.slice)
 	{"/sys/fs/cgroup/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-pod1e597579_417e_482f_bf65_5fe170c3aebd.slice/cri-containerd-a09bc17f5aa29b0dbdec9ede5f46cf1396d2405917ab02e6f1eb1019f388396e.scope",
 		Path{Containerd, "a09bc17f5aa29b0dbdec9ede5f46cf1396d2405917ab02e6f1eb1019f388396e", "1e597579-417e-482f-bf65-5fe170c3aebd", BestEffort}, true},
+	// kata-containers/kata-containers#11598 (systemctl show ControlGroup=): guaranteed pod
+	{"/kubepods.slice/kubepods-poddc430cd3_34b7_4ea6_be26_ddfd88d7ddff.slice/cri-containerd-8564224395a4fbf7f2792baa22ee16dfc8f8e862e20342d3b2bcc211a3939af6.scope",
+		Path{Containerd, "8564224395a4fbf7f2792baa22ee16dfc8f8e862e20342d3b2bcc211a3939af6", "dc430cd3-34b7-4ea6-be26-ddfd88d7ddff", Guaranteed}, true},
+	// kata-containers/kata-containers#11598: the shim and VM in kata_overhead are no container's
+	{"/kata_overhead/8564224395a4fbf7f2792baa22ee16dfc8f8e862e20342d3b2bcc211a3939af6", Path{}, false},
+	// duckdb/duckdb#16608 (the slice:prefix:id form again, burstable)
+	{"/system.slice/containerd.service/kubepods-burstable-podb96a7488_3ee1_4bdc_9c98_155cc887b417.slice:cri-containerd:6ef14b5a76df7b5d24285e3a04ccbc6fd323620272b3787b5dc440fc1b75d294",
+		Path{Containerd, "6ef14b5a76df7b5d24285e3a04ccbc6fd323620272b3787b5dc440fc1b75d294", "b96a7488-3ee1-4bdc-9c98-155cc887b417", Burstable}, true},
 
 	// --- CRI-O ---
 	// opencontainers/runc#4620 (/proc/PID/cgroup, freezer line)
@@ -70,6 +78,13 @@ var realPaths = []struct {
 	// elastic/apm-agent-java#2352 (minikube with containerd, mountinfo)
 	{"/kubepods/besteffort/pod72f9a42e-50d3-47ee-8ec7-0bccfb6ea7ae/52371e0edd6309da3d4eaee6d303aa3401abbef92c34c2b1ddba7b28d82d6cb0",
 		Path{"", "52371e0edd6309da3d4eaee6d303aa3401abbef92c34c2b1ddba7b28d82d6cb0", "72f9a42e-50d3-47ee-8ec7-0bccfb6ea7ae", BestEffort}, true},
+	// adoptium/adoptium-support#638 (/proc/self/cgroup in a pod)
+	{"/kubepods/burstable/podd7874f44-eee0-423c-83c9-f246075bdde1/fbaa59723cd1f05d310e6f48b5d49a9d9e9552b7fde2205d0a2e2b5f60ec21ba",
+		Path{"", "fbaa59723cd1f05d310e6f48b5d49a9d9e9552b7fde2205d0a2e2b5f60ec21ba", "d7874f44-eee0-423c-83c9-f246075bdde1", Burstable}, true},
+	// spiffe/spire#2578 (kind on a cgroup v2 host, inside the node: the kubelet's root is /kubelet)
+	{"/kubelet/kubepods/besteffort/poddfd874dc-ab52-4793-af47-d06b78b68337/a3804295d867b752119eab99a9e6364fdf7fe6a4be5af0b11f9915fa7b64ff95",
+		Path{"", "a3804295d867b752119eab99a9e6364fdf7fe6a4be5af0b11f9915fa7b64ff95", "dfd874dc-ab52-4793-af47-d06b78b68337", BestEffort}, true},
+	{"/system.slice/kubelet.service", Path{}, false},
 	// siderolabs/talos#3950 (cAdvisor ids): the pause container, and the pod cgroup itself
 	{"/kubepods/besteffort/pod18d34ce4-50c7-452c-9df8-53c4a3fdf363/a684bbdd0c4b6937b5ece9713bed661305ab0de570eb12b7c28a032aaf602937",
 		Path{"", "a684bbdd0c4b6937b5ece9713bed661305ab0de570eb12b7c28a032aaf602937", "18d34ce4-50c7-452c-9df8-53c4a3fdf363", BestEffort}, true},
@@ -90,6 +105,9 @@ var realPaths = []struct {
 	// kontena/pharos-cluster#440 (systemd-cgls, dockershim)
 	{"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod9692aa0e_748e_11e8_8dfa_76d458035df6.slice/docker-abddff03dfd7710c79a750ce3e730365cbb2c8247a974170c1062683bc3e9152.scope",
 		Path{Docker, "abddff03dfd7710c79a750ce3e730365cbb2c8247a974170c1062683bc3e9152", "9692aa0e-748e-11e8-8dfa-76d458035df6", BestEffort}, true},
+	// lxc/lxc#3890 (/proc/self/cgroup in a dockershim pod)
+	{"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod7d4424e6_bb13_42f4_a47a_45a4828bf54d.slice/docker-d0b3604b67ac7930dd34ba3a796627e3e4717d12309e90a4afe3f38b6816ac98.scope",
+		Path{Docker, "d0b3604b67ac7930dd34ba3a796627e3e4717d12309e90a4afe3f38b6816ac98", "7d4424e6-bb13-42f4-a47a-45a4828bf54d", Burstable}, true},
 	// open-telemetry/opentelemetry-java#4733 (cri-dockerd)
 	{"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod82f40de6_1226_4577_ab35_2f378b9f5e49.slice/docker-ca0587256640e2964fb4656da0d99828966f90ba96a29a650860e0ca63e8eced.scope",
 		Path{Docker, "ca0587256640e2964fb4656da0d99828966f90ba96a29a650860e0ca63e8eced", "82f40de6-1226-4577-ab35-2f378b9f5e49", BestEffort}, true},
@@ -121,7 +139,8 @@ var realPaths = []struct {
 	// podman-container-tools/podman#8588: rootless, the container's own sub-cgroup
 	{"/sys/fs/cgroup/user.slice/user-1001.slice/user@1001.service/user.slice/libpod-2504b790675718f38df14eb544badb0ec8df966dc81298329067fa5e0eb6d27b.scope/container",
 		Path{Runtime: Podman, ID: "2504b790675718f38df14eb544badb0ec8df966dc81298329067fa5e0eb6d27b"}, true},
-	// podman-container-tools/podman#4634: rootless, in a Podman pod (a Podman pod id is no Kubernetes uid)
+	// podman-container-tools/podman#4634: rootless, in a Podman pod (a Podman pod id is no Kubernetes
+	// uid); the issue truncates the right path, so it is put together from the wrong one's parts
 	{"/user.slice/user-1001.slice/user@1001.service/user.slice/user-libpod_pod_d7fed6e241437f78ef3153436b7863a8000678f6037fe6027f5b0b0b0f4921f3.slice/libpod-068c28684eb595a706147fc9e8952db76e2f79d522937122307706105463e9b2.scope",
 		Path{Runtime: Podman, ID: "068c28684eb595a706147fc9e8952db76e2f79d522937122307706105463e9b2"}, true},
 	// podman-container-tools/podman#3566 (cgroupfs manager: no .scope)
