@@ -48,8 +48,9 @@ type Path struct {
 	QoS QoS
 }
 
-// ParsePath reads a cgroup path (relative to the cgroup v2 root, as in
-// /proc/PID/cgroup, or an absolute /sys/fs/cgroup/... directory) and says
+// ParsePath reads a cgroup path (relative to the cgroup v2 root, as in the
+// path field of /proc/PID/cgroup, or an absolute /sys/fs/cgroup/...
+// directory, which on a hybrid host is under /sys/fs/cgroup/unified) and says
 // which container and pod it belongs to. ok is false for host cgroups
 // (/, init.scope, system.slice/ssh.service, user sessions, the runtimes'
 // own daemons) and for anything whose names do not have the exact shape
