@@ -67,6 +67,9 @@ struct sock_info {
 	/* 0 until the state or accept program reads it; kept as a sock's netns
 	 * never changes and the read costs two helper calls */
 	__u32 netns;
+	__u32 pad2;
+	/* the sock's cgroup id, see sock_cgroup_id; 0 until an event reads it */
+	__u64 sock_cgroup;
 };
 
 /*
@@ -101,6 +104,36 @@ static __always_inline void task_now(struct task_id *t)
 static __always_inline __u32 sock_netns(const struct sock *sk)
 {
 	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+/* sock_cgroup_data of older kernels (5.10): the cgroup pointer, or with either low bit
+ * set, net_cls/net_prio data in its place (a cgroup v1 host using them). */
+struct sock_cgroup_data___old {
+	__u64 val;
+} __attribute__((preserve_access_index));
+
+struct sock___old {
+	struct sock_cgroup_data___old sk_cgrp_data;
+} __attribute__((preserve_access_index));
+
+/* The cgroup v2 id of the cgroup the sock was created in: the id of its
+ * kernfs directory, as bpf_get_current_cgroup_id() gives a task's. */
+static __always_inline __u64 sock_cgroup_id(const struct sock *sk)
+{
+	struct cgroup *cg;
+
+	if (bpf_core_field_exists(struct sock_cgroup_data, cgroup)) {
+		cg = BPF_CORE_READ(sk, sk_cgrp_data.cgroup);
+	} else {
+		__u64 v = BPF_CORE_READ((const struct sock___old *)sk, sk_cgrp_data.val);
+
+		if (v & 3)
+			return 0;
+		cg = (struct cgroup *)v;
+	}
+	if (!cg)
+		return 0;
+	return BPF_CORE_READ(cg, kn, id);
 }
 
 static __always_inline void map_v4(__u8 out[16], __be32 addr)
@@ -359,6 +392,7 @@ static __always_inline void fill_common_task(struct event *e, const void *sk, __
 	else
 		task_now(&e->current);
 	e->netns = netns;
+	e->sock_cgroup = si->sock_cgroup ? si->sock_cgroup : sock_cgroup_id(sk);
 	e->family = tu->family;
 	e->sport = tu->sport;
 	e->dport = tu->dport;

@@ -64,6 +64,7 @@ func decode(raw []byte, w *socklifeEvent, c clock, comms *commCache, ev *Event) 
 		InStateKnown:  w.Flags&flagInStateKnown != 0,
 		ListenerInode: w.ListenerIno,
 		Ifindex:       w.BoundDevIf,
+		SockCgroupID:  w.SockCgroup,
 		Enqueue:       w.Flags&flagEnqueue != 0,
 	}
 	switch {

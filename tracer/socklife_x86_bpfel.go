@@ -44,6 +44,7 @@ type socklifeEvent struct {
 	SynQueue      uint32
 	BoundDevIf    uint32
 	Pad2          uint32
+	SockCgroup    uint64
 }
 
 type socklifeEventFlag uint32
@@ -104,6 +105,9 @@ type socklifeSockInfo struct {
 	HeldByFilter  uint8
 	Pad           uint8
 	Netns         uint32
+	Pad2          uint32
+	_             [4]byte
+	SockCgroup    uint64
 }
 
 type socklifeTaskId struct {

@@ -106,6 +106,10 @@ func runBacklog(cmd *cobra.Command, f backlogFlags) error {
 	// (children and SYN-ACKs carry the listener's port as theirs); the
 	// pid only here, since a listener that predates us has no owner in
 	// BPF until it accepts. Listeners are matched whole, holders and all.
+	names, err := newNames(flt)
+	if err != nil {
+		return err
+	}
 	opts, _ := flt.Split(false)
 	opts.Backlog, opts.DisableHooks = true, f.disableHooks
 	opts.Logger = stderrLogger(cmd.ErrOrStderr(), f.debug)
@@ -128,7 +132,8 @@ func runBacklog(cmd *cobra.Command, f backlogFlags) error {
 	}
 	p := &render.Backlog{Out: cmd.OutOrStdout(), JSON: format == render.JSON, Clear: !f.forDurSet() && isTerminal(cmd.OutOrStdout())}
 	var t backlogTally
-	cfg := backlog.Config{Interval: f.interval, Stall: f.stall, Keep: flt.Match, AllNetns: f.allNetns}
+	cfg := backlog.Config{Interval: f.interval, Stall: f.stall, Keep: flt.Match, AllNetns: f.allNetns,
+		Containers: names.Containers, KeepContainer: flt.Container}
 	emit := func(r *backlog.Report) error {
 		t.add(r)
 		return p.Write(r)

@@ -145,6 +145,10 @@ func runRecord(cmd *cobra.Command, f recordFlags) error {
 		return err
 	}
 	s.writer.Stdout = cmd.OutOrStdout()
+	names, err := newNames(s.rest) // OnClose runs on one goroutine
+	if err != nil {
+		return err
+	}
 	// Before anything is attached: an unwritable path costs nothing.
 	w, err := record.Create(s.writer)
 	if err != nil {
@@ -152,9 +156,8 @@ func runRecord(cmd *cobra.Command, f recordFlags) error {
 	}
 	defer w.Close()
 	var line []byte
-	names := &render.Interfaces{} // link-local zones; OnClose runs on one goroutine
 	write := func(c *live.Conn) error {
-		if !wants(c, s.rest, s.states) {
+		if !wants(c, s.rest, s.states) || !s.rest.Container(names.Container(c.SockCgroupID, c.OwnerCgroup())) {
 			return nil
 		}
 		line = render.AppendRecord(line[:0], c, names)

@@ -33,6 +33,8 @@ their states as they happen, with the right process on both sides.`,
 		},
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
+	root.PersistentFlags().StringVar(&runtimeEndpoint, "runtime-endpoint", "",
+		"the container runtime's API socket to ask for container and pod names (CRI or Docker API; default: the usual places)")
 	// Flag parse errors are bad input: exit 2, like an unknown flag value.
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return usageError{plainFlagError(err)}

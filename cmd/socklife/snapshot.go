@@ -249,13 +249,16 @@ func runSnapshot(cmd *cobra.Command, f *snapshotFlags) error {
 			notes = append(notes, hiddenOwnersNote(stats.Denied, os.Geteuid()))
 		}
 	}
-	socks = applyFilter(socks, plan.filter)
+	names, err := newNames(plan.filter)
+	if err != nil {
+		return err
+	}
+	socks = applyFilter(socks, plan.filter, names)
 	if len(socks) == 0 && !plan.dump.AllNetns && plan.filter.Netns == 0 {
 		notes = append(notes, otherNetnsNotes(plan.filter.PIDs)...)
 	}
 
 	out := bufio.NewWriterSize(cmd.OutOrStdout(), 64<<10)
-	names := &render.Interfaces{}
 	tableOpts := render.TableOptions{Netns: plan.dump.AllNetns, Processes: plan.procs, Info: f.info}
 	if f.resolve {
 		tableOpts.Resolve = render.NewResolver()
@@ -294,10 +297,10 @@ func hiddenOwnersNote(denied, euid int) string {
 }
 
 // applyFilter keeps the sockets that match, in place.
-func applyFilter(socks []snapshot.Socket, flt *filter.Filter) []snapshot.Socket {
+func applyFilter(socks []snapshot.Socket, flt *filter.Filter, names *render.Names) []snapshot.Socket {
 	kept := socks[:0]
 	for i := range socks {
-		if flt.Socket(&socks[i]) {
+		if flt.Socket(&socks[i]) && flt.Container(names.SocketContainer(&socks[i])) {
 			kept = append(kept, socks[i])
 		}
 	}
@@ -336,7 +339,7 @@ func writeSummary(w io.Writer, plan *snapshotPlan, socks []snapshot.Socket) erro
 	return render.WriteJSONList(w, true, 1, func(int) any { return render.SummaryToJSON(&sum) })
 }
 
-func writeExposed(w io.Writer, plan *snapshotPlan, socks []snapshot.Socket, opts render.TableOptions, names *render.Interfaces) error {
+func writeExposed(w io.Writer, plan *snapshotPlan, socks []snapshot.Socket, opts render.TableOptions, names *render.Names) error {
 	var ifaceOf func(uint32, netip.Addr) string
 	if self, err := snapshot.CurrentNetns(); err == nil {
 		ifaceOf = snapshot.InterfaceOfAddr(self)

@@ -152,11 +152,19 @@ const traceDrain = time.Second
 // rest is the filter's part the kernel did not apply.
 func stream(ctx context.Context, tr *tracer.Tracer, out io.Writer, format render.Format, f traceFlags, rest *filter.Filter, n *atomic.Uint64, reg *holders.Registry) error {
 	w := bufio.NewWriterSize(out, 64<<10)
-	names := &render.Interfaces{} // link-local zones, read on the one reading goroutine
+	names, err := newNames(rest) // read on the one reading goroutine
+	if err != nil {
+		return err
+	}
 	appendEvent := render.AppendTrace
+	header := render.TraceHeader
+	if rest.Contained() || names.Containers.AnyContainer() {
+		names.ContainerColumns = true
+		header = render.TraceHeaderContainers
+	}
 	if format == render.JSON {
 		appendEvent = render.AppendTraceJSON
-	} else if _, err := w.WriteString(render.TraceHeader); err != nil {
+	} else if _, err := w.WriteString(header); err != nil {
 		return err
 	} else if err := w.Flush(); err != nil {
 		// The header at once: the terminal shows trace is running, and
@@ -167,7 +175,8 @@ func stream(ctx context.Context, tr *tracer.Tracer, out io.Writer, format render
 	run := runner.Start(tr, runner.Consumer{
 		Event: func(ev *tracer.Event) error {
 			nameHolders(reg, ev)
-			if !rest.Match(ev.Netns, ev.Local, ev.Remote, eventOwners(ev)...) {
+			if !rest.Match(ev.Netns, ev.Local, ev.Remote, eventOwners(ev)...) ||
+				!rest.Container(names.Container(ev.SockCgroupID, render.OwnerCgroup(ev))) {
 				return nil
 			}
 			line = appendEvent(line[:0], ev, names)
@@ -184,7 +193,6 @@ func stream(ctx context.Context, tr *tracer.Tracer, out io.Writer, format render
 		// the output is blocked (see runTrace)
 		DrainTimeout: traceDrain,
 	})
-	var err error
 	select {
 	case <-run.Done():
 		err = run.Err()

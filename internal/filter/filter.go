@@ -9,9 +9,11 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/socklife/socklife/internal/container"
 	"github.com/socklife/socklife/internal/ssfilter"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
@@ -69,6 +71,11 @@ type Filter struct {
 	// events; snapshot sends its own to the kernel): tested with the
 	// addresses, on what the kernel's filters passed.
 	Expr *ssfilter.Expr
+	// Containers are --container values: a container id or its prefix,
+	// or a name; Pods are --pod values: NAMESPACE/NAME, a NAME in any
+	// namespace, or a pod uid. Tested by Container, on what the commands
+	// attribute (render.Names).
+	Containers, Pods []string
 }
 
 // Unowned is f without --pid and --comm: for sockets whose owners are not
@@ -197,4 +204,29 @@ func inPrefixes(prefixes []netip.Prefix, a netip.Addr) bool {
 	}
 	a = a.Unmap()
 	return slices.ContainsFunc(prefixes, func(p netip.Prefix) bool { return p.Contains(a) })
+}
+
+// Contained reports whether the filter asks for containers or pods.
+func (f *Filter) Contained() bool { return len(f.Containers)+len(f.Pods) > 0 }
+
+// Container tests the container a socket or event belongs to (ok false:
+// the host's); with no --container or --pod any passes.
+func (f *Filter) Container(c container.Container, ok bool) bool {
+	if !f.Contained() {
+		return true
+	}
+	if !ok {
+		return false
+	}
+	if len(f.Containers) > 0 && !slices.ContainsFunc(f.Containers, func(want string) bool {
+		return c.ID != "" && strings.HasPrefix(c.ID, want) || c.Name != "" && c.Name == want
+	}) {
+		return false
+	}
+	return len(f.Pods) == 0 || slices.ContainsFunc(f.Pods, func(want string) bool {
+		if ns, name, qualified := strings.Cut(want, "/"); qualified {
+			return c.Pod.Namespace == ns && c.Pod.Name == name
+		}
+		return c.Pod.Name == want || c.Pod.UID == want
+	})
 }

@@ -198,6 +198,9 @@ func (t *Table) absorb(e *entry) {
 	if e.inode == 0 {
 		e.inode = d.inode
 	}
+	if e.sockCgroup == 0 {
+		e.sockCgroup = d.sockCgroup
+	}
 	if e.flags&flagOwnerKnown == 0 && d.flags&flagOwnerKnown != 0 {
 		e.pid, e.comm, e.cgroupID = d.pid, d.comm, d.cgroupID
 		e.flags |= flagOwnerKnown
@@ -222,6 +225,9 @@ func setTuple(e *entry, ev *tracer.Event) {
 	e.local, e.remote, e.lport, e.rport = tp.local, tp.remote, tp.lport, tp.rport
 	if ev.Ifindex != 0 { // events name the device of link-local sockets only
 		e.ifindex = ev.Ifindex
+	}
+	if ev.SockCgroupID != 0 {
+		e.sockCgroup = ev.SockCgroupID
 	}
 }
 

@@ -49,6 +49,7 @@ func (t *Table) Load(socks []snapshot.Socket, at time.Time) {
 func (t *Table) loadOne(s *snapshot.Socket, at time.Time) uint32 {
 	slot, e := t.alloc()
 	e.netns, e.family, e.inode, e.cgroupID = s.Netns, s.Family, s.Inode, s.CgroupID
+	e.sockCgroup = s.CgroupID
 	setTupleAddrs(e, s.Local, s.Remote)
 	e.ifindex = s.Interface
 	t.begin(e, s.State, 0)

@@ -302,7 +302,7 @@ func (t *Table) fill(e *entry) *Conn {
 		ID: e.id, Sock: e.sock, Inode: e.inode, Netns: e.netns, Family: e.family,
 		Local: addrPort(e.local, e.lport), Remote: addrPort(e.remote, e.rport), Ifindex: e.ifindex,
 		State: e.state, Role: e.role, Listener: t.listenerNames[e.listener],
-		OwnerKnown: e.flags&flagOwnerKnown != 0, PID: e.pid, Comm: t.comms[e.comm], CgroupID: e.cgroupID,
+		OwnerKnown: e.flags&flagOwnerKnown != 0, PID: e.pid, Comm: t.comms[e.comm], CgroupID: e.cgroupID, SockCgroupID: e.sockCgroup,
 		SeenFromStart:   e.flags&flagSeenFromStart != 0,
 		AtLeast:         unixTime(e.atLeast),
 		AcceptWait:      time.Duration(e.acceptWait),

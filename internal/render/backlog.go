@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,14 +40,15 @@ func SynFloodLine(netns uint32, n backlog.Netstat) string {
 		netns, n.ReqQFullDoCookies+n.ReqQFullDrop, n.ReqQFullDoCookies, n.ReqQFullDrop, n.SyncookiesSent, n.SyncookiesRecv, n.SyncookiesFailed)
 }
 
-var backlogColumns = []Column{
-	{Title: "LISTEN"}, {Title: "NETNS"}, {Title: "PID"}, {Title: "COMM"},
-	{Title: "QUEUE", Right: true}, {Title: "PEAK", Right: true}, {Title: "BACKLOG", Right: true},
-	{Title: "FULL%", Right: true}, {Title: "SYNQ", Right: true}, {Title: "ACCEPTS", Right: true},
-	{Title: "P50ms", Right: true}, {Title: "P90ms", Right: true}, {Title: "P99ms", Right: true},
-	{Title: "MAXms", Right: true}, {Title: "DROPS", Right: true}, {Title: "SYNACK", Right: true},
-	{Title: "STALLED"},
-}
+var (
+	backlogColumns = []Column{{Title: "LISTEN"}, {Title: "NETNS"}, {Title: "PID"}, {Title: "COMM"}}
+	backlogCounts  = []Column{{Title: "QUEUE", Right: true}, {Title: "PEAK", Right: true}, {Title: "BACKLOG", Right: true},
+		{Title: "FULL%", Right: true}, {Title: "SYNQ", Right: true}, {Title: "ACCEPTS", Right: true},
+		{Title: "P50ms", Right: true}, {Title: "P90ms", Right: true}, {Title: "P99ms", Right: true},
+		{Title: "MAXms", Right: true}, {Title: "DROPS", Right: true}, {Title: "SYNACK", Right: true},
+		{Title: "STALLED"},
+	}
+)
 
 func (p *Backlog) table(r *backlog.Report) error {
 	var b []byte
@@ -81,21 +83,21 @@ func (p *Backlog) table(r *backlog.Report) error {
 		return err
 	}
 	ls := r.Listeners
-	err := WriteTable(p.Out, backlogColumns, len(ls), func(i int, buf []byte, ends []int) ([]byte, []int) {
+	cols := backlogColumns
+	containers := anyContainer(len(ls), func(i int) bool { return ls[i].InContainer })
+	if containers {
+		cols = append(slices.Clip(cols), Column{Title: "CONTAINER"}, Column{Title: "POD"})
+	}
+	cols = append(slices.Clip(cols), backlogCounts...)
+	err := WriteTable(p.Out, cols, len(ls), func(i int, buf []byte, ends []int) ([]byte, []int) {
 		l := &ls[i]
 		cell := func(s []byte) { buf = s; ends = append(ends, len(buf)) }
 		cell(l.Local.AppendTo(buf))
 		cell(strconv.AppendUint(buf, uint64(l.Netns), 10))
-		if l.PID != 0 {
-			buf = strconv.AppendUint(buf, uint64(l.PID), 10)
-			if len(l.Holders) > 1 {
-				buf = fmt.Appendf(buf, "+%d", len(l.Holders)-1)
-			}
-			cell(buf)
-			cell(appendTerm(buf, l.Comm))
-		} else {
-			cell(append(buf, '-'))
-			cell(append(buf, '-'))
+		cell(appendPIDs(buf, l.PID, len(l.Holders)))
+		cell(appendTerm(buf, orDash(l.Comm)))
+		if containers {
+			buf = appendContainerCells(buf, &ends, l.Container, l.InContainer)
 		}
 		for _, v := range []uint64{uint64(l.Queue), uint64(l.Peak), uint64(l.Backlog)} {
 			cell(strconv.AppendUint(buf, v, 10))

@@ -25,6 +25,7 @@ type BacklogListenerJSON struct {
 	Comm          *string          `json:"comm"`
 	Holders       []HolderJSON     `json:"holders"`
 	Acceptors     int              `json:"acceptors"`
+	Container     *ContainerJSON   `json:"container,omitempty"`
 	Backlog       uint32           `json:"backlog"`
 	Queue         uint32           `json:"queue"`
 	Peak          uint32           `json:"peak"`
@@ -94,7 +95,7 @@ func jsonReport(r *backlog.Report) BacklogJSON {
 			Netns: l.Netns, Inode: l.Inode, Local: l.Local.String(),
 			Backlog: l.Backlog, Queue: l.Queue, Peak: l.Peak, FullFraction: l.FullFraction,
 			SynQueue: l.SynQueue, SynPeak: l.SynPeak, SynQueueFull: l.SynQueueFull, Enqueues: l.Enqueues, Accepts: l.Accepts,
-			Holders: HoldersJSON(l.Holders), Acceptors: l.Acceptors,
+			Holders: HoldersJSON(l.Holders), Acceptors: l.Acceptors, Container: ContainerToJSON(l.Container, l.InContainer),
 			Wait: waitOf(l.Wait), WaitTotal: waitOf(l.WaitTotal),
 			Drops: l.Drops, DropsTotal: l.DropsTotal, Synack: l.SynackRetrans, SynackTotal: l.SynackRetransTotal,
 			Stalled: l.Stalled,

@@ -19,10 +19,11 @@ type ExposureJSON struct {
 	LocalPort uint16         `json:"local_port"`
 	Netns     uint32         `json:"netns"`
 	Processes *[]ProcessJSON `json:"processes,omitempty"`
+	Container *ContainerJSON `json:"container,omitempty"`
 }
 
 // ExposureToJSON converts one exposure.
-func ExposureToJSON(e *snapshot.Exposure, withProcesses bool, names *Interfaces) ExposureJSON {
+func ExposureToJSON(e *snapshot.Exposure, withProcesses bool, names *Names) ExposureJSON {
 	s := SocketToJSON(e.Socket, withProcesses, names)
 	iface := e.Interface
 	if iface == "" {
@@ -31,14 +32,19 @@ func ExposureToJSON(e *snapshot.Exposure, withProcesses bool, names *Interfaces)
 	return ExposureJSON{
 		Netid: s.Netid, Scope: e.Scope.String(), IP: e.IPVersions(), Interface: iface,
 		Local: s.Local, LocalPort: s.LocalPort, Netns: s.Netns, Processes: s.Processes,
+		Container: s.Container,
 	}
 }
 
 // WriteExposedTable writes one line per exposed socket.
-func WriteExposedTable(w io.Writer, exp []snapshot.Exposure, opts TableOptions, names *Interfaces) error {
+func WriteExposedTable(w io.Writer, exp []snapshot.Exposure, opts TableOptions, names *Names) error {
 	cols := []Column{{Title: "Netid"}, {Title: "Local Address:Port"}, {Title: "Scope"}, {Title: "IP"}, {Title: "Interface"}}
 	if opts.Netns {
 		cols = append(cols, Column{Title: "Netns", Right: true})
+	}
+	containers := anyContainer(len(exp), func(i int) bool { _, ok := names.SocketContainer(exp[i].Socket); return ok })
+	if containers {
+		cols = append(cols, Column{Title: "Container"}, Column{Title: "Pod"})
 	}
 	if opts.Processes {
 		cols = append(cols, Column{Title: "Process"})
@@ -69,6 +75,10 @@ func WriteExposedTable(w io.Writer, exp []snapshot.Exposure, opts TableOptions, 
 		if opts.Netns {
 			buf = strconv.AppendUint(buf, uint64(s.Netns), 10)
 			cell()
+		}
+		if containers {
+			c, ok := names.SocketContainer(s)
+			buf = appendContainerCells(buf, &ends, c, ok)
 		}
 		if opts.Processes {
 			buf = AppendUsers(buf, s.Processes)

@@ -23,7 +23,7 @@ import (
 // link-local connection (its zone). Unknown values are null, never
 // 0. A connection still open (c.Closed false) gets "open":true and no
 // close fields.
-func AppendRecord(b []byte, c *live.Conn, names *Interfaces) []byte {
+func AppendRecord(b []byte, c *live.Conn, names *Names) []byte {
 	b = append(b, `{"id":`...)
 	b = strconv.AppendUint(b, c.ID, 10)
 	b = append(b, ',')
@@ -74,6 +74,8 @@ func AppendRecord(b []byte, c *live.Conn, names *Interfaces) []byte {
 	if !c.Closed {
 		b = append(b, `,"open":true`...)
 	}
+	ct, ok := names.Container(c.SockCgroupID, c.OwnerCgroup())
+	b = appendContainerJSON(b, ct, ok)
 	return append(b, "}\n"...)
 }
 

@@ -28,7 +28,7 @@ type TableOptions struct {
 }
 
 // WriteTable writes socks as an aligned table.
-func WriteSockets(w io.Writer, socks []snapshot.Socket, opts TableOptions, names *Interfaces) error {
+func WriteSockets(w io.Writer, socks []snapshot.Socket, opts TableOptions, names *Names) error {
 	cols := []Column{
 		{Title: "Netid"}, {Title: "State"},
 		{Title: "Recv-Q", Right: true}, {Title: "Send-Q", Right: true},
@@ -41,6 +41,10 @@ func WriteSockets(w io.Writer, socks []snapshot.Socket, opts TableOptions, names
 		cols = append(cols,
 			Column{Title: "RTT(ms)", Right: true}, Column{Title: "Retrans", Right: true},
 			Column{Title: "Acked", Right: true}, Column{Title: "Rcvd", Right: true})
+	}
+	containers := anyContainer(len(socks), func(i int) bool { _, ok := names.SocketContainer(&socks[i]); return ok })
+	if containers {
+		cols = append(cols, Column{Title: "Container"}, Column{Title: "Pod"})
 	}
 	if opts.Processes {
 		cols = append(cols, Column{Title: "Process"})
@@ -73,6 +77,10 @@ func WriteSockets(w io.Writer, socks []snapshot.Socket, opts TableOptions, names
 		}
 		if opts.Info {
 			buf = appendInfo(buf, s.TCPInfo, &ends)
+		}
+		if containers {
+			c, ok := names.SocketContainer(s)
+			buf = appendContainerCells(buf, &ends, c, ok)
 		}
 		if opts.Processes {
 			buf = AppendUsers(buf, s.Processes)

@@ -35,6 +35,8 @@ type SocketJSON struct {
 	Inode     uint64 `json:"inode"`
 	Cookie    uint64 `json:"cookie"`
 	CgroupID  uint64 `json:"cgroup_id,omitempty"`
+	// Container is absent for the host's sockets.
+	Container *ContainerJSON `json:"container,omitempty"`
 
 	TCPInfo *TCPInfoJSON `json:"tcp_info,omitempty"`
 	Memory  *MemJSON     `json:"memory,omitempty"`
@@ -98,7 +100,7 @@ var timerNames = map[snapshot.TimerKind]string{
 }
 
 // ToJSON converts s. withProcesses says whether owners were looked up.
-func SocketToJSON(s *snapshot.Socket, withProcesses bool, names *Interfaces) SocketJSON {
+func SocketToJSON(s *snapshot.Socket, withProcesses bool, names *Names) SocketJSON {
 	j := SocketJSON{
 		Netid:  Netid(s),
 		Family: FamilyName(s.Family),
@@ -113,6 +115,7 @@ func SocketToJSON(s *snapshot.Socket, withProcesses bool, names *Interfaces) Soc
 		CgroupID:  s.CgroupID,
 		Interface: names.In(s.Netns, s.Interface),
 	}
+	j.Container = ContainerToJSON(names.SocketContainer(s))
 	if s.Protocol == snapshot.Unix {
 		j.Path, j.PeerInode = s.Path, s.PeerInode
 	} else {

@@ -31,9 +31,13 @@ type CloseWaitJSON struct {
 
 // CloseWaitProcessJSON is one process's CLOSE_WAIT sockets; pid 0 is "owner unknown".
 type CloseWaitProcessJSON struct {
-	PID   uint32 `json:"pid"`
-	Comm  string `json:"comm"`
-	Count int    `json:"count"`
+	PID  uint32 `json:"pid"`
+	Comm string `json:"comm"`
+	// Processes is how many processes the row stands for: 1, or with --by
+	// container or pod, all of the group's (pid and comm name the busiest).
+	Processes int            `json:"processes"`
+	Container *ContainerJSON `json:"container,omitempty"`
+	Count     int            `json:"count"`
 	// GrowthPerMin is null until enough history (closewait.MinGrowthSpan).
 	GrowthPerMin *float64 `json:"growth_per_min"`
 	OldestMs     int64    `json:"oldest_ms"`
@@ -58,14 +62,15 @@ type PeerJSON struct {
 
 // ListenerJSON is one listener and its accept queue.
 type ListenerJSON struct {
-	Netns         uint32       `json:"netns"`
-	Local         string       `json:"local"`
-	PID           uint32       `json:"pid"`
-	Comm          string       `json:"comm"`
-	Holders       []HolderJSON `json:"holders"`
-	QueueLen      uint32       `json:"queue_len"`
-	Backlog       uint32       `json:"backlog"`
-	AcceptsPerSec float64      `json:"accepts_per_sec"`
+	Netns         uint32         `json:"netns"`
+	Local         string         `json:"local"`
+	PID           uint32         `json:"pid"`
+	Comm          string         `json:"comm"`
+	Holders       []HolderJSON   `json:"holders"`
+	Container     *ContainerJSON `json:"container,omitempty"`
+	QueueLen      uint32         `json:"queue_len"`
+	Backlog       uint32         `json:"backlog"`
+	AcceptsPerSec float64        `json:"accepts_per_sec"`
 }
 
 // HolderJSON is one process holding a listener.
@@ -103,7 +108,7 @@ func FrameToJSON(f *topview.Frame, v View) FrameJSON {
 	}
 	for _, l := range ls {
 		j.Listeners = append(j.Listeners, ListenerJSON{Netns: l.Netns, Local: l.Local.String(), PID: l.PID, Comm: l.Comm,
-			Holders: HoldersJSON(l.Holders), QueueLen: l.QueueLen, Backlog: l.Backlog, AcceptsPerSec: l.AcceptsPerSec})
+			Holders: HoldersJSON(l.Holders), Container: ContainerToJSON(l.Container, l.InContainer), QueueLen: l.QueueLen, Backlog: l.Backlog, AcceptsPerSec: l.AcceptsPerSec})
 	}
 	return j
 }
@@ -112,7 +117,8 @@ func FrameToJSON(f *topview.Frame, v View) FrameJSON {
 func ProcessesJSON(procs []closewait.Process) []CloseWaitProcessJSON {
 	out := []CloseWaitProcessJSON{}
 	for _, p := range procs {
-		pj := CloseWaitProcessJSON{PID: p.PID, Comm: p.Comm, Count: p.Count,
+		pj := CloseWaitProcessJSON{PID: p.PID, Comm: p.Comm, Processes: p.Processes,
+			Container: ContainerToJSON(p.Container, p.InContainer), Count: p.Count,
 			OldestMs: p.Oldest.Milliseconds(), OldestIsLowerBound: p.OldestAtLeast, Ports: []PortJSON{}, Peers: []PeerJSON{}}
 		if p.GrowthKnown {
 			pj.GrowthPerMin = &p.GrowthPerMin

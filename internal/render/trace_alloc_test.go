@@ -36,9 +36,9 @@ func sampleEvents() []tracer.Event {
 // each is garbage-collector work the tracer's CPU budget has no room for.
 func TestFormatNoAllocs(t *testing.T) {
 	events := sampleEvents()
-	names := &Interfaces{}
+	names := &Names{}
 	buf := make([]byte, 0, 4096)
-	for name, format := range map[string]func([]byte, *tracer.Event, *Interfaces) []byte{"json": AppendTraceJSON, "table": AppendTrace} {
+	for name, format := range map[string]func([]byte, *tracer.Event, *Names) []byte{"json": AppendTraceJSON, "table": AppendTrace} {
 		for i := range events {
 			if n := testing.AllocsPerRun(100, func() { buf = format(buf[:0], &events[i], names) }); n != 0 {
 				t.Errorf("%s of %s: %v allocations per event, want 0", name, events[i].Old.String()+">"+events[i].New.String(), n)
@@ -51,7 +51,7 @@ func TestFormatNoAllocs(t *testing.T) {
 func BenchmarkAppendTraceJSON(b *testing.B) { benchFormat(b, AppendTraceJSON) }
 func BenchmarkAppendTrace(b *testing.B)     { benchFormat(b, AppendTrace) }
 
-func benchFormat(b *testing.B, format func([]byte, *tracer.Event, *Interfaces) []byte) {
+func benchFormat(b *testing.B, format func([]byte, *tracer.Event, *Names) []byte) {
 	events := sampleEvents()
 	buf := make([]byte, 0, 4096)
 	b.ReportAllocs()

@@ -43,7 +43,7 @@ func appendFlow(b []byte, netns uint32, family uint8, local, remote netip.AddrPo
 
 // zoneOf names a connection's device when an address of it is link-local
 // IPv6, which means nothing without one; "" otherwise.
-func zoneOf(names *Interfaces, netns, ifindex uint32, local, remote netip.AddrPort) string {
+func zoneOf(names *Names, netns, ifindex uint32, local, remote netip.AddrPort) string {
 	if ifindex == 0 || !local.Addr().IsLinkLocalUnicast() && !remote.Addr().IsLinkLocalUnicast() {
 		return ""
 	}

@@ -21,6 +21,8 @@ func init() {
 		runHelper("connection holder", holdConns)
 	case "renamed":
 		runHelper("renamed helper", holdRenamed)
+	case "workload":
+		runHelper("workload", runWorkload)
 	}
 }
 

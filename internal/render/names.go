@@ -1,0 +1,69 @@
+package render
+
+import (
+	"github.com/socklife/socklife/internal/container"
+	"github.com/socklife/socklife/snapshot"
+)
+
+// Names turns the numbers the kernel gives into names a user knows: the
+// device of a link-local zone, the container of a cgroup id. The zero
+// value names devices and no containers; a nil *Names names nothing.
+// Not safe for concurrent use: each output goroutine keeps its own.
+type Names struct {
+	Ifaces Interfaces
+	// Containers attributes cgroup ids; nil: no container attribution.
+	Containers *container.Attributor
+	// ContainerColumns adds CONTAINER and POD to tables whose columns are
+	// fixed before the first row (trace's).
+	ContainerColumns bool
+
+	procs map[int32]procContainer // by pid, for one snapshot's holders
+}
+
+type procContainer struct {
+	c  container.Container
+	ok bool
+}
+
+// In names interface index in the network namespace netns (see
+// Interfaces.In).
+func (n *Names) In(netns, index uint32) string {
+	if n == nil {
+		return ""
+	}
+	return n.Ifaces.In(netns, index)
+}
+
+// Container is the container of a socket (see Attributor.OfSocket).
+func (n *Names) Container(sockCgroup, ownerCgroup uint64) (container.Container, bool) {
+	if n == nil {
+		return container.Container{}, false
+	}
+	return n.Containers.OfSocket(sockCgroup, ownerCgroup)
+}
+
+// SocketContainer is the container of a snapshot's socket: the one it was
+// created in (sock_diag's cgroup id, TCP and UDP on 5.8+), else the one of
+// a process holding it (Unix sockets, older kernels).
+func (n *Names) SocketContainer(s *snapshot.Socket) (container.Container, bool) {
+	if n == nil || n.Containers == nil {
+		return container.Container{}, false
+	}
+	if c, ok := n.Containers.Of(s.CgroupID); ok {
+		return c, true
+	}
+	for _, p := range s.Processes {
+		pc, seen := n.procs[p.PID]
+		if !seen {
+			pc.c, pc.ok = n.Containers.OfProcess(int(p.PID))
+			if n.procs == nil {
+				n.procs = make(map[int32]procContainer)
+			}
+			n.procs[p.PID] = pc
+		}
+		if pc.ok {
+			return pc.c, true
+		}
+	}
+	return container.Container{}, false
+}

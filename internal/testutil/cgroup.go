@@ -1,0 +1,265 @@
+package testutil
+
+// cgroup.go: containers as socklife sees them: cgroups named the way the
+// runtimes name theirs, made in the host's cgroup v2 hierarchy, and a real
+// process started inside one, listening, accepting and connecting.
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/socklife/socklife/internal/container"
+)
+
+// CgroupRoot is where the cgroup v2 hierarchy is mounted here (pure v2:
+// /sys/fs/cgroup; hybrid: /sys/fs/cgroup/unified). It fails the test
+// where there is none.
+func CgroupRoot(tb testing.TB) string {
+	tb.Helper()
+	h, err := container.FindHierarchy()
+	if err != nil {
+		tb.Fatalf("cgroup v2 hierarchy: %v", err)
+	}
+	return h.Mount
+}
+
+// Cgroup makes the cgroup at path below the hierarchy's root, with its
+// parents, and returns its directory and id (its inode). What the test
+// made is removed when it ends, deepest first, after the processes in it
+// have gone (the test's Cleanups that stop them run before, being later).
+func Cgroup(tb testing.TB, path string) (dir string, id uint64) {
+	tb.Helper()
+	root := CgroupRoot(tb)
+	dir = filepath.Join(root, path)
+	var made []string
+	for d := dir; d != root; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		}
+		made = append(made, d)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		tb.Fatalf("making cgroup %s: %v", path, err)
+	}
+	tb.Cleanup(func() {
+		for _, d := range made { // deepest first
+			removeCgroup(tb, d)
+		}
+	})
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		tb.Fatal(err)
+	}
+	return dir, st.Ino
+}
+
+// removeCgroup removes an empty cgroup, waiting for exited processes to
+// leave it (the kernel empties it as their last task is reaped).
+func removeCgroup(tb testing.TB, dir string) {
+	deadline := time.Now().Add(Scaled(10 * time.Second))
+	for {
+		err := unix.Rmdir(dir)
+		if err == nil || errors.Is(err, unix.ENOENT) {
+			return
+		}
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			tb.Errorf("removing cgroup %s: %v", dir, err)
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// InCgroup runs fn with the calling process moved into the cgroup dir,
+// then moves it back to the one it was in: what fn creates (a socket)
+// was created in that cgroup, and is then held by a process outside it.
+func InCgroup(tb testing.TB, dir string, fn func()) {
+	tb.Helper()
+	data, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var back string
+	for line := range strings.Lines(string(data)) {
+		if p, ok := strings.CutPrefix(strings.TrimSpace(line), "0::"); ok {
+			back = filepath.Join(CgroupRoot(tb), p)
+		}
+	}
+	if back == "" {
+		tb.Fatal("no cgroup v2 line in /proc/self/cgroup")
+	}
+	pid := []byte(strconv.Itoa(os.Getpid()))
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), pid, 0); err != nil {
+		tb.Fatalf("moving into %s: %v", dir, err)
+	}
+	defer func() {
+		if err := os.WriteFile(filepath.Join(back, "cgroup.procs"), pid, 0); err != nil {
+			tb.Fatalf("moving back to %s: %v", back, err)
+		}
+	}()
+	fn()
+}
+
+// workloadEnv carries the command name of a "workload" helper.
+const workloadEnv = "SOCKLIFE_TESTUTIL_WORKLOAD"
+
+// Workload is a process started inside a cgroup: a server that listens on
+// 127.0.0.1 and accepts every connection and keeps it (a peer that closes
+// leaves it in CLOSE_WAIT), and a client that connects where it is told
+// and closes when told.
+type Workload struct {
+	PID  int
+	Port uint16 // its listener's
+	in   io.WriteCloser
+	out  *bufio.Reader
+}
+
+// StartWorkload starts a workload named comm in the cgroup dir, born there
+// (clone3's CLONE_INTO_CGROUP), so that every socket it makes is the
+// cgroup's from the start. It exits when the test ends.
+func StartWorkload(tb testing.TB, dir, comm string) *Workload {
+	tb.Helper()
+	cg, err := os.Open(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer cg.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=workload", workloadEnv+"="+comm)
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("starting a workload in %s: %v", dir, err)
+	}
+	w := &Workload{PID: cmd.Process.Pid, in: in, out: bufio.NewReader(stdout)}
+	tb.Cleanup(func() {
+		in.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	port, err := strconv.ParseUint(strings.TrimPrefix(w.reply(tb), "ready "), 10, 16)
+	if err != nil {
+		tb.Fatalf("workload: %v", err)
+	}
+	w.Port = uint16(port)
+	return w
+}
+
+// Connect has the workload connect to 127.0.0.1:port and keep the
+// connection; it returns the workload's local port once connected.
+func (w *Workload) Connect(tb testing.TB, port uint16) uint16 {
+	tb.Helper()
+	if _, err := fmt.Fprintf(w.in, "connect %d\n", port); err != nil {
+		tb.Fatal(err)
+	}
+	local, err := strconv.ParseUint(strings.TrimPrefix(w.reply(tb), "connected "), 10, 16)
+	if err != nil {
+		tb.Fatalf("workload connect: %v", err)
+	}
+	return uint16(local)
+}
+
+// CloseAll has the workload close every connection it made.
+func (w *Workload) CloseAll(tb testing.TB) {
+	tb.Helper()
+	if _, err := fmt.Fprintln(w.in, "close"); err != nil {
+		tb.Fatal(err)
+	}
+	w.reply(tb)
+}
+
+// reply reads the workload's next line, a minute at most.
+func (w *Workload) reply(tb testing.TB) string {
+	tb.Helper()
+	line := make(chan string, 1)
+	go func() {
+		l, _ := w.out.ReadString('\n')
+		line <- strings.TrimSpace(l)
+	}()
+	select {
+	case l := <-line:
+		if strings.HasPrefix(l, "error ") || l == "" {
+			tb.Fatalf("workload: %q", l)
+		}
+		return l
+	case <-time.After(time.Minute):
+		tb.Fatal("workload: no answer after a minute")
+	}
+	return ""
+}
+
+// runWorkload is the workload's side: it runs in init, on the main thread.
+func runWorkload() error {
+	name := append([]byte(os.Getenv(workloadEnv)), 0)
+	if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl(PR_SET_NAME): %w", err)
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	var kept []net.Conn // never closed: a peer's close leaves CLOSE_WAIT
+	accepted := make(chan net.Conn)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	go func() {
+		for c := range accepted {
+			kept = append(kept, c)
+		}
+	}()
+	fmt.Printf("ready %d\n", ln.Addr().(*net.TCPAddr).Port)
+	sc := bufio.NewScanner(os.Stdin)
+	var dialed []net.Conn
+	for sc.Scan() {
+		if sc.Text() == "close" {
+			for _, c := range dialed {
+				c.Close()
+			}
+			fmt.Printf("closed %d\n", len(dialed))
+			dialed = nil
+			continue
+		}
+		port, ok := strings.CutPrefix(sc.Text(), "connect ")
+		if !ok {
+			fmt.Printf("error unknown command %q\n", sc.Text())
+			continue
+		}
+		c, err := net.Dial("tcp4", "127.0.0.1:"+port)
+		if err != nil {
+			fmt.Printf("error %v\n", err)
+			continue
+		}
+		dialed = append(dialed, c)
+		fmt.Printf("connected %d\n", c.LocalAddr().(*net.TCPAddr).Port)
+	}
+	return sc.Err()
+}
