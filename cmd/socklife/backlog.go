@@ -130,7 +130,7 @@ func runBacklog(cmd *cobra.Command, f backlogFlags) error {
 		ctx, cancel = context.WithTimeout(ctx, f.forDur)
 		defer cancel()
 	}
-	p := &render.Backlog{Out: cmd.OutOrStdout(), JSON: format == render.JSON, Clear: !f.forDurSet() && isTerminal(cmd.OutOrStdout())}
+	p := &render.Backlog{Out: cmd.OutOrStdout(), JSON: format == render.JSON, Clear: !f.forDurSet() && isTerminal(cmd.OutOrStdout()), Names: names}
 	var t backlogTally
 	cfg := backlog.Config{Interval: f.interval, Stall: f.stall, Keep: flt.Match, AllNetns: f.allNetns,
 		Containers: names.Containers, KeepContainer: flt.Container}

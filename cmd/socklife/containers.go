@@ -30,6 +30,13 @@ var attribution = sync.OnceValues(func() (*container.Attributor, error) {
 	return container.NewAttributor(res, nil), nil
 })
 
+// netnsNames names the run's namespaces, by their containers when there
+// is an attributor, else by /run/netns names alone.
+var netnsNames = sync.OnceValue(func() *container.NetnsNames {
+	a, _ := attribution()
+	return container.NewNetnsNames(a)
+})
+
 // newNames is what an output goroutine names kernel numbers with. Without
 // a cgroup v2 hierarchy to read, sockets are all the host's; then asking
 // for --container or --pod is an error, not an empty answer.
@@ -42,7 +49,6 @@ func newNames(flt *filter.Filter) (*render.Names, error) {
 		if !errors.Is(err, container.ErrNoCgroup2) {
 			return nil, err
 		}
-		return &render.Names{}, nil
 	}
-	return &render.Names{Containers: a}, nil
+	return &render.Names{Containers: a, Netns: netnsNames()}, nil
 }

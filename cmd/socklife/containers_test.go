@@ -90,7 +90,7 @@ func startFakeContainers(t *testing.T) []*fakeContainer {
 	// the workloads in them have been killed.
 	for _, c := range cs {
 		dir, _ := testutil.Cgroup(t, c.cgroup)
-		c.work = testutil.StartWorkload(t, dir, "ctr-"+c.id[:8])
+		c.work = testutil.StartWorkload(t, dir, "ctr-"+c.id[:8], false)
 	}
 	return cs
 }
@@ -463,4 +463,42 @@ func checkTopFrame(t *testing.T, f render.FrameJSON, cs []*fakeContainer) {
 			}
 		}
 	}
+}
+
+// info says which cgroup layout it reads and counts the containers in it:
+// on this host hybrid (v2 at /sys/fs/cgroup/unified), in the kernel-matrix
+// VMs unified; every fake container counts, a pod's own cgroup does not.
+func TestInfoCgroups(t *testing.T) {
+	before := infoCgroup(t)
+	cs := startFakeContainers(t)
+	after := infoCgroup(t)
+	h, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, mount := "unified", "/sys/fs/cgroup"
+	if strings.Contains(string(h), " - cgroup cgroup ") {
+		want, mount = "hybrid", "/sys/fs/cgroup/unified"
+	}
+	if after.Layout != want || after.Mount != mount {
+		t.Errorf("info: layout %q at %q, want %q at %q", after.Layout, after.Mount, want, mount)
+	}
+	if after.Containers-before.Containers != len(cs) {
+		t.Errorf("info: %d containers before, %d after starting %d", before.Containers, after.Containers, len(cs))
+	}
+}
+
+func infoCgroup(t *testing.T) cgroupInfo {
+	t.Helper()
+	out, stderr, code := runCLI(t, "info", "-o", "json")
+	if code != 0 {
+		t.Fatalf("info: exit %d: %s", code, stderr)
+	}
+	var info struct {
+		Cgroup cgroupInfo `json:"cgroup"`
+	}
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		t.Fatal(err)
+	}
+	return info.Cgroup
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/socklife/socklife/internal/container"
 	"github.com/socklife/socklife/internal/render"
 
 	"github.com/spf13/cobra"
@@ -23,8 +24,18 @@ type kernelInfo struct {
 	BTF      bool          `json:"btf"`
 	Lockdown string        `json:"lockdown"`
 	Features []featureInfo `json:"features"`
+	Cgroup   cgroupInfo    `json:"cgroup"`
 	// lines are the features as HookStatus prints them, for the table.
 	lines []string
+}
+
+// cgroupInfo is the cgroup layout container attribution reads.
+type cgroupInfo struct {
+	Layout     string `json:"layout"` // unified, hybrid, legacy, or none
+	Mount      string `json:"mount"`  // the cgroup v2 root; "" without one
+	Containers int    `json:"containers"`
+	// Note says why containers cannot be named, when they cannot.
+	Note string `json:"note,omitempty"`
 }
 
 type featureInfo struct {
@@ -76,6 +87,7 @@ func runInfo(w io.Writer, format render.Format, disable []string) error {
 	if err := probeHooks(&info, disable); err != nil {
 		return err
 	}
+	info.Cgroup = probeCgroups()
 	out := bufio.NewWriter(w)
 	if format == render.JSON {
 		enc := json.NewEncoder(out)
@@ -89,6 +101,7 @@ func runInfo(w io.Writer, format render.Format, disable []string) error {
 			btf = "yes"
 		}
 		fmt.Fprintf(out, "kernel: %s\nbtf: %s\nlockdown: %s\n", info.Kernel, btf, info.Lockdown)
+		fmt.Fprintf(out, "cgroup: %s\n", info.Cgroup)
 		for _, l := range info.lines {
 			fmt.Fprintln(out, l)
 		}
@@ -126,4 +139,37 @@ func kernelRelease() string {
 		return "unknown"
 	}
 	return unix.ByteSliceToString(u.Release[:])
+}
+
+// probeCgroups says how this host mounts its cgroups and how many
+// containers socklife finds in them now.
+func probeCgroups() cgroupInfo {
+	h, err := container.FindHierarchy()
+	ci := cgroupInfo{Layout: string(h.Layout), Mount: h.Mount}
+	if err != nil {
+		if ci.Layout == "" {
+			ci.Layout = "none"
+		}
+		ci.Note = "no container attribution: " + err.Error()
+		return ci
+	}
+	res, err := container.NewResolver(h)
+	if err != nil {
+		ci.Note = "no container attribution: " + err.Error()
+		return ci
+	}
+	defer res.Close()
+	ci.Containers = res.Containers(0)
+	return ci
+}
+
+func (c cgroupInfo) String() string {
+	if c.Note != "" {
+		return c.Layout + "; " + c.Note
+	}
+	where := "v2 at " + c.Mount
+	if c.Layout == string(container.Hybrid) {
+		where += " beside v1 controllers"
+	}
+	return fmt.Sprintf("%s (%s), %d containers now", c.Layout, where, c.Containers)
 }

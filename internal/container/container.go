@@ -94,7 +94,7 @@ func (a *Attributor) Of(id uint64) (Container, bool) {
 
 // AnyContainer reports whether the host runs any container now (see
 // Resolver.AnyContainer); false for a nil Attributor.
-func (a *Attributor) AnyContainer() bool { return a != nil && a.res.AnyContainer() }
+func (a *Attributor) AnyContainer() bool { return a != nil && a.res.Containers(1) > 0 }
 
 // OfSocket is the container of a socket: the one it was created in
 // (sockCgroup, which the socket keeps when it passes to another process),

@@ -110,19 +110,25 @@ func (r *Resolver) lookup(id uint64) (string, error) {
 	return rel, nil
 }
 
-// AnyContainer reports whether any cgroup in the hierarchy now is a
-// container's: whether a table whose columns are fixed before its first
-// row (trace's) should have CONTAINER and POD.
-func (r *Resolver) AnyContainer() bool {
-	found := errors.New("found")
-	err := filepath.WalkDir(r.h.Mount, func(path string, d fs.DirEntry, err error) error {
+// Containers counts the containers in the hierarchy now, up to limit (0:
+// all): distinct container ids, so that a pod's own cgroup and a
+// container's sub-cgroups (libpod-ID.scope/container) add none.
+// Containers(1) > 0 says whether a table whose columns are fixed before
+// its first row (trace's) should have CONTAINER and POD.
+func (r *Resolver) Containers(limit int) int {
+	ids := map[string]bool{}
+	enough := errors.New("enough")
+	filepath.WalkDir(r.h.Mount, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || !d.IsDir() {
 			return nil // a cgroup removed under the walk, or a file
 		}
-		if _, ok := ParsePath(strings.TrimPrefix(path, r.h.Mount)); ok {
-			return found
+		if p, ok := ParsePath(strings.TrimPrefix(path, r.h.Mount)); ok && p.ID != "" {
+			ids[p.ID] = true
+			if len(ids) == limit {
+				return enough
+			}
 		}
 		return nil
 	})
-	return err == found
+	return len(ids)
 }

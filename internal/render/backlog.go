@@ -18,12 +18,14 @@ type Backlog struct {
 	Out   io.Writer
 	JSON  bool
 	Clear bool // redraw in place: a terminal
+	// Names names namespaces and containers (may be nil).
+	Names *Names
 }
 
 // Write writes one interval's report.
 func (p *Backlog) Write(r *backlog.Report) error {
 	if p.JSON {
-		b, err := json.Marshal(jsonReport(r))
+		b, err := json.Marshal(p.jsonReport(r))
 		if err != nil {
 			return err
 		}
@@ -93,7 +95,7 @@ func (p *Backlog) table(r *backlog.Report) error {
 		l := &ls[i]
 		cell := func(s []byte) { buf = s; ends = append(ends, len(buf)) }
 		cell(l.Local.AppendTo(buf))
-		cell(strconv.AppendUint(buf, uint64(l.Netns), 10))
+		cell(appendNetnsCell(buf, p.Names, l.Netns))
 		cell(appendPIDs(buf, l.PID, len(l.Holders)))
 		cell(appendTerm(buf, orDash(l.Comm)))
 		if containers {

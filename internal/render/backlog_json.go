@@ -19,6 +19,7 @@ type BacklogJSON struct {
 
 type BacklogListenerJSON struct {
 	Netns         uint32           `json:"netns"`
+	NetnsName     string           `json:"netns_name,omitempty"`
 	Inode         uint64           `json:"inode"`
 	Local         string           `json:"local"`
 	PID           *uint32          `json:"pid"`
@@ -86,13 +87,13 @@ type BacklogNetnsJSON struct {
 	SynFlood               bool   `json:"syn_flood"`
 }
 
-func jsonReport(r *backlog.Report) BacklogJSON {
+func (p *Backlog) jsonReport(r *backlog.Report) BacklogJSON {
 	out := BacklogJSON{Start: r.Start.UTC(), End: r.End.UTC(), Lost: r.Lost,
 		Listeners: make([]BacklogListenerJSON, len(r.Listeners)), Stalls: make([]BacklogStallJSON, len(r.Stalls)),
 		Netns: make([]BacklogNetnsJSON, len(r.Netns))}
 	for i, l := range r.Listeners {
 		j := BacklogListenerJSON{
-			Netns: l.Netns, Inode: l.Inode, Local: l.Local.String(),
+			Netns: l.Netns, NetnsName: p.Names.NetnsName(l.Netns), Inode: l.Inode, Local: l.Local.String(),
 			Backlog: l.Backlog, Queue: l.Queue, Peak: l.Peak, FullFraction: l.FullFraction,
 			SynQueue: l.SynQueue, SynPeak: l.SynPeak, SynQueueFull: l.SynQueueFull, Enqueues: l.Enqueues, Accepts: l.Accepts,
 			Holders: HoldersJSON(l.Holders), Acceptors: l.Acceptors, Container: ContainerToJSON(l.Container, l.InContainer),

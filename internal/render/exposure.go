@@ -18,6 +18,7 @@ type ExposureJSON struct {
 	Local     string         `json:"local"`
 	LocalPort uint16         `json:"local_port"`
 	Netns     uint32         `json:"netns"`
+	NetnsName string         `json:"netns_name,omitempty"`
 	Processes *[]ProcessJSON `json:"processes,omitempty"`
 	Container *ContainerJSON `json:"container,omitempty"`
 }
@@ -31,7 +32,7 @@ func ExposureToJSON(e *snapshot.Exposure, withProcesses bool, names *Names) Expo
 	}
 	return ExposureJSON{
 		Netid: s.Netid, Scope: e.Scope.String(), IP: e.IPVersions(), Interface: iface,
-		Local: s.Local, LocalPort: s.LocalPort, Netns: s.Netns, Processes: s.Processes,
+		Local: s.Local, LocalPort: s.LocalPort, Netns: s.Netns, NetnsName: s.NetnsName, Processes: s.Processes,
 		Container: s.Container,
 	}
 }
@@ -73,7 +74,7 @@ func WriteExposedTable(w io.Writer, exp []snapshot.Exposure, opts TableOptions, 
 		}
 		cell()
 		if opts.Netns {
-			buf = strconv.AppendUint(buf, uint64(s.Netns), 10)
+			buf = appendNetnsCell(buf, names, s.Netns)
 			cell()
 		}
 		if containers {

@@ -1,6 +1,8 @@
 package render
 
 import (
+	"strconv"
+
 	"github.com/socklife/socklife/internal/container"
 	"github.com/socklife/socklife/snapshot"
 )
@@ -13,6 +15,8 @@ type Names struct {
 	Ifaces Interfaces
 	// Containers attributes cgroup ids; nil: no container attribution.
 	Containers *container.Attributor
+	// Netns names network namespaces by what lives in them; nil: none.
+	Netns *container.NetnsNames
 	// ContainerColumns adds CONTAINER and POD to tables whose columns are
 	// fixed before the first row (trace's).
 	ContainerColumns bool
@@ -66,4 +70,35 @@ func (n *Names) SocketContainer(s *snapshot.Socket) (container.Container, bool) 
 		}
 	}
 	return container.Container{}, false
+}
+
+// NetnsName is what lives in a network namespace (container.NetnsNames).
+func (n *Names) NetnsName(inode uint32) string {
+	if n == nil {
+		return ""
+	}
+	return n.Netns.Name(inode)
+}
+
+// appendNetnsName appends `,"netns_name":"..."` when something names the
+// namespace.
+func appendNetnsName(b []byte, names *Names, netns uint32) []byte {
+	name := names.NetnsName(netns)
+	if name == "" {
+		return b
+	}
+	b = append(b, `,"netns_name":`...)
+	return appendJSONString(b, name)
+}
+
+// appendNetnsCell appends a table's namespace cell: its inode, and what
+// lives in it in brackets, without a space (one cell, one word).
+func appendNetnsCell(b []byte, names *Names, netns uint32) []byte {
+	b = strconv.AppendUint(b, uint64(netns), 10)
+	if name := names.NetnsName(netns); name != "" {
+		b = append(b, '(')
+		b = appendTerm(b, name)
+		b = append(b, ')')
+	}
+	return b
 }

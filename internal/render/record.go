@@ -28,6 +28,7 @@ func AppendRecord(b []byte, c *live.Conn, names *Names) []byte {
 	b = strconv.AppendUint(b, c.ID, 10)
 	b = append(b, ',')
 	b = appendFlow(b, c.Netns, c.Family, c.Local, c.Remote, zoneOf(names, c.Netns, c.Ifindex, c.Local, c.Remote))
+	b = appendNetnsName(b, names, c.Netns)
 	b = append(b, `,"role":`...)
 	b = appendRole(b, c)
 	b = appendOwner(b, c)

@@ -72,7 +72,7 @@ func WriteSockets(w io.Writer, socks []snapshot.Socket, opts TableOptions, names
 			cell()
 		}
 		if opts.Netns {
-			buf = strconv.AppendUint(buf, uint64(s.Netns), 10)
+			buf = appendNetnsCell(buf, names, s.Netns)
 			cell()
 		}
 		if opts.Info {

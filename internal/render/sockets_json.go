@@ -17,8 +17,11 @@ type SocketJSON struct {
 	Family string `json:"family"`
 	State  string `json:"state"`
 	Netns  uint32 `json:"netns"`
-	RecvQ  uint32 `json:"recv_q"`
-	SendQ  uint32 `json:"send_q"`
+	// NetnsName is what lives in the namespace: its pod or container, or
+	// its /run/netns name; absent when nothing names it.
+	NetnsName string `json:"netns_name,omitempty"`
+	RecvQ     uint32 `json:"recv_q"`
+	SendQ     uint32 `json:"send_q"`
 	// Local and Remote are "addr:port" ("[::1]:22" for IPv6), as trace and
 	// record write them; the ports are repeated as numbers for filtering.
 	Local      string `json:"local,omitempty"`
@@ -102,15 +105,16 @@ var timerNames = map[snapshot.TimerKind]string{
 // ToJSON converts s. withProcesses says whether owners were looked up.
 func SocketToJSON(s *snapshot.Socket, withProcesses bool, names *Names) SocketJSON {
 	j := SocketJSON{
-		Netid:  Netid(s),
-		Family: FamilyName(s.Family),
-		State:  s.State.KernelName(),
-		Netns:  s.Netns,
-		RecvQ:  s.RecvQ,
-		SendQ:  s.SendQ,
-		UID:    s.UID,
-		Inode:  s.Inode,
-		Cookie: s.Cookie,
+		Netid:     Netid(s),
+		Family:    FamilyName(s.Family),
+		State:     s.State.KernelName(),
+		Netns:     s.Netns,
+		NetnsName: names.NetnsName(s.Netns),
+		RecvQ:     s.RecvQ,
+		SendQ:     s.SendQ,
+		UID:       s.UID,
+		Inode:     s.Inode,
+		Cookie:    s.Cookie,
 
 		CgroupID:  s.CgroupID,
 		Interface: names.In(s.Netns, s.Interface),

@@ -37,6 +37,8 @@ type View struct {
 	Height, Width int
 	// Paused marks the frame as the one top stopped on.
 	Paused bool
+	// Names names namespaces (may be nil).
+	Names *Names
 }
 
 // WriteTop draws f as plain text, the same on a terminal and in a pipe.

@@ -62,6 +62,7 @@ type PeerJSON struct {
 
 // ListenerJSON is one listener and its accept queue.
 type ListenerJSON struct {
+	NetnsName     string         `json:"netns_name,omitempty"`
 	Netns         uint32         `json:"netns"`
 	Local         string         `json:"local"`
 	PID           uint32         `json:"pid"`
@@ -107,7 +108,7 @@ func FrameToJSON(f *topview.Frame, v View) FrameJSON {
 		j.Delta[st.KernelName()] = f.Delta[st]
 	}
 	for _, l := range ls {
-		j.Listeners = append(j.Listeners, ListenerJSON{Netns: l.Netns, Local: l.Local.String(), PID: l.PID, Comm: l.Comm,
+		j.Listeners = append(j.Listeners, ListenerJSON{Netns: l.Netns, NetnsName: v.Names.NetnsName(l.Netns), Local: l.Local.String(), PID: l.PID, Comm: l.Comm,
 			Holders: HoldersJSON(l.Holders), Container: ContainerToJSON(l.Container, l.InContainer), QueueLen: l.QueueLen, Backlog: l.Backlog, AcceptsPerSec: l.AcceptsPerSec})
 	}
 	return j

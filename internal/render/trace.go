@@ -124,6 +124,7 @@ func AppendTraceJSON(b []byte, ev *tracer.Event, names *Names) []byte {
 	b = strconv.AppendUint(b, ev.Sock, 16)
 	b = append(b, `",`...)
 	b = appendFlow(b, ev.Netns, ev.Family, ev.Local, ev.Remote, zoneOf(names, ev.Netns, ev.Ifindex, ev.Local, ev.Remote))
+	b = appendNetnsName(b, names, ev.Netns)
 	b = append(b, `,"old":"`...)
 	b = append(b, stateNames[ev.Old]...)
 	b = append(b, `","new":"`...)

@@ -130,8 +130,10 @@ type Workload struct {
 
 // StartWorkload starts a workload named comm in the cgroup dir, born there
 // (clone3's CLONE_INTO_CGROUP), so that every socket it makes is the
-// cgroup's from the start. It exits when the test ends.
-func StartWorkload(tb testing.TB, dir, comm string) *Workload {
+// cgroup's from the start; with ownNetns, in a network namespace of its
+// own, as a pod's processes are (loopback down: it listens, nothing
+// reaches it). It exits when the test ends.
+func StartWorkload(tb testing.TB, dir, comm string, ownNetns bool) *Workload {
 	tb.Helper()
 	cg, err := os.Open(dir)
 	if err != nil {
@@ -142,6 +144,9 @@ func StartWorkload(tb testing.TB, dir, comm string) *Workload {
 	cmd.Env = append(os.Environ(), helperEnv+"=workload", workloadEnv+"="+comm)
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+	if ownNetns {
+		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNET
+	}
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		tb.Fatal(err)
