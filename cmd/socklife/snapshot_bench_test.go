@@ -14,24 +14,6 @@ import (
 	"github.com/socklife/socklife/internal/testutil"
 )
 
-// benchConns is how many loopback connections BenchmarkSnapshotVsSS holds
-// open: 100,000 sockets, a busy proxy's worth. SOCKLIFE_BENCH_CONNS
-// overrides it for a quick look.
-const benchConns = 50000
-
-// benchSockets opens benchConns connections (SOCKLIFE_BENCH_CONNS), held by
-// helper processes, for the snapshot benchmarks.
-func benchSockets(b *testing.B) *testutil.Conns {
-	n := benchConns
-	if s := os.Getenv("SOCKLIFE_BENCH_CONNS"); s != "" {
-		var err error
-		if n, err = strconv.Atoi(s); err != nil {
-			b.Fatalf("bad SOCKLIFE_BENCH_CONNS %q: %v", s, err)
-		}
-	}
-	return testutil.OpenConns(b, n)
-}
-
 // contender is one command line the benchmark times.
 type contender struct {
 	name string
@@ -135,14 +117,13 @@ func BenchmarkSnapshotFilterVsSS(b *testing.B) {
 }
 
 // againstSS returns what the snapshot benchmarks need: ss, socklife built
-// as a user would, and benchSockets' connections for both to list.
+// as a user would, and testutil.OpenBenchConns' connections for both to list.
 func againstSS(b *testing.B) (ss, socklife string, conns *testutil.Conns) {
-	testutil.RequireRoot(b)
 	ss, err := exec.LookPath("ss")
 	if err != nil {
 		b.Fatalf("the benchmark compares with ss (iproute2): %v", err)
 	}
-	return ss, buildSocklife(b), benchSockets(b)
+	return ss, buildSocklife(b), testutil.OpenBenchConns(b)
 }
 
 // timeRounds times every contender once a round, rotating which goes first

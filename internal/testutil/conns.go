@@ -70,6 +70,18 @@ func OpenConns(tb testing.TB, n int) *Conns {
 	return openConns(tb, n, MaxConnsPerHolder)
 }
 
+// BenchConns is how many connections the socket-listing benchmarks hold
+// open: 100,000 sockets, a busy proxy's worth.
+const BenchConns = 50000
+
+// OpenBenchConns opens BenchConns connections for a benchmark, as root;
+// SOCKLIFE_BENCH_CONNS overrides the count for a quick look.
+func OpenBenchConns(b *testing.B) *Conns {
+	b.Helper()
+	RequireRoot(b)
+	return OpenConns(b, EnvInt(b, "SOCKLIFE_BENCH_CONNS", BenchConns))
+}
+
 func openConns(tb testing.TB, n, perHolder int) *Conns {
 	tb.Helper()
 	if n <= 0 {
