@@ -61,10 +61,6 @@ func TestFilters(t *testing.T) {
 	}
 }
 
-func v4conn(t *testing.T) *conn        { return dial(t, "tcp4", "127.0.0.1:0", "127.0.0.1") }
-func v6conn(t *testing.T) *conn        { return dial(t, "tcp6", "[::1]:0", "::1") }
-func dualStackConn(t *testing.T) *conn { return dial(t, "tcp", ":0", "127.0.0.1") }
-
 // With the kernel skipping wake-ups, the reader's timer is what delivers a
 // quiet connection's events: within FlushInterval, plus scheduling. The
 // default 25ms leaves the other half of the 50ms budget to scheduling; a

@@ -180,5 +180,3 @@ func stallWho(s backlog.StallEvent) string {
 	b.WriteByte(')')
 	return b.String()
 }
-
-func msOf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -2,7 +2,6 @@ package render
 
 import (
 	"strconv"
-	"time"
 
 	"github.com/socklife/socklife/tracer"
 )
@@ -77,7 +76,7 @@ func AppendTrace(b []byte, ev *tracer.Event, names *Names) []byte {
 	b = pad(append(b, ev.New.KernelName()...), len(b), 11)
 	start := len(b)
 	if ev.InStateKnown {
-		b = strconv.AppendFloat(b, ms(ev.InState), 'f', 3, 64)
+		b = strconv.AppendFloat(b, msOf(ev.InState), 'f', 3, 64)
 	} else {
 		b = append(b, '-')
 	}
@@ -106,8 +105,6 @@ func pad(b []byte, start, width int) []byte {
 	}
 	return append(b, ' ')
 }
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // AppendTraceJSON appends ev as one JSON object and a newline (NDJSON), with
 // snake_case keys. Unknown values are null: owner when the tracer does not
@@ -141,7 +138,7 @@ func AppendTraceJSON(b []byte, ev *tracer.Event, names *Names) []byte {
 	b = appendTask(b, ev.Current)
 	b = append(b, `,"in_state_ms":`...)
 	if ev.InStateKnown {
-		b = strconv.AppendFloat(b, ms(ev.InState), 'f', -1, 64)
+		b = strconv.AppendFloat(b, msOf(ev.InState), 'f', -1, 64)
 	} else {
 		b = append(b, "null"...)
 	}

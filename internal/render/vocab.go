@@ -19,6 +19,9 @@ import (
 // times sort as strings and every one has nanoseconds.
 const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
 
+// msOf is d in milliseconds, the unit of every duration in the output.
+func msOf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
 // appendTime appends t in timeLayout, quoted.
 func appendTime(b []byte, t time.Time) []byte {
 	b = append(b, '"')

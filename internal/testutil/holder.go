@@ -1,11 +1,16 @@
 package testutil
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strconv"
+	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -144,4 +149,95 @@ func abortOnClose(fd int) error {
 		return fmt.Errorf("setting SO_LINGER: %w", err)
 	}
 	return nil
+}
+
+// helperReadyWithin is how long a helper may take to say it is ready.
+const helperReadyWithin = time.Minute
+
+// helperProc is a helper role of the test binary as the parent sees it: it
+// says "ready PORT" on stdout once set up, and exits when its stdin closes.
+type helperProc struct {
+	name   string // "connection holder", for messages
+	cmd    *exec.Cmd
+	stdin  *os.File // closing it tells the helper to exit
+	stderr bytes.Buffer
+	ready  chan helperReady
+}
+
+// helperReady is the port of a helper's ready line, or why there was none.
+type helperReady struct {
+	port uint16
+	err  error
+}
+
+// startHelper re-executes the test binary as role, with env added to the
+// environment. -test.run matches nothing, so that if the environment were
+// lost the child would run no test rather than all of them again.
+func startHelper(name, role string, env ...string) (*helperProc, error) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), helperEnv+"="+role), env...)
+	stdin, childStdin, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	p := &helperProc{name: name, cmd: cmd, ready: make(chan helperReady, 1)}
+	cmd.Stdin = stdin
+	cmd.Stderr = &p.stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	err = cmd.Start()
+	stdin.Close() // the child has its copy
+	if err != nil {
+		childStdin.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	p.stdin = childStdin
+	go func() {
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		if err != nil {
+			p.ready <- helperReady{err: fmt.Errorf("exited before ready: %w", err)}
+			return
+		}
+		port, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimSpace(line), "ready "), 10, 16)
+		if err != nil {
+			err = fmt.Errorf("unexpected ready line %q", line)
+		}
+		p.ready <- helperReady{uint16(port), err}
+	}()
+	return p, nil
+}
+
+func (p *helperProc) pid() int { return p.cmd.Process.Pid }
+
+// waitReady returns the port the helper's ready line names, or why it has
+// not said it is ready by deadline.
+func (p *helperProc) waitReady(deadline <-chan time.Time) (uint16, error) {
+	select {
+	case r := <-p.ready:
+		if r.err != nil {
+			return 0, fmt.Errorf("%s %d: %w: %s", p.name, p.pid(), r.err, strings.TrimSpace(p.stderr.String()))
+		}
+		return r.port, nil
+	case <-deadline:
+		return 0, fmt.Errorf("%s %d: not ready after %v", p.name, p.pid(), helperReadyWithin)
+	}
+}
+
+// stop closes the helper's stdin, which makes it exit, and waits for it;
+// a helper that does not exit promptly is killed.
+func (p *helperProc) stop() {
+	p.stdin.Close()
+	done := make(chan struct{})
+	go func() {
+		p.cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-done
+	}
 }
