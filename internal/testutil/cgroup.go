@@ -8,10 +8,8 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -124,8 +122,7 @@ const workloadEnv = "SOCKLIFE_TESTUTIL_WORKLOAD"
 type Workload struct {
 	PID  int
 	Port uint16 // its listener's
-	in   io.WriteCloser
-	out  *bufio.Reader
+	p    *helperProc
 }
 
 // StartWorkload starts a workload named comm in the cgroup dir, born there
@@ -140,46 +137,27 @@ func StartWorkload(tb testing.TB, dir, comm string, ownNetns bool) *Workload {
 		tb.Fatal(err)
 	}
 	defer cg.Close()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=workload", workloadEnv+"="+comm)
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+	attr := &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
 	if ownNetns {
-		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNET
+		attr.Cloneflags = syscall.CLONE_NEWNET
 	}
-	in, err := cmd.StdinPipe()
+	p, err := startHelperWith("workload", "workload", attr, workloadEnv+"="+comm)
+	if err != nil {
+		tb.Fatalf("in %s: %v", dir, err)
+	}
+	tb.Cleanup(p.stop)
+	port, err := p.waitReady(time.After(helperReadyWithin))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		tb.Fatalf("starting a workload in %s: %v", dir, err)
-	}
-	w := &Workload{PID: cmd.Process.Pid, in: in, out: bufio.NewReader(stdout)}
-	tb.Cleanup(func() {
-		in.Close()
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	port, err := strconv.ParseUint(strings.TrimPrefix(w.reply(tb), "ready "), 10, 16)
-	if err != nil {
-		tb.Fatalf("workload: %v", err)
-	}
-	w.Port = uint16(port)
-	return w
+	return &Workload{PID: p.pid(), Port: port, p: p}
 }
 
 // Connect has the workload connect to 127.0.0.1:port and keep the
 // connection; it returns the workload's local port once connected.
 func (w *Workload) Connect(tb testing.TB, port uint16) uint16 {
 	tb.Helper()
-	if _, err := fmt.Fprintf(w.in, "connect %d\n", port); err != nil {
-		tb.Fatal(err)
-	}
-	local, err := strconv.ParseUint(strings.TrimPrefix(w.reply(tb), "connected "), 10, 16)
+	local, err := strconv.ParseUint(strings.TrimPrefix(w.ask(tb, "connect "+strconv.Itoa(int(port))), "connected "), 10, 16)
 	if err != nil {
 		tb.Fatalf("workload connect: %v", err)
 	}
@@ -189,28 +167,29 @@ func (w *Workload) Connect(tb testing.TB, port uint16) uint16 {
 // CloseAll has the workload close every connection it made.
 func (w *Workload) CloseAll(tb testing.TB) {
 	tb.Helper()
-	if _, err := fmt.Fprintln(w.in, "close"); err != nil {
-		tb.Fatal(err)
-	}
-	w.reply(tb)
+	w.ask(tb, "close")
 }
 
-// reply reads the workload's next line, a minute at most.
-func (w *Workload) reply(tb testing.TB) string {
+// ask sends the workload a command and returns its answer, waiting a
+// minute at most.
+func (w *Workload) ask(tb testing.TB, command string) string {
 	tb.Helper()
+	if _, err := fmt.Fprintln(w.p.stdin, command); err != nil {
+		tb.Fatal(err)
+	}
 	line := make(chan string, 1)
 	go func() {
-		l, _ := w.out.ReadString('\n')
+		l, _ := w.p.out.ReadString('\n')
 		line <- strings.TrimSpace(l)
 	}()
 	select {
 	case l := <-line:
 		if strings.HasPrefix(l, "error ") || l == "" {
-			tb.Fatalf("workload: %q", l)
+			tb.Fatalf("workload %q: %q", command, l)
 		}
 		return l
-	case <-time.After(time.Minute):
-		tb.Fatal("workload: no answer after a minute")
+	case <-time.After(helperReadyWithin):
+		tb.Fatalf("workload %q: no answer after %v", command, helperReadyWithin)
 	}
 	return ""
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -162,6 +163,9 @@ type helperProc struct {
 	stdin  *os.File // closing it tells the helper to exit
 	stderr bytes.Buffer
 	ready  chan helperReady
+	// out is its stdout, past the ready line once ready has answered:
+	// a helper that answers commands on stdin writes its answers there
+	out *bufio.Reader
 }
 
 // helperReady is the port of a helper's ready line, or why there was none.
@@ -174,8 +178,15 @@ type helperReady struct {
 // environment. -test.run matches nothing, so that if the environment were
 // lost the child would run no test rather than all of them again.
 func startHelper(name, role string, env ...string) (*helperProc, error) {
+	return startHelperWith(name, role, nil, env...)
+}
+
+// startHelperWith is startHelper with the child's SysProcAttr: where it is
+// born (a cgroup, a network namespace).
+func startHelperWith(name, role string, attr *syscall.SysProcAttr, env ...string) (*helperProc, error) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(append(os.Environ(), helperEnv+"="+role), env...)
+	cmd.SysProcAttr = attr
 	stdin, childStdin, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
@@ -194,8 +205,9 @@ func startHelper(name, role string, env ...string) (*helperProc, error) {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	p.stdin = childStdin
+	p.out = bufio.NewReader(stdout)
 	go func() {
-		line, err := bufio.NewReader(stdout).ReadString('\n')
+		line, err := p.out.ReadString('\n')
 		if err != nil {
 			p.ready <- helperReady{err: fmt.Errorf("exited before ready: %w", err)}
 			return
