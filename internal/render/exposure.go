@@ -44,12 +44,7 @@ func WriteExposedTable(w io.Writer, exp []snapshot.Exposure, opts TableOptions, 
 		cols = append(cols, Column{Title: "Netns", Right: true})
 	}
 	containers := anyContainer(len(exp), func(i int) bool { _, ok := names.SocketContainer(exp[i].Socket); return ok })
-	if containers {
-		cols = append(cols, Column{Title: "Container"}, Column{Title: "Pod"})
-	}
-	if opts.Processes {
-		cols = append(cols, Column{Title: "Process"})
-	}
+	cols = ownerColumns(cols, containers, opts.Processes)
 	return WriteTable(w, cols, len(exp), func(i int, buf []byte, ends []int) ([]byte, []int) {
 		e := &exp[i]
 		s := e.Socket
@@ -77,14 +72,7 @@ func WriteExposedTable(w io.Writer, exp []snapshot.Exposure, opts TableOptions, 
 			buf = appendNetnsCell(buf, names, s.Netns)
 			cell()
 		}
-		if containers {
-			c, ok := names.SocketContainer(s)
-			buf = appendContainerCells(buf, &ends, c, ok)
-		}
-		if opts.Processes {
-			buf = AppendUsers(buf, s.Processes)
-			cell()
-		}
+		buf = appendOwnerCells(buf, &ends, s, names, containers, opts.Processes)
 		return buf, ends
 	})
 }
