@@ -85,32 +85,34 @@ func appendJSONStringOrNull(b []byte, s string) []byte {
 // crictl ps do.
 const shortIDLen = 12
 
-// ContainerCell is the CONTAINER column: the container's name, else its
-// short id; "-" for the host.
-func ContainerCell(c container.Container, ok bool) string {
+// appendContainerCell appends the CONTAINER cell: the container's name,
+// else its short id; "-" for the host.
+func appendContainerCell(b []byte, c container.Container, ok bool) []byte {
 	switch {
 	case !ok:
-		return "-"
+		return append(b, '-')
 	case c.Name != "":
-		return c.Name
+		return appendTerm(b, c.Name)
 	case len(c.ID) > shortIDLen:
-		return c.ID[:shortIDLen]
+		return append(b, c.ID[:shortIDLen]...) // hex: nothing to escape
 	case c.ID != "":
-		return c.ID
+		return append(b, c.ID...)
 	}
-	return "-" // a pod's own cgroup: no container of its own
+	return append(b, '-') // a pod's own cgroup: no container of its own
 }
 
-// PodCell is the POD column: namespace/name, else the pod's uid; "-"
-// outside Kubernetes.
-func PodCell(c container.Container, ok bool) string {
+// appendPodCell appends the POD cell: namespace/name, else the pod's uid;
+// "-" outside Kubernetes.
+func appendPodCell(b []byte, c container.Container, ok bool) []byte {
 	switch {
 	case !ok || c.Pod.UID == "":
-		return "-"
+		return append(b, '-')
 	case c.Pod.Name != "":
-		return c.Pod.Namespace + "/" + c.Pod.Name
+		b = appendTerm(b, c.Pod.Namespace)
+		b = append(b, '/')
+		return appendTerm(b, c.Pod.Name)
 	}
-	return c.Pod.UID
+	return appendTerm(b, c.Pod.UID)
 }
 
 // anyContainer says whether any of n rows belongs to a container: tables
@@ -127,9 +129,9 @@ func anyContainer(n int, has func(i int) bool) bool {
 // appendContainerCells appends a row's CONTAINER and POD cells to buf,
 // ending each in ends.
 func appendContainerCells(buf []byte, ends *[]int, c container.Container, ok bool) []byte {
-	buf = appendTerm(buf, ContainerCell(c, ok))
+	buf = appendContainerCell(buf, c, ok)
 	*ends = append(*ends, len(buf))
-	buf = appendTerm(buf, PodCell(c, ok))
+	buf = appendPodCell(buf, c, ok)
 	*ends = append(*ends, len(buf))
 	return buf
 }

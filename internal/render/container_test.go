@@ -58,11 +58,11 @@ func TestContainerCells(t *testing.T) {
 		{container.Container{ID: id, Pod: pod}, true, "4f1d0c6f0c1b", pod.UID},
 		{container.Container{Pod: pod}, true, "-", pod.UID}, // a pod's own cgroup
 	} {
-		if got := ContainerCell(tc.c, tc.ok); got != tc.wantCtr {
-			t.Errorf("ContainerCell(%+v) = %q, want %q", tc.c, got, tc.wantCtr)
+		if got := string(appendContainerCell(nil, tc.c, tc.ok)); got != tc.wantCtr {
+			t.Errorf("container cell of %+v = %q, want %q", tc.c, got, tc.wantCtr)
 		}
-		if got := PodCell(tc.c, tc.ok); got != tc.wantPod {
-			t.Errorf("PodCell(%+v) = %q, want %q", tc.c, got, tc.wantPod)
+		if got := string(appendPodCell(nil, tc.c, tc.ok)); got != tc.wantPod {
+			t.Errorf("pod cell of %+v = %q, want %q", tc.c, got, tc.wantPod)
 		}
 	}
 }

@@ -22,6 +22,15 @@ type Names struct {
 	ContainerColumns bool
 
 	procs map[int32]procContainer // by pid, for one snapshot's holders
+	// containerJSON holds each container's JSON object, by cgroup path:
+	// trace and record write the same few hundred bytes for every event
+	// of a container, escaped once
+	containerJSON map[string]cachedJSON
+}
+
+type cachedJSON struct {
+	c    container.Container // what json says: names may come later
+	json []byte
 }
 
 type procContainer struct {
@@ -102,3 +111,25 @@ func appendNetnsCell(b []byte, names *Names, netns uint32) []byte {
 	}
 	return b
 }
+
+// appendContainer appends the `,"container":{...}` of a socket (nothing
+// for the host's), from the cache when the container is unchanged.
+func (n *Names) appendContainer(b []byte, sockCgroup, ownerCgroup uint64) []byte {
+	c, ok := n.Container(sockCgroup, ownerCgroup)
+	if !ok {
+		return b
+	}
+	if cached, hit := n.containerJSON[c.Cgroup]; hit && cached.c == c {
+		return append(b, cached.json...)
+	}
+	if n.containerJSON == nil || len(n.containerJSON) >= maxCachedContainers {
+		n.containerJSON = make(map[string]cachedJSON)
+	}
+	json := appendContainerJSON(nil, c, true)
+	n.containerJSON[c.Cgroup] = cachedJSON{c, json}
+	return append(b, json...)
+}
+
+// maxCachedContainers bounds Names' JSON cache: a node runs a few hundred
+// containers; more than this over a run starts the cache again.
+const maxCachedContainers = 4096

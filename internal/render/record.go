@@ -75,8 +75,7 @@ func AppendRecord(b []byte, c *live.Conn, names *Names) []byte {
 	if !c.Closed {
 		b = append(b, `,"open":true`...)
 	}
-	ct, ok := names.Container(c.SockCgroupID, c.OwnerCgroup())
-	b = appendContainerJSON(b, ct, ok)
+	b = names.appendContainer(b, c.SockCgroupID, c.OwnerCgroup())
 	return append(b, "}\n"...)
 }
 

@@ -83,8 +83,9 @@ func AppendTrace(b []byte, ev *tracer.Event, names *Names) []byte {
 	if names != nil && names.ContainerColumns {
 		c, ok := names.Container(ev.SockCgroupID, OwnerCgroup(ev))
 		b = pad(b, start, msWidth)
-		b = pad(appendTerm(b, ContainerCell(c, ok)), len(b), shortIDLen)
-		b = appendTerm(b, PodCell(c, ok))
+		start = len(b)
+		b = pad(appendContainerCell(b, c, ok), start, shortIDLen)
+		b = appendPodCell(b, c, ok)
 	}
 	return append(b, '\n')
 }
@@ -166,8 +167,7 @@ func AppendTraceJSON(b []byte, ev *tracer.Event, names *Names) []byte {
 	} else {
 		b = append(b, "null"...)
 	}
-	c, ok := names.Container(ev.SockCgroupID, OwnerCgroup(ev))
-	b = appendContainerJSON(b, c, ok)
+	b = names.appendContainer(b, ev.SockCgroupID, OwnerCgroup(ev))
 	return append(b, "}\n"...)
 }
 
