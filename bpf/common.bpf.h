@@ -29,6 +29,9 @@ volatile const __u16 filter_sports[MAX_FILTER_PORTS]; /* local port */
 volatile const __u16 filter_dports[MAX_FILTER_PORTS]; /* remote port */
 volatile const __u8 filter_family;  /* AF_INET (v4-mapped counts as IPv4) or AF_INET6 */
 volatile const __u32 filter_states; /* 1 << state, matches the old or the new state */
+/* keep only sockets of the cgroups in filter_cgroups: created in one, or
+ * owned by a process in one (--container, --pod) */
+volatile const __u8 filter_by_cgroup;
 /* Wake the reader once this much is pending; below it the reader polls on a timer. */
 volatile const __u64 wakeup_bytes = 256 * 1024;
 
@@ -312,7 +315,32 @@ static __always_inline bool port_in(const volatile __u16 *set, __u16 port)
 	return false;
 }
 
-static __always_inline bool wanted(const struct sock_info *si, __u32 netns,
+/*
+ * The cgroups --container and --pod keep (each container's cgroup and those
+ * below it); user space adds a container's as it appears.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);  /* cgroup id */
+	__type(value, __u8); /* unused */
+} filter_cgroups SEC(".maps");
+
+/* Whether sk (si's) passes filter_by_cgroup: the cgroup it was created in,
+ * or its owner's. */
+static __always_inline bool cgroup_wanted(const struct sock_info *si, const struct sock *sk)
+{
+	__u64 cg = si->sock_cgroup;
+
+	if (!cg)
+		cg = sock_cgroup_id(sk);
+	if (cg && bpf_map_lookup_elem(&filter_cgroups, &cg))
+		return true;
+	cg = si->owner.cgroup_id;
+	return si->owner_flag && cg && bpf_map_lookup_elem(&filter_cgroups, &cg);
+}
+
+static __always_inline bool wanted(const struct sock_info *si, const struct sock *sk, __u32 netns,
 				   const struct tuple *tu, int old, int new)
 {
 	if (filter_pid && !(si->owner_flag && si->owner.tgid == filter_pid) &&
@@ -335,6 +363,8 @@ static __always_inline bool wanted(const struct sock_info *si, __u32 netns,
 		if (v4 != (filter_family == AF_INET))
 			return false;
 	}
+	if (filter_by_cgroup && !cgroup_wanted(si, sk))
+		return false;
 	return true;
 }
 

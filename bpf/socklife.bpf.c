@@ -164,7 +164,7 @@ static __always_inline int on_state(const struct sock *sk, int old, int new,
 	if (old != new)
 		si->state_ts = now;
 
-	if (wanted(si, netns, tu, old, new)) {
+	if (wanted(si, sk, netns, tu, old, new)) {
 		struct event *e = reserve_event();
 
 		if (e) {

@@ -50,6 +50,11 @@ type Options struct {
 	IPv4Only, IPv6Only bool
 	// States keeps transitions whose old or new state is in the mask.
 	States tcpstate.Mask
+	// ByCgroup keeps only sockets created in one of Cgroups (cgroup v2
+	// ids) or owned by a process in one: containers' (--container,
+	// --pod). AddCgroups adds a container's cgroups as it appears.
+	ByCgroup bool
+	Cgroups  []uint64
 	// DisableHooks turns mechanisms off (HookNames) to force a lower rung.
 	DisableHooks []string
 	// Backlog turns on accept-queue accounting: enqueue events carry the
@@ -203,6 +208,7 @@ func configure(specs *socklifeSpecs, opts Options) error {
 		{specs.FilterDports, portSet(opts.DPorts)},
 		{specs.FilterFamily, family},
 		{specs.FilterStates, uint32(opts.States)},
+		{specs.FilterByCgroup, boolByte(opts.ByCgroup)},
 		{specs.WantQueue, boolByte(opts.Backlog)},
 		// Wake the reader early enough that a burst cannot fill the ring
 		// between two timer drains.
@@ -240,6 +246,10 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, opts Options) error {
 	shared := maps.Clone(t.data.Maps)
 	if err := t.data.Assign(&t.maps); err != nil {
 		return fmt.Errorf("creating BPF maps: %w", err)
+	}
+	// before any program runs: an event of these cgroups is never lost
+	if err := t.AddCgroups(opts.Cgroups...); err != nil {
+		return err
 	}
 	// Before any attach: cilium/ebpf caches where tracefs is.
 	mounted, tracefsErr := ensureTracefs()
@@ -325,4 +335,15 @@ func (t *Tracer) Close() error {
 		t.data.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// AddCgroups adds cgroup v2 ids to those Options.ByCgroup keeps.
+func (t *Tracer) AddCgroups(ids ...uint64) error {
+	var one uint8 = 1
+	for _, id := range ids {
+		if err := t.maps.FilterCgroups.Update(id, one, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("adding cgroup %d to the filter: %w", id, err)
+		}
+	}
+	return nil
 }

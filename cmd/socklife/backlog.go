@@ -113,11 +113,15 @@ func runBacklog(cmd *cobra.Command, f backlogFlags) error {
 	opts, _ := flt.Split(false)
 	opts.Backlog, opts.DisableHooks = true, f.disableHooks
 	opts.Logger = stderrLogger(cmd.ErrOrStderr(), f.debug)
+	follow := kernelCgroups(&opts, flt)
 	tr, err := tracer.New(opts)
 	if err != nil {
 		return err
 	}
 	defer tr.Close()
+	followCtx, stopFollow := context.WithCancel(cmd.Context())
+	defer stopFollow()
+	go follow(followCtx, tr.AddCgroups)
 	if !acceptAttached(tr) {
 		return fmt.Errorf("no hook for accept() on this kernel: accept waits and stalls cannot be measured")
 	}

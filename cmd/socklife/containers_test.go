@@ -502,3 +502,30 @@ func infoCgroup(t *testing.T) cgroupInfo {
 	}
 	return info.Cgroup
 }
+
+// --container by id is applied in the kernel, to the containers there are
+// now and to those that start later: trace started before the container
+// sees its connections once it runs.
+func TestTraceFollowsNewContainer(t *testing.T) {
+	testutil.RequireRoot(t)
+	c := &fakeContainer{name: "containerd, started after trace", runtime: "containerd", id: randomHex(t, 64)}
+	u := randomHex(t, 32)
+	c.podUID = u[:8] + "-" + u[8:12] + "-" + u[12:16] + "-" + u[16:20] + "-" + u[20:]
+	c.cgroup = fmt.Sprintf("/socklife-test-%d-%s/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod%s.slice/cri-containerd-%s.scope",
+		os.Getpid(), randomHex(t, 8), strings.ReplaceAll(c.podUID, "-", "_"), c.id)
+	tr := startSocklife(t, nil, "trace", "-o", "json", "--container", c.id[:12])
+	dir, _ := testutil.Cgroup(t, c.cgroup)
+	c.work = testutil.StartWorkload(t, dir, "late-ctr", false)
+	port := strconv.Itoa(int(c.work.Port))
+	testutil.WaitFor(t, 30*time.Second, "events of the new container's connections", func() bool {
+		conn, err := net.Dial("tcp4", "127.0.0.1:"+port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+		return strings.Contains(tr.stdout.String(), `"local":"127.0.0.1:`+port+`"`)
+	})
+	for _, ev := range jsonLines[traceEvent](t, strings.Join(tr.stop(t), "\n")) {
+		checkContainer(t, "trace "+ev.Old+"->"+ev.New+" "+ev.Local, ev.Container, c)
+	}
+}

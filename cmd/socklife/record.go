@@ -172,6 +172,7 @@ func runRecord(cmd *cobra.Command, f recordFlags) error {
 		ctx, cancel = context.WithTimeout(ctx, f.duration)
 		defer cancel()
 	}
+	follow := kernelCgroups(&s.live.Tracer, s.rest)
 	tk, err := live.Start(ctx, s.live)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -183,6 +184,7 @@ func runRecord(cmd *cobra.Command, f recordFlags) error {
 		tk.Close()
 		return err
 	}
+	go follow(ctx, tk.AddCgroups)
 	// The tracker stops by itself when ctx ends, once it has applied what
 	// the ring held then; or earlier if writing fails.
 	<-tk.Done()

@@ -77,6 +77,7 @@ func watch(ctx context.Context, stderr io.Writer, cfg watchConfig, frame func(*t
 	// to who holds it now (fds passed on, forks), which /proc names.
 	topts, _ := cfg.flt.Split(false)
 	topts.DisableHooks = cfg.disableHooks
+	follow := kernelCgroups(&topts, cfg.flt)
 	tk, err := live.Start(ctx, live.Options{Tracer: topts, Keep: cfg.flt.Unowned().Socket, Logger: log})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -88,6 +89,9 @@ func watch(ctx context.Context, stderr io.Writer, cfg watchConfig, frame func(*t
 	if err := writeReadyFile(cfg.readyFile); err != nil {
 		return err
 	}
+	followCtx, stopFollow := context.WithCancel(ctx)
+	defer stopFollow()
+	go follow(followCtx, tk.AddCgroups)
 	var hooks []string
 	for _, h := range tk.Hooks() {
 		name := "off"

@@ -90,6 +90,7 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 		return err
 	}
 	opts.Logger = stderrLogger(cmd.ErrOrStderr(), f.debug)
+	follow := kernelCgroups(&opts, rest)
 	tr, err := tracer.New(opts)
 	if err != nil {
 		return err
@@ -97,6 +98,7 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 	defer tr.Close()
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
+	go follow(ctx, tr.AddCgroups)
 	if f.duration > 0 {
 		ctx, cancel = context.WithTimeout(ctx, f.duration)
 		defer cancel()

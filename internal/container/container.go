@@ -143,3 +143,12 @@ func (a *Attributor) OfProcess(pid int) (Container, bool) {
 	}
 	return Container{}, false
 }
+
+// Matching returns the cgroup ids of the containers keep accepts (see
+// Resolver.Matching); none for a nil Attributor.
+func (a *Attributor) Matching(keep func(p Path) bool) []uint64 {
+	if a == nil {
+		return nil
+	}
+	return a.res.Matching(keep)
+}

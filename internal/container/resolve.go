@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -131,4 +132,24 @@ func (r *Resolver) Containers(limit int) int {
 		return nil
 	})
 	return len(ids)
+}
+
+// Matching returns the ids of the cgroups whose path keep accepts, with
+// what the path says: a container's cgroup, those below it, a pod's own.
+func (r *Resolver) Matching(keep func(p Path) bool) []uint64 {
+	var ids []uint64
+	filepath.WalkDir(r.h.Mount, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		if p, ok := ParsePath(strings.TrimPrefix(path, r.h.Mount)); ok && keep(p) {
+			if info, err := d.Info(); err == nil {
+				if st, ok := info.Sys().(*syscall.Stat_t); ok {
+					ids = append(ids, st.Ino)
+				}
+			}
+		}
+		return nil
+	})
+	return ids
 }

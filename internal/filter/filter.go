@@ -230,3 +230,62 @@ func (f *Filter) Container(c container.Container, ok bool) bool {
 		return c.Pod.Name == want || c.Pod.UID == want
 	})
 }
+
+// KernelContainers reports whether --container and --pod say only what a
+// cgroup path says (container ids or their prefixes, pod uids), so that
+// the kernel can keep their cgroups; a name needs the runtime's answer,
+// and leaves the test to user space (Container).
+func (f *Filter) KernelContainers() bool {
+	if !f.Contained() {
+		return false
+	}
+	for _, c := range f.Containers {
+		if !isHex(c) {
+			return false
+		}
+	}
+	for _, p := range f.Pods {
+		if !isUID(p) {
+			return false
+		}
+	}
+	return true
+}
+
+// PathMatches is Container for what a cgroup path says alone (see
+// KernelContainers).
+func (f *Filter) PathMatches(p container.Path) bool {
+	return f.Container(container.Container{ID: p.ID, Pod: container.Pod{UID: p.PodUID}}, true)
+}
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// isUID says whether s is a pod uid: a UUID, or a static pod's 32 hex digits.
+func isUID(s string) bool {
+	if len(s) == 32 {
+		return isHex(s)
+	}
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch i {
+		case 8, 13, 18, 23:
+			if s[i] != '-' {
+				return false
+			}
+		default:
+			if !isHex(s[i : i+1]) {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -297,6 +297,9 @@ func (tk *Tracker) Stats() Stats {
 // Hooks says which hook each feature uses.
 func (tk *Tracker) Hooks() []tracer.HookStatus { return tk.tr.Hooks() }
 
+// AddCgroups adds to the cgroups the tracer keeps (tracer.Options.ByCgroup).
+func (tk *Tracker) AddCgroups(ids ...uint64) error { return tk.tr.AddCgroups(ids...) }
+
 // Done is closed when the tracker stops by itself or is closed.
 func (tk *Tracker) Done() <-chan struct{} { return tk.done }
 
