@@ -31,7 +31,32 @@ func TestBadInput(t *testing.T) {
 		{[]string{"record", "-4", "-6"}, []string{"-4 and -6 exclude each other"}},
 		{[]string{"record", "--port", "0"}, []string{"--port 0 matches nothing"}},
 		{[]string{"record", "--state", "bogus"}, []string{`unknown state "bogus"`}},
-		{[]string{"record", "-o", ""}, []string{`-o: want a file name or "-"`}},
+		{[]string{"record", "-o", ""}, []string{`"-o, --output" flag: empty`}},
+		// empty values, which once meant no filter or no rotation, and
+		// floats that are not numbers
+		{[]string{"closewait", "--growth", "NaN"}, []string{`"NaN" for "--growth" flag: not a finite number`}},
+		{[]string{"closewait", "--growth", "Inf"}, []string{"not a finite number"}},
+		{[]string{"closewait", "--growth", "-Inf", "--threshold", "3"}, []string{"not a finite number"}},
+		{[]string{"trace", "--port", ""}, []string{`"--port" flag: empty: give a value, or leave the flag out`}},
+		{[]string{"top", "--pid", ""}, []string{`"--pid" flag: empty`}},
+		{[]string{"record", "-o", "/dev/null", "--max-size", ""}, []string{`"--max-size" flag: empty`}},
+		{[]string{"snapshot", "--netns", " "}, []string{`"--netns" flag: empty`}},
+		{[]string{"snapshot", "--src", ""}, []string{`"--src" flag: empty`}},
+		{[]string{"closewait", "--threshold", "3", "--dst", ""}, []string{`"--dst" flag: empty`}},
+		{[]string{"backlog", "--sport", ""}, []string{`"--sport" flag: empty`}},
+		{[]string{"trace", "--dport", ""}, []string{`"--dport" flag: empty`}},
+		{[]string{"record", "--comm", ""}, []string{`"--comm" flag: empty`}},
+		{[]string{"trace", "--state", ""}, []string{`"--state" flag: empty`}},
+		{[]string{"trace", "--disable-hook", ""}, []string{`"--disable-hook" flag: empty`}},
+		{[]string{"trace", "--ready-file", ""}, []string{`"--ready-file" flag: empty`}},
+		{[]string{"info", "-o", ""}, []string{`"-o, --output" flag: empty`}},
+		// contradictions, once settled silently for one side
+		{[]string{"snapshot", "--state", "time-wait", "-l"}, []string{"--state and -l both choose the states: give one"}},
+		{[]string{"snapshot", "--state", "established", "-a"}, []string{"--state and -a both choose the states"}},
+		// --comm as the kernel keeps it (15 bytes), in every command
+		{[]string{"trace", "--comm", "systemd-resolved"}, []string{"cannot match: the kernel keeps 15 bytes"}},
+		{[]string{"top", "--comm", "nginx|systemd-resolved"}, []string{`"systemd-resolved" cannot match: the kernel keeps 15 bytes`}},
+		{[]string{"snapshot", "--comm", "nginx|systemd-resolved"}, []string{`"systemd-resolved" cannot match`}},
 		{[]string{"record", "extra"}, []string{"bad filter", `"extra"`}}, // arguments are an ss filter
 		{[]string{"backlog", "-o", "xml"}, []string{`unknown output format "xml" (valid: table, json)`}},
 		{[]string{"backlog", "--interval", "0"}, []string{"--interval 0s is below 10ms"}},

@@ -8,11 +8,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/socklife/socklife/tracer"
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 )
@@ -30,6 +33,35 @@ func (h *tracerFlags) register(fl *pflag.FlagSet) {
 	fl.BoolVar(&h.debug, "debug", false, "log which hook each feature uses and why others failed")
 	fl.StringVar(&h.readyFile, "ready-file", "", "write this file once attached (for tests)")
 	fl.MarkHidden("ready-file")
+}
+
+// checkedValue refuses what no flag means: an empty value, which a list
+// flag would take as no filter and --max-size as no rotation (the user
+// typed something and got nothing), and a float that is not a number
+// (--growth NaN never alerts, and JSON cannot write it).
+type checkedValue struct{ pflag.Value }
+
+func (v checkedValue) Set(s string) error {
+	if strings.TrimSpace(s) == "" {
+		return errEmptyValue
+	}
+	if t := v.Type(); t == "float64" || t == "float32" {
+		if f, err := strconv.ParseFloat(strings.TrimSpace(s), 64); err == nil && (math.IsNaN(f) || math.IsInf(f, 0)) {
+			return errors.New("not a finite number")
+		}
+	}
+	return v.Value.Set(s)
+}
+
+var errEmptyValue = errors.New("empty: give a value, or leave the flag out")
+
+// checkValues puts checkedValue around every flag of c that takes a value.
+func checkValues(c *cobra.Command) {
+	c.Flags().VisitAll(func(f *pflag.Flag) {
+		if f.Value.Type() != "bool" {
+			f.Value = checkedValue{f.Value}
+		}
+	})
 }
 
 // check is --disable-hook's check.
