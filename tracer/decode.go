@@ -48,6 +48,10 @@ func decode(raw []byte, w *socklifeEvent, c clock, comms *commCache, ev *Event) 
 	default:
 		return fmt.Errorf("unknown event kind %d", w.Kind)
 	}
+	// Above, states index tables sized by the states the kernel has.
+	if old, new := tcpstate.State(w.Oldstate), tcpstate.State(w.Newstate); !old.Known() || !new.Known() {
+		return fmt.Errorf("unknown TCP state in %d -> %d", w.Oldstate, w.Newstate)
+	}
 	*ev = Event{
 		Kind:          kind,
 		Hook:          Hook(w.Hook),

@@ -12,6 +12,12 @@ import (
 // Apply updates the table with one tracer event. It returns what onClose
 // returned if the event closed a socket.
 func (t *Table) Apply(ev *tracer.Event) error {
+	if !ev.Old.Known() || !ev.New.Known() {
+		// The tracer decodes none of these; an event built elsewhere
+		// (a replay, a test) must not index the state counts with it.
+		t.unknownStates++
+		return nil
+	}
 	if ev.Kind == tracer.Accept {
 		slot := t.bySock[ev.Sock]
 		if slot == 0 && ev.New == tcpstate.Close {

@@ -63,6 +63,9 @@ type Table struct {
 
 	counts   [tcpstate.Max]int
 	timeWait int
+	// unknownStates counts events refused for a state the kernel has
+	// not got (Apply).
+	unknownStates uint64
 	nextID   uint64
 	// snapshotAt is when the last snapshot ended (Unix ns).
 	snapshotAt int64
@@ -100,6 +103,10 @@ func NewTable(onClose func(*Conn) error) *Table {
 		onClose:       onClose,
 	}
 }
+
+// UnknownStates is how many events Apply refused for a state no kernel
+// has.
+func (t *Table) UnknownStates() uint64 { return t.unknownStates }
 
 // Len is how many sockets the table tracks (TIME_WAIT ones are only counted).
 func (t *Table) Len() int { return t.live }
