@@ -146,7 +146,7 @@ func Dump(ctx context.Context, opts Options) (*Result, error) {
 	var warnings []string
 	switch {
 	case opts.AllNetns:
-		if namespaces, err = listNamespaces(); err != nil {
+		if namespaces, err = listNamespacesNoting(&warnings); err != nil {
 			return nil, err
 		}
 	case len(opts.Netns) > 0:
@@ -299,7 +299,7 @@ func gather(jobs []*job, namespaces []namespace) (*Result, error) {
 		case j.gone:
 			if !warned[j.ns.inode] {
 				warned[j.ns.inode] = true
-				res.Warnings = append(res.Warnings, j.err.Error()+"; skipped")
+				note(fmt.Sprintf("gone %d", j.ns.inode), j.err.Error()+"; skipped", &res.Warnings)
 			}
 			continue
 		case j.err != nil:

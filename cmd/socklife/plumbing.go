@@ -4,16 +4,20 @@ package main
 // warnings on stderr, and a broken pipe taken as the reader being done.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
+	"github.com/socklife/socklife/snapshot"
 	"github.com/socklife/socklife/tracer"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -104,23 +108,58 @@ func writeReadyFile(path string) error {
 	return nil
 }
 
-// stderrLogger prints warnings as single lines without timestamps; with
-// --debug it also says which hooks were tried.
+// stderrLogger is a long-running command's voice on stderr: warnings (and,
+// with --debug, which hooks were tried) as the rest of socklife speaks,
+// one line each, "socklife: ...". It becomes slog's default, for any part
+// given no logger, and hears snapshot's notes of namespaces skipped.
 func stderrLogger(w io.Writer, debug bool) *slog.Logger {
 	level := slog.LevelWarn
 	if debug {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{
-		Level: level,
-		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
-			if len(groups) == 0 && a.Key == slog.TimeKey {
-				return slog.Attr{}
-			}
-			return a
-		},
-	}))
+	log := slog.New(&lineHandler{w: w, level: level, mu: new(sync.Mutex)})
+	slog.SetDefault(log)
+	snapshot.SetNotes(func(msg string) { log.Warn(msg) })
+	return log
 }
+
+// lineHandler writes "socklife: msg key=value ..." lines.
+type lineHandler struct {
+	w     io.Writer
+	level slog.Level
+	attrs []slog.Attr
+	mu    *sync.Mutex // shared with the handlers WithAttrs makes: one writer
+}
+
+func (h *lineHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level }
+
+func (h *lineHandler) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString("socklife: ")
+	b.WriteString(r.Message)
+	add := func(a slog.Attr) bool {
+		fmt.Fprintf(&b, " %s=%s", a.Key, strconv.Quote(a.Value.String()))
+		return true
+	}
+	for _, a := range h.attrs {
+		add(a)
+	}
+	r.Attrs(add)
+	b.WriteByte('\n')
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, err := io.WriteString(h.w, b.String())
+	return err
+}
+
+func (h *lineHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	c := *h
+	c.attrs = append(slices.Clip(h.attrs), as...)
+	return &c
+}
+
+// WithGroup: socklife logs no groups; their attributes print unqualified.
+func (h *lineHandler) WithGroup(string) slog.Handler { return h }
 
 func isBrokenPipe(err error) bool {
 	return errors.Is(err, syscall.EPIPE)

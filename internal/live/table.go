@@ -66,7 +66,7 @@ type Table struct {
 	// unknownStates counts events refused for a state the kernel has
 	// not got (Apply).
 	unknownStates uint64
-	nextID   uint64
+	nextID        uint64
 	// snapshotAt is when the last snapshot ended (Unix ns).
 	snapshotAt int64
 
