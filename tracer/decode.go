@@ -141,9 +141,11 @@ func (c *commCache) name(raw [16]uint8) string {
 	if len(*c) >= commCacheMax {
 		*c = make(commCache)
 	}
+	// The kernel keeps 15 bytes and a NUL; a record without the NUL is
+	// read as the kernel would have kept it.
 	n := bytes.IndexByte(raw[:], 0)
-	if n < 0 {
-		n = len(raw)
+	if n < 0 || n > len(raw)-1 {
+		n = len(raw) - 1
 	}
 	s := string(raw[:n])
 	(*c)[raw] = s

@@ -63,8 +63,8 @@ type Table struct {
 
 	counts   [tcpstate.Max]int
 	timeWait int
-	// unknownStates counts events refused for a state the kernel has
-	// not got (Apply).
+	// unknownStates counts events refused for a state no full socket
+	// passes through (Apply).
 	unknownStates uint64
 	nextID        uint64
 	// snapshotAt is when the last snapshot ended (Unix ns).
@@ -105,7 +105,7 @@ func NewTable(onClose func(*Conn) error) *Table {
 }
 
 // UnknownStates is how many events Apply refused for a state no kernel
-// has.
+// has, or one no full socket moves from or to (TIME_WAIT, NEW_SYN_RECV).
 func (t *Table) UnknownStates() uint64 { return t.unknownStates }
 
 // Len is how many sockets the table tracks (TIME_WAIT ones are only counted).
