@@ -1,7 +1,6 @@
 package tracer
 
 import (
-	"path/filepath"
 	"testing"
 
 	"github.com/socklife/socklife/internal/testutil"
@@ -13,12 +12,8 @@ import (
 // state past the kernel's once panicked downstream, in the live table.
 // Seeded with every captured record.
 func FuzzDecode(f *testing.F) {
-	files, err := filepath.Glob("testdata/*.hex")
-	if err != nil || len(files) == 0 {
-		f.Fatalf("no captures: %v", err)
-	}
-	for _, name := range files {
-		for _, raw := range testutil.ReadHexLines(f, name) {
+	for _, recs := range testutil.Captures(f, "testdata") {
+		for _, raw := range recs {
 			f.Add(raw)
 		}
 	}

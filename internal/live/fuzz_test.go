@@ -2,7 +2,6 @@ package live
 
 import (
 	"bytes"
-	"path/filepath"
 	"testing"
 
 	"github.com/socklife/socklife/internal/testutil"
@@ -13,13 +12,8 @@ import (
 // applied in any order, the table neither panics nor loses count of what
 // it holds. Seeded with the captured connections, whole.
 func FuzzApply(f *testing.F) {
-	files, err := filepath.Glob("../../tracer/testdata/*.hex")
-	if err != nil || len(files) == 0 {
-		f.Fatalf("no captures: %v", err)
-	}
 	size := 0
-	for _, name := range files {
-		recs := testutil.ReadHexLines(f, name)
+	for _, recs := range testutil.Captures(f, "../../tracer/testdata") {
 		size = len(recs[0])
 		f.Add(bytes.Join(recs, nil))
 	}
