@@ -51,6 +51,9 @@ func TestBadInput(t *testing.T) {
 		{[]string{"trace", "--ready-file", ""}, []string{`"--ready-file" flag: empty`}},
 		{[]string{"info", "-o", ""}, []string{`"-o, --output" flag: empty`}},
 		// contradictions, once settled silently for one side
+		{[]string{"record", "-o", "/dev/null", "--max-files", "3"}, []string{"--max-files keeps rotated files: give --max-size too"}},
+		{[]string{"record", "--max-size", "1M"}, []string{"stdout cannot rotate: give -o FILE"}},
+		{[]string{"record", "-o", "-", "--max-size", "1M", "--max-files", "2"}, []string{"stdout cannot rotate"}},
 		{[]string{"snapshot", "--state", "time-wait", "-l"}, []string{"--state and -l both choose the states: give one"}},
 		{[]string{"snapshot", "--state", "established", "-a"}, []string{"--state and -a both choose the states"}},
 		// --comm as the kernel keeps it (15 bytes), in every command
