@@ -237,6 +237,10 @@ func runSnapshot(cmd *cobra.Command, f *snapshotFlags) error {
 	if err != nil {
 		return err
 	}
+	// Notes of namespaces skipped come back in res.Warnings, printed after
+	// the table (a long-running command's logger, if one ran in this
+	// process, hears them no more).
+	snapshot.SetNotes(nil)
 	res, err := snapshot.Dump(cmd.Context(), plan.dump)
 	if err != nil {
 		return fmt.Errorf("dumping sockets: %w", err)
