@@ -122,8 +122,8 @@ func runBacklog(cmd *cobra.Command, f backlogFlags) error {
 	followCtx, stopFollow := context.WithCancel(cmd.Context())
 	defer stopFollow()
 	go follow(followCtx, tr.AddCgroups)
-	if !acceptAttached(tr) {
-		return fmt.Errorf("no hook for accept() on this kernel: accept waits and stalls cannot be measured")
+	if st := acceptHook(tr); !st.Attached() {
+		return fmt.Errorf("no hook for accept() attached (%s): accept waits and stalls cannot be measured", st.Why())
 	}
 	if err := writeReadyFile(f.readyFile); err != nil {
 		return err
@@ -191,11 +191,12 @@ func (t *backlogTally) add(r *backlog.Report) {
 
 func (f backlogFlags) forDurSet() bool { return f.forDur > 0 }
 
-func acceptAttached(tr *tracer.Tracer) bool {
+// acceptHook is the accept feature's hook, or why there is none.
+func acceptHook(tr *tracer.Tracer) tracer.HookStatus {
 	for _, h := range tr.Hooks() {
 		if h.Feature == tracer.FeatureAccept {
-			return h.Attached()
+			return h
 		}
 	}
-	return false
+	return tracer.HookStatus{Feature: tracer.FeatureAccept}
 }

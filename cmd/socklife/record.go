@@ -28,6 +28,7 @@ type recordFlags struct {
 	includeOpen bool
 	maxSize     string
 	maxFiles    int
+	maxFilesSet bool // given, not the default
 	duration    time.Duration
 }
 
@@ -48,7 +49,11 @@ is docs/record.schema.json. At stop (Ctrl-C, SIGTERM, --duration) it prints
 		Example: `  socklife record -o conns.ndjson --max-size 100M --max-files 10
   socklife record -o - --port 443 | jq 'select(.closed_by == "reset")'`,
 		Args: cobra.ArbitraryArgs, // an ss FILTER
-		RunE: func(cmd *cobra.Command, args []string) error { f.filter.SetExpr(args); return runRecord(cmd, f) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f.filter.SetExpr(args)
+			f.maxFilesSet = cmd.Flags().Changed("max-files")
+			return runRecord(cmd, f)
+		},
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&f.output, "output", "o", "-", `file to write the records to; "-" is stdout`)
@@ -109,6 +114,13 @@ func (f recordFlags) setup() (recordSetup, error) {
 	}
 	if f.maxFiles < 1 {
 		return s, badInput("--max-files %d: want at least 1", f.maxFiles)
+	}
+	// Each of these once went without rotation, without a word.
+	switch {
+	case f.maxFilesSet && size == 0:
+		return s, badInput("--max-files keeps rotated files: give --max-size too")
+	case size > 0 && f.output == "-":
+		return s, badInput("--max-size rotates files; stdout cannot rotate: give -o FILE")
 	}
 	if f.duration < 0 {
 		return s, badInput("--duration %v is negative", f.duration)

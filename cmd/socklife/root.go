@@ -51,6 +51,7 @@ their states as they happen, with the right process on both sides.`,
 	)
 	for _, c := range root.Commands() {
 		argsAreInput(c)
+		checkValues(c)
 	}
 	return root
 }

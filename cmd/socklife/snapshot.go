@@ -132,6 +132,10 @@ func planSnapshot(f *snapshotFlags) (*snapshotPlan, error) {
 	if (f.exposed || f.summary) && (flt.States != 0 || f.listening || f.all || statesWords) {
 		return nil, badInput("--exposed and --summary choose their own states: drop --state, -l, -a and state/exclude words")
 	}
+	if flt.States != 0 && (f.listening || f.all) {
+		// --state would win and -l/-a be dropped without a word
+		return nil, badInput("--state and %s both choose the states: give one", map[bool]string{true: "-l", false: "-a"}[f.listening])
+	}
 	if f.exposed && f.unix {
 		return nil, badInput("--exposed covers TCP and UDP: drop -x")
 	}
@@ -233,6 +237,10 @@ func runSnapshot(cmd *cobra.Command, f *snapshotFlags) error {
 	if err != nil {
 		return err
 	}
+	// Notes of namespaces skipped come back in res.Warnings, printed after
+	// the table (a long-running command's logger, if one ran in this
+	// process, hears them no more).
+	snapshot.SetNotes(nil)
 	res, err := snapshot.Dump(cmd.Context(), plan.dump)
 	if err != nil {
 		return fmt.Errorf("dumping sockets: %w", err)

@@ -162,6 +162,13 @@ func (f *Filter) Owner(pid uint32, comm string) bool {
 	if len(f.PIDs) > 0 && !slices.Contains(f.PIDs, pid) {
 		return false
 	}
+	// A name from /proc may be longer than the task's own (a kworker's
+	// "kworker/u8:1-events_unbound"); BPF reads the task's 15 bytes.
+	// Compared as the kernel keeps it, a pattern means the same in every
+	// command.
+	if len(comm) > CommLen {
+		comm = comm[:CommLen]
+	}
 	return len(f.Comms) == 0 || slices.ContainsFunc(f.Comms, func(re *regexp.Regexp) bool { return re.MatchString(comm) })
 }
 

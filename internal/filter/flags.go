@@ -237,10 +237,34 @@ func parseComm(pattern string) (*regexp.Regexp, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bad --comm %q: %v", pattern, err)
 	}
-	if n := minLen(mustParse(pattern)); n > CommLen {
+	parsed := mustParse(pattern)
+	if n := minLen(parsed, nil, 0); n > CommLen {
 		return nil, fmt.Errorf("--comm %q cannot match: the kernel keeps %d bytes of a command name (TASK_COMM_LEN-1), and the shortest name it matches has %d (use the first %d bytes)", pattern, CommLen, n, CommLen)
 	}
+	// "nginx|systemd-resolved" matches nginx, never systemd-resolved
+	// (the kernel keeps "systemd-resolve"): a silent half of a filter.
+	var never *syntax.Regexp
+	walk(parsed, func(alt *syntax.Regexp) {
+		for i, b := range alt.Sub {
+			if never == nil && minLen(parsed, alt, i) > CommLen {
+				never = b
+			}
+		}
+	})
+	if never != nil {
+		return nil, fmt.Errorf("--comm %q: %q cannot match: the kernel keeps %d bytes of a command name (TASK_COMM_LEN-1) (use the first %d bytes)", pattern, never.String(), CommLen, CommLen)
+	}
 	return re, nil
+}
+
+// walk calls fn on every alternation in re.
+func walk(re *syntax.Regexp, fn func(alt *syntax.Regexp)) {
+	if re.Op == syntax.OpAlternate {
+		fn(re)
+	}
+	for _, s := range re.Sub {
+		walk(s, fn)
+	}
 }
 
 // mustParse parses what regexp.Compile accepted, with the same flags.
@@ -252,27 +276,31 @@ func mustParse(pattern string) *syntax.Regexp {
 	return re.Simplify()
 }
 
-// minLen is the fewest bytes a match of re can have.
-func minLen(re *syntax.Regexp) int {
+// minLen is the fewest bytes a match of re can have; with alt, the
+// fewest of a match that takes alt's branch pick.
+func minLen(re, alt *syntax.Regexp, pick int) int {
 	switch re.Op {
 	case syntax.OpLiteral:
 		return len(string(re.Rune))
 	case syntax.OpCharClass, syntax.OpAnyChar, syntax.OpAnyCharNotNL:
 		return 1
 	case syntax.OpCapture, syntax.OpPlus:
-		return minLen(re.Sub[0])
+		return minLen(re.Sub[0], alt, pick)
 	case syntax.OpRepeat:
-		return re.Min * minLen(re.Sub[0])
+		return re.Min * minLen(re.Sub[0], alt, pick)
 	case syntax.OpConcat:
 		n := 0
 		for _, s := range re.Sub {
-			n += minLen(s)
+			n += minLen(s, alt, pick)
 		}
 		return n
 	case syntax.OpAlternate:
+		if re == alt {
+			return minLen(re.Sub[pick], alt, pick)
+		}
 		n := -1
 		for _, s := range re.Sub {
-			if m := minLen(s); n < 0 || m < n {
+			if m := minLen(s, alt, pick); n < 0 || m < n {
 				n = m
 			}
 		}

@@ -12,6 +12,10 @@ import (
 // Apply updates the table with one tracer event. It returns what onClose
 // returned if the event closed a socket.
 func (t *Table) Apply(ev *tracer.Event) error {
+	if !fullSockState(ev.Old) || !fullSockState(ev.New) {
+		t.unknownStates++
+		return nil
+	}
 	if ev.Kind == tracer.Accept {
 		slot := t.bySock[ev.Sock]
 		if slot == 0 && ev.New == tcpstate.Close {
@@ -48,6 +52,15 @@ func (t *Table) Apply(ev *tracer.Event) error {
 		slot = t.adopt(ev, ev.Old)
 	}
 	return t.transition(slot, ev)
+}
+
+// fullSockState reports whether a full socket moves from or to s. The
+// tracer decodes no state the kernel lacks, but an event built elsewhere
+// (a replay, a test, a corrupt record) must not index the state counts
+// with one; and TIME_WAIT and NEW_SYN_RECV belong to the mini sockets the
+// table only counts from snapshots (tracked), which no transition enters.
+func fullSockState(s tcpstate.State) bool {
+	return s.Known() && s != tcpstate.TimeWait && s != tcpstate.NewSynRecv
 }
 
 // isCreation says whether ev is a socket's first transition: connect,

@@ -11,7 +11,7 @@ import (
 // with a kernel life of their own. TIME_WAIT sockets are only counted;
 // request socks and unconnected ones never emit an event.
 func tracked(s *snapshot.Socket) bool {
-	if s.Protocol != snapshot.TCP {
+	if s.Protocol != snapshot.TCP || !s.State.Known() {
 		return false
 	}
 	switch s.State {

@@ -63,7 +63,10 @@ type Table struct {
 
 	counts   [tcpstate.Max]int
 	timeWait int
-	nextID   uint64
+	// unknownStates counts events refused for a state no full socket
+	// passes through (Apply).
+	unknownStates uint64
+	nextID        uint64
 	// snapshotAt is when the last snapshot ended (Unix ns).
 	snapshotAt int64
 
@@ -100,6 +103,10 @@ func NewTable(onClose func(*Conn) error) *Table {
 		onClose:       onClose,
 	}
 }
+
+// UnknownStates is how many events Apply refused for a state no kernel
+// has, or one no full socket moves from or to (TIME_WAIT, NEW_SYN_RECV).
+func (t *Table) UnknownStates() uint64 { return t.unknownStates }
 
 // Len is how many sockets the table tracks (TIME_WAIT ones are only counted).
 func (t *Table) Len() int { return t.live }

@@ -81,6 +81,9 @@ func Start(ctx context.Context, opts Options) (*Tracker, error) {
 		tk.log = slog.Default()
 	}
 	tk.table = NewTable(opts.OnClose)
+	if opts.Tracer.Logger == nil {
+		opts.Tracer.Logger = tk.log // the tracer's warnings speak as ours do
+	}
 	tr, err := tracer.New(opts.Tracer)
 	if err != nil {
 		return nil, err
