@@ -42,7 +42,8 @@ type Options struct {
 // Stats count what a Tracker did.
 type Stats struct {
 	Events     uint64 // events applied
-	Lost       uint64 // events the kernel dropped (tracer.Lost)
+	Lost       uint64 // events the kernel dropped (Loss.Total)
+	Loss       tracer.Loss
 	Resyncs    uint64
 	LastResync time.Time
 }
@@ -60,6 +61,12 @@ type Tracker struct {
 	wg     sync.WaitGroup
 
 	closeOnce sync.Once
+
+	// resyncMu makes one resync at a time (the periodic ones and the
+	// last one at stop) and guards seenLost: the loss the last resync
+	// covered.
+	resyncMu sync.Mutex
+	seenLost uint64
 
 	mu        sync.Mutex
 	table     *Table
@@ -125,6 +132,13 @@ func (tk *Tracker) drainThenStop(ctx context.Context) {
 	if errors.Is(err, runner.ErrUnread) {
 		tk.log.Warn(err.Error())
 		err = nil
+	}
+	if err == nil {
+		// Events lost since the last check would leave sockets the kernel
+		// has freed in the table as open (and --include-open writing
+		// them): the run ends with a resync whenever anything was lost.
+		// The reader has stopped: the snapshot alone decides.
+		err = tk.resyncIfLost(context.Background(), false)
 	}
 	tk.stop(err)
 }
@@ -237,7 +251,6 @@ func (tk *Tracker) watchLoss(ctx context.Context) {
 	defer tk.wg.Done()
 	tick := time.NewTicker(tk.opts.ResyncCheck)
 	defer tick.Stop()
-	var seen uint64
 	confirm := false
 	for {
 		select {
@@ -245,38 +258,59 @@ func (tk *Tracker) watchLoss(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		lost := tk.tr.Lost()
-		tk.mu.Lock()
-		tk.stats.Lost = lost
-		tk.mu.Unlock()
-		if lost == seen {
-			if confirm {
-				// Events read after a resync's snapshot can be older than
-				// it: a connect whose later events were lost would stay in
-				// the table as a phantom. One more snapshot, once the ring
-				// holds only newer events, clears such phantoms.
-				confirm = false
-				if err := tk.sync(ctx, true); err != nil && ctx.Err() == nil {
-					tk.stop(fmt.Errorf("resyncing after lost events: %w", err))
-					return
-				}
-			}
+		err := tk.resyncIfLost(ctx, confirm)
+		if errors.Is(err, errNoLoss) {
+			confirm = false
 			continue
 		}
-		confirm = true
-		if err := tk.sync(ctx, true); err != nil {
+		if err != nil {
 			if ctx.Err() == nil {
-				tk.stop(fmt.Errorf("resyncing after lost events: %w", err))
+				tk.stop(err)
 			}
 			return
 		}
-		tk.log.Warn(fmt.Sprintf("%d events lost; resynced from a fresh snapshot", lost-seen))
-		tk.mu.Lock()
-		tk.stats.Resyncs++
-		tk.stats.LastResync = time.Now()
-		tk.mu.Unlock()
-		seen = lost
+		confirm = true
 	}
+}
+
+// errNoLoss is resyncIfLost's answer when nothing was lost since the last
+// resync and none was asked for.
+var errNoLoss = errors.New("no events lost")
+
+// resyncIfLost reads the loss counters and resyncs if they grew since the
+// last resync, or if always is set (without counting a resync then).
+//
+// always is the confirming resync: events read after a resync's snapshot
+// can be older than it, so a connect whose later events were lost would
+// stay in the table as a phantom. One more snapshot, once the ring holds
+// only newer events, clears such phantoms.
+func (tk *Tracker) resyncIfLost(ctx context.Context, always bool) error {
+	tk.resyncMu.Lock()
+	defer tk.resyncMu.Unlock()
+	loss := tk.tr.Loss()
+	lost := loss.Total()
+	tk.mu.Lock()
+	tk.stats.Lost, tk.stats.Loss = lost, loss
+	tk.mu.Unlock()
+	if lost == tk.seenLost {
+		if !always {
+			return errNoLoss
+		}
+		if err := tk.sync(ctx, true); err != nil {
+			return fmt.Errorf("resyncing after lost events: %w", err)
+		}
+		return errNoLoss
+	}
+	if err := tk.sync(ctx, true); err != nil {
+		return fmt.Errorf("resyncing after lost events: %w", err)
+	}
+	tk.log.Warn(fmt.Sprintf("%d events lost; resynced from a fresh snapshot", lost-tk.seenLost))
+	tk.mu.Lock()
+	tk.stats.Resyncs++
+	tk.stats.LastResync = time.Now()
+	tk.mu.Unlock()
+	tk.seenLost = lost
+	return nil
 }
 
 // View calls fn with the table locked: a consistent view of every socket.
@@ -332,9 +366,9 @@ func (tk *Tracker) close() error {
 	// The reader notices the cancel within FlushInterval.
 	tk.run.Close()
 	tk.wg.Wait()
-	lost := tk.tr.Lost()
+	loss := tk.tr.Loss()
 	tk.mu.Lock()
-	tk.stats.Lost = lost
+	tk.stats.Lost, tk.stats.Loss = loss.Total(), loss
 	tk.mu.Unlock()
 	return tk.tr.Close()
 }
