@@ -171,10 +171,18 @@ func checkOptions(opts Options) error {
 			return errors.New("port 0 in a filter: it matches nothing")
 		}
 	}
-	if opts.RingSize != 0 && (opts.RingSize&(opts.RingSize-1) != 0 || opts.RingSize < 4096) {
-		return fmt.Errorf("ring size %d is not a power of two of at least 4096", opts.RingSize)
+	if err := CheckRingSize(opts.RingSize); err != nil {
+		return err
 	}
 	return CheckHookNames(opts.DisableHooks)
+}
+
+// CheckRingSize says whether n is a valid Options.RingSize.
+func CheckRingSize(n uint32) error {
+	if n != 0 && (n&(n-1) != 0 || n < 4096) {
+		return fmt.Errorf("ring size %d is not a power of two of at least 4096", n)
+	}
+	return nil
 }
 
 // configure writes the filters into the object's constants and sizes its

@@ -111,7 +111,8 @@ func runBacklog(cmd *cobra.Command, f backlogFlags) error {
 		return err
 	}
 	opts, _ := flt.Split(false)
-	opts.Backlog, opts.DisableHooks = true, f.disableHooks
+	opts.Backlog = true
+	f.tracerFlags.apply(&opts)
 	opts.Logger = stderrLogger(cmd.ErrOrStderr(), f.debug)
 	tr, err := tracer.New(opts)
 	if err != nil {

@@ -73,6 +73,7 @@ type Tracker struct {
 	buffering bool
 	buf       []tracer.Event
 	stats     Stats
+	lossFinal bool // stats hold the loss at the stop
 	err       error
 }
 
@@ -139,6 +140,14 @@ func (tk *Tracker) drainThenStop(ctx context.Context) {
 		// them): the run ends with a resync whenever anything was lost.
 		// The reader has stopped: the snapshot alone decides.
 		err = tk.resyncIfLost(context.Background(), false)
+		if errors.Is(err, errNoLoss) {
+			err = nil
+		}
+		// The programs stay attached until Close, with nobody reading:
+		// what they drop from now on was never the run's.
+		tk.mu.Lock()
+		tk.lossFinal = true
+		tk.mu.Unlock()
 	}
 	tk.stop(err)
 }
@@ -205,11 +214,7 @@ func (tk *Tracker) sync(ctx context.Context, resync bool) error {
 	}
 	t := tk.table
 	if resync {
-		pending := make(map[uint64]bool, len(buf))
-		for i := range buf {
-			pending[buf[i].Sock] = true
-		}
-		err = t.Resync(socks, end, func(sock uint64) bool { return pending[sock] })
+		err = t.Resync(socks, end, buf)
 	} else {
 		t.Load(socks, end)
 	}
@@ -368,7 +373,9 @@ func (tk *Tracker) close() error {
 	tk.wg.Wait()
 	loss := tk.tr.Loss()
 	tk.mu.Lock()
-	tk.stats.Lost, tk.stats.Loss = loss.Total(), loss
+	if !tk.lossFinal {
+		tk.stats.Lost, tk.stats.Loss = loss.Total(), loss
+	}
 	tk.mu.Unlock()
 	return tk.tr.Close()
 }

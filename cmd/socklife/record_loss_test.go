@@ -1,0 +1,92 @@
+package main
+
+import (
+	"net"
+	"net/netip"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/socklife/socklife/internal/testutil"
+)
+
+// The end-of-run summary with a loss: its total and causes, then resyncs.
+var lossySummary = regexp.MustCompile(`(?m)^socklife: (\d+) records, \d+ events, (\d+) lost \(ring full (\d+), recursion (\d+)\), (\d+) resyncs$`)
+
+// 40,000 connections reset at once, recorded through a ring too small for
+// the burst: events are lost, the summary counts them by cause, a warning
+// says what that cost, and every connection still has exactly one record,
+// because the run ends with a resync whenever anything was lost.
+func TestRecordBurstLoss(t *testing.T) {
+	testutil.RequireRoot(t)
+	conns := testutil.OpenConns(t, 40000)
+	listeners := map[string]bool{}
+	var ports []string
+	for _, h := range conns.Holders {
+		listeners[h.Listener.String()] = true
+		ports = append(ports, strconv.Itoa(int(h.Listener.Port())))
+	}
+	path := filepath.Join(t.TempDir(), "rec.ndjson")
+	r := startRecord(t, path, "--ring-size", "4096", "--port", strings.Join(ports, ","))
+	conns.Close() // returns once the holders exited: every socket is freed
+	r.stop(t)
+	ids := map[float64]bool{}
+	for _, rec := range records(t, path) {
+		if listeners[rec["local"].(string)] || listeners[rec["remote"].(string)] {
+			ids[rec["id"].(float64)] = true
+		}
+	}
+	stderr := r.stderr.String()
+	m := lossySummary.FindStringSubmatch(stderr)
+	if m == nil {
+		t.Fatalf("stderr %q: no summary with the loss by cause", stderr)
+	}
+	lost, _ := strconv.Atoi(m[2])
+	ring, _ := strconv.Atoi(m[3])
+	recursion, _ := strconv.Atoi(m[4])
+	if ring == 0 || lost != ring+recursion || m[5] == "0" {
+		t.Errorf("stderr %q: want ring-full loss with a 4 KiB ring, adding up, and a resync", stderr)
+	}
+	if want := 2 * conns.N; len(ids) != want || m[1] != strconv.Itoa(len(ids)) {
+		t.Errorf("%d connections recorded (summary: %s records), want %d", len(ids), m[1], want)
+	}
+	if !strings.Contains(stderr, "socklife: warning: "+m[2]+" events lost;") {
+		t.Errorf("stderr %q: no warning about the loss", stderr)
+	}
+}
+
+// A server that closed its listener but keeps an accepted connection, both
+// older than the recording: nothing left on the host says which end
+// connected out, so neither is called a client or a server.
+func TestRecordRoleUnknownWithoutListener(t *testing.T) {
+	testutil.RequireRoot(t)
+	ln := testutil.PlainListener(t)
+	lnAddr := netip.MustParseAddrPort(ln.Addr().String())
+	c, s := testutil.Pair(t, ln)
+	ln.Close()
+	path := filepath.Join(t.TempDir(), "rec.ndjson")
+	r := startRecord(t, path, "--port", strconv.Itoa(int(lnAddr.Port())))
+	closeGracefully(t, c, s)
+	testutil.WaitFor(t, 5*time.Second, "2 records", func() bool { return len(records(t, path)) >= 2 })
+	r.stop(t)
+	for _, rec := range records(t, path) {
+		if rec["role"] != nil || rec["listener"] != nil {
+			t.Errorf("%v > %v: role %v listener %v, want both null", rec["local"], rec["remote"], rec["role"], rec["listener"])
+		}
+	}
+}
+
+// closeGracefully ends a connection client first, the server once the
+// client's FIN is in.
+func closeGracefully(t *testing.T, c, s *net.TCPConn) {
+	t.Helper()
+	c.Close()
+	s.SetReadDeadline(time.Now().Add(testutil.Scaled(5 * time.Second)))
+	if _, err := s.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the server read data, want the client's FIN")
+	}
+	s.Close()
+}
