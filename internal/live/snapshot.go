@@ -92,10 +92,6 @@ func (t *Table) SetSnapshotTime(at time.Time) { t.snapshotAt = at.UnixNano() }
 // event will join it: closing it here would make the event start a second
 // entry for the same connection, and a second record.
 func (t *Table) Resync(socks []snapshot.Socket, at time.Time, pending []tracer.Event) error {
-	type tupleKey struct {
-		netns uint32
-		tp    tuple
-	}
 	pendingSock := make(map[uint64]bool, len(pending))
 	pendingTuple := make(map[tupleKey]bool, len(pending))
 	for i := range pending {
@@ -109,6 +105,9 @@ func (t *Table) Resync(socks []snapshot.Socket, at time.Time, pending []tracer.E
 		return pendingTuple[tupleKey{e.netns, tupleFromEntry(e)}]
 	}
 	t.timeWait = countTimeWait(socks)
+	// the previous resync's sockets: their events are older than this
+	// snapshot, which is confirmation enough
+	t.gone = goneSet{}
 	index := make(map[uint64][]uint32, t.live)
 	for i := uint32(1); i <= t.used; i++ {
 		if e := t.at(i); e.id != 0 {
@@ -132,6 +131,7 @@ func (t *Table) Resync(socks []snapshot.Socket, at time.Time, pending []tracer.E
 	}
 	for i := uint32(1); i <= t.used; i++ {
 		if e := t.at(i); e.id != 0 && e.flags&flagConfirm == 0 && !isPending(e) {
+			t.gone.add(e, at.UnixNano())
 			if err := t.closeOut(i, 0, nil); err != nil {
 				return err
 			}

@@ -66,6 +66,7 @@ type Table struct {
 	nextID   uint64
 	// snapshotAt is when the last snapshot ended (Unix ns).
 	snapshotAt int64
+	gone       goneSet
 
 	onClose func(*Conn) error
 	conn    Conn

@@ -396,6 +396,29 @@ func TestResync(t *testing.T) {
 	}
 }
 
+// An event read after the resync that reported its socket closed, though
+// older than the resync's snapshot, starts no second entry (and record) of
+// the connection; a socket born later under the same sock pointer is new.
+func TestResyncLateEvents(t *testing.T) {
+	r := newRecorder()
+	r.t.Load([]snapshot.Socket{sock(est, "10.0.0.1:40005", srv, 35)}, t0) // only the snapshot named it
+	r.apply(t, ev(2, cls, syns, anyAddr, srv, 2), ev(2, syns, est, "10.0.0.1:40002", srv, 3))
+	if err := r.t.Resync(nil, t0.Add(time.Second), nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.closed) != 2 {
+		t.Fatalf("%d closed by the resync, want 2", len(r.closed))
+	}
+	r.apply(t, ev(2, est, cls, "10.0.0.1:40002", srv, 500), ev(9, est, cls, "10.0.0.1:40005", srv, 600))
+	if len(r.closed) != 2 || r.t.Len() != 0 {
+		t.Errorf("late events: %d closed, %d open; want still 2 and 0", len(r.closed), r.t.Len())
+	}
+	r.apply(t, ev(2, cls, syns, anyAddr, srv, 1500), ev(2, syns, est, "10.0.0.1:40006", srv, 1501), ev(2, est, cls, "10.0.0.1:40006", srv, 1502))
+	if len(r.closed) != 3 || r.closed[2].Local.Port() != 40006 {
+		t.Errorf("a new socket under the same sock: %d closed, want 3, the last on 40006", len(r.closed))
+	}
+}
+
 func TestHistoryOverflowKeepsCurrent(t *testing.T) {
 	var h history
 	for i := range maxSteps + 3 {
