@@ -19,7 +19,8 @@ var lossySummary = regexp.MustCompile(`(?m)^socklife: (\d+) records, \d+ events,
 // 40,000 connections reset at once, recorded through a ring too small for
 // the burst: events are lost, the summary counts them by cause, a warning
 // says what that cost, and every connection still has exactly one record,
-// because the run ends with a resync whenever anything was lost.
+// because the run ends with a resync whenever anything was lost; none is
+// left for --include-open to write as open.
 func TestRecordBurstLoss(t *testing.T) {
 	testutil.RequireRoot(t)
 	conns := testutil.OpenConns(t, 40000)
@@ -30,14 +31,21 @@ func TestRecordBurstLoss(t *testing.T) {
 		ports = append(ports, strconv.Itoa(int(h.Listener.Port())))
 	}
 	path := filepath.Join(t.TempDir(), "rec.ndjson")
-	r := startRecord(t, path, "--ring-size", "4096", "--port", strings.Join(ports, ","))
+	r := startRecord(t, path, "--ring-size", "4096", "--include-open", "--port", strings.Join(ports, ","))
 	conns.Close() // returns once the holders exited: every socket is freed
 	r.stop(t)
 	ids := map[float64]bool{}
+	open := 0
 	for _, rec := range records(t, path) {
 		if listeners[rec["local"].(string)] || listeners[rec["remote"].(string)] {
 			ids[rec["id"].(float64)] = true
+			if rec["open"] == true {
+				open++
+			}
 		}
+	}
+	if open > 0 {
+		t.Errorf("%d connections written as open, all were closed", open)
 	}
 	stderr := r.stderr.String()
 	m := lossySummary.FindStringSubmatch(stderr)
@@ -89,4 +97,20 @@ func closeGracefully(t *testing.T, c, s *net.TCPConn) {
 		t.Fatal("the server read data, want the client's FIN")
 	}
 	s.Close()
+}
+
+// trace has no table to resync: its summary says what was lost and why,
+// and a warning says the trace has gaps.
+func TestTraceLossWarning(t *testing.T) {
+	testutil.RequireRoot(t)
+	conns := testutil.OpenConns(t, 4000)
+	port := strconv.Itoa(int(conns.Holders[0].Listener.Port()))
+	r := startSocklife(t, nil, "trace", "-o", "json", "--ring-size", "4096", "--port", port)
+	conns.Close()
+	r.stop(t)
+	stderr := r.stderr.String()
+	m := regexp.MustCompile(`(?m)^socklife: \d+ events, (\d+) lost \(ring full \d+, recursion \d+\)\nsocklife: warning: (\d+) events lost: the trace has gaps$`).FindStringSubmatch(stderr)
+	if m == nil || m[1] == "0" || m[1] != m[2] {
+		t.Errorf("stderr %q: want the loss by cause and a warning", stderr)
+	}
 }
