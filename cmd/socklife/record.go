@@ -211,9 +211,9 @@ func lossWarning(st live.Stats) string {
 	switch {
 	case st.Lost == 0:
 		return ""
-	case st.Resyncs == 0:
-		// the resync at stop failed (the run's error says why)
-		return fmt.Sprintf("%d events lost and no resync: connections are missing, and --include-open may list closed ones", st.Lost)
+	case st.Unresynced > 0:
+		// the resync at stop failed or the run ended with an error
+		return fmt.Sprintf("%d events lost, %d of them since the last resync: connections may be missing, and --include-open may list closed ones as open", st.Lost, st.Unresynced)
 	}
 	return fmt.Sprintf("%d events lost; the connections were re-listed from the kernel, so those whose close was lost have \"closed_at\": null and those opened and closed between two re-listings have no record", st.Lost)
 }

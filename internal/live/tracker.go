@@ -41,9 +41,12 @@ type Options struct {
 
 // Stats count what a Tracker did.
 type Stats struct {
-	Events     uint64 // events applied
-	Lost       uint64 // events the kernel dropped (Loss.Total)
-	Loss       tracer.Loss
+	Events uint64 // events applied
+	Lost   uint64 // events the kernel dropped (Loss.Total)
+	Loss   tracer.Loss
+	// Unresynced counts the events lost since the last resync: sockets
+	// the table may hold though the kernel has freed them, or lack.
+	Unresynced uint64
 	Resyncs    uint64
 	LastResync time.Time
 }
@@ -138,11 +141,16 @@ func (tk *Tracker) drainThenStop(ctx context.Context) {
 		// Events lost since the last check would leave sockets the kernel
 		// has freed in the table as open (and --include-open writing
 		// them): the run ends with a resync whenever anything was lost.
-		// The reader has stopped: the snapshot alone decides.
-		err = tk.resyncIfLost(context.Background(), false)
-		if errors.Is(err, errNoLoss) {
-			err = nil
+		// The reader has stopped: the snapshot alone decides. It is
+		// bounded like the drain: a stop is not held up for long by a
+		// slow dump (Stats.Unresynced then says what it left).
+		ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+		err = tk.resyncIfLost(ctx, false)
+		cancel()
+		if err != nil && !errors.Is(err, errNoLoss) {
+			tk.log.Warn("no resync at stop: " + err.Error())
 		}
+		err = nil
 		// The programs stay attached until Close, with nobody reading:
 		// what they drop from now on was never the run's.
 		tk.mu.Lock()
@@ -295,7 +303,7 @@ func (tk *Tracker) resyncIfLost(ctx context.Context, always bool) error {
 	loss := tk.tr.Loss()
 	lost := loss.Total()
 	tk.mu.Lock()
-	tk.stats.Lost, tk.stats.Loss = lost, loss
+	tk.stats.Lost, tk.stats.Loss, tk.stats.Unresynced = lost, loss, lost-tk.seenLost
 	tk.mu.Unlock()
 	if lost == tk.seenLost {
 		if !always {
@@ -313,6 +321,7 @@ func (tk *Tracker) resyncIfLost(ctx context.Context, always bool) error {
 	tk.mu.Lock()
 	tk.stats.Resyncs++
 	tk.stats.LastResync = time.Now()
+	tk.stats.Unresynced = 0
 	tk.mu.Unlock()
 	tk.seenLost = lost
 	return nil
@@ -372,9 +381,12 @@ func (tk *Tracker) close() error {
 	tk.run.Close()
 	tk.wg.Wait()
 	loss := tk.tr.Loss()
+	tk.resyncMu.Lock()
+	seen := tk.seenLost
+	tk.resyncMu.Unlock()
 	tk.mu.Lock()
 	if !tk.lossFinal {
-		tk.stats.Lost, tk.stats.Loss = loss.Total(), loss
+		tk.stats.Lost, tk.stats.Loss, tk.stats.Unresynced = loss.Total(), loss, loss.Total()-seen
 	}
 	tk.mu.Unlock()
 	return tk.tr.Close()
