@@ -287,7 +287,7 @@ func (tk *Tracker) watchLoss(ctx context.Context) {
 }
 
 // errNoLoss is resyncIfLost's answer when nothing was lost since the last
-// resync and none was asked for.
+// resync (a confirming resync may have run all the same).
 var errNoLoss = errors.New("no events lost")
 
 // resyncIfLost reads the loss counters and resyncs if they grew since the
