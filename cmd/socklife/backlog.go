@@ -145,6 +145,9 @@ func runBacklog(cmd *cobra.Command, f backlogFlags) error {
 		}
 		return err
 	}
+	if loss := tr.Loss(); loss.Total() > 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "socklife: warning: %d events lost (%s): the accounting of the listeners they touched is short by as many\n", loss.Total(), render.LossCauses(loss))
+	}
 	if f.forDur == 0 {
 		return nil
 	}

@@ -114,3 +114,17 @@ func TestTraceLossWarning(t *testing.T) {
 		t.Errorf("stderr %q: want the loss by cause and a warning", stderr)
 	}
 }
+
+// backlog has no table to resync either: at its end a warning says how
+// many events were lost, by cause, and what that costs its accounting.
+func TestBacklogLossWarning(t *testing.T) {
+	testutil.RequireRoot(t)
+	r := startSocklife(t, nil, "backlog", "--ring-size", "4096", "--interval", "200ms", "-o", "json")
+	conns := testutil.OpenConns(t, 4000) // accepted in batches of 1024
+	conns.Close()
+	r.stop(t)
+	stderr := r.stderr.String()
+	if !regexp.MustCompile(`(?m)^socklife: warning: [1-9]\d* events lost \(ring full [1-9]\d*, recursion \d+\): the accounting of the listeners they touched is short by as many$`).MatchString(stderr) {
+		t.Errorf("stderr %q: want the loss by cause and a warning", stderr)
+	}
+}
