@@ -111,7 +111,8 @@ func runBacklog(cmd *cobra.Command, f backlogFlags) error {
 		return err
 	}
 	opts, _ := flt.Split(false)
-	opts.Backlog, opts.DisableHooks = true, f.disableHooks
+	opts.Backlog = true
+	f.tracerFlags.apply(&opts)
 	opts.Logger = stderrLogger(cmd.ErrOrStderr(), f.debug)
 	follow := kernelCgroups(&opts, flt)
 	tr, err := tracer.New(opts)
@@ -147,6 +148,9 @@ func runBacklog(cmd *cobra.Command, f backlogFlags) error {
 			return nil
 		}
 		return err
+	}
+	if loss := tr.Loss(); loss.Total() > 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "socklife: warning: %d events lost (%s): the accounting of the listeners they touched is short by as many\n", loss.Total(), render.LossCauses(loss))
 	}
 	if f.forDur == 0 {
 		return nil

@@ -30,6 +30,7 @@ type tracerFlags struct {
 	disableHooks []string
 	debug        bool
 	readyFile    string
+	ringSize     uint32
 }
 
 func (h *tracerFlags) register(fl *pflag.FlagSet) {
@@ -37,6 +38,9 @@ func (h *tracerFlags) register(fl *pflag.FlagSet) {
 	fl.BoolVar(&h.debug, "debug", false, "log which hook each feature uses and why others failed")
 	fl.StringVar(&h.readyFile, "ready-file", "", "write this file once attached (for tests)")
 	fl.MarkHidden("ready-file")
+	// Tests make events get lost with a tiny ring.
+	fl.Uint32Var(&h.ringSize, "ring-size", 0, "the ring buffer's size in bytes, a power of two (for tests)")
+	fl.MarkHidden("ring-size")
 }
 
 // checkedValue refuses what no flag means: an empty value, which a list
@@ -68,8 +72,18 @@ func checkValues(c *cobra.Command) {
 	})
 }
 
-// check is --disable-hook's check.
-func (h *tracerFlags) check() error { return checkDisableHooks(h.disableHooks) }
+// check is --disable-hook's and --ring-size's check.
+func (h *tracerFlags) check() error {
+	if err := tracer.CheckRingSize(h.ringSize); err != nil {
+		return badInput("--ring-size: %w", err)
+	}
+	return checkDisableHooks(h.disableHooks)
+}
+
+// apply puts the flags that shape the tracer into opts.
+func (h *tracerFlags) apply(opts *tracer.Options) {
+	opts.DisableHooks, opts.RingSize = h.disableHooks, h.ringSize
+}
 
 // checkDisableHooks is --disable-hook's check, for every command that takes it.
 func checkDisableHooks(names []string) error {

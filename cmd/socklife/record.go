@@ -45,7 +45,8 @@ the recording started have "seen_from_start": false and null for what was not
 seen, never 0. Every write to the file holds only whole records, so a killed
 socklife leaves only complete lines; files are created mode 0600. The schema
 is docs/record.schema.json. At stop (Ctrl-C, SIGTERM, --duration) it prints
-"socklife: N records, M events, K lost, R resyncs" on stderr.`,
+"socklife: N records, M events, K lost, R resyncs" on stderr, with the causes
+of any loss, and a warning when events were lost.`,
 		Example: `  socklife record -o conns.ndjson --max-size 100M --max-files 10
   socklife record -o - --port 443 | jq 'select(.closed_by == "reset")'`,
 		Args: cobra.ArbitraryArgs, // an ss FILTER
@@ -129,7 +130,7 @@ func (f recordFlags) setup() (recordSetup, error) {
 		return s, badInput(`-o: want a file name or "-"`)
 	}
 	topts, rest := flt.Split(true)
-	topts.DisableHooks = f.disableHooks
+	f.tracerFlags.apply(&topts)
 	// the older sockets are filtered as a whole, events in the kernel
 	// and then by rest
 	s.live = live.Options{Tracer: topts, Keep: flt.Socket}
@@ -212,8 +213,23 @@ func runRecord(cmd *cobra.Command, f recordFlags) error {
 		return nil // `socklife record | head`: the reader has all it wants
 	}
 	st := tk.Stats()
-	fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d records, %d events, %d lost, %d resyncs\n", w.Records(), st.Events, st.Lost, st.Resyncs)
+	fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d records, %d events, %s, %d resyncs\n", w.Records(), st.Events, render.LossSummary(st.Loss), st.Resyncs)
+	if w := lossWarning(st); w != "" {
+		fmt.Fprintln(cmd.ErrOrStderr(), "socklife: warning:", w)
+	}
 	return err
+}
+
+// lossWarning says what lost events cost a recording; "" if none was lost.
+func lossWarning(st live.Stats) string {
+	switch {
+	case st.Lost == 0:
+		return ""
+	case st.Unresynced > 0:
+		// the resync at stop failed or the run ended with an error
+		return fmt.Sprintf("%d events lost, %d of them since the last resync: connections may be missing, and --include-open may list closed ones as open", st.Lost, st.Unresynced)
+	}
+	return fmt.Sprintf("%d events lost; the connections were re-listed from the kernel, so those whose close was lost have \"closed_at\": null and those opened and closed between two re-listings have no record", st.Lost)
 }
 
 // connOwners is a connection's owner for the filter; none when unknown.

@@ -76,7 +76,7 @@ func watch(ctx context.Context, stderr io.Writer, cfg watchConfig, frame func(*t
 	// kernel: there a socket's owner is who made it, while a leak belongs
 	// to who holds it now (fds passed on, forks), which /proc names.
 	topts, _ := cfg.flt.Split(false)
-	topts.DisableHooks = cfg.disableHooks
+	cfg.tracerFlags.apply(&topts)
 	follow := kernelCgroups(&topts, cfg.flt)
 	tk, err := live.Start(ctx, live.Options{Tracer: topts, Keep: cfg.flt.Unowned().Socket, Logger: log})
 	if err != nil {

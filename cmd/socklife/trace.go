@@ -40,7 +40,8 @@ even when the change runs in softirq, and the milliseconds spent in the old stat
 ("-" when the socket was not seen entering it). An ACCEPT line marks a connection
 taken off its listener's queue by accept(); its MS is the wait in the queue.
 At stop (Ctrl-C, SIGTERM, --count, --duration) it prints
-"socklife: N events, M lost" on stderr.`,
+"socklife: N events, M lost" on stderr, with the causes of any loss, and a
+warning when events were lost.`,
 		Example: `  socklife trace --port 443
   socklife trace --state close-wait --state last-ack -o json`,
 		Args: cobra.ArbitraryArgs, // an ss FILTER
@@ -73,7 +74,7 @@ func (f traceFlags) options() (tracer.Options, *filter.Filter, render.Format, er
 		return tracer.Options{}, nil, "", badInput("--duration %v is negative", f.duration)
 	}
 	opts, rest := flt.Split(true)
-	opts.DisableHooks = f.disableHooks
+	f.tracerFlags.apply(&opts)
 	states := flt.States
 	if states != 0 && states&^tcpstate.Of(tcpstate.TimeWait, tcpstate.NewSynRecv) == 0 {
 		// The kernel frees the socket as it enters TIME_WAIT (a minisock
@@ -131,14 +132,18 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 		select {
 		case err = <-done:
 		case <-time.After(traceDrain + time.Second):
-			fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d events, %d lost (output blocked: its reader stopped reading)\n", n.Load(), tr.Lost())
+			fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d events, %s (output blocked: its reader stopped reading)\n", n.Load(), render.LossSummary(tr.Loss()))
 			return nil
 		}
 	}
 	if isBrokenPipe(err) || broken.Load() {
 		return nil // `socklife trace | head`: the reader has all it wants
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d events, %d lost\n", n.Load(), tr.Lost())
+	loss := tr.Loss()
+	fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d events, %s\n", n.Load(), render.LossSummary(loss))
+	if loss.Total() > 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "socklife: warning: %d events lost: the trace has gaps\n", loss.Total())
+	}
 	return err
 }
 

@@ -234,7 +234,8 @@ func socklifeTracer(tb testing.TB, name string, extra []string) churnTracer {
 }
 
 // socklifeSummary is the one line socklife trace prints on stderr at stop.
-var socklifeSummary = regexp.MustCompile(`(?m)^socklife: (\d+) events, (\d+) lost$`)
+// A loss's causes follow it in parentheses (render.LossSummary).
+var socklifeSummary = regexp.MustCompile(`(?m)^socklife: (\d+) events, (\d+) lost(?: \(.*\))?$`)
 
 func socklifeEvents(tb testing.TB, p *benchTracer, out outputCounts) (written, lost int64) {
 	tb.Helper()

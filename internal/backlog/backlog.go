@@ -170,6 +170,7 @@ type Report struct {
 	// Lost counts tracer events lost so far: the accounting of the
 	// listeners they touched is short by as many.
 	Lost uint64
+	Loss tracer.Loss // Lost by cause
 }
 
 // QueueFull is the kernel's sk_acceptq_is_full: an accept queue is full

@@ -67,7 +67,7 @@ func (p *Backlog) table(r *backlog.Report) error {
 		}
 	}
 	if r.Lost > 0 {
-		b = fmt.Appendf(b, "  (%d events lost)", r.Lost)
+		b = appendLoss(fmt.Appendf(b, "  %d events lost", r.Lost), r.Loss)
 	}
 	b = append(b, '\n')
 	for _, ns := range r.Netns {

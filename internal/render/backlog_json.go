@@ -15,6 +15,7 @@ type BacklogJSON struct {
 	Stalls    []BacklogStallJSON    `json:"stalls"`
 	Netns     []BacklogNetnsJSON    `json:"netns"`
 	Lost      uint64                `json:"lost"`
+	LostBy    LossJSON              `json:"lost_by"`
 }
 
 type BacklogListenerJSON struct {
@@ -88,7 +89,7 @@ type BacklogNetnsJSON struct {
 }
 
 func (p *Backlog) jsonReport(r *backlog.Report) BacklogJSON {
-	out := BacklogJSON{Start: r.Start.UTC(), End: r.End.UTC(), Lost: r.Lost,
+	out := BacklogJSON{Start: r.Start.UTC(), End: r.End.UTC(), Lost: r.Lost, LostBy: lossJSON(r.Loss),
 		Listeners: make([]BacklogListenerJSON, len(r.Listeners)), Stalls: make([]BacklogStallJSON, len(r.Stalls)),
 		Netns: make([]BacklogNetnsJSON, len(r.Netns))}
 	for i, l := range r.Listeners {

@@ -51,7 +51,7 @@ func WriteTop(w io.Writer, f *topview.Frame, v View) error {
 	if f.Interval > 0 {
 		fmt.Fprintf(&head, "  every %s", f.Interval.Round(time.Millisecond))
 	}
-	fmt.Fprintf(&head, "  events/s %.0f  lost %d  resyncs %d  hooks %s\n", f.EventsPerSec, f.Lost, f.Resyncs, termString(strings.Join(f.Hooks, " ")))
+	fmt.Fprintf(&head, "  events/s %.0f  lost %d%s  resyncs %d  hooks %s\n", f.EventsPerSec, f.Lost, appendLoss(nil, f.Loss), f.Resyncs, termString(strings.Join(f.Hooks, " ")))
 	for i, st := range headerStates {
 		if i == 5 {
 			head.WriteString("\n")

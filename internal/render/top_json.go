@@ -17,6 +17,7 @@ type FrameJSON struct {
 	Delta        map[string]int `json:"delta"`
 	EventsPerSec float64        `json:"events_per_sec"`
 	Lost         uint64         `json:"lost"`
+	LostBy       LossJSON       `json:"lost_by"`
 	Resyncs      uint64         `json:"resyncs"`
 	Hooks        []string       `json:"hooks"`
 	CloseWait    CloseWaitJSON  `json:"close_wait"`
@@ -96,7 +97,7 @@ func FrameToJSON(f *topview.Frame, v View) FrameJSON {
 	j := FrameJSON{
 		Time: f.At, IntervalMs: f.Interval.Milliseconds(),
 		States: map[string]int{}, Delta: map[string]int{},
-		EventsPerSec: f.EventsPerSec, Lost: f.Lost, Resyncs: f.Resyncs, Hooks: f.Hooks,
+		EventsPerSec: f.EventsPerSec, Lost: f.Lost, LostBy: lossJSON(f.Loss), Resyncs: f.Resyncs, Hooks: f.Hooks,
 		CloseWait: CloseWaitJSON{Total: f.CloseWait.Total, Processes: ProcessesJSON(procs)},
 		Listeners: []ListenerJSON{},
 	}

@@ -37,6 +37,19 @@ type Holder struct {
 type Conns struct {
 	N       int
 	Holders []Holder
+	procs   []*holderProc
+}
+
+// Close ends every holder at once: their exits reset all the connections
+// in one burst, each socket going ESTABLISHED -> CLOSE. It returns when the
+// holders have exited, so every socket is closed.
+func (c *Conns) Close() {
+	for _, p := range c.procs {
+		p.stdin.Close()
+	}
+	for _, p := range c.procs {
+		p.stop()
+	}
 }
 
 // Sockets is how many sockets the connections and their listeners make.
@@ -105,7 +118,7 @@ func openConns(tb testing.TB, n, perHolder int) *Conns {
 		tb.Cleanup(p.stop)
 		procs[i] = p
 	}
-	conns := &Conns{N: n}
+	conns := &Conns{N: n, procs: procs}
 	deadline := time.After(helperReadyWithin)
 	for _, p := range procs {
 		port, err := p.waitReady(deadline)

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -166,6 +167,9 @@ type helperProc struct {
 	// out is its stdout, past the ready line once ready has answered:
 	// a helper that answers commands on stdin writes its answers there
 	out *bufio.Reader
+	// waitOnce: a helper may be stopped twice (Conns.Close, then the
+	// test's cleanup)
+	waitOnce sync.Once
 }
 
 // helperReady is the port of a helper's ready line, or why there was none.
@@ -243,7 +247,7 @@ func (p *helperProc) stop() {
 	p.stdin.Close()
 	done := make(chan struct{})
 	go func() {
-		p.cmd.Wait()
+		p.waitOnce.Do(func() { p.cmd.Wait() })
 		close(done)
 	}()
 	select {

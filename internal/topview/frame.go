@@ -29,6 +29,7 @@ type Frame struct {
 	States, Delta [tcpstate.Max]int
 	EventsPerSec  float64
 	Lost, Resyncs uint64
+	Loss          tracer.Loss // Lost by cause
 	Hooks         []string
 	CloseWait     closewait.Report
 	Listeners     []Listener
@@ -111,7 +112,7 @@ func (in *Input) containerOf(sockCgroup, ownerCgroup uint64) (c container.Contai
 
 // Sample makes the frame for in.
 func (s *Sampler) Sample(in Input) Frame {
-	f := Frame{At: in.At, Hooks: in.Hooks, Lost: in.Stats.Lost, Resyncs: in.Stats.Resyncs}
+	f := Frame{At: in.At, Hooks: in.Hooks, Lost: in.Stats.Lost, Loss: in.Stats.Loss, Resyncs: in.Stats.Resyncs}
 	f.States = in.Table.Counts()
 	if !s.prevAt.IsZero() {
 		f.Interval = in.At.Sub(s.prevAt)
