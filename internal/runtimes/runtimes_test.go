@@ -53,6 +53,20 @@ func newNamer(tb testing.TB, opts Options) *Namer {
 	return n
 }
 
+// checkUnknownID looks up an id the runtime does not know: it gets no
+// names, and the runtime, which answered, is not taken for down.
+func checkUnknownID(tb testing.TB, n *Namer, runtime string) {
+	tb.Helper()
+	n.Lookup(runtime, unknownID)
+	waitSettled(tb, n, unknownID)
+	if names, ok := n.Lookup(runtime, unknownID); ok {
+		tb.Errorf("unknown id named %+v", names)
+	}
+	if isDown, err := down(n, runtime); isDown {
+		tb.Errorf("%s marked down after saying it has no such container: %v", runtime, err)
+	}
+}
+
 const unknownID = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 func TestDockerAPINamesPodmanContainers(t *testing.T) {
@@ -85,16 +99,7 @@ func TestDockerAPINamesPodmanContainers(t *testing.T) {
 		}
 	}
 
-	// an id the runtime does not know: no names, and the runtime is not
-	// taken for down
-	n.Lookup(Podman, unknownID)
-	waitSettled(t, n, unknownID)
-	if names, ok := n.Lookup(Podman, unknownID); ok {
-		t.Errorf("unknown id named %+v", names)
-	}
-	if isDown, err := down(n, Podman); isDown {
-		t.Errorf("podman marked down after a 404: %v", err)
-	}
+	checkUnknownID(t, n, Podman)
 
 	st := n.Probe(context.Background())
 	if len(st) != 1 || st[0].Err != nil || st[0].Protocol != "docker" || st[0].Name != "Podman Engine" ||
@@ -137,14 +142,7 @@ func TestCRINamesContainerd(t *testing.T) {
 	if _, err := cl.names(ctx, unknownID); !errors.Is(err, errNotFound) {
 		t.Errorf("names of an unknown id: %v, want errNotFound", err)
 	}
-	n.Lookup(Containerd, unknownID)
-	waitSettled(t, n, unknownID)
-	if names, ok := n.Lookup(Containerd, unknownID); ok {
-		t.Errorf("unknown id named %+v", names)
-	}
-	if isDown, err := down(n, Containerd); isDown {
-		t.Errorf("containerd marked down after NotFound: %v", err)
-	}
+	checkUnknownID(t, n, Containerd)
 
 	c.importPause(t)
 	pod := &cri.PodSandboxConfig{

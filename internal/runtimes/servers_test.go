@@ -242,17 +242,7 @@ func startServer(tb testing.TB, cmd *exec.Cmd, what, sock string, proto protocol
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("starting %s: %v", what, err)
 	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	tb.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
+	exited := testutil.StopAtEnd(tb, cmd, nil)
 	testutil.WaitFor(tb, 30*time.Second, what+" answering on "+sock, func() bool {
 		select {
 		case <-exited:
