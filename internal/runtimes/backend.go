@@ -104,6 +104,7 @@ func (n *Namer) fetch(b *backend, id string) {
 
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	defer n.fetched()
 	now := n.now()
 	if failed {
 		b.downUntil, b.lastErr = now.Add(n.downFor), err

@@ -65,6 +65,10 @@ type Namer struct {
 	entries map[string]*entry // by container id
 	lru     list.List         // of *entry, most recently looked up first
 	closed  bool
+	// fetching counts fetches queued or running; settled is closed
+	// whenever it is zero (and replaced when it leaves zero)
+	fetching int
+	settled  chan struct{}
 }
 
 type entry struct {
@@ -89,7 +93,9 @@ func New(opts Options) (*Namer, error) {
 		now:         time.Now,
 		backends:    map[string]*backend{},
 		entries:     map[string]*entry{},
+		settled:     make(chan struct{}),
 	}
+	close(n.settled)
 	if n.timeout <= 0 {
 		n.timeout = time.Second
 	}
@@ -172,6 +178,10 @@ func (n *Namer) Lookup(runtime, id string) (Names, bool) {
 	select {
 	case b.queue <- id:
 		e.pending = true
+		if n.fetching == 0 {
+			n.settled = make(chan struct{})
+		}
+		n.fetching++
 	default: // the runtime is behind; a later Lookup asks again
 	}
 	return Names{}, false
@@ -197,6 +207,29 @@ func (n *Namer) insert(id string) *entry {
 	return e
 }
 
+// Settle waits until every fetch that Lookups started has ended (each
+// bounded by the timeout), or ctx ends. A one-shot command (snapshot)
+// looks every id up, settles, and looks up again to print the names; the
+// event path never calls it.
+func (n *Namer) Settle(ctx context.Context) error {
+	n.mu.Lock()
+	settled := n.settled
+	n.mu.Unlock()
+	select {
+	case <-settled:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// fetched ends a fetch that Lookup counted. Called with mu held.
+func (n *Namer) fetched() {
+	if n.fetching--; n.fetching == 0 {
+		close(n.settled)
+	}
+}
+
 // Close stops the background fetches and closes the runtime connections.
 func (n *Namer) Close() error {
 	n.mu.Lock()
@@ -204,5 +237,11 @@ func (n *Namer) Close() error {
 	n.mu.Unlock()
 	n.cancel()
 	n.workers.Wait()
+	n.mu.Lock()
+	if n.fetching > 0 { // queued, never to be fetched: nothing to wait for
+		n.fetching = 0
+		close(n.settled)
+	}
+	n.mu.Unlock()
 	return nil
 }

@@ -117,7 +117,10 @@ func TestSilentRuntimeCostsOneTimeoutThenRests(t *testing.T) {
 	if names, ok := n.Lookup(Containerd, all[0]); ok {
 		t.Fatalf("named %+v by a runtime that never answers", names)
 	}
-	waitSettled(t, n, all[0])
+	// the fetch ends at its timeout
+	if err := n.Settle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	isDown, err := down(n, Containerd)
 	if !isDown || err == nil {
 		t.Fatalf("after a timeout: down %v, error %v; want down with an error", isDown, err)
@@ -180,12 +183,21 @@ func TestLookupNeverWaitsForAHungRuntime(t *testing.T) {
 	if names, ok := n.Lookup(Containerd, id); ok {
 		t.Errorf("named %+v", names)
 	}
+	// a one-shot command waits no longer than it chooses to
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := n.Settle(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Settle during a hung fetch: %v, want its context's deadline", err)
+	}
 	closed := make(chan struct{})
 	go func() { n.Close(); close(closed) }()
 	select {
 	case <-closed:
 	case <-time.After(30 * time.Second):
 		t.Fatal("Close waited for the hung call")
+	}
+	if err := n.Settle(context.Background()); err != nil {
+		t.Errorf("Settle after Close: %v", err)
 	}
 }
 

@@ -12,16 +12,21 @@ import (
 	"github.com/socklife/socklife/internal/testutil"
 )
 
-// waitNames looks id up until the runtime's names arrive.
-func waitNames(tb testing.TB, n *Namer, runtime, id string) Names {
+// lookupSettled looks id up, waits for the fetch that starts, and looks
+// it up again, as a one-shot command does: the names must be there.
+func lookupSettled(tb testing.TB, n *Namer, runtime, id string) Names {
 	tb.Helper()
-	var got Names
-	testutil.WaitFor(tb, 10*time.Second, "names of "+id, func() bool {
-		var ok bool
-		got, ok = n.Lookup(runtime, id)
-		return ok
-	})
-	return got
+	n.Lookup(runtime, id)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scaled(30*time.Second))
+	defer cancel()
+	if err := n.Settle(ctx); err != nil {
+		tb.Fatalf("settling the fetch of %s: %v", id, err)
+	}
+	names, ok := n.Lookup(runtime, id)
+	if !ok {
+		tb.Fatalf("no names for %s after its fetch", id)
+	}
+	return names
 }
 
 // waitSettled waits until the fetch Lookup queued for id has ended.
@@ -94,7 +99,7 @@ func TestDockerAPINamesPodmanContainers(t *testing.T) {
 		{podded, Names{Container: "web", PodName: pod.PodName, PodNamespace: pod.PodNamespace, PodUID: pod.PodUID}},
 		{sandbox, pod},
 	} {
-		if got := waitNames(t, n, Podman, tc.id); got != tc.want {
+		if got := lookupSettled(t, n, Podman, tc.id); got != tc.want {
 			t.Errorf("names of %s: got %+v, want %+v", tc.id, got, tc.want)
 		}
 	}
@@ -163,7 +168,7 @@ func TestCRINamesContainerd(t *testing.T) {
 		return
 	}
 	want := Names{PodName: "web-0", PodNamespace: "shop", PodUID: "6f1c2a3e-1b5d-4c8e-9a0f-2d4e6b8a0c1e"}
-	if got := waitNames(t, n, Containerd, run.PodSandboxId); got != want {
+	if got := lookupSettled(t, n, Containerd, run.PodSandboxId); got != want {
 		t.Errorf("names of sandbox %s: got %+v, want %+v", run.PodSandboxId, got, want)
 	}
 	created, err := cl.rt.CreateContainer(ctx, &cri.CreateContainerRequest{
@@ -180,7 +185,7 @@ func TestCRINamesContainerd(t *testing.T) {
 		t.Fatalf("CreateContainer in a running sandbox: %v", err)
 	}
 	want.Container = "web"
-	if got := waitNames(t, n, Containerd, created.ContainerId); got != want {
+	if got := lookupSettled(t, n, Containerd, created.ContainerId); got != want {
 		t.Errorf("names of container %s: got %+v, want %+v", created.ContainerId, got, want)
 	}
 }
