@@ -11,6 +11,9 @@
 // event path asks on every event, and a runtime that is absent or hung
 // must cost it nothing. Names arrive a moment later, from a background
 // fetch; a runtime that does not answer costs one timeout, then rests.
+// Names once fetched are kept until evicted: what CRI names a container
+// never changes (a `docker rename` is not seen), and an id the runtime
+// did not know is asked about again after a while.
 package runtimes
 
 import (

@@ -105,6 +105,7 @@ func main() {
 // containerd is a containerd with its CRI plugin, serving on a socket in a
 // temp dir.
 type containerd struct {
+	bin  string
 	sock string
 	// cgroupParent is the cgroup for the test's pods (without one, runc
 	// leaves /k8s.io behind)
@@ -119,7 +120,7 @@ func startContainerd(tb testing.TB) *containerd {
 	bin := testutil.ServerBinary(tb, "containerd")
 	dir := tb.TempDir()
 	c := &containerd{
-		sock: filepath.Join(dir, "containerd.sock"), ctr: testutil.ServerBinary(tb, "ctr"), log: &bytes.Buffer{},
+		bin: bin, sock: filepath.Join(dir, "containerd.sock"), ctr: testutil.ServerBinary(tb, "ctr"), log: &bytes.Buffer{},
 		cgroupParent: fmt.Sprintf("socklife-names-test-%d", os.Getpid()),
 	}
 	// after containerd and its pods have stopped
@@ -171,6 +172,17 @@ state = "%[1]s/state"
 		}
 	})
 	return c
+}
+
+// version is what containerd --version says, e.g. "containerd
+// github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3".
+func (c *containerd) version(tb testing.TB) string {
+	tb.Helper()
+	out, err := exec.Command(c.bin, "--version").Output()
+	if err != nil {
+		tb.Fatalf("containerd --version: %v", err)
+	}
+	return strings.TrimSpace(string(out)) + " "
 }
 
 // removeCgroups removes the cgroup called name and those under it in every
