@@ -25,6 +25,13 @@ func TestBadInput(t *testing.T) {
 		{[]string{"closewait", "--port", "0"}, []string{"--port 0 matches nothing"}},
 		{[]string{"backlog", "--port", "0"}, []string{"--port 0 matches nothing"}},
 		{[]string{"info", "-o", "yaml"}, []string{`unknown output format "yaml" (valid: table, json)`}},
+		// containers
+		{[]string{"snapshot", "--runtime-endpoint", "tcp://node:10010"}, []string{`--runtime-endpoint: runtime endpoint "tcp://node:10010": only unix sockets`}},
+		{[]string{"trace", "--runtime-endpoint", "run/containerd.sock"}, []string{"the socket path must be absolute"}},
+		{[]string{"trace", "--pod", "shop/"}, []string{`bad --pod "shop/": want NAMESPACE/NAME, NAME or a pod uid`}},
+		{[]string{"top", "--container", "a/b"}, []string{`bad --container "a/b"`}},
+		{[]string{"top", "--by", "node"}, []string{`--by: unknown grouping "node" (valid: process, container, pod)`}},
+		{[]string{"closewait", "--by", ""}, []string{"empty"}},
 		{[]string{"record", "--max-size", "10X"}, []string{`--max-size "10X" is not a positive size (like 4096, 64K, 100M, 1G)`}},
 		{[]string{"record", "--max-size", "0"}, []string{`--max-size "0" is not a positive size`}},
 		{[]string{"record", "--max-files", "0"}, []string{"--max-files 0: want at least 1"}},

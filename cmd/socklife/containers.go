@@ -16,6 +16,7 @@ import (
 	"github.com/socklife/socklife/internal/container"
 	"github.com/socklife/socklife/internal/filter"
 	"github.com/socklife/socklife/internal/render"
+	"github.com/socklife/socklife/internal/runtimes"
 	"github.com/socklife/socklife/tracer"
 )
 
@@ -23,8 +24,28 @@ import (
 // to ask for names, instead of the usual places.
 var runtimeEndpoint string
 
-// attribution is the run's attributor, or why there is none.
-var attribution = sync.OnceValues(func() (*container.Attributor, error) {
+// The run's container state, made on first use: newRootCmd starts each
+// run (a test runs many in one process) with resetContainers.
+var (
+	attribution  func() (*container.Attributor, error)
+	runtimeNamer func() (*runtimes.Namer, error)
+	netnsNames   func() *container.NetnsNames
+)
+
+func init() { resetContainers() }
+
+// resetContainers forgets the previous run's attributor, namer and
+// namespace names.
+func resetContainers() {
+	runtimeEndpoint = ""
+	attribution = sync.OnceValues(newAttribution)
+	runtimeNamer = sync.OnceValues(newRuntimeNamer)
+	netnsNames = sync.OnceValue(newNetnsNames)
+}
+
+// newAttribution is the run's attributor, or why there is none. Names come
+// from the container runtimes (runtimeNamer), asked in the background.
+func newAttribution() (*container.Attributor, error) {
 	h, err := container.FindHierarchy()
 	if err != nil {
 		return nil, err
@@ -33,15 +54,63 @@ var attribution = sync.OnceValues(func() (*container.Attributor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return container.NewAttributor(res, nil), nil
-})
+	namer, err := runtimeNamer()
+	if err != nil {
+		return nil, err
+	}
+	return container.NewAttributor(res, func(rt container.Runtime, id string) (string, container.Pod, bool) {
+		n, ok := namer.Lookup(string(rt), id)
+		return n.Container, container.Pod{Namespace: n.PodNamespace, Name: n.PodName, UID: n.PodUID}, ok
+	}), nil
+}
 
-// netnsNames names the run's namespaces, by their containers when there
-// is an attributor, else by /run/netns names alone.
-var netnsNames = sync.OnceValue(func() *container.NetnsNames {
+// newRuntimeNamer asks the container runtimes (or --runtime-endpoint) for
+// names; one a run.
+func newRuntimeNamer() (*runtimes.Namer, error) {
+	n, err := runtimes.New(runtimes.Options{Endpoint: runtimeEndpoint})
+	if err != nil {
+		return nil, badInput("--runtime-endpoint: %w", err)
+	}
+	return n, nil
+}
+
+// checkRuntimeEndpoint refuses a --runtime-endpoint that is not a unix
+// socket (bad input) or does not answer (exit 1): asked for by name, a
+// runtime that is not there is an error, not a quiet lack of names.
+func checkRuntimeEndpoint(ctx context.Context) error {
+	n, err := runtimeNamer()
+	if err != nil || runtimeEndpoint == "" {
+		return err
+	}
+	for _, st := range n.Probe(ctx) {
+		if st.Err != nil {
+			return fmt.Errorf("--runtime-endpoint %s does not answer as a CRI or Docker API: %w", st.Endpoint, st.Err)
+		}
+	}
+	return nil
+}
+
+// settleNames gives the runtimes a moment to answer the lookups a one-shot
+// command (snapshot) started, so that its only output has the names.
+func settleNames(ctx context.Context) {
+	n, err := runtimeNamer()
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, namesSettle)
+	defer cancel()
+	n.Settle(ctx)
+}
+
+// namesSettle bounds settleNames: a runtime that is slow costs this once.
+const namesSettle = 2 * time.Second
+
+// newNetnsNames names the run's namespaces, by their containers when
+// there is an attributor, else by /run/netns names alone.
+func newNetnsNames() *container.NetnsNames {
 	a, _ := attribution()
 	return container.NewNetnsNames(a)
-})
+}
 
 // newNames is what an output goroutine names kernel numbers with. Without
 // a cgroup v2 hierarchy to read, sockets are all the host's; then asking
@@ -55,6 +124,12 @@ func newNames(flt *filter.Filter) (*render.Names, error) {
 		if !errors.Is(err, container.ErrNoCgroup2) {
 			return nil, err
 		}
+	}
+	if flt != nil && flt.Contained() && !flt.KernelContainers() {
+		// a filter by name: the names of the containers running now,
+		// before the first event is tested
+		a.Prefetch()
+		settleNames(context.Background())
 	}
 	return &render.Names{Containers: a, Netns: netnsNames()}, nil
 }

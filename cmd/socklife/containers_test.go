@@ -529,3 +529,43 @@ func TestTraceFollowsNewContainer(t *testing.T) {
 		checkContainer(t, "trace "+ev.Old+"->"+ev.New+" "+ev.Local, ev.Container, c)
 	}
 }
+
+// Names come from the runtime: a real Podman serving the Docker Engine API
+// names a container it created (running it is refused on this host, so the
+// test's workload runs in a cgroup named as Podman names that container's),
+// and --container and --pod take those names.
+func TestContainerNamesFromRuntime(t *testing.T) {
+	p := testutil.StartPodman(t)
+	const uid = "6f1c2a3e-1b5d-4c8e-9a0f-2d4e6b8a0c1e"
+	id := p.Run(t, "create", "--name", "k8s_web_web-0_shop_6f1c_0",
+		"--label", "io.kubernetes.container.name=web",
+		"--label", "io.kubernetes.pod.name=web-0",
+		"--label", "io.kubernetes.pod.namespace=shop",
+		"--label", "io.kubernetes.pod.uid="+uid, testutil.PauseImage)
+	c := &fakeContainer{name: "Podman, named by its API", runtime: "podman", id: id, podUID: uid} // the pod uid from the API
+	c.cgroup = fmt.Sprintf("/socklife-test-%d-%s/machine.slice/libpod-%s.scope", os.Getpid(), randomHex(t, 8), id)
+	dir, _ := testutil.Cgroup(t, c.cgroup)
+	c.work = testutil.StartWorkload(t, dir, "named-ctr", false)
+	endpoint := "--runtime-endpoint=unix://" + p.Sock
+	for _, sel := range [][]string{{"--container", "web"}, {"--pod", "shop/web-0"}, {"--pod", "web-0"}} {
+		out, stderr, code := runCLI(t, append([]string{"snapshot", "-tl", "-o", "ndjson", endpoint}, sel...)...)
+		if code != 0 {
+			t.Fatalf("snapshot %v: exit %d: %s", sel, code, stderr)
+		}
+		socks := decodeNDJSON(t, out)
+		if len(socks) != 1 || socks[0].LocalPort != c.work.Port {
+			t.Fatalf("snapshot -tl %v: %+v, want the workload's listener alone", sel, socks)
+		}
+		got := socks[0].Container
+		checkContainer(t, "snapshot "+strings.Join(sel, " "), got, c)
+		if got.Name == nil || *got.Name != "web" || got.Pod == nil || got.Pod.Name == nil || *got.Pod.Name != "web-0" ||
+			got.Pod.Namespace == nil || *got.Pod.Namespace != "shop" || got.Pod.UID != uid {
+			t.Errorf("names: %+v, pod %+v; want web in shop/web-0", got, got.Pod)
+		}
+	}
+	// a table names the container and its pod as a user knows them
+	out, _, _ := runCLI(t, "snapshot", "-tl", endpoint, "--pod", "shop/web-0")
+	if !strings.Contains(out, " web ") || !strings.Contains(out, "shop/web-0") {
+		t.Errorf("snapshot table without the names:\n%s", out)
+	}
+}

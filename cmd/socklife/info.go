@@ -2,9 +2,12 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -25,6 +28,7 @@ type kernelInfo struct {
 	Lockdown string        `json:"lockdown"`
 	Features []featureInfo `json:"features"`
 	Cgroup   cgroupInfo    `json:"cgroup"`
+	Runtimes []runtimeInfo `json:"runtimes"`
 	// lines are the features as HookStatus prints them, for the table.
 	lines []string
 }
@@ -36,6 +40,28 @@ type cgroupInfo struct {
 	Containers int    `json:"containers"`
 	// Note says why containers cannot be named, when they cannot.
 	Note string `json:"note,omitempty"`
+}
+
+// runtimeInfo is one container runtime socket and whether it answered.
+type runtimeInfo struct {
+	Runtime  string `json:"runtime"` // "" for --runtime-endpoint
+	Endpoint string `json:"endpoint"`
+	Protocol string `json:"protocol"` // cri or docker; "" when it did not answer
+	Name     string `json:"name"`
+	Version  string `json:"version"`
+	Error    string `json:"error,omitempty"`
+}
+
+func (r runtimeInfo) String() string {
+	who := r.Runtime
+	if who == "" {
+		who = "--runtime-endpoint"
+	}
+	switch {
+	case r.Error != "":
+		return fmt.Sprintf("%s at %s: %s", who, r.Endpoint, r.Error)
+	}
+	return fmt.Sprintf("%s at %s: %s %s (%s API)", who, r.Endpoint, r.Name, r.Version, strings.ToUpper(r.Protocol))
 }
 
 type featureInfo struct {
@@ -67,7 +93,7 @@ this kernel allows and why the better ones failed.`,
 			if err := checkDisableHooks(disable); err != nil {
 				return err
 			}
-			return runInfo(cmd.OutOrStdout(), f, disable)
+			return runInfo(cmd.Context(), cmd.OutOrStdout(), f, disable)
 		},
 	}
 	cmd.Flags().StringVarP(&format, "output", "o", "table", "output format: table or json")
@@ -75,7 +101,7 @@ this kernel allows and why the better ones failed.`,
 	return cmd
 }
 
-func runInfo(w io.Writer, format render.Format, disable []string) error {
+func runInfo(ctx context.Context, w io.Writer, format render.Format, disable []string) error {
 	info := kernelInfo{Kernel: kernelRelease(), Lockdown: tracer.Lockdown()}
 	if info.Lockdown == "" {
 		info.Lockdown = "unknown (no /sys/kernel/security/lockdown: securityfs not mounted?)"
@@ -88,6 +114,7 @@ func runInfo(w io.Writer, format render.Format, disable []string) error {
 		return err
 	}
 	info.Cgroup = probeCgroups()
+	info.Runtimes = probeRuntimes(ctx)
 	out := bufio.NewWriter(w)
 	if format == render.JSON {
 		enc := json.NewEncoder(out)
@@ -102,6 +129,9 @@ func runInfo(w io.Writer, format render.Format, disable []string) error {
 		}
 		fmt.Fprintf(out, "kernel: %s\nbtf: %s\nlockdown: %s\n", info.Kernel, btf, info.Lockdown)
 		fmt.Fprintf(out, "cgroup: %s\n", info.Cgroup)
+		for _, r := range info.Runtimes {
+			fmt.Fprintf(out, "runtime: %s\n", r)
+		}
 		for _, l := range info.lines {
 			fmt.Fprintln(out, l)
 		}
@@ -172,4 +202,25 @@ func (c cgroupInfo) String() string {
 		where += " beside v1 controllers"
 	}
 	return fmt.Sprintf("%s (%s), %d containers now", c.Layout, where, c.Containers)
+}
+
+// probeRuntimes asks every container runtime socket socklife would ask for
+// names; an absent one says so in a word.
+func probeRuntimes(ctx context.Context) []runtimeInfo {
+	out := []runtimeInfo{}
+	n, err := runtimeNamer()
+	if err != nil {
+		return out
+	}
+	for _, st := range n.Probe(ctx) {
+		r := runtimeInfo{Runtime: st.Runtime, Endpoint: st.Endpoint, Protocol: st.Protocol, Name: st.Name, Version: st.Version}
+		switch {
+		case errors.Is(st.Err, fs.ErrNotExist):
+			r.Error = "not running (no socket)"
+		case st.Err != nil:
+			r.Error = st.Err.Error()
+		}
+		out = append(out, r)
+	}
+	return out
 }

@@ -65,11 +65,14 @@ var errEmptyValue = errors.New("empty: give a value, or leave the flag out")
 
 // checkValues puts checkedValue around every flag of c that takes a value.
 func checkValues(c *cobra.Command) {
-	c.Flags().VisitAll(func(f *pflag.Flag) {
-		if f.Value.Type() != "bool" {
-			f.Value = checkedValue{f.Value}
-		}
-	})
+	c.Flags().VisitAll(wrapValue)
+}
+
+// wrapValue puts checkedValue around f if it takes a value.
+func wrapValue(f *pflag.Flag) {
+	if f.Value.Type() != "bool" {
+		f.Value = checkedValue{f.Value}
+	}
 }
 
 // check is --disable-hook's and --ring-size's check.

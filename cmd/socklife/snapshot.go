@@ -261,6 +261,14 @@ func runSnapshot(cmd *cobra.Command, f *snapshotFlags) error {
 	if err != nil {
 		return err
 	}
+	if names.Containers != nil {
+		// the runtimes are asked in the background; a one-shot listing
+		// (and a filter by name) waits a moment for their names
+		for i := range socks {
+			names.SocketContainer(&socks[i])
+		}
+		settleNames(cmd.Context())
+	}
 	socks = applyFilter(socks, plan.filter, names)
 	if len(socks) == 0 && !plan.dump.AllNetns && plan.filter.Netns == 0 {
 		notes = append(notes, otherNetnsNotes(plan.filter.PIDs)...)

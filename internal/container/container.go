@@ -121,27 +121,32 @@ func (a *Attributor) attribute(id uint64) attribution {
 	}}
 }
 
-// OfProcess is the container of a running process, by the cgroup v2 path
-// /proc/PID/cgroup gives it ("0::/path"); false for the host's processes
-// and for a process that has exited.
+// OfProcess is the container of a running process (see ProcessCgroup);
+// false for the host's processes and for a process that has exited.
 func (a *Attributor) OfProcess(pid int) (Container, bool) {
+	return a.Of(a.ProcessCgroup(pid))
+}
+
+// ProcessCgroup is the cgroup v2 id of a running process, by the path
+// /proc/PID/cgroup gives ("0::/path"); 0 when it has exited.
+func (a *Attributor) ProcessCgroup(pid int) uint64 {
 	if a == nil || pid <= 0 {
-		return Container{}, false
+		return 0
 	}
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
 	if err != nil {
-		return Container{}, false
+		return 0
 	}
 	for line := range strings.Lines(string(data)) {
 		if path, ok := strings.CutPrefix(strings.TrimRight(line, "\n"), "0::"); ok {
 			id, err := a.res.ID(path)
 			if err != nil {
-				return Container{}, false
+				return 0
 			}
-			return a.Of(id)
+			return id
 		}
 	}
-	return Container{}, false
+	return 0
 }
 
 // Matching returns the cgroup ids of the containers keep accepts (see
@@ -151,4 +156,13 @@ func (a *Attributor) Matching(keep func(p Path) bool) []uint64 {
 		return nil
 	}
 	return a.res.Matching(keep)
+}
+
+// Prefetch attributes every container running now, so that the runtimes
+// are asked for their names at once (a filter by name needs them before
+// the first event).
+func (a *Attributor) Prefetch() {
+	for _, id := range a.Matching(func(p Path) bool { return p.ID != "" }) {
+		a.Of(id)
+	}
 }

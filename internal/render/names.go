@@ -21,7 +21,7 @@ type Names struct {
 	// fixed before the first row (trace's).
 	ContainerColumns bool
 
-	procs map[int32]procContainer // by pid, for one snapshot's holders
+	procs map[int32]uint64 // cgroup ids by pid, for one snapshot's holders
 	// containerJSON holds each container's JSON object, by cgroup path:
 	// trace and record write the same few hundred bytes for every event
 	// of a container, escaped once
@@ -31,11 +31,6 @@ type Names struct {
 type cachedJSON struct {
 	c    container.Container // what json says: names may come later
 	json []byte
-}
-
-type procContainer struct {
-	c  container.Container
-	ok bool
 }
 
 // In names interface index in the network namespace netns (see
@@ -66,16 +61,16 @@ func (n *Names) SocketContainer(s *snapshot.Socket) (container.Container, bool) 
 		return c, true
 	}
 	for _, p := range s.Processes {
-		pc, seen := n.procs[p.PID]
+		id, seen := n.procs[p.PID]
 		if !seen {
-			pc.c, pc.ok = n.Containers.OfProcess(int(p.PID))
+			id = n.Containers.ProcessCgroup(int(p.PID))
 			if n.procs == nil {
-				n.procs = make(map[int32]procContainer)
+				n.procs = make(map[int32]uint64)
 			}
-			n.procs[p.PID] = pc
+			n.procs[p.PID] = id
 		}
-		if pc.ok {
-			return pc.c, true
+		if c, ok := n.Containers.Of(id); ok {
+			return c, true
 		}
 	}
 	return container.Container{}, false

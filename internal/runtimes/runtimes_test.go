@@ -76,20 +76,20 @@ const unknownID = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abc
 
 func TestDockerAPINamesPodmanContainers(t *testing.T) {
 	p := startPodman(t)
-	plain := p.run(t, "create", "--name", "billing-worker", pauseImage)
-	podded := p.run(t, "create", "--name", "k8s_web_web-0_shop_6f1c_0",
+	plain := p.Run(t, "create", "--name", "billing-worker", pauseImage)
+	podded := p.Run(t, "create", "--name", "k8s_web_web-0_shop_6f1c_0",
 		"--label", "io.kubernetes.container.name=web",
 		"--label", "io.kubernetes.pod.name=web-0",
 		"--label", "io.kubernetes.pod.namespace=shop",
 		"--label", "io.kubernetes.pod.uid=6f1c2a3e-1b5d-4c8e-9a0f-2d4e6b8a0c1e", pauseImage)
-	sandbox := p.run(t, "create", "--name", "k8s_POD_web-0_shop_6f1c_0",
+	sandbox := p.Run(t, "create", "--name", "k8s_POD_web-0_shop_6f1c_0",
 		"--label", "io.kubernetes.container.name=POD",
 		"--label", "io.kubernetes.docker.type=podsandbox",
 		"--label", "io.kubernetes.pod.name=web-0",
 		"--label", "io.kubernetes.pod.namespace=shop",
 		"--label", "io.kubernetes.pod.uid=6f1c2a3e-1b5d-4c8e-9a0f-2d4e6b8a0c1e", pauseImage)
 
-	n := newNamer(t, Options{Endpoint: "unix://" + p.sock})
+	n := newNamer(t, Options{Endpoint: "unix://" + p.Sock})
 	pod := Names{PodName: "web-0", PodNamespace: "shop", PodUID: "6f1c2a3e-1b5d-4c8e-9a0f-2d4e6b8a0c1e"}
 	for _, tc := range []struct {
 		id   string
@@ -108,7 +108,7 @@ func TestDockerAPINamesPodmanContainers(t *testing.T) {
 
 	st := n.Probe(context.Background())
 	if len(st) != 1 || st[0].Err != nil || st[0].Protocol != "docker" || st[0].Name != "Podman Engine" ||
-		st[0].Version != p.run(t, "version", "--format", "{{.Server.Version}}") {
+		st[0].Version != p.Run(t, "version", "--format", "{{.Server.Version}}") {
 		t.Errorf("Probe: %+v", st)
 	}
 }

@@ -22,85 +22,11 @@ import (
 // sockets, roots and state of its own in a temp dir, so that nothing of
 // the host's runtimes is touched or needed.
 
-// pauseImage is the image both runtimes get: FROM scratch with one static
-// binary that waits for SIGTERM, built here because no registry is
-// reachable.
-const pauseImage = "localhost/socklife-pause:test"
+// pauseImage is the image both runtimes get (testutil.PauseImage).
+const pauseImage = testutil.PauseImage
 
-// podman runs podman against the test's own storage.
-type podman struct {
-	bin  string
-	args []string // global flags: the test's storage, no systemd
-	sock string
-}
-
-func (p *podman) run(tb testing.TB, args ...string) string {
-	tb.Helper()
-	out, err := exec.Command(p.bin, append(append([]string{}, p.args...), args...)...).CombinedOutput()
-	if err != nil {
-		tb.Fatalf("podman %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// startPodman serves the Docker Engine API (podman system service) on a
-// socket in a temp dir, with the pause image built into its storage.
-func startPodman(tb testing.TB) *podman {
-	tb.Helper()
-	testutil.RequireRoot(tb)
-	// podman refuses a runroot path over 50 characters: t.TempDir's are longer
-	dir, err := os.MkdirTemp("", "slpm")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { os.RemoveAll(dir) })
-	p := &podman{
-		bin: testutil.ServerBinary(tb, "podman"),
-		args: []string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run"),
-			"--tmpdir", filepath.Join(dir, "tmp"), "--storage-driver", "vfs",
-			"--cgroup-manager", "cgroupfs", "--events-backend", "file"},
-		sock: filepath.Join(dir, "podman.sock"),
-	}
-	p.run(tb, "build", "-q", "-t", pauseImage, pauseContext(tb))
-	cmd := exec.Command(p.bin, append(append([]string{}, p.args...), "system", "service", "--time=0", "unix://"+p.sock)...)
-	startServer(tb, cmd, "podman system service", p.sock, protoDocker)
-	return p
-}
-
-// pauseContext writes a build context for pauseImage: a static Go binary
-// and its Containerfile.
-func pauseContext(tb testing.TB) string {
-	tb.Helper()
-	dir := tb.TempDir()
-	src := filepath.Join(dir, "pause.go")
-	err := os.WriteFile(src, []byte(`package main
-
-import (
-	"os"
-	"os/signal"
-	"syscall"
-)
-
-func main() {
-	c := make(chan os.Signal, 1)
-	signal.Notify(c, syscall.SIGTERM, syscall.SIGINT)
-	<-c
-}
-`), 0o644)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	build := exec.Command("go", "build", "-o", filepath.Join(dir, "pause"), src)
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
-	if out, err := build.CombinedOutput(); err != nil {
-		tb.Fatalf("building the pause binary: %v: %s", err, out)
-	}
-	cf := "FROM scratch\nCOPY pause /pause\nENTRYPOINT [\"/pause\"]\n"
-	if err := os.WriteFile(filepath.Join(dir, "Containerfile"), []byte(cf), 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	return dir
-}
+// startPodman serves the Docker Engine API (testutil.StartPodman).
+func startPodman(tb testing.TB) *testutil.Podman { return testutil.StartPodman(tb) }
 
 // containerd is a containerd with its CRI plugin, serving on a socket in a
 // temp dir.
@@ -223,7 +149,7 @@ func (c *containerd) importPause(tb testing.TB) {
 	tb.Helper()
 	p := startPodman(tb)
 	archive := filepath.Join(tb.TempDir(), "pause.tar")
-	p.run(tb, "save", "-o", archive, pauseImage)
+	p.Run(tb, "save", "-o", archive, pauseImage)
 	out, err := exec.Command(c.ctr, "--address", c.sock, "-n", "k8s.io", "images", "import", archive).CombinedOutput()
 	if err != nil {
 		tb.Fatalf("ctr images import: %v: %s", err, out)
