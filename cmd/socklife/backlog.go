@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/socklife/socklife/internal/backlog"
+	"github.com/socklife/socklife/internal/closewait"
 	"github.com/socklife/socklife/internal/filter"
 	"github.com/socklife/socklife/tracer"
 )
@@ -23,6 +24,7 @@ type backlogFlags struct {
 	stall    time.Duration
 	forDur   time.Duration
 	allNetns bool
+	by       string // --by: listener, container or pod
 	tracerFlags
 }
 
@@ -69,6 +71,7 @@ a listener has no peer, so --dport and --dst keep none.`,
 	fl.DurationVar(&f.stall, "stall", time.Second, "flag a listener with a non-empty queue and no accept() for longer than this")
 	fl.BoolVar(&f.allNetns, "all-netns", false, "list the listeners of every network namespace each interval (without it: ours and those events came from)")
 	fl.DurationVar(&f.forDur, "for", 0, "stop after this long; exit 1 if any listener stalled or dropped")
+	fl.StringVar(&f.by, "by", "listener", "listener (worst first), or container or pod: a container's (pod's) listeners together, after its worst")
 	f.tracerFlags.register(fl)
 	return cmd
 }
@@ -90,7 +93,24 @@ func (f backlogFlags) check() (render.Format, error) {
 	if err := f.tracerFlags.check(); err != nil {
 		return "", err
 	}
+	if f.by != "listener" {
+		if g, err := closewait.ParseGroup(f.by); err != nil || g == closewait.ByProcess {
+			return "", badInput("--by %q: want listener, container or pod", f.by)
+		}
+	}
 	return format, nil
+}
+
+// groupKey is what --by puts together: a listener's pod (a container
+// outside pods: its container) or container; "" for the host's.
+func (f backlogFlags) groupKey(l *backlog.ListenerReport) string {
+	switch {
+	case !l.InContainer || f.by == "listener":
+		return ""
+	case f.by == "pod" && l.Container.Pod.UID != "":
+		return "pod " + l.Container.Pod.UID
+	}
+	return "container " + l.Container.ID
 }
 
 func runBacklog(cmd *cobra.Command, f backlogFlags) error {
@@ -140,6 +160,7 @@ func runBacklog(cmd *cobra.Command, f backlogFlags) error {
 	cfg := backlog.Config{Interval: f.interval, Stall: f.stall, Keep: flt.Match, AllNetns: f.allNetns,
 		Containers: names.Containers, KeepContainer: flt.Container}
 	emit := func(r *backlog.Report) error {
+		backlog.GroupListeners(r.Listeners, f.groupKey)
 		t.add(r)
 		return p.Write(r)
 	}

@@ -273,7 +273,8 @@ func TestCommandsNameContainers(t *testing.T) {
 	onePod := startSocklife(t, nil, "trace", "-o", "json", "--pod", pod.podUID)
 	rec := startRecord(t, path)
 	top := startSocklife(t, nil, "top", "-o", "json", "--interval", "200ms", "--by", "pod")
-	bl := startSocklife(t, nil, "backlog", "-o", "json", "--interval", "300ms")
+	bl := startSocklife(t, nil, "backlog", "-o", "json", "--interval", "300ms", "--by", "pod")
+	blOne := startSocklife(t, nil, "backlog", "-o", "json", "--interval", "300ms", "--container", cs[1].id[:12])
 
 	clientPorts := map[uint16]*fakeContainer{}
 	for _, c := range cs {
@@ -374,6 +375,17 @@ func TestCommandsNameContainers(t *testing.T) {
 			continue
 		}
 		checkContainer(t, "backlog listener "+l.Local, l.Container, c)
+	}
+	// backlog --container: that container's listener alone
+	n := 0
+	for _, r := range backlogReports(t, strings.Join(blOne.stop(t), "\n")) {
+		for _, l := range r.Listeners {
+			n++
+			checkContainer(t, "backlog --container listener "+l.Local, l.Container, cs[1])
+		}
+	}
+	if n == 0 {
+		t.Errorf("backlog --container %s: no listener reported", cs[1].id[:12])
 	}
 
 	// closewait, by pod: the workloads' CLOSE_WAIT sockets, grouped

@@ -367,3 +367,34 @@ func sortedWorstFirst(r []ListenerReport) []ListenerReport {
 	slices.SortFunc(r, worstFirst)
 	return r
 }
+
+// GroupListeners puts the listeners with the same key together (a pod's, a
+// container's), keeping the worst-first order within each group and
+// ordering the groups by their worst listener; a listener whose key is ""
+// (the host's) stays a group of its own.
+func GroupListeners(ls []ListenerReport, key func(*ListenerReport) string) {
+	rank := map[string]int{}
+	for i := range ls {
+		if k := key(&ls[i]); k != "" {
+			if _, seen := rank[k]; !seen {
+				rank[k] = i
+			}
+		}
+	}
+	groupOf := func(l *ListenerReport, i int) int {
+		if r, ok := rank[key(l)]; ok {
+			return r
+		}
+		return i
+	}
+	idx := make([]int, len(ls))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(groupOf(&ls[a], a), groupOf(&ls[b], b)) })
+	sorted := make([]ListenerReport, len(ls))
+	for i, j := range idx {
+		sorted[i] = ls[j]
+	}
+	copy(ls, sorted)
+}
