@@ -134,15 +134,14 @@ func runBacklog(cmd *cobra.Command, f backlogFlags) error {
 	opts.Backlog = true
 	f.tracerFlags.apply(&opts)
 	opts.Logger = stderrLogger(cmd.ErrOrStderr(), f.debug)
-	follow := kernelCgroups(&opts, flt)
-	tr, err := tracer.New(opts)
+	followCtx, stopFollow := context.WithCancel(cmd.Context())
+	tr, err := startTracer(followCtx, opts, flt)
 	if err != nil {
+		stopFollow()
 		return err
 	}
 	defer tr.Close()
-	followCtx, stopFollow := context.WithCancel(cmd.Context())
-	defer stopFollow()
-	go follow(followCtx, tr.AddCgroups)
+	defer stopFollow() // before Close: the follower adds to the tracer's map
 	if st := acceptHook(tr); !st.Attached() {
 		return fmt.Errorf("no hook for accept() attached (%s): accept waits and stalls cannot be measured", st.Why())
 	}

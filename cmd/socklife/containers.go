@@ -176,3 +176,15 @@ func kernelCgroups(opts *tracer.Options, flt *filter.Filter) (follow func(ctx co
 		}
 	}
 }
+
+// startTracer attaches a tracer with opts, its cgroup filter set from flt
+// (kernelCgroups) and followed until ctx ends.
+func startTracer(ctx context.Context, opts tracer.Options, flt *filter.Filter) (*tracer.Tracer, error) {
+	follow := kernelCgroups(&opts, flt)
+	tr, err := tracer.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	go follow(ctx, tr.AddCgroups)
+	return tr, nil
+}

@@ -91,15 +91,14 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 		return err
 	}
 	opts.Logger = stderrLogger(cmd.ErrOrStderr(), f.debug)
-	follow := kernelCgroups(&opts, rest)
-	tr, err := tracer.New(opts)
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
+	tr, err := startTracer(ctx, opts, rest)
 	if err != nil {
 		return err
 	}
 	defer tr.Close()
-	ctx, cancel := context.WithCancel(cmd.Context())
-	defer cancel()
-	go follow(ctx, tr.AddCgroups)
+	defer cancel() // before Close: the follower adds to the tracer's map
 	if f.duration > 0 {
 		ctx, cancel = context.WithTimeout(ctx, f.duration)
 		defer cancel()

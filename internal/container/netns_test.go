@@ -25,16 +25,7 @@ func netnsInode(t *testing.T, path string) uint32 {
 // processes are the pod's); one `ip netns add` made, by that name; the
 // host's, where containers' processes mix with the host's, by nothing.
 func TestNetnsNames(t *testing.T) {
-	testutil.RequireRoot(t)
-	h, err := container.FindHierarchy()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := container.NewResolver(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := testutil.Resolver(t)
 	uid := "0b5a1c2e-1111-4222-8333-944455556677"
 	pod, _ := testutil.Cgroup(t, fmt.Sprintf("/socklife-netns-%d/kubepods.slice/kubepods-pod0b5a1c2e_1111_4222_8333_944455556677.slice/cri-containerd-%064x.scope", os.Getpid(), 9))
 	w := testutil.StartWorkload(t, pod, "netns-pod", true)

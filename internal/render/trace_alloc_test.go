@@ -71,16 +71,7 @@ const testContainerID = "5e1f0c6f0c1b8a55d4b7d1e0a7ad3f5a6f0d9e8c7b6a5f4e3d2c1b0
 // for the test, and that cgroup's id. Root only.
 func containerNames(tb testing.TB) (*Names, uint64) {
 	tb.Helper()
-	testutil.RequireRoot(tb)
-	h, err := container.FindHierarchy()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	res, err := container.NewResolver(h)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { res.Close() })
+	res := testutil.Resolver(tb)
 	_, id := testutil.Cgroup(tb, fmt.Sprintf("/socklife-render-%d/kubepods/burstable/pod0b5a1c2e-1111-4222-8333-944455556666/%s", os.Getpid(), testContainerID))
 	a := container.NewAttributor(res, func(container.Runtime, string) (string, container.Pod, bool) {
 		return "web", container.Pod{Namespace: "shop", Name: "web-7d9f"}, true

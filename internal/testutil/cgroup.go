@@ -5,10 +5,8 @@ package testutil
 // process started inside one, listening, accepting and connecting.
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,7 +14,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -33,6 +30,23 @@ func CgroupRoot(tb testing.TB) string {
 		tb.Fatalf("cgroup v2 hierarchy: %v", err)
 	}
 	return h.Mount
+}
+
+// Resolver resolves this host's cgroup ids (root: open_by_handle_at);
+// closed when the test ends.
+func Resolver(tb testing.TB) *container.Resolver {
+	tb.Helper()
+	RequireRoot(tb)
+	h, err := container.FindHierarchy()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r, err := container.NewResolver(h)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { r.Close() })
+	return r
 }
 
 // Cgroup makes the cgroup at path below the hierarchy's root, with its
@@ -192,58 +206,4 @@ func (w *Workload) ask(tb testing.TB, command string) string {
 		tb.Fatalf("workload %q: no answer after %v", command, helperReadyWithin)
 	}
 	return ""
-}
-
-// runWorkload is the workload's side: it runs in init, on the main thread.
-func runWorkload() error {
-	name := append([]byte(os.Getenv(workloadEnv)), 0)
-	if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0); err != nil {
-		return fmt.Errorf("prctl(PR_SET_NAME): %w", err)
-	}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	var kept []net.Conn // never closed: a peer's close leaves CLOSE_WAIT
-	accepted := make(chan net.Conn)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- c
-		}
-	}()
-	go func() {
-		for c := range accepted {
-			kept = append(kept, c)
-		}
-	}()
-	fmt.Printf("ready %d\n", ln.Addr().(*net.TCPAddr).Port)
-	sc := bufio.NewScanner(os.Stdin)
-	var dialed []net.Conn
-	for sc.Scan() {
-		if sc.Text() == "close" {
-			for _, c := range dialed {
-				c.Close()
-			}
-			fmt.Printf("closed %d\n", len(dialed))
-			dialed = nil
-			continue
-		}
-		port, ok := strings.CutPrefix(sc.Text(), "connect ")
-		if !ok {
-			fmt.Printf("error unknown command %q\n", sc.Text())
-			continue
-		}
-		c, err := net.Dial("tcp4", "127.0.0.1:"+port)
-		if err != nil {
-			fmt.Printf("error %v\n", err)
-			continue
-		}
-		dialed = append(dialed, c)
-		fmt.Printf("connected %d\n", c.LocalAddr().(*net.TCPAddr).Port)
-	}
-	return sc.Err()
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -256,4 +258,58 @@ func (p *helperProc) stop() {
 		p.cmd.Process.Kill()
 		<-done
 	}
+}
+
+// runWorkload is the workload's side: it runs in init, on the main thread.
+func runWorkload() error {
+	name := append([]byte(os.Getenv(workloadEnv)), 0)
+	if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl(PR_SET_NAME): %w", err)
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	var kept []net.Conn // never closed: a peer's close leaves CLOSE_WAIT
+	accepted := make(chan net.Conn)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	go func() {
+		for c := range accepted {
+			kept = append(kept, c)
+		}
+	}()
+	fmt.Printf("ready %d\n", ln.Addr().(*net.TCPAddr).Port)
+	sc := bufio.NewScanner(os.Stdin)
+	var dialed []net.Conn
+	for sc.Scan() {
+		if sc.Text() == "close" {
+			for _, c := range dialed {
+				c.Close()
+			}
+			fmt.Printf("closed %d\n", len(dialed))
+			dialed = nil
+			continue
+		}
+		port, ok := strings.CutPrefix(sc.Text(), "connect ")
+		if !ok {
+			fmt.Printf("error unknown command %q\n", sc.Text())
+			continue
+		}
+		c, err := net.Dial("tcp4", "127.0.0.1:"+port)
+		if err != nil {
+			fmt.Printf("error %v\n", err)
+			continue
+		}
+		dialed = append(dialed, c)
+		fmt.Printf("connected %d\n", c.LocalAddr().(*net.TCPAddr).Port)
+	}
+	return sc.Err()
 }
