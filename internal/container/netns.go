@@ -11,9 +11,12 @@ import (
 )
 
 // netnsRescan bounds how often NetnsNames walks /proc again for a
-// namespace it cannot name: a namespace with nothing in it stays unnamed
-// without costing a walk per lookup.
+// namespace it has not seen: a burst of new namespaces costs one walk.
 const netnsRescan = 2 * time.Second
+
+// maxNetnsNames bounds NetnsNames' cache: namespaces come and go (pods);
+// past this many the answers are forgotten and found again.
+const maxNetnsNames = 1 << 14
 
 // NetnsNames names network namespaces by what lives in them: the pod (or
 // container) whose processes are in it, else the name `ip netns add` gave
@@ -41,18 +44,25 @@ func (n *NetnsNames) Name(inode uint32) string {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	name, ok := n.names[inode]
-	if ok || time.Since(n.scanned) < netnsRescan {
+	// A namespace seen once keeps its answer, "" included: the host's,
+	// named by nothing, must not cost a walk of /proc every few seconds.
+	if name, seen := n.names[inode]; seen || time.Since(n.scanned) < netnsRescan {
 		return name
 	}
 	n.scan()
-	return n.names[inode]
+	name, seen := n.names[inode]
+	if !seen {
+		n.names[inode] = "" // nothing names it now
+	}
+	return name
 }
 
 // scan names every namespace on the host now.
 func (n *NetnsNames) scan() {
 	n.scanned = time.Now()
-	clear(n.names)
+	if len(n.names) > maxNetnsNames {
+		clear(n.names)
+	}
 	if entries, err := os.ReadDir(n.runDir); err == nil {
 		for _, e := range entries {
 			path := filepath.Join(n.runDir, e.Name())
