@@ -1,9 +1,11 @@
 package main
 
 // plumbing.go: what every command shares around its work: the ready file,
-// warnings on stderr, and a broken pipe taken as the reader being done.
+// warnings on stderr, a broken pipe taken as the reader being done, and a
+// stop that a blocked output cannot hold up.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +13,9 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
+	"github.com/socklife/socklife/internal/outfile"
 	"github.com/socklife/socklife/tracer"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
@@ -32,8 +36,19 @@ func (h *tracerFlags) register(fl *pflag.FlagSet) {
 	fl.MarkHidden("ready-file")
 }
 
-// check is --disable-hook's check.
-func (h *tracerFlags) check() error { return checkDisableHooks(h.disableHooks) }
+// check is --disable-hook's check, and the ready file's before anything
+// is attached (a refused path is a runtime failure, exit 1, not bad input).
+func (h *tracerFlags) check() error {
+	if err := checkDisableHooks(h.disableHooks); err != nil {
+		return err
+	}
+	if h.readyFile != "" {
+		if err := outfile.Check(h.readyFile); err != nil {
+			return fmt.Errorf("the ready file %s: %w", h.readyFile, err)
+		}
+	}
+	return nil
+}
 
 // checkDisableHooks is --disable-hook's check, for every command that takes it.
 func checkDisableHooks(names []string) error {
@@ -44,30 +59,29 @@ func checkDisableHooks(names []string) error {
 }
 
 // writeReadyFile tells a test or script that everything is attached. It
-// runs as root in a directory others may write (/tmp): a symlink planted at
-// path is not followed and a device is not written, only a regular file,
-// created if missing.
+// runs as root in a directory others may write (/tmp): the file is created
+// (O_EXCL), or else must be a regular file of ours reached without a
+// symbolic link (outfile.Open); check refused the rest before attaching.
 func writeReadyFile(path string) error {
 	if path == "" {
 		return nil
 	}
-	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o644)
+	f, err := outfile.Open(path, 0o644, false)
+	if err == nil {
+		defer f.Close()
+		if !f.Created {
+			err = f.Truncate(0)
+		}
+	}
+	if err == nil {
+		_, err = fmt.Fprintf(f, "%d\n", os.Getpid())
+	}
 	if err != nil {
-		if errors.Is(err, unix.ELOOP) {
-			err = errors.New("a symbolic link, not followed")
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is said once, here
 		}
 		return fmt.Errorf("writing the ready file %s: %w", path, err)
-	}
-	f := os.NewFile(uintptr(fd), path)
-	defer f.Close()
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
-		return fmt.Errorf("writing the ready file %s: not a regular file", path)
-	}
-	if err := f.Truncate(0); err != nil {
-		return fmt.Errorf("writing the ready file: %w", err)
-	}
-	if _, err := fmt.Fprintf(f, "%d\n", os.Getpid()); err != nil {
-		return fmt.Errorf("writing the ready file: %w", err)
 	}
 	return nil
 }
@@ -121,4 +135,48 @@ func cancelOnBrokenPipe(out io.Writer, cancel func()) {
 			}
 		}
 	}()
+}
+
+// stopGrace bounds how long a command goes on once told to stop (a signal,
+// --duration, its reader gone) before it exits without finishing: enough
+// to apply and write what the kernel had written by then, which takes
+// well under a second. A write blocked on a reader that stopped reading
+// waits in the kernel, where no context reaches it.
+const stopGrace = time.Second
+
+// errOutputBlocked is untilStopped's answer when it gave up waiting.
+var errOutputBlocked = errors.New("stopped with the output blocked: its reader stopped reading")
+
+// untilStopped runs work on a goroutine of its own and returns its error;
+// or, once ctx has ended and work has not returned stopGrace later,
+// errOutputBlocked, leaving work behind for the process exit to end.
+func untilStopped(ctx context.Context, work func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- work() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	t := time.NewTimer(stopGrace)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return errOutputBlocked
+	}
+}
+
+// exitIfStuck is main's last resort, for the commands without a bounded
+// stop of their own (snapshot writing to a stalled pipe, say): signals
+// are caught, so the kernel no longer ends a process blocked in a write.
+// Once ctx (cancelled by SIGINT or SIGTERM) ends, a command still running
+// after the longest stop a command takes by itself (trace's drain and
+// grace) is ended here, exit status 1.
+func exitIfStuck(ctx context.Context) {
+	<-ctx.Done()
+	time.Sleep(traceDrain + 2*stopGrace)
+	fmt.Fprintln(os.Stderr, "socklife:", errOutputBlocked)
+	os.Exit(1)
 }

@@ -104,7 +104,7 @@ func check(st *unix.Stat_t) error {
 		return refusal{kind + ", not a regular file"}
 	}
 	if euid := os.Geteuid(); int(st.Uid) != euid {
-		return refusal{fmt.Sprintf("a file of uid %d, not of uid %d (who would read what is written)", st.Uid, euid)}
+		return refusal{fmt.Sprintf("a file of uid %d, not of uid %d", st.Uid, euid)}
 	}
 	return nil
 }

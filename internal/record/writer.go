@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -51,7 +52,7 @@ type Writer struct {
 	buf      []byte
 	buffered uint64 // records in buf
 	size     int64  // bytes in the current file, all of them whole lines
-	n        uint64
+	n        atomic.Uint64 // records written; read from any goroutine
 	err      error
 }
 
@@ -94,7 +95,7 @@ func Create(opts Options) (*Writer, error) {
 // only a regular file.
 func probe(f *outfile.File, maxSize int64) error {
 	if _, err := unix.Pwrite(int(f.Fd()), nil, 0); err != nil {
-		return fmt.Errorf("a test write failed (records are written in place, to keep them whole): %w", err)
+		return fmt.Errorf("cannot be written in place (which keeps records whole): %w", err)
 	}
 	if !f.Regular && maxSize > 0 {
 		return errors.New("not a regular file, which --max-size would rename")
@@ -213,7 +214,7 @@ func (w *Writer) write(b []byte) (int, error) {
 	}
 	if err == nil {
 		w.size += int64(written)
-		w.n += uint64(bytes.Count(b, []byte{'\n'}))
+		w.n.Add(uint64(bytes.Count(b, []byte{'\n'})))
 	}
 	return written, err
 }
@@ -266,7 +267,7 @@ func (w *Writer) writePages(b []byte) (int, error) {
 			return done, err
 		}
 		w.size += int64(end)
-		w.n += uint64(bytes.Count(rest[:end], []byte{'\n'}))
+		w.n.Add(uint64(bytes.Count(rest[:end], []byte{'\n'})))
 		done += end
 	}
 	return done, nil
@@ -368,7 +369,7 @@ func (w *Writer) rotate() error {
 }
 
 // Records is how many records were written (flushed).
-func (w *Writer) Records() uint64 { return w.n }
+func (w *Writer) Records() uint64 { return w.n.Load() }
 
 // Close flushes and closes the file.
 func (w *Writer) Close() error {
