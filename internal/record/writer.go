@@ -50,8 +50,8 @@ type Writer struct {
 	empty    bool     // f must be emptied by Start (an existing regular file)
 	out      io.Writer
 	buf      []byte
-	buffered uint64 // records in buf
-	size     int64  // bytes in the current file, all of them whole lines
+	buffered uint64        // records in buf
+	size     int64         // bytes in the current file, all of them whole lines
 	n        atomic.Uint64 // records written; read from any goroutine
 	err      error
 }
