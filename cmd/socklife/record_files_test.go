@@ -47,7 +47,13 @@ func runRefused(t *testing.T, look, want, end string, args ...string) {
 	cmd := socklifeCmd(t, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	err := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// A path taken instead of refused starts a recording that runs on.
+	kill := time.AfterFunc(testutil.Scaled(20*time.Second), func() { cmd.Process.Kill() })
+	defer kill.Stop()
+	err := cmd.Wait()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.HasPrefix(stderr.String(), want) || !strings.HasSuffix(stderr.String(), end+"\n") || strings.Count(stderr.String(), "\n") != 1 {
 		t.Errorf("%v: %v, stderr %q; want exit status 1 and one line %q...%q", args, err, stderr.String(), want, end)
