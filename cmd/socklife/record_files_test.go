@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,35 +14,16 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/socklife/socklife/internal/churn"
 	"github.com/socklife/socklife/internal/testutil"
 )
-
-// fileFacts is what socklife must leave as it was when it refuses a path:
-// content, mode, owner.
-func fileFacts(t *testing.T, path string) string {
-	t.Helper()
-	st, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sys := st.Sys().(*syscall.Stat_t)
-	facts := fmt.Sprintf("mode %v uid %d gid %d", st.Mode(), sys.Uid, sys.Gid)
-	if st.Mode().IsRegular() && !strings.HasPrefix(path, "/proc/") {
-		b, _ := os.ReadFile(path)
-		facts += " content " + strconv.Quote(string(b))
-	}
-	return facts
-}
 
 // runRefused runs socklife with args and checks the refusal: exit status
 // 1, one line on stderr starting with want and ending in end, and look
 // left as it was.
 func runRefused(t *testing.T, look, want, end string, args ...string) {
 	t.Helper()
-	before := fileFacts(t, look)
+	before := testutil.FileFacts(t, look)
 	cmd := socklifeCmd(t, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -58,7 +38,7 @@ func runRefused(t *testing.T, look, want, end string, args ...string) {
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.HasPrefix(stderr.String(), want) || !strings.HasSuffix(stderr.String(), end+"\n") || strings.Count(stderr.String(), "\n") != 1 {
 		t.Errorf("%v: %v, stderr %q; want exit status 1 and one line %q...%q", args, err, stderr.String(), want, end)
 	}
-	if after := fileFacts(t, look); after != before {
+	if after := testutil.FileFacts(t, look); after != before {
 		t.Errorf("%v changed %s: %s, was %s", args, look, after, before)
 	}
 }
@@ -68,18 +48,7 @@ func runRefused(t *testing.T, look, want, end string, args ...string) {
 // is attached, and left exactly as it was. --overwrite is the way round.
 func TestRecordRefusesPlantedPaths(t *testing.T) {
 	testutil.RequireRoot(t)
-	dir := t.TempDir()
-	target := filepath.Join(dir, "target")
-	if err := os.WriteFile(target, []byte("precious\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(target, 65534, 65534); err != nil {
-		t.Fatal(err)
-	}
-	link := filepath.Join(dir, "conns.ndjson")
-	if err := os.Symlink(target, link); err != nil {
-		t.Fatal(err)
-	}
+	link, target := testutil.PlantLink(t, t.TempDir(), "precious\n", 65534)
 	for _, c := range []struct{ path, look, why string }{
 		{link, target, "a symbolic link, not followed"},
 		{target, target, "a file of uid 65534, not of uid 0"},
@@ -102,10 +71,10 @@ func TestRecordRefusesPlantedPaths(t *testing.T) {
 		runRefused(t, path, "socklife: creating "+path+": ", c.why, append([]string{"record"}, c.args...)...)
 	}
 	// Asked to, record writes /dev/null, and leaves its mode 0666.
-	before := fileFacts(t, "/dev/null")
+	before := testutil.FileFacts(t, "/dev/null")
 	r := startRecord(t, "/dev/null", "--overwrite", "--port", "1")
 	r.stop(t)
-	if after := fileFacts(t, "/dev/null"); after != before {
+	if after := testutil.FileFacts(t, "/dev/null"); after != before {
 		t.Errorf("/dev/null is now %s, was %s", after, before)
 	}
 }
@@ -143,7 +112,7 @@ func TestRecordCannotStartKeepsFile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	before := fileFacts(t, path)
+	before := testutil.FileFacts(t, path)
 	cmd := socklifeCmd(t, "record", "-o", path)
 	runAsNobody(t, cmd) // makes the directories above searchable
 	var stderr bytes.Buffer
@@ -154,7 +123,7 @@ func TestRecordCannotStartKeepsFile(t *testing.T) {
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 || stderr.String() != want {
 		t.Errorf("%v, stderr %q; want exit status 1 and %q", err, stderr.String(), want)
 	}
-	if after := fileFacts(t, path); after != before {
+	if after := testutil.FileFacts(t, path); after != before {
 		t.Errorf("the file is now %s, was %s", after, before)
 	}
 }
@@ -222,9 +191,7 @@ func TestRecordStopsWithBlockedReader(t *testing.T) {
 		for range 20 {
 			loopbackConn(t, ln)
 		}
-		fds := []unix.PollFd{{Fd: int32(w.Fd()), Events: unix.POLLOUT}}
-		n, err := unix.Poll(fds, 0)
-		return err == nil && n == 0
+		return pipeFull(w)
 	})
 	run.cmd.Process.Signal(syscall.SIGTERM)
 	if code := run.exitCode(t, 10*time.Second); code != 0 {

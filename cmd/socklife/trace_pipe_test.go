@@ -57,11 +57,7 @@ func TestTraceStopsWithBlockedReader(t *testing.T) {
 	// its write end stops polling writable. (Counting the bytes in it says
 	// less: a write that does not fit the last page takes a fresh one, so
 	// the flushes of a draining trace leave pages part-filled.)
-	testutil.WaitFor(t, 10*time.Second, "the pipe to fill", func() bool {
-		fds := []unix.PollFd{{Fd: int32(w.Fd()), Events: unix.POLLOUT}}
-		n, err := unix.Poll(fds, 0)
-		return err == nil && n == 0
-	})
+	testutil.WaitFor(t, 10*time.Second, "the pipe to fill", func() bool { return pipeFull(w) })
 	run.cmd.Process.Signal(syscall.SIGTERM)
 	if code := run.exitCode(t, 10*time.Second); code != 0 {
 		t.Errorf("exit status %d, want 0; stderr %q", code, run.stderr.String())
@@ -69,4 +65,12 @@ func TestTraceStopsWithBlockedReader(t *testing.T) {
 	if !strings.Contains(run.stderr.String(), "lost (output blocked: its reader stopped reading)") {
 		t.Errorf("stderr %q, want the summary noting the blocked output", run.stderr.String())
 	}
+}
+
+// pipeFull says whether the pipe's write end w has no free slot: it
+// stops polling writable.
+func pipeFull(w *os.File) bool {
+	fds := []unix.PollFd{{Fd: int32(w.Fd()), Events: unix.POLLOUT}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n == 0
 }

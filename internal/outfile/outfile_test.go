@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -13,45 +12,12 @@ import (
 	"github.com/socklife/socklife/internal/testutil"
 )
 
-// fileState is what a refused open must leave as it was.
-type fileState struct {
-	content  string
-	mode     os.FileMode
-	uid, gid uint32
-}
-
-func stateOf(t *testing.T, path string) fileState {
-	t.Helper()
-	st, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := fileState{mode: st.Mode()}
-	sys := st.Sys().(*syscall.Stat_t)
-	s.uid, s.gid = sys.Uid, sys.Gid
-	if st.Mode().IsRegular() {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.content = string(b)
-	}
-	return s
-}
-
 // Root writing in a directory others can write: what a planted path
 // leads to is refused and left exactly as it was (content, mode, owner).
 func TestOpenRefuses(t *testing.T) {
 	testutil.RequireRoot(t) // a file of another user's
 	dir := t.TempDir()
-	target := filepath.Join(dir, "target")
-	if err := os.WriteFile(target, []byte("keep\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	link := filepath.Join(dir, "link")
-	if err := os.Symlink(target, link); err != nil {
-		t.Fatal(err)
-	}
+	link, target := testutil.PlantLink(t, dir, "keep\n", -1)
 	fifo := filepath.Join(dir, "fifo")
 	if err := unix.Mkfifo(fifo, 0o666); err != nil {
 		t.Fatal(err)
@@ -70,7 +36,7 @@ func TestOpenRefuses(t *testing.T) {
 		{dir, dir, "a directory, not a regular file"},
 		{theirs, theirs, "a file of uid 65534, not of uid 0"},
 	} {
-		before := stateOf(t, c.look)
+		before := testutil.FileFacts(t, c.look)
 		f, err := Open(c.path, 0o600, false)
 		if err == nil {
 			f.Close()
@@ -81,8 +47,8 @@ func TestOpenRefuses(t *testing.T) {
 		if err := Check(c.path); !errors.Is(err, ErrRefused) {
 			t.Errorf("Check(%s): %v; want refused", c.path, err)
 		}
-		if after := stateOf(t, c.look); after != before {
-			t.Errorf("Open(%s) changed %s: %+v, was %+v", c.path, c.look, after, before)
+		if after := testutil.FileFacts(t, c.look); after != before {
+			t.Errorf("Open(%s) changed %s: %s, was %s", c.path, c.look, after, before)
 		}
 	}
 }
@@ -100,21 +66,21 @@ func TestOpenCreatesAndKeeps(t *testing.T) {
 		t.Fatalf("Open(new): %+v, %v", f, err)
 	}
 	f.Close()
-	if st := stateOf(t, fresh); st.mode.Perm() != 0o600 {
-		t.Errorf("new file mode %v, want 0600", st.mode.Perm())
+	if st, _ := os.Stat(fresh); st.Mode().Perm() != 0o600 {
+		t.Errorf("new file mode %v, want 0600", st.Mode().Perm())
 	}
 	mine := filepath.Join(dir, "mine")
 	if err := os.WriteFile(mine, []byte("old\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	before := stateOf(t, mine)
+	before := testutil.FileFacts(t, mine)
 	f, err = Open(mine, 0o600, false)
 	if err != nil || f.Created || !f.Regular {
 		t.Fatalf("Open(existing): %+v, %v", f, err)
 	}
 	f.Close()
-	if after := stateOf(t, mine); after != before {
-		t.Errorf("opening changed the file: %+v, was %+v", after, before)
+	if after := testutil.FileFacts(t, mine); after != before {
+		t.Errorf("opening changed the file: %s, was %s", after, before)
 	}
 	link := filepath.Join(dir, "link")
 	if err := os.Symlink(mine, link); err != nil {
@@ -125,7 +91,7 @@ func TestOpenCreatesAndKeeps(t *testing.T) {
 		t.Fatalf("Open(link, overwrite): %v", err)
 	}
 	f.Close()
-	if after := stateOf(t, mine); after != before {
-		t.Errorf("overwrite through a link changed the target: %+v, was %+v", after, before)
+	if after := testutil.FileFacts(t, mine); after != before {
+		t.Errorf("overwrite through a link changed the target: %s, was %s", after, before)
 	}
 }

@@ -23,14 +23,7 @@ import (
 func TestCreateRefuses(t *testing.T) {
 	testutil.RequireRoot(t) // /proc/version opens for writing as root only
 	dir := t.TempDir()
-	target := filepath.Join(dir, "target")
-	if err := os.WriteFile(target, []byte("keep\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	link := filepath.Join(dir, "link")
-	if err := os.Symlink(target, link); err != nil {
-		t.Fatal(err)
-	}
+	link, target := testutil.PlantLink(t, dir, "keep\n", -1)
 	fifo := filepath.Join(dir, "fifo")
 	if err := unix.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
@@ -56,7 +49,7 @@ func TestCreateRefuses(t *testing.T) {
 		{Options{Path: fifo, Overwrite: true}, fifo, syscall.ESPIPE},
 		{Options{Path: "/dev/null", Overwrite: true, MaxSize: 1 << 20}, "/dev/null", nil},
 	} {
-		before := describe(t, c.look)
+		before := testutil.FileFacts(t, c.look)
 		w, err := Create(c.opts)
 		if err == nil {
 			w.Close()
@@ -64,7 +57,7 @@ func TestCreateRefuses(t *testing.T) {
 		if err == nil || c.want != nil && !errors.Is(err, c.want) || !strings.HasPrefix(err.Error(), "creating "+c.opts.Path+": ") {
 			t.Errorf("%+v: %v; want an error naming the path, for %v", c.opts, err, c.want)
 		}
-		if after := describe(t, c.look); after != before {
+		if after := testutil.FileFacts(t, c.look); after != before {
 			t.Errorf("%+v changed %s: %s, was %s", c.opts, c.look, after, before)
 		}
 	}
@@ -73,30 +66,13 @@ func TestCreateRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := describe(t, "/dev/null")
+	before := testutil.FileFacts(t, "/dev/null")
 	if err := errors.Join(w.Start(), w.Write(line(1)), w.Close()); err != nil {
 		t.Fatal(err)
 	}
-	if after := describe(t, "/dev/null"); after != before || !strings.Contains(after, "crw-rw-rw-") {
+	if after := testutil.FileFacts(t, "/dev/null"); after != before || !strings.Contains(after, "crw-rw-rw-") {
 		t.Errorf("/dev/null is now %s, was %s", after, before)
 	}
-}
-
-// describe is a file's content (if it is a small regular file), mode and
-// owner.
-func describe(t *testing.T, path string) string {
-	t.Helper()
-	st, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sys := st.Sys().(*syscall.Stat_t)
-	s := "mode " + st.Mode().String() + " uid " + strconv.Itoa(int(sys.Uid)) + " gid " + strconv.Itoa(int(sys.Gid))
-	if st.Mode().IsRegular() && path != "/proc/version" {
-		b, _ := os.ReadFile(path)
-		s += " content " + strconv.Quote(string(b))
-	}
-	return s
 }
 
 // Rotation shifts the files that exist, not every name up to --max-files:
