@@ -149,25 +149,13 @@ func TestRecordManyFilesAllowed(t *testing.T) {
 	}
 }
 
-// startRecordToPipe runs socklife record -o - with stdout on a pipe, as
-// startTraceToPipe does for trace.
-func startRecordToPipe(t *testing.T, args ...string) (run *socklifeRun, r, w *os.File) {
-	t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close(); w.Close() })
-	return startSocklife(t, w, append([]string{"record", "-o", "-"}, args...)...), r, w
-}
-
 // `socklife record | head -1`: head takes a record and goes; record must
 // notice and end as trace does (exit 0, nothing more said), though no
 // connection closes after.
 func TestRecordExitsWhenReaderGoes(t *testing.T) {
 	testutil.RequireRoot(t)
 	ln := testutil.PlainListener(t)
-	run, r, _ := startRecordToPipe(t, "--port", strconv.Itoa(int(testutil.Port(ln))))
+	run, r, _ := startToPipe(t, "record", "--port", strconv.Itoa(int(testutil.Port(ln))))
 	loopbackConn(t, ln)
 	line, err := bufio.NewReader(r).ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "{") {
@@ -184,14 +172,14 @@ func TestRecordExitsWhenReaderGoes(t *testing.T) {
 func TestRecordStopsWithBlockedReader(t *testing.T) {
 	testutil.RequireRoot(t)
 	ln := testutil.PlainListener(t)
-	run, _, w := startRecordToPipe(t, "--port", strconv.Itoa(int(testutil.Port(ln))))
+	run, _, w := startToPipe(t, "record", "--port", strconv.Itoa(int(testutil.Port(ln))))
 	// Records until the pipe has no free slot: its write end stops
 	// polling writable (see TestTraceStopsWithBlockedReader).
 	testutil.WaitFor(t, 20*time.Second, "the pipe to fill", func() bool {
 		for range 20 {
 			loopbackConn(t, ln)
 		}
-		return pipeFull(w)
+		return pipeFull(w) && writingStdout(t, run.cmd.Process.Pid)
 	})
 	run.cmd.Process.Signal(syscall.SIGTERM)
 	if code := run.exitCode(t, 10*time.Second); code != 0 {
