@@ -38,7 +38,8 @@ type File struct {
 // Open opens path for writing without truncating it. A missing path is
 // created (O_EXCL, mode perm, fchmodded to perm through the new fd so a
 // umask cannot widen or narrow it). An existing one must be a regular file
-// owned by the effective user, reached without a symbolic link; with
+// owned by the effective user with no other hard link, reached without a
+// symbolic link; with
 // overwrite, whatever the path leads to is opened as it is, its owner and
 // mode unchanged. Errors do not name the path: callers say it once.
 func Open(path string, perm os.FileMode, overwrite bool) (*File, error) {
@@ -95,7 +96,8 @@ func Open(path string, perm os.FileMode, overwrite bool) (*File, error) {
 	return f, nil
 }
 
-// check refuses what is not a regular file of the effective user's.
+// check refuses what is not a regular file of the effective user's, with
+// one name.
 func check(st *unix.Stat_t) error {
 	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 		return refusal{"a symbolic link, not followed"}
@@ -105,6 +107,11 @@ func check(st *unix.Stat_t) error {
 	}
 	if euid := os.Geteuid(); int(st.Uid) != euid {
 		return refusal{fmt.Sprintf("a file of uid %d, not of uid %d", st.Uid, euid)}
+	}
+	if st.Nlink > 1 {
+		// a hard link planted to root's file (where protected_hardlinks
+		// is off) passes the owner check: its other names are not ours
+		return refusal{fmt.Sprintf("a file with %d hard links", st.Nlink)}
 	}
 	return nil
 }

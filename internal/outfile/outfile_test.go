@@ -29,7 +29,12 @@ func TestOpenRefuses(t *testing.T) {
 	if err := os.Chown(theirs, 65534, 65534); err != nil {
 		t.Fatal(err)
 	}
+	hardlink := filepath.Join(dir, "hardlink")
+	if err := os.Link(target, hardlink); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct{ path, look, why string }{
+		{hardlink, target, "a file with 2 hard links"},
 		{link, target, "a symbolic link, not followed"},
 		{"/dev/null", "/dev/null", "a character device, not a regular file"},
 		{fifo, fifo, "a FIFO, not a regular file"},
