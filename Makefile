@@ -3,6 +3,7 @@
 #   make run     build, then run socklife (ARGS="snapshot -tl" by default)
 #   make test    vet, format check, all tests (root runs the kernel tests);
 #                make check-generate rebuilds the BPF objects (clang) and diffs them
+#   make fuzz    every fuzz target for FUZZTIME (10s) each; CI runs it before make test
 #   make bench   the benchmarks, with ratios against ss and bpftrace measured in the same run
 
 GO       ?= go
@@ -11,7 +12,7 @@ VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.Version=$(VERSION)
 ARGS     ?= snapshot -tl
 
-.PHONY: all build run test unit vet fmt-check generate vmlinux check-generate bench vmtest clean
+.PHONY: all build run test unit vet fmt-check fuzz generate vmlinux check-generate bench vmtest clean
 
 all: build
 
@@ -49,6 +50,20 @@ check-generate: generate
 # host's network stack with another's (the backlog test times accept waits).
 test: vet fmt-check
 	$(GO) test -count=1 -p 1 ./...
+
+# Each fuzz target for a short while on top of its seed corpus (the seeds
+# alone run in make test, as ordinary tests). go test fuzzes one target a
+# run: the list is every func Fuzz* in the tree, found afresh. Fourteen
+# targets at 10s, with their builds, take over three minutes, more than
+# make test may grow by, so CI runs this on its own.
+FUZZTIME ?= 10s
+fuzz:
+	@set -e; git grep -l '^func Fuzz' -- '*_test.go' | while read -r f; do \
+		for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "== $$t ./$$(dirname $$f)"; \
+			$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f); \
+		done; \
+	done
 
 unit:
 	$(GO) test -count=1 -short ./...

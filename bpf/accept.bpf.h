@@ -68,7 +68,7 @@ static __always_inline int on_tcp_accept(const struct sock *lsk, const struct so
 		    (filter_pid && si->owner.tgid == filter_pid)))
 		learn_listener(lsk, netns, tu.sport, &si->owner);
 	state = BPF_CORE_READ(sk, __sk_common.skc_state);
-	if (!wanted(si, netns, &tu, state, state))
+	if (!wanted(si, sk, netns, &tu, state, state))
 		return 0;
 	e = reserve_event();
 	if (!e)

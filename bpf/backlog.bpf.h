@@ -108,7 +108,7 @@ static __always_inline int on_synack(const struct sock *lsk, const struct reques
 	tu.dport = bpf_ntohs(BPF_CORE_READ(req, __req_common.skc_dport));
 	skc_remote_addr(&req->__req_common, tu.family, tu.daddr);
 	learn_listener(lsk, netns, tu.sport, NULL);
-	if (!wanted(si, netns, &tu, TCP_LISTEN, TCP_LISTEN))
+	if (!wanted(si, lsk, netns, &tu, TCP_LISTEN, TCP_LISTEN))
 		return 0;
 	e = reserve_event();
 	if (!e)

@@ -29,6 +29,9 @@ volatile const __u16 filter_sports[MAX_FILTER_PORTS]; /* local port */
 volatile const __u16 filter_dports[MAX_FILTER_PORTS]; /* remote port */
 volatile const __u8 filter_family;  /* AF_INET (v4-mapped counts as IPv4) or AF_INET6 */
 volatile const __u32 filter_states; /* 1 << state, matches the old or the new state */
+/* keep only sockets of the cgroups in filter_cgroups: created in one, or
+ * owned by a process in one (--container, --pod) */
+volatile const __u8 filter_by_cgroup;
 /* Wake the reader once this much is pending; below it the reader polls on a timer. */
 volatile const __u64 wakeup_bytes = 256 * 1024;
 
@@ -67,6 +70,9 @@ struct sock_info {
 	/* 0 until the state or accept program reads it; kept as a sock's netns
 	 * never changes and the read costs two helper calls */
 	__u32 netns;
+	__u32 pad2;
+	/* the sock's cgroup id, see sock_cgroup_id; 0 until an event reads it */
+	__u64 sock_cgroup;
 };
 
 /*
@@ -101,6 +107,36 @@ static __always_inline void task_now(struct task_id *t)
 static __always_inline __u32 sock_netns(const struct sock *sk)
 {
 	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+/* sock_cgroup_data of older kernels (5.10): the cgroup pointer, or with either low bit
+ * set, net_cls/net_prio data in its place (a cgroup v1 host using them). */
+struct sock_cgroup_data___old {
+	__u64 val;
+} __attribute__((preserve_access_index));
+
+struct sock___old {
+	struct sock_cgroup_data___old sk_cgrp_data;
+} __attribute__((preserve_access_index));
+
+/* The cgroup v2 id of the cgroup the sock was created in: the id of its
+ * kernfs directory, as bpf_get_current_cgroup_id() gives a task's. */
+static __always_inline __u64 sock_cgroup_id(const struct sock *sk)
+{
+	struct cgroup *cg;
+
+	if (bpf_core_field_exists(struct sock_cgroup_data, cgroup)) {
+		cg = BPF_CORE_READ(sk, sk_cgrp_data.cgroup);
+	} else {
+		__u64 v = BPF_CORE_READ((const struct sock___old *)sk, sk_cgrp_data.val);
+
+		if (v & 3)
+			return 0;
+		cg = (struct cgroup *)v;
+	}
+	if (!cg)
+		return 0;
+	return BPF_CORE_READ(cg, kn, id);
 }
 
 static __always_inline void map_v4(__u8 out[16], __be32 addr)
@@ -279,7 +315,32 @@ static __always_inline bool port_in(const volatile __u16 *set, __u16 port)
 	return false;
 }
 
-static __always_inline bool wanted(const struct sock_info *si, __u32 netns,
+/*
+ * The cgroups --container and --pod keep (each container's cgroup and those
+ * below it); user space adds a container's as it appears.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);  /* cgroup id */
+	__type(value, __u8); /* unused */
+} filter_cgroups SEC(".maps");
+
+/* Whether sk (si's) passes filter_by_cgroup: the cgroup it was created in,
+ * or its owner's. */
+static __always_inline bool cgroup_wanted(const struct sock_info *si, const struct sock *sk)
+{
+	__u64 cg = si->sock_cgroup;
+
+	if (!cg)
+		cg = sock_cgroup_id(sk);
+	if (cg && bpf_map_lookup_elem(&filter_cgroups, &cg))
+		return true;
+	cg = si->owner.cgroup_id;
+	return si->owner_flag && cg && bpf_map_lookup_elem(&filter_cgroups, &cg);
+}
+
+static __always_inline bool wanted(const struct sock_info *si, const struct sock *sk, __u32 netns,
 				   const struct tuple *tu, int old, int new)
 {
 	if (filter_pid && !(si->owner_flag && si->owner.tgid == filter_pid) &&
@@ -302,6 +363,8 @@ static __always_inline bool wanted(const struct sock_info *si, __u32 netns,
 		if (v4 != (filter_family == AF_INET))
 			return false;
 	}
+	if (filter_by_cgroup && !cgroup_wanted(si, sk))
+		return false;
 	return true;
 }
 
@@ -359,6 +422,7 @@ static __always_inline void fill_common_task(struct event *e, const void *sk, __
 	else
 		task_now(&e->current);
 	e->netns = netns;
+	e->sock_cgroup = si->sock_cgroup ? si->sock_cgroup : sock_cgroup_id(sk);
 	e->family = tu->family;
 	e->sport = tu->sport;
 	e->dport = tu->dport;

@@ -146,6 +146,9 @@ static __always_inline int on_state(const struct sock *sk, int old, int new,
 			    : sock_netns(sk);
 		si->netns = netns;
 	}
+	/* read once per socket: it never changes, and an event reads it */
+	if (!si->sock_cgroup)
+		si->sock_cgroup = sock_cgroup_id(sk);
 	if (si->state_ts) {
 		in_state = now - si->state_ts;
 		in_state_known = true;
@@ -161,7 +164,7 @@ static __always_inline int on_state(const struct sock *sk, int old, int new,
 	if (old != new)
 		si->state_ts = now;
 
-	if (wanted(si, netns, tu, old, new)) {
+	if (wanted(si, sk, netns, tu, old, new)) {
 		struct event *e = reserve_event();
 
 		if (e) {

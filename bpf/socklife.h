@@ -87,6 +87,11 @@ struct event {
 	 * zone it means nothing without (fe80::1%eth0); 0 otherwise */
 	__u32 bound_dev_if;
 	__u32 pad2;
+	/* the cgroup v2 id the socket was created in (sk_cgrp_data), which a
+	 * child copies from its listener: names a container when the socket
+	 * has left it for a host process, or its owner is not known. 0 when
+	 * the kernel keeps none (older kernels in cgroup v1 net_cls/net_prio mode). */
+	__u64 sock_cgroup;
 };
 
 #endif

@@ -146,7 +146,7 @@ func Dump(ctx context.Context, opts Options) (*Result, error) {
 	var warnings []string
 	switch {
 	case opts.AllNetns:
-		if namespaces, err = listNamespaces(); err != nil {
+		if namespaces, err = listNamespacesNoting(&warnings); err != nil {
 			return nil, err
 		}
 	case len(opts.Netns) > 0:
@@ -299,7 +299,7 @@ func gather(jobs []*job, namespaces []namespace) (*Result, error) {
 		case j.gone:
 			if !warned[j.ns.inode] {
 				warned[j.ns.inode] = true
-				res.Warnings = append(res.Warnings, j.err.Error()+"; skipped")
+				note(fmt.Sprintf("gone %d", j.ns.inode), j.err.Error()+"; skipped", &res.Warnings)
 			}
 			continue
 		case j.err != nil:
@@ -372,16 +372,28 @@ func sockstatHint(q query, ns namespace) int {
 	if err != nil {
 		return 0
 	}
+	return sockstatHintOf(string(data), key, q.proto == TCP && q.family == unix.AF_INET)
+}
+
+// maxSockstatHint bounds what a hint may allocate: sockstat is the
+// kernel's, but a hint is only a guess, and a wrong one must not ask for
+// more memory than a very busy host's sockets take.
+const maxSockstatHint = 1 << 22
+
+// sockstatHintOf reads a sockstat file's line for key ("TCP:", "UDP6:"),
+// with the TIME-WAIT count when tw.
+func sockstatHintOf(data, key string, tw bool) int {
 	n := 0
-	for line := range strings.Lines(string(data)) {
+	for line := range strings.Lines(data) {
 		if rest, ok := strings.CutPrefix(line, key); ok {
 			n = sockstatCount(rest, "inuse")
-			if q.proto == TCP && q.family == unix.AF_INET {
+			if tw {
 				// tw counts TIME-WAIT of both families; they are mostly IPv4.
 				n += sockstatCount(rest, "tw")
 			}
 		}
 	}
+	n = min(n, maxSockstatHint)
 	return n + n/8 + 16
 }
 
@@ -390,8 +402,8 @@ func sockstatCount(fields, name string) int {
 	f := strings.Fields(fields)
 	for i := 0; i+1 < len(f); i++ {
 		if f[i] == name {
-			n, _ := strconv.Atoi(f[i+1])
-			return n
+			n, _ := strconv.ParseUint(f[i+1], 10, 64)
+			return int(min(n, maxSockstatHint))
 		}
 	}
 	return 0

@@ -2,7 +2,6 @@ package snapshot
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"strconv"
 	"testing"
@@ -14,23 +13,11 @@ import (
 	"github.com/socklife/socklife/internal/testutil"
 )
 
-// benchSockets opens SOCKLIFE_BENCH_CONNS loopback connections (default
-// 50,000: 100,000 sockets) held by child processes. Run the benchmarks in a
+// The benchmarks here list testutil.OpenBenchConns' sockets. Run them in a
 // namespace of their own so other tests' sockets do not blur the numbers:
 //
 //	ip netns add bench && ip -n bench link set lo up
 //	ip netns exec bench go test -run '^$' -bench 'Dump' -benchtime 15x ./snapshot
-func benchSockets(b *testing.B) *testutil.Conns {
-	testutil.RequireRoot(b)
-	n := 50000
-	if s := os.Getenv("SOCKLIFE_BENCH_CONNS"); s != "" {
-		var err error
-		if n, err = strconv.Atoi(s); err != nil {
-			b.Fatalf("bad SOCKLIFE_BENCH_CONNS %q: %v", s, err)
-		}
-	}
-	return testutil.OpenConns(b, n)
-}
 
 var benchOpts = Options{TCP: true, States: tcpstate.All}
 
@@ -60,7 +47,7 @@ func timeSS(b *testing.B, args ...string) time.Duration {
 // too, so this bounds the decoding cost from above; the end-to-end
 // comparison of the binaries is cmd/socklife's BenchmarkSnapshotVsSS.
 func BenchmarkDumpVsSS(b *testing.B) {
-	conns := benchSockets(b)
+	conns := testutil.OpenBenchConns(b)
 	var tm testutil.Timings
 	for round := 0; b.Loop(); round++ {
 		if round%2 == 0 {
@@ -81,7 +68,7 @@ func BenchmarkDumpVsSS(b *testing.B) {
 // BenchmarkDumpWorkers checks that running the IPv4 and IPv6 walks at once
 // pays: one worker against two, alternating.
 func BenchmarkDumpWorkers(b *testing.B) {
-	conns := benchSockets(b)
+	conns := testutil.OpenBenchConns(b)
 	defer func(n int) { dumpWorkers = n }(dumpWorkers)
 	var tm testutil.Timings
 	for b.Loop() {
@@ -97,7 +84,7 @@ func BenchmarkDumpWorkers(b *testing.B) {
 // BenchmarkDumpAllocs reports allocations per Dump: the goal is one slice
 // of Sockets, not one allocation per socket.
 func BenchmarkDumpAllocs(b *testing.B) {
-	conns := benchSockets(b)
+	conns := testutil.OpenBenchConns(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		timeDump(b, benchOpts, conns.Sockets())

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -42,6 +43,13 @@ func nsInode(path string) (uint32, error) {
 // by inode and sorted by it. A process that exits during the walk is
 // simply not seen; that is not an error.
 func listNamespaces() ([]namespace, error) {
+	return listNamespacesNoting(nil)
+}
+
+// listNamespacesNoting is listNamespaces, noting in pending (or SetNotes's
+// function) what it skipped, the first time in this process; nil pending
+// notes nothing.
+func listNamespacesNoting(pending *[]string) ([]namespace, error) {
 	seen := make(map[uint32]bool)
 	var out []namespace
 	add := func(path string) {
@@ -63,10 +71,20 @@ func listNamespaces() ([]namespace, error) {
 			add(filepath.Join("/proc", name, "ns/net"))
 		}
 	}
-	// A missing /run/netns just means no named namespaces.
+	// A missing /run/netns just means no named namespaces. An entry there
+	// that is no namespace (a file `ip netns add` left before its bind
+	// mount, or after its unmount, or anyone's `touch`) is not one to
+	// enter: only a bind mount of a namespace is on nsfs.
 	named, _ := os.ReadDir(netnsRunDir)
 	for _, n := range named {
-		add(filepath.Join(netnsRunDir, n.Name()))
+		path := filepath.Join(netnsRunDir, n.Name())
+		if isNsfs(path) {
+			add(path)
+			continue
+		}
+		if info, err := n.Info(); pending != nil && err == nil && time.Since(info.ModTime()) > staleAfter {
+			note("stale "+path, path+": not a network namespace (a file left behind?); skipped", pending)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].inode < out[j].inode })
 	return out, nil
@@ -96,18 +114,25 @@ func NamedNetns(name string) (uint32, error) {
 	path := filepath.Join(netnsRunDir, name)
 	// A file left behind by a failed `ip netns add` is no namespace: only
 	// a bind mount of one is on nsfs.
-	var fs unix.Statfs_t
-	if err := unix.Statfs(path, &fs); err != nil || fs.Type != unix.NSFS_MAGIC {
+	if !isNsfs(path) {
 		return 0, fmt.Errorf("no network namespace named %q in %s", name, netnsRunDir)
 	}
 	return nsInode(path)
+}
+
+// isNsfs reports whether path is a namespace (a bind mount of one, for a
+// name in /run/netns), not a plain file.
+func isNsfs(path string) bool {
+	var fs unix.Statfs_t
+	return unix.Statfs(path, &fs) == nil && fs.Type == unix.NSFS_MAGIC
 }
 
 // someNamespaces finds ours and the namespaces with these inodes, in
 // inode order; an inode no process or /run/netns name leads to any more
 // gets a warning.
 func someNamespaces(self uint32, inodes []uint32) ([]namespace, []string, error) {
-	all, err := listNamespaces()
+	var warnings []string
+	all, err := listNamespacesNoting(&warnings)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -122,7 +147,6 @@ func someNamespaces(self uint32, inodes []uint32) ([]namespace, []string, error)
 			delete(want, ns.inode)
 		}
 	}
-	var warnings []string
 	for _, ino := range inodes {
 		if want[ino] {
 			warnings = append(warnings, fmt.Sprintf("network namespace %d: no process or %s entry leads to it any more; skipped", ino, netnsRunDir))
@@ -183,9 +207,14 @@ func runInNetns(ns namespace, fn func() error) error {
 		return fmt.Errorf("opening network namespace %d (%s): %w", ns.inode, ns.path, err)
 	}
 	defer unix.Close(target)
-	// The path may now name another namespace (a PID reused): check the inode
-	// of what was actually opened.
+	// The path may now name another namespace (a PID reused), or no
+	// namespace at all (a /run/netns name unmounted since it was listed):
+	// check what was actually opened.
 	var st unix.Stat_t
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(target, &fs); err != nil || fs.Type != unix.NSFS_MAGIC {
+		return fmt.Errorf("network namespace %d (%s) %w: the path is no namespace now", ns.inode, ns.path, errNamespaceGone)
+	}
 	if err := unix.Fstat(target, &st); err != nil || uint32(st.Ino) != ns.inode {
 		return fmt.Errorf("network namespace %d (%s) %w: the path now names another", ns.inode, ns.path, errNamespaceGone)
 	}

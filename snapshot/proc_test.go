@@ -119,10 +119,7 @@ func TestAttachProcessesClosedSocket(t *testing.T) {
 func TestScanSocketOwnersMatchesNaive(t *testing.T) {
 	testutil.RequireRoot(t)
 	conns := testutil.OpenConns(t, 3000)
-	var pids []int
-	for _, h := range conns.Holders {
-		pids = append(pids, h.PID)
-	}
+	pids := conns.PIDs()
 	naive := naiveOwners(t, pids)
 	if len(naive) != conns.Sockets() {
 		t.Fatalf("naive scan found %d sockets in the holders, want %d", len(naive), conns.Sockets())
@@ -223,10 +220,7 @@ func TestScanDeniedWhenNotRoot(t *testing.T) {
 func BenchmarkAttachProcesses(b *testing.B) {
 	testutil.RequireRoot(b)
 	conns := testutil.OpenConns(b, 10000)
-	var pids []int
-	for _, h := range conns.Holders {
-		pids = append(pids, h.PID)
-	}
+	pids := conns.PIDs()
 	var socks []Socket
 	for _, o := range naiveOwners(b, pids) {
 		socks = append(socks, Socket{Inode: o.Inode})

@@ -14,7 +14,7 @@ import (
 //
 //	go test -run '^$' -bench DumpSSFilter -benchtime 15x ./snapshot
 func BenchmarkDumpSSFilterVsSS(b *testing.B) {
-	conns := benchSockets(b)
+	conns := testutil.OpenBenchConns(b)
 	h := conns.Holders[0]
 	expr := fmt.Sprintf("( dport = :%d or sport = :%d )", h.Listener.Port(), h.Listener.Port())
 	f, err := ssfilter.ParseString(expr, nil)

@@ -48,6 +48,10 @@ func decode(raw []byte, w *socklifeEvent, c clock, comms *commCache, ev *Event) 
 	default:
 		return fmt.Errorf("unknown event kind %d", w.Kind)
 	}
+	// Above, states index tables sized by the states the kernel has.
+	if old, new := tcpstate.State(w.Oldstate), tcpstate.State(w.Newstate); !old.Known() || !new.Known() {
+		return fmt.Errorf("unknown TCP state in %d -> %d", w.Oldstate, w.Newstate)
+	}
 	*ev = Event{
 		Kind:          kind,
 		Hook:          Hook(w.Hook),
@@ -64,6 +68,7 @@ func decode(raw []byte, w *socklifeEvent, c clock, comms *commCache, ev *Event) 
 		InStateKnown:  w.Flags&flagInStateKnown != 0,
 		ListenerInode: w.ListenerIno,
 		Ifindex:       w.BoundDevIf,
+		SockCgroupID:  w.SockCgroup,
 		Enqueue:       w.Flags&flagEnqueue != 0,
 	}
 	switch {
@@ -137,9 +142,11 @@ func (c *commCache) name(raw [16]uint8) string {
 	if len(*c) >= commCacheMax {
 		*c = make(commCache)
 	}
+	// The kernel keeps 15 bytes and a NUL; a record without the NUL is
+	// read as the kernel would have kept it.
 	n := bytes.IndexByte(raw[:], 0)
-	if n < 0 {
-		n = len(raw)
+	if n < 0 || n > len(raw)-1 {
+		n = len(raw) - 1
 	}
 	s := string(raw[:n])
 	(*c)[raw] = s

@@ -112,6 +112,9 @@ func TestDecodeEdges(t *testing.T) {
 	}{
 		{name: "short record", raw: func(b []byte) []byte { return b[:10] }, wantErr: "record of 10 bytes"},
 		{name: "unknown kind", mod: func(w *socklifeEvent) { w.Kind = 9 }, wantErr: "unknown event kind 9"},
+		{name: "state past the kernel's", mod: func(w *socklifeEvent) { w.Newstate = 13 }, wantErr: "unknown TCP state in 1 -> 13"},
+		{name: "old state 0", mod: func(w *socklifeEvent) { w.Oldstate = 0 }, wantErr: "unknown TCP state in 0 -> 4"},
+		{name: "accept of an unknown state", mod: func(w *socklifeEvent) { w.Kind, w.Oldstate, w.Newstate = wireAccept, 255, 255 }, wantErr: "unknown TCP state"},
 		{name: "v4 reads as v4", check: func(t *testing.T, ev *Event) {
 			if ev.Local.String() != "10.1.2.3:80" || ev.Remote.String() != "10.1.2.3:5555" {
 				t.Errorf("addresses %s %s", ev.Local, ev.Remote)
@@ -131,7 +134,9 @@ func TestDecodeEdges(t *testing.T) {
 			w.Flags = flagOwnerTask
 			w.Owner.Comm = comm("a\"b\\c\x01defghijklmn")
 		}, check: func(t *testing.T, ev *Event) {
-			if ev.Owner.Comm != "a\"b\\c\x01defghijklm" {
+			// 16 bytes and no NUL: the kernel's 15 are kept, as --comm
+			// compares them
+			if ev.Owner.Comm != "a\"b\\c\x01defghijkl" {
 				t.Errorf("comm %q", ev.Owner.Comm)
 			}
 		}},

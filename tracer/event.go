@@ -127,6 +127,10 @@ type Event struct {
 	// IPv6: the zone (%eth0) such an address means nothing without. 0
 	// for any other socket.
 	Ifindex uint32
+	// SockCgroupID is the cgroup v2 id the socket was created in (a child
+	// takes its listener's): the container of a socket whose owner is
+	// unknown or has passed it to a host process. 0: the kernel keeps none.
+	SockCgroupID uint64
 	// Old and New are the states of the transition. For Accept both hold
 	// the child's current state.
 	Old, New tcpstate.State

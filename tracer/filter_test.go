@@ -61,10 +61,6 @@ func TestFilters(t *testing.T) {
 	}
 }
 
-func v4conn(t *testing.T) *conn        { return dial(t, "tcp4", "127.0.0.1:0", "127.0.0.1") }
-func v6conn(t *testing.T) *conn        { return dial(t, "tcp6", "[::1]:0", "::1") }
-func dualStackConn(t *testing.T) *conn { return dial(t, "tcp", ":0", "127.0.0.1") }
-
 // With the kernel skipping wake-ups, the reader's timer is what delivers a
 // quiet connection's events: within FlushInterval, plus scheduling. The
 // default 25ms leaves the other half of the 50ms budget to scheduling; a
@@ -155,4 +151,40 @@ func TestPortSetLimits(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The cgroup filter keeps the sockets created in its cgroups, whoever holds
+// them later, and a cgroup added while running; and every kept event names
+// the cgroup its socket was created in (read by CO-RE: the kernel matrix
+// covers 5.10's older sock_cgroup_data).
+func TestCgroupFilter(t *testing.T) {
+	testutil.RequireRoot(t)
+	base := fmt.Sprintf("/socklife-tracer-%d", os.Getpid())
+	inX, idX := testutil.Cgroup(t, base+"/x")
+	inY, idY := testutil.Cgroup(t, base+"/y")
+	col := startTracer(t, Options{ByCgroup: true, Cgroups: []uint64{idX}})
+
+	host := v4conn(t)
+	host.closeInOrder(t, host.client, host.server)
+	var early, kept, late *conn
+	testutil.InCgroup(t, inY, func() { early = v4conn(t) })
+	early.closeInOrder(t, early.client, early.server)
+	testutil.InCgroup(t, inX, func() { kept = v4conn(t) })
+	kept.closeInOrder(t, kept.client, kept.server) // held by the host now
+	for _, ev := range col.waitEvents(t, kept.port, 13) {
+		if ev.SockCgroupID != idX {
+			t.Errorf("%s: socket cgroup %d, want %d", transition(ev), ev.SockCgroupID, idX)
+		}
+	}
+	for _, c := range []*conn{host, early} {
+		if got := col.snapshot(c.port); len(got) != 0 {
+			t.Errorf("%d events of a connection outside the cgroups, first %s", len(got), transition(got[0]))
+		}
+	}
+	if err := col.tr.AddCgroups(idY); err != nil {
+		t.Fatal(err)
+	}
+	testutil.InCgroup(t, inY, func() { late = v4conn(t) })
+	late.closeInOrder(t, late.client, late.server)
+	col.waitEvents(t, late.port, 13)
 }

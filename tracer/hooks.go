@@ -3,6 +3,7 @@ package tracer
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"slices"
 	"strings"
@@ -88,13 +89,19 @@ func (s HookStatus) String() string {
 		b.WriteString("none")
 	}
 	if len(s.Failed) > 0 {
-		parts := make([]string, len(s.Failed))
-		for i, f := range s.Failed {
-			parts[i] = f.Hook.String() + ": " + Reason(f.Err)
-		}
-		fmt.Fprintf(&b, " (%s)", strings.Join(parts, ", "))
+		fmt.Fprintf(&b, " (%s)", s.Why())
 	}
 	return b.String()
+}
+
+// Why says why each hook tried before the one in use, or every hook,
+// failed: "fexit: EPERM, tracepoint: permission denied on tracefs (...)".
+func (s HookStatus) Why() string {
+	parts := make([]string, len(s.Failed))
+	for i, f := range s.Failed {
+		parts[i] = f.Hook.String() + ": " + Reason(f.Err)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // errDisabled marks a rung turned off by Options.DisableHooks.
@@ -111,6 +118,18 @@ func Reason(err error) string {
 		return "not supported by kernel"
 	case errors.Is(err, os.ErrNotExist):
 		return "not found"
+	}
+	// With CAP_BPF and CAP_PERFMON but not root, tracepoints fail on
+	// tracefs's permissions: say that, not "no hook on this kernel".
+	var pe *fs.PathError
+	if errors.As(err, &pe) && (errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)) {
+		where := pe.Path
+		for _, dir := range []string{tracefsDir, "/sys/kernel/debug/tracing"} {
+			if strings.HasPrefix(pe.Path, dir+"/") {
+				where = "tracefs (" + pe.Path + ": readable by root only)"
+			}
+		}
+		return "permission denied on " + where
 	}
 	return err.Error()
 }

@@ -44,6 +44,7 @@ type socklifeEvent struct {
 	SynQueue      uint32
 	BoundDevIf    uint32
 	Pad2          uint32
+	SockCgroup    uint64
 }
 
 type socklifeEventFlag uint32
@@ -104,6 +105,9 @@ type socklifeSockInfo struct {
 	HeldByFilter  uint8
 	Pad           uint8
 	Netns         uint32
+	Pad2          uint32
+	_             [4]byte
+	SockCgroup    uint64
 }
 
 type socklifeTaskId struct {
@@ -120,6 +124,7 @@ type socklifeTaskId struct {
 const (
 	socklifeMapAccepting          = "accepting"
 	socklifeMapEvents             = "events"
+	socklifeMapFilterCgroups      = "filter_cgroups"
 	socklifeMapListeners          = "listeners"
 	socklifeMapLost               = "lost"
 	socklifeMapSeeded             = "seeded"
@@ -136,6 +141,7 @@ const (
 	socklifeProgSysExitAcceptRegs = "sys_exit_accept_regs"
 	socklifeProgTpState           = "tp_state"
 	socklifeProgTpSynack          = "tp_synack"
+	socklifeVarFilterByCgroup     = "filter_by_cgroup"
 	socklifeVarFilterDports       = "filter_dports"
 	socklifeVarFilterFamily       = "filter_family"
 	socklifeVarFilterNetns        = "filter_netns"
@@ -211,18 +217,20 @@ type socklifeProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socklifeMapSpecs struct {
-	Accepting *ebpf.MapSpec `ebpf:"accepting"`
-	Events    *ebpf.MapSpec `ebpf:"events"`
-	Listeners *ebpf.MapSpec `ebpf:"listeners"`
-	Lost      *ebpf.MapSpec `ebpf:"lost"`
-	Seeded    *ebpf.MapSpec `ebpf:"seeded"`
-	Socks     *ebpf.MapSpec `ebpf:"socks"`
+	Accepting     *ebpf.MapSpec `ebpf:"accepting"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	FilterCgroups *ebpf.MapSpec `ebpf:"filter_cgroups"`
+	Listeners     *ebpf.MapSpec `ebpf:"listeners"`
+	Lost          *ebpf.MapSpec `ebpf:"lost"`
+	Seeded        *ebpf.MapSpec `ebpf:"seeded"`
+	Socks         *ebpf.MapSpec `ebpf:"socks"`
 }
 
 // socklifeVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socklifeVariableSpecs struct {
+	FilterByCgroup  *ebpf.VariableSpec `ebpf:"filter_by_cgroup"`
 	FilterDports    *ebpf.VariableSpec `ebpf:"filter_dports"`
 	FilterFamily    *ebpf.VariableSpec `ebpf:"filter_family"`
 	FilterNetns     *ebpf.VariableSpec `ebpf:"filter_netns"`
@@ -258,18 +266,20 @@ func (o *socklifeObjects) Close() error {
 //
 // It can be passed to loadSocklifeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socklifeMaps struct {
-	Accepting *ebpf.Map `ebpf:"accepting"`
-	Events    *ebpf.Map `ebpf:"events"`
-	Listeners *ebpf.Map `ebpf:"listeners"`
-	Lost      *ebpf.Map `ebpf:"lost"`
-	Seeded    *ebpf.Map `ebpf:"seeded"`
-	Socks     *ebpf.Map `ebpf:"socks"`
+	Accepting     *ebpf.Map `ebpf:"accepting"`
+	Events        *ebpf.Map `ebpf:"events"`
+	FilterCgroups *ebpf.Map `ebpf:"filter_cgroups"`
+	Listeners     *ebpf.Map `ebpf:"listeners"`
+	Lost          *ebpf.Map `ebpf:"lost"`
+	Seeded        *ebpf.Map `ebpf:"seeded"`
+	Socks         *ebpf.Map `ebpf:"socks"`
 }
 
 func (m *socklifeMaps) Close() error {
 	return _SocklifeClose(
 		m.Accepting,
 		m.Events,
+		m.FilterCgroups,
 		m.Listeners,
 		m.Lost,
 		m.Seeded,
@@ -281,6 +291,7 @@ func (m *socklifeMaps) Close() error {
 //
 // It can be passed to loadSocklifeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socklifeVariables struct {
+	FilterByCgroup  *ebpf.Variable `ebpf:"filter_by_cgroup"`
 	FilterDports    *ebpf.Variable `ebpf:"filter_dports"`
 	FilterFamily    *ebpf.Variable `ebpf:"filter_family"`
 	FilterNetns     *ebpf.Variable `ebpf:"filter_netns"`

@@ -13,7 +13,7 @@
 //	00:09:15.417000 26946   tracer.test     4026531833 127.0.0.1:43495       127.0.0.1:48630       ACCEPT      -> ESTABLISHED 0.030
 //	00:09:15.417011 26946   tracer.test     4026531833 127.0.0.1:48630       127.0.0.1:43495       ESTABLISHED -> FIN_WAIT1   0.056
 //
-// Use: New, then Read (or Next) on one goroutine; Lost and Close at the end.
+// Use: New, then Read (or Next) on one goroutine; Loss and Close at the end.
 package tracer
 
 import (
@@ -50,6 +50,11 @@ type Options struct {
 	IPv4Only, IPv6Only bool
 	// States keeps transitions whose old or new state is in the mask.
 	States tcpstate.Mask
+	// ByCgroup keeps only sockets created in one of Cgroups (cgroup v2
+	// ids) or owned by a process in one: containers' (--container,
+	// --pod). AddCgroups adds a container's cgroups as it appears.
+	ByCgroup bool
+	Cgroups  []uint64
 	// DisableHooks turns mechanisms off (HookNames) to force a lower rung.
 	DisableHooks []string
 	// Backlog turns on accept-queue accounting: enqueue events carry the
@@ -86,7 +91,7 @@ const defaultFlush = 8 * time.Millisecond
 var ErrClosed = errors.New("tracer closed")
 
 // Tracer is attached programs and the ring buffer they fill. Next and Read
-// are for one goroutine; Lost, Hooks and Close may be called from any.
+// are for one goroutine; Loss, Lost, Hooks and Close may be called from any.
 type Tracer struct {
 	maps socklifeMaps
 	// data holds what the maps' collection keeps after maps is assigned
@@ -104,6 +109,8 @@ type Tracer struct {
 	comms   commCache
 	reads   uint
 	badRecs uint64
+	// recursionKnown: the kernel counts its programs' recursion misses.
+	recursionKnown bool
 	// tap, when set (by tests), sees every raw record before decoding.
 	tap func([]byte)
 	// filterPID is Options.PID: seeds say whether it holds a listener.
@@ -169,10 +176,18 @@ func checkOptions(opts Options) error {
 			return errors.New("port 0 in a filter: it matches nothing")
 		}
 	}
-	if opts.RingSize != 0 && (opts.RingSize&(opts.RingSize-1) != 0 || opts.RingSize < 4096) {
-		return fmt.Errorf("ring size %d is not a power of two of at least 4096", opts.RingSize)
+	if err := CheckRingSize(opts.RingSize); err != nil {
+		return err
 	}
 	return CheckHookNames(opts.DisableHooks)
+}
+
+// CheckRingSize says whether n is a valid Options.RingSize.
+func CheckRingSize(n uint32) error {
+	if n != 0 && (n&(n-1) != 0 || n < 4096) {
+		return fmt.Errorf("ring size %d is not a power of two of at least 4096", n)
+	}
+	return nil
 }
 
 // configure writes the filters into the object's constants and sizes its
@@ -203,6 +218,7 @@ func configure(specs *socklifeSpecs, opts Options) error {
 		{specs.FilterDports, portSet(opts.DPorts)},
 		{specs.FilterFamily, family},
 		{specs.FilterStates, uint32(opts.States)},
+		{specs.FilterByCgroup, boolByte(opts.ByCgroup)},
 		{specs.WantQueue, boolByte(opts.Backlog)},
 		// Wake the reader early enough that a burst cannot fill the ring
 		// between two timer drains.
@@ -232,6 +248,7 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, opts Options) error {
 	}
 	mapsOnly := &ebpf.CollectionSpec{Maps: spec.Maps, Variables: spec.Variables, Types: spec.Types, ByteOrder: spec.ByteOrder}
 	cache := btf.NewCache()
+	t.recursionKnown = countsRecursion(cache)
 	var err error
 	if t.data, err = ebpf.NewCollectionWithOptions(mapsOnly, ebpf.CollectionOptions{Cache: cache}); err != nil {
 		return fmt.Errorf("creating BPF maps: %w", err)
@@ -240,6 +257,10 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, opts Options) error {
 	shared := maps.Clone(t.data.Maps)
 	if err := t.data.Assign(&t.maps); err != nil {
 		return fmt.Errorf("creating BPF maps: %w", err)
+	}
+	// before any program runs: an event of these cgroups is never lost
+	if err := t.AddCgroups(opts.Cgroups...); err != nil {
+		return err
 	}
 	// Before any attach: cilium/ebpf caches where tracefs is.
 	mounted, tracefsErr := ensureTracefs()
@@ -292,19 +313,8 @@ func onlyRung(ladder []rung, h Hook) []rung {
 // Hooks says, per feature, which hook is in use or why none is.
 func (t *Tracer) Hooks() []HookStatus { return append([]HookStatus(nil), t.hooks...) }
 
-// Lost counts events dropped because the ring was full, plus records that
-// failed to decode.
-func (t *Tracer) Lost() uint64 {
-	var perCPU []uint64
-	if err := t.maps.Lost.Lookup(uint32(0), &perCPU); err != nil {
-		return t.badRecs
-	}
-	n := t.badRecs
-	for _, v := range perCPU {
-		n += v
-	}
-	return n
-}
+// Lost counts every event lost so far, whatever the cause (Loss says which).
+func (t *Tracer) Lost() uint64 { return t.Loss().Total() }
 
 // Close detaches the programs and stops the reader; a blocked Next returns ErrClosed.
 func (t *Tracer) Close() error {
@@ -325,4 +335,15 @@ func (t *Tracer) Close() error {
 		t.data.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// AddCgroups adds cgroup v2 ids to those Options.ByCgroup keeps.
+func (t *Tracer) AddCgroups(ids ...uint64) error {
+	var one uint8 = 1
+	for _, id := range ids {
+		if err := t.maps.FilterCgroups.Update(id, one, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("adding cgroup %d to the filter: %w", id, err)
+		}
+	}
+	return nil
 }

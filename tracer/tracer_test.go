@@ -66,6 +66,10 @@ func dial(t *testing.T, network, lnAddr, dialHost string) *conn {
 	return &conn{ln: ln, client: client, server: server, port: port}
 }
 
+func v4conn(t *testing.T) *conn        { return dial(t, "tcp4", "127.0.0.1:0", "127.0.0.1") }
+func v6conn(t *testing.T) *conn        { return dial(t, "tcp6", "[::1]:0", "::1") }
+func dualStackConn(t *testing.T) *conn { return dial(t, "tcp", ":0", "127.0.0.1") }
+
 // closeInOrder closes first, waits for the peer to see EOF, then closes the
 // peer and the listener: the same transitions every run.
 func (c *conn) closeInOrder(t *testing.T, first, second net.Conn) {
@@ -80,13 +84,31 @@ func (c *conn) closeInOrder(t *testing.T, first, second net.Conn) {
 	c.ln.Close()
 }
 
+// Which side of a traced connection closes first.
+const (
+	clientFirst = true
+	serverFirst = false
+)
+
+// traceConn starts a tracer, opens a connection with open, closes it with
+// the client or the server first, and waits for the 13 events of its three
+// sockets (listener, client, child), which it returns by socket.
+func traceConn(t *testing.T, opts Options, open func(*testing.T) *conn, byClient bool) (*collector, *conn, map[string][]Event) {
+	t.Helper()
+	col := startTracer(t, opts)
+	c := open(t)
+	if byClient {
+		c.closeInOrder(t, c.client, c.server)
+	} else {
+		c.closeInOrder(t, c.server, c.client)
+	}
+	return col, c, bySock(col.waitEvents(t, c.port, 13))
+}
+
 func TestClientClosesFirst(t *testing.T) {
 	stateHooks(t, func(t *testing.T, opts Options) {
-		col := startTracer(t, opts)
+		col, c, socks := traceConn(t, opts, v4conn, clientFirst)
 		checkHooks(t, col.tr)
-		c := dial(t, "tcp4", "127.0.0.1:0", "127.0.0.1")
-		c.closeInOrder(t, c.client, c.server)
-		socks := bySock(col.waitEvents(t, c.port, 13))
 		checkSocket(t, "listener", socks["CLOSE>LISTEN"], listenerSeq)
 		checkSocket(t, "client", socks["CLOSE>SYN_SENT"], activeCloserClient)
 		checkSocket(t, "child", socks["LISTEN>SYN_RECV"], passiveCloserChild)
@@ -99,10 +121,7 @@ func TestClientClosesFirst(t *testing.T) {
 
 func TestServerClosesFirst(t *testing.T) {
 	stateHooks(t, func(t *testing.T, opts Options) {
-		col := startTracer(t, opts)
-		c := dial(t, "tcp4", "127.0.0.1:0", "127.0.0.1")
-		c.closeInOrder(t, c.server, c.client)
-		socks := bySock(col.waitEvents(t, c.port, 13))
+		col, c, socks := traceConn(t, opts, v4conn, serverFirst)
 		checkSocket(t, "listener", socks["CLOSE>LISTEN"], listenerSeq)
 		checkSocket(t, "client", socks["CLOSE>SYN_SENT"], passiveCloserClnt)
 		checkSocket(t, "child", socks["LISTEN>SYN_RECV"], activeCloserChild)
@@ -142,10 +161,7 @@ func TestConnectRefused(t *testing.T) {
 
 func TestIPv6(t *testing.T) {
 	stateHooks(t, func(t *testing.T, opts Options) {
-		col := startTracer(t, opts)
-		c := dial(t, "tcp6", "[::1]:0", "::1")
-		c.closeInOrder(t, c.client, c.server)
-		socks := bySock(col.waitEvents(t, c.port, 13))
+		col, c, socks := traceConn(t, opts, v6conn, clientFirst)
 		checkSocket(t, "client", socks["CLOSE>SYN_SENT"], activeCloserClient)
 		checkSocket(t, "child", socks["LISTEN>SYN_RECV"], passiveCloserChild)
 		checkAddrs(t, socks["CLOSE>SYN_SENT"], "::1", c.port, false)
@@ -159,10 +175,7 @@ func TestIPv6(t *testing.T) {
 // AF_INET6 socket with v4-mapped addresses, which events show as IPv4.
 func TestDualStackV4Mapped(t *testing.T) {
 	stateHooks(t, func(t *testing.T, opts Options) {
-		col := startTracer(t, opts)
-		c := dial(t, "tcp", ":0", "127.0.0.1")
-		c.closeInOrder(t, c.client, c.server)
-		socks := bySock(col.waitEvents(t, c.port, 13))
+		col, c, socks := traceConn(t, opts, dualStackConn, clientFirst)
 		child := socks["LISTEN>SYN_RECV"]
 		checkSocket(t, "child", child, passiveCloserChild)
 		checkAccept(t, child, c.port)

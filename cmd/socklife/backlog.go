@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/socklife/socklife/internal/backlog"
+	"github.com/socklife/socklife/internal/closewait"
 	"github.com/socklife/socklife/internal/filter"
 	"github.com/socklife/socklife/tracer"
 )
@@ -23,6 +24,7 @@ type backlogFlags struct {
 	stall    time.Duration
 	forDur   time.Duration
 	allNetns bool
+	by       string // --by: listener, container or pod
 	tracerFlags
 }
 
@@ -69,6 +71,7 @@ a listener has no peer, so --dport and --dst keep none.`,
 	fl.DurationVar(&f.stall, "stall", time.Second, "flag a listener with a non-empty queue and no accept() for longer than this")
 	fl.BoolVar(&f.allNetns, "all-netns", false, "list the listeners of every network namespace each interval (without it: ours and those events came from)")
 	fl.DurationVar(&f.forDur, "for", 0, "stop after this long; exit 1 if any listener stalled or dropped")
+	fl.StringVar(&f.by, "by", "listener", "listener (worst first), or container or pod: a container's (pod's) listeners together, after its worst")
 	f.tracerFlags.register(fl)
 	return cmd
 }
@@ -90,7 +93,24 @@ func (f backlogFlags) check() (render.Format, error) {
 	if err := f.tracerFlags.check(); err != nil {
 		return "", err
 	}
+	if f.by != "listener" {
+		if g, err := closewait.ParseGroup(f.by); err != nil || g == closewait.ByProcess {
+			return "", badInput("--by %q: want listener, container or pod", f.by)
+		}
+	}
 	return format, nil
+}
+
+// groupKey is what --by puts together: a listener's pod (a container
+// outside pods: its container) or container; "" for the host's.
+func (f backlogFlags) groupKey(l *backlog.ListenerReport) string {
+	switch {
+	case !l.InContainer || f.by == "listener":
+		return ""
+	case f.by == "pod" && l.Container.Pod.UID != "":
+		return "pod " + l.Container.Pod.UID
+	}
+	return "container " + l.Container.ID
 }
 
 func runBacklog(cmd *cobra.Command, f backlogFlags) error {
@@ -106,16 +126,24 @@ func runBacklog(cmd *cobra.Command, f backlogFlags) error {
 	// (children and SYN-ACKs carry the listener's port as theirs); the
 	// pid only here, since a listener that predates us has no owner in
 	// BPF until it accepts. Listeners are matched whole, holders and all.
-	opts, _ := flt.Split(false)
-	opts.Backlog, opts.DisableHooks = true, f.disableHooks
-	opts.Logger = stderrLogger(cmd.ErrOrStderr(), f.debug)
-	tr, err := tracer.New(opts)
+	names, err := newNames(flt)
 	if err != nil {
 		return err
 	}
+	opts, _ := flt.Split(false)
+	opts.Backlog = true
+	f.tracerFlags.apply(&opts)
+	opts.Logger = stderrLogger(cmd.ErrOrStderr(), f.debug)
+	followCtx, stopFollow := context.WithCancel(cmd.Context())
+	tr, err := startTracer(followCtx, opts, flt)
+	if err != nil {
+		stopFollow()
+		return err
+	}
 	defer tr.Close()
-	if !acceptAttached(tr) {
-		return fmt.Errorf("no hook for accept() on this kernel: accept waits and stalls cannot be measured")
+	defer stopFollow() // before Close: the follower adds to the tracer's map
+	if st := acceptHook(tr); !st.Attached() {
+		return fmt.Errorf("no hook for accept() attached (%s): accept waits and stalls cannot be measured", st.Why())
 	}
 	if err := writeReadyFile(f.readyFile); err != nil {
 		return err
@@ -126,10 +154,12 @@ func runBacklog(cmd *cobra.Command, f backlogFlags) error {
 		ctx, cancel = context.WithTimeout(ctx, f.forDur)
 		defer cancel()
 	}
-	p := &render.Backlog{Out: cmd.OutOrStdout(), JSON: format == render.JSON, Clear: !f.forDurSet() && isTerminal(cmd.OutOrStdout())}
+	p := &render.Backlog{Out: cmd.OutOrStdout(), JSON: format == render.JSON, Clear: !f.forDurSet() && isTerminal(cmd.OutOrStdout()), Names: names}
 	var t backlogTally
-	cfg := backlog.Config{Interval: f.interval, Stall: f.stall, Keep: flt.Match, AllNetns: f.allNetns}
+	cfg := backlog.Config{Interval: f.interval, Stall: f.stall, Keep: flt.Match, AllNetns: f.allNetns,
+		Containers: names.Containers, KeepContainer: flt.Container}
 	emit := func(r *backlog.Report) error {
+		backlog.GroupListeners(r.Listeners, f.groupKey)
 		t.add(r)
 		return p.Write(r)
 	}
@@ -138,6 +168,9 @@ func runBacklog(cmd *cobra.Command, f backlogFlags) error {
 			return nil
 		}
 		return err
+	}
+	if loss := tr.Loss(); loss.Total() > 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "socklife: warning: %d events lost (%s): the accounting of the listeners they touched is short by as many\n", loss.Total(), render.LossCauses(loss))
 	}
 	if f.forDur == 0 {
 		return nil
@@ -182,11 +215,12 @@ func (t *backlogTally) add(r *backlog.Report) {
 
 func (f backlogFlags) forDurSet() bool { return f.forDur > 0 }
 
-func acceptAttached(tr *tracer.Tracer) bool {
+// acceptHook is the accept feature's hook, or why there is none.
+func acceptHook(tr *tracer.Tracer) tracer.HookStatus {
 	for _, h := range tr.Hooks() {
 		if h.Feature == tracer.FeatureAccept {
-			return h.Attached()
+			return h
 		}
 	}
-	return false
+	return tracer.HookStatus{Feature: tracer.FeatureAccept}
 }

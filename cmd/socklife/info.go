@@ -2,13 +2,17 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
 
+	"github.com/socklife/socklife/internal/container"
 	"github.com/socklife/socklife/internal/render"
 
 	"github.com/spf13/cobra"
@@ -23,8 +27,41 @@ type kernelInfo struct {
 	BTF      bool          `json:"btf"`
 	Lockdown string        `json:"lockdown"`
 	Features []featureInfo `json:"features"`
+	Cgroup   cgroupInfo    `json:"cgroup"`
+	Runtimes []runtimeInfo `json:"runtimes"`
 	// lines are the features as HookStatus prints them, for the table.
 	lines []string
+}
+
+// cgroupInfo is the cgroup layout container attribution reads.
+type cgroupInfo struct {
+	Layout     string `json:"layout"` // unified, hybrid, legacy, or none
+	Mount      string `json:"mount"`  // the cgroup v2 root; "" without one
+	Containers int    `json:"containers"`
+	// Note says why containers cannot be named, when they cannot.
+	Note string `json:"note,omitempty"`
+}
+
+// runtimeInfo is one container runtime socket and whether it answered.
+type runtimeInfo struct {
+	Runtime  string `json:"runtime"` // "" for --runtime-endpoint
+	Endpoint string `json:"endpoint"`
+	Protocol string `json:"protocol"` // cri or docker; "" when it did not answer
+	Name     string `json:"name"`
+	Version  string `json:"version"`
+	Error    string `json:"error,omitempty"`
+}
+
+func (r runtimeInfo) String() string {
+	who := r.Runtime
+	if who == "" {
+		who = "--runtime-endpoint"
+	}
+	switch {
+	case r.Error != "":
+		return fmt.Sprintf("%s at %s: %s", who, r.Endpoint, r.Error)
+	}
+	return fmt.Sprintf("%s at %s: %s %s (%s API)", who, r.Endpoint, r.Name, r.Version, strings.ToUpper(r.Protocol))
 }
 
 type featureInfo struct {
@@ -56,7 +93,7 @@ this kernel allows and why the better ones failed.`,
 			if err := checkDisableHooks(disable); err != nil {
 				return err
 			}
-			return runInfo(cmd.OutOrStdout(), f, disable)
+			return runInfo(cmd.Context(), cmd.OutOrStdout(), f, disable)
 		},
 	}
 	cmd.Flags().StringVarP(&format, "output", "o", "table", "output format: table or json")
@@ -64,7 +101,7 @@ this kernel allows and why the better ones failed.`,
 	return cmd
 }
 
-func runInfo(w io.Writer, format render.Format, disable []string) error {
+func runInfo(ctx context.Context, w io.Writer, format render.Format, disable []string) error {
 	info := kernelInfo{Kernel: kernelRelease(), Lockdown: tracer.Lockdown()}
 	if info.Lockdown == "" {
 		info.Lockdown = "unknown (no /sys/kernel/security/lockdown: securityfs not mounted?)"
@@ -76,6 +113,8 @@ func runInfo(w io.Writer, format render.Format, disable []string) error {
 	if err := probeHooks(&info, disable); err != nil {
 		return err
 	}
+	info.Cgroup = probeCgroups()
+	info.Runtimes = probeRuntimes(ctx)
 	out := bufio.NewWriter(w)
 	if format == render.JSON {
 		enc := json.NewEncoder(out)
@@ -89,6 +128,10 @@ func runInfo(w io.Writer, format render.Format, disable []string) error {
 			btf = "yes"
 		}
 		fmt.Fprintf(out, "kernel: %s\nbtf: %s\nlockdown: %s\n", info.Kernel, btf, info.Lockdown)
+		fmt.Fprintf(out, "cgroup: %s\n", info.Cgroup)
+		for _, r := range info.Runtimes {
+			fmt.Fprintf(out, "runtime: %s\n", r)
+		}
 		for _, l := range info.lines {
 			fmt.Fprintln(out, l)
 		}
@@ -126,4 +169,58 @@ func kernelRelease() string {
 		return "unknown"
 	}
 	return unix.ByteSliceToString(u.Release[:])
+}
+
+// probeCgroups says how this host mounts its cgroups and how many
+// containers socklife finds in them now.
+func probeCgroups() cgroupInfo {
+	h, err := container.FindHierarchy()
+	ci := cgroupInfo{Layout: string(h.Layout), Mount: h.Mount}
+	if err != nil {
+		if ci.Layout == "" {
+			ci.Layout = "none"
+		}
+		ci.Note = "no container attribution: " + err.Error()
+		return ci
+	}
+	res, err := container.NewResolver(h)
+	if err != nil {
+		ci.Note = "no container attribution: " + err.Error()
+		return ci
+	}
+	defer res.Close()
+	ci.Containers = res.Containers(0)
+	return ci
+}
+
+func (c cgroupInfo) String() string {
+	if c.Note != "" {
+		return c.Layout + "; " + c.Note
+	}
+	where := "v2 at " + c.Mount
+	if c.Layout == string(container.Hybrid) {
+		where += " beside v1 controllers"
+	}
+	return fmt.Sprintf("%s (%s), %d containers now", c.Layout, where, c.Containers)
+}
+
+// probeRuntimes asks every container runtime socket socklife would ask for
+// names; an absent one says so in a word.
+func probeRuntimes(ctx context.Context) []runtimeInfo {
+	out := []runtimeInfo{}
+	n, err := runtimeNamer()
+	if err != nil {
+		return out
+	}
+	for _, st := range n.Probe(ctx) {
+		r := runtimeInfo{Runtime: st.Runtime, Endpoint: st.Endpoint, Protocol: st.Protocol, Name: st.Name, Version: st.Version}
+		switch {
+		case errors.Is(st.Err, fs.ErrNotExist):
+			r.Error = "not running (no socket)"
+		case st.Err != nil:
+			r.Error = st.Err.Error()
+		}
+		out = append(out, r)
+	}
+	return out
 }

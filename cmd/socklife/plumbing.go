@@ -10,13 +10,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/socklife/socklife/internal/outfile"
+	"github.com/socklife/socklife/snapshot"
 	"github.com/socklife/socklife/tracer"
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 )
@@ -27,6 +33,7 @@ type tracerFlags struct {
 	disableHooks []string
 	debug        bool
 	readyFile    string
+	ringSize     uint32
 }
 
 func (h *tracerFlags) register(fl *pflag.FlagSet) {
@@ -34,11 +41,50 @@ func (h *tracerFlags) register(fl *pflag.FlagSet) {
 	fl.BoolVar(&h.debug, "debug", false, "log which hook each feature uses and why others failed")
 	fl.StringVar(&h.readyFile, "ready-file", "", "write this file once attached (for tests)")
 	fl.MarkHidden("ready-file")
+	// Tests make events get lost with a tiny ring.
+	fl.Uint32Var(&h.ringSize, "ring-size", 0, "the ring buffer's size in bytes, a power of two (for tests)")
+	fl.MarkHidden("ring-size")
 }
 
-// check is --disable-hook's check, and the ready file's before anything
-// is attached (a refused path is a runtime failure, exit 1, not bad input).
+// checkedValue refuses what no flag means: an empty value, which a list
+// flag would take as no filter and --max-size as no rotation (the user
+// typed something and got nothing), and a float that is not a number
+// (--growth NaN never alerts, and JSON cannot write it).
+type checkedValue struct{ pflag.Value }
+
+func (v checkedValue) Set(s string) error {
+	if strings.TrimSpace(s) == "" {
+		return errEmptyValue
+	}
+	if t := v.Type(); t == "float64" || t == "float32" {
+		if f, err := strconv.ParseFloat(strings.TrimSpace(s), 64); err == nil && (math.IsNaN(f) || math.IsInf(f, 0)) {
+			return errors.New("not a finite number")
+		}
+	}
+	return v.Value.Set(s)
+}
+
+var errEmptyValue = errors.New("empty: give a value, or leave the flag out")
+
+// checkValues puts checkedValue around every flag of c that takes a value.
+func checkValues(c *cobra.Command) {
+	c.Flags().VisitAll(wrapValue)
+}
+
+// wrapValue puts checkedValue around f if it takes a value.
+func wrapValue(f *pflag.Flag) {
+	if f.Value.Type() != "bool" {
+		f.Value = checkedValue{f.Value}
+	}
+}
+
+// check is --disable-hook's and --ring-size's check, and the ready
+// file's before anything is attached (a refused path is a runtime
+// failure, exit 1, not bad input).
 func (h *tracerFlags) check() error {
+	if err := tracer.CheckRingSize(h.ringSize); err != nil {
+		return badInput("--ring-size: %w", err)
+	}
 	if err := checkDisableHooks(h.disableHooks); err != nil {
 		return err
 	}
@@ -48,6 +94,11 @@ func (h *tracerFlags) check() error {
 		}
 	}
 	return nil
+}
+
+// apply puts the flags that shape the tracer into opts.
+func (h *tracerFlags) apply(opts *tracer.Options) {
+	opts.DisableHooks, opts.RingSize = h.disableHooks, h.ringSize
 }
 
 // checkDisableHooks is --disable-hook's check, for every command that takes it.
@@ -86,23 +137,58 @@ func writeReadyFile(path string) error {
 	return nil
 }
 
-// stderrLogger prints warnings as single lines without timestamps; with
-// --debug it also says which hooks were tried.
+// stderrLogger is a long-running command's voice on stderr: warnings (and,
+// with --debug, which hooks were tried) as the rest of socklife speaks,
+// one line each, "socklife: ...". It becomes slog's default, for any part
+// given no logger, and hears snapshot's notes of namespaces skipped.
 func stderrLogger(w io.Writer, debug bool) *slog.Logger {
 	level := slog.LevelWarn
 	if debug {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{
-		Level: level,
-		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
-			if len(groups) == 0 && a.Key == slog.TimeKey {
-				return slog.Attr{}
-			}
-			return a
-		},
-	}))
+	log := slog.New(&lineHandler{w: w, level: level, mu: new(sync.Mutex)})
+	slog.SetDefault(log)
+	snapshot.SetNotes(func(msg string) { log.Warn(msg) })
+	return log
 }
+
+// lineHandler writes "socklife: msg key=value ..." lines.
+type lineHandler struct {
+	w     io.Writer
+	level slog.Level
+	attrs []slog.Attr
+	mu    *sync.Mutex // shared with the handlers WithAttrs makes: one writer
+}
+
+func (h *lineHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level }
+
+func (h *lineHandler) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString("socklife: ")
+	b.WriteString(r.Message)
+	add := func(a slog.Attr) bool {
+		fmt.Fprintf(&b, " %s=%s", a.Key, strconv.Quote(a.Value.String()))
+		return true
+	}
+	for _, a := range h.attrs {
+		add(a)
+	}
+	r.Attrs(add)
+	b.WriteByte('\n')
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, err := io.WriteString(h.w, b.String())
+	return err
+}
+
+func (h *lineHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	c := *h
+	c.attrs = append(slices.Clip(h.attrs), as...)
+	return &c
+}
+
+// WithGroup: socklife logs no groups; their attributes print unqualified.
+func (h *lineHandler) WithGroup(string) slog.Handler { return h }
 
 func isBrokenPipe(err error) bool {
 	return errors.Is(err, syscall.EPIPE)

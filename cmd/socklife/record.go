@@ -32,6 +32,7 @@ type recordFlags struct {
 	includeOpen bool
 	maxSize     string
 	maxFiles    int
+	maxFilesSet bool // given, not the default
 	duration    time.Duration
 }
 
@@ -50,11 +51,16 @@ file) holds only whole records, so a killed socklife leaves only complete
 lines. Files are created mode 0600; an existing -o path must be a regular
 file of yours, not a symbolic link (--overwrite writes it anyway). The schema
 is docs/record.schema.json. At stop (Ctrl-C, SIGTERM, --duration) it prints
-"socklife: N records, M events, K lost, R resyncs" on stderr.`,
+"socklife: N records, M events, K lost, R resyncs" on stderr, with the causes
+of any loss, and a warning when events were lost.`,
 		Example: `  socklife record -o conns.ndjson --max-size 100M --max-files 10
   socklife record -o - --port 443 | jq 'select(.closed_by == "reset")'`,
 		Args: cobra.ArbitraryArgs, // an ss FILTER
-		RunE: func(cmd *cobra.Command, args []string) error { f.filter.SetExpr(args); return runRecord(cmd, f) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f.filter.SetExpr(args)
+			f.maxFilesSet = cmd.Flags().Changed("max-files")
+			return runRecord(cmd, f)
+		},
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&f.output, "output", "o", "-", `file to write the records to; "-" is stdout`)
@@ -117,6 +123,13 @@ func (f recordFlags) setup() (recordSetup, error) {
 	if f.maxFiles < 1 {
 		return s, badInput("--max-files %d: want at least 1", f.maxFiles)
 	}
+	// Each of these once went without rotation, without a word.
+	switch {
+	case f.maxFilesSet && size == 0:
+		return s, badInput("--max-files keeps rotated files: give --max-size too")
+	case size > 0 && f.output == "-":
+		return s, badInput("--max-size rotates files; stdout cannot rotate: give -o FILE")
+	}
 	if f.duration < 0 {
 		return s, badInput("--duration %v is negative", f.duration)
 	}
@@ -124,7 +137,7 @@ func (f recordFlags) setup() (recordSetup, error) {
 		return s, badInput(`-o: want a file name or "-"`)
 	}
 	topts, rest := flt.Split(true)
-	topts.DisableHooks = f.disableHooks
+	f.tracerFlags.apply(&topts)
 	// the older sockets are filtered as a whole, events in the kernel
 	// and then by rest
 	s.live = live.Options{Tracer: topts, Keep: flt.Socket}
@@ -152,6 +165,10 @@ func runRecord(cmd *cobra.Command, f recordFlags) error {
 		return err
 	}
 	s.writer.Stdout = cmd.OutOrStdout()
+	names, err := newNames(s.rest) // OnClose runs on one goroutine
+	if err != nil {
+		return err
+	}
 	// Not closed by a defer: after a stop that gave up on a blocked
 	// output, closing would block as well.
 	w, err := openRecords(s.writer)
@@ -159,9 +176,8 @@ func runRecord(cmd *cobra.Command, f recordFlags) error {
 		return err
 	}
 	var line []byte
-	names := &render.Interfaces{} // link-local zones; OnClose runs on one goroutine
 	write := func(c *live.Conn) error {
-		if !wants(c, s.rest, s.states) {
+		if !wants(c, s.rest, s.states) || !s.rest.Container(names.Container(c.SockCgroupID, c.OwnerCgroup())) {
 			return nil
 		}
 		line = render.AppendRecord(line[:0], c, names)
@@ -180,6 +196,7 @@ func runRecord(cmd *cobra.Command, f recordFlags) error {
 	if f.output == "-" {
 		cancelOnBrokenPipe(s.writer.Stdout, func() { broken.Store(true); cancel() })
 	}
+	follow := kernelCgroups(&s.live.Tracer, s.rest)
 	tk, err := live.Start(ctx, s.live)
 	if err != nil {
 		w.Close()
@@ -193,6 +210,7 @@ func runRecord(cmd *cobra.Command, f recordFlags) error {
 		w.Close()
 		return err
 	}
+	go follow(ctx, tk.AddCgroups)
 	// The tracker stops by itself when ctx ends, once it has applied what
 	// the ring held then; or earlier if writing fails. Each step of the
 	// end is bounded: a stalled reader of stdout must not hold a stop up.
@@ -217,7 +235,10 @@ func runRecord(cmd *cobra.Command, f recordFlags) error {
 		return nil
 	}
 	st := tk.Stats()
-	fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d records, %d events, %d lost, %d resyncs\n", w.Records(), st.Events, st.Lost, st.Resyncs)
+	fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d records, %d events, %s, %d resyncs\n", w.Records(), st.Events, render.LossSummary(st.Loss), st.Resyncs)
+	if w := lossWarning(st); w != "" {
+		fmt.Fprintln(cmd.ErrOrStderr(), "socklife: warning:", w)
+	}
 	return err
 }
 
@@ -248,6 +269,18 @@ func openRecords(opts record.Options) (*record.Writer, error) {
 		return nil, err
 	}
 	return w, nil
+}
+
+// lossWarning says what lost events cost a recording; "" if none was lost.
+func lossWarning(st live.Stats) string {
+	switch {
+	case st.Lost == 0:
+		return ""
+	case st.Unresynced > 0:
+		// the resync at stop failed or the run ended with an error
+		return fmt.Sprintf("%d events lost, %d of them since the last resync: connections may be missing, and --include-open may list closed ones as open", st.Lost, st.Unresynced)
+	}
+	return fmt.Sprintf("%d events lost; the connections were re-listed from the kernel, so those whose close was lost have \"closed_at\": null and those opened and closed between two re-listings have no record", st.Lost)
 }
 
 // connOwners is a connection's owner for the filter; none when unknown.

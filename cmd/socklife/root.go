@@ -13,6 +13,7 @@ import (
 var Version = "dev"
 
 func newRootCmd() *cobra.Command {
+	resetContainers()
 	root := &cobra.Command{
 		Use:   "socklife",
 		Short: "eBPF socket-lifecycle tracer: snapshot, trace and diagnose sockets",
@@ -33,6 +34,12 @@ their states as they happen, with the right process on both sides.`,
 		},
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
+	root.PersistentFlags().StringVar(&runtimeEndpoint, "runtime-endpoint", "",
+		"the container runtime's API socket to ask for container and pod names (CRI or Docker API; default: the usual places)")
+	// a bad endpoint is bad input, said before anything is attached
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		return checkRuntimeEndpoint(cmd.Context())
+	}
 	// Flag parse errors are bad input: exit 2, like an unknown flag value.
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return usageError{plainFlagError(err)}
@@ -49,7 +56,9 @@ their states as they happen, with the right process on both sides.`,
 	)
 	for _, c := range root.Commands() {
 		argsAreInput(c)
+		checkValues(c)
 	}
+	root.PersistentFlags().VisitAll(wrapValue)
 	return root
 }
 

@@ -418,22 +418,9 @@ func TestBacklogSynFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 	inode := st.Ino
-	var lfd, port int
-	testutil.InNetns(t, ns, func() {
-		var err error
-		if lfd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
-			t.Fatal(err)
-		}
-		if err := unix.Bind(lfd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-			t.Fatal(err)
-		}
-		if err := unix.Listen(lfd, 8); err != nil {
-			t.Fatal(err)
-		}
-		sa, _ := unix.Getsockname(lfd)
-		port = sa.(*unix.SockaddrInet4).Port
-	})
-	t.Cleanup(func() { unix.Close(lfd) })
+	var lfd int
+	var port uint16
+	testutil.InNetns(t, ns, func() { lfd, port = testutil.RawListener(t, [4]byte{127, 0, 0, 1}, 0, 8) })
 	var clients []int
 	t.Cleanup(func() {
 		for _, fd := range clients {
@@ -452,7 +439,7 @@ func TestBacklogSynFlood(t *testing.T) {
 				t.Fatal(err)
 			}
 			clients = append(clients, fd)
-			err = unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: port})
+			err = unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: int(port)})
 			if err != nil && !(flood && err == unix.EINPROGRESS) {
 				t.Fatal(err)
 			}
@@ -470,7 +457,7 @@ func TestBacklogSynFlood(t *testing.T) {
 	testutil.WaitFor(t, 5*time.Second, "the namespace's listener in a report", func() bool {
 		for _, r := range backlogReports(t, out.String()) {
 			for _, l := range r.Listeners {
-				if uint64(l.Netns) == inode && l.Local == "127.0.0.1:"+strconv.Itoa(port) {
+				if uint64(l.Netns) == inode && l.Local == "127.0.0.1:"+strconv.Itoa(int(port)) {
 					if l.Backlog != 8 {
 						t.Fatalf("listener of another namespace with backlog %d, want 8", l.Backlog)
 					}

@@ -132,6 +132,10 @@ func planSnapshot(f *snapshotFlags) (*snapshotPlan, error) {
 	if (f.exposed || f.summary) && (flt.States != 0 || f.listening || f.all || statesWords) {
 		return nil, badInput("--exposed and --summary choose their own states: drop --state, -l, -a and state/exclude words")
 	}
+	if flt.States != 0 && (f.listening || f.all) {
+		// --state would win and -l/-a be dropped without a word
+		return nil, badInput("--state and %s both choose the states: give one", map[bool]string{true: "-l", false: "-a"}[f.listening])
+	}
 	if f.exposed && f.unix {
 		return nil, badInput("--exposed covers TCP and UDP: drop -x")
 	}
@@ -233,6 +237,10 @@ func runSnapshot(cmd *cobra.Command, f *snapshotFlags) error {
 	if err != nil {
 		return err
 	}
+	// Notes of namespaces skipped come back in res.Warnings, printed after
+	// the table (a long-running command's logger, if one ran in this
+	// process, hears them no more).
+	snapshot.SetNotes(nil)
 	res, err := snapshot.Dump(cmd.Context(), plan.dump)
 	if err != nil {
 		return fmt.Errorf("dumping sockets: %w", err)
@@ -249,13 +257,24 @@ func runSnapshot(cmd *cobra.Command, f *snapshotFlags) error {
 			notes = append(notes, hiddenOwnersNote(stats.Denied, os.Geteuid()))
 		}
 	}
-	socks = applyFilter(socks, plan.filter)
+	names, err := newNames(plan.filter)
+	if err != nil {
+		return err
+	}
+	if names.Containers != nil {
+		// the runtimes are asked in the background; a one-shot listing
+		// (and a filter by name) waits a moment for their names
+		for i := range socks {
+			names.SocketContainer(&socks[i])
+		}
+		settleNames(cmd.Context())
+	}
+	socks = applyFilter(socks, plan.filter, names)
 	if len(socks) == 0 && !plan.dump.AllNetns && plan.filter.Netns == 0 {
 		notes = append(notes, otherNetnsNotes(plan.filter.PIDs)...)
 	}
 
 	out := bufio.NewWriterSize(cmd.OutOrStdout(), 64<<10)
-	names := &render.Interfaces{}
 	tableOpts := render.TableOptions{Netns: plan.dump.AllNetns, Processes: plan.procs, Info: f.info}
 	if f.resolve {
 		tableOpts.Resolve = render.NewResolver()
@@ -294,10 +313,10 @@ func hiddenOwnersNote(denied, euid int) string {
 }
 
 // applyFilter keeps the sockets that match, in place.
-func applyFilter(socks []snapshot.Socket, flt *filter.Filter) []snapshot.Socket {
+func applyFilter(socks []snapshot.Socket, flt *filter.Filter, names *render.Names) []snapshot.Socket {
 	kept := socks[:0]
 	for i := range socks {
-		if flt.Socket(&socks[i]) {
+		if flt.Socket(&socks[i]) && flt.Container(names.SocketContainer(&socks[i])) {
 			kept = append(kept, socks[i])
 		}
 	}
@@ -336,7 +355,7 @@ func writeSummary(w io.Writer, plan *snapshotPlan, socks []snapshot.Socket) erro
 	return render.WriteJSONList(w, true, 1, func(int) any { return render.SummaryToJSON(&sum) })
 }
 
-func writeExposed(w io.Writer, plan *snapshotPlan, socks []snapshot.Socket, opts render.TableOptions, names *render.Interfaces) error {
+func writeExposed(w io.Writer, plan *snapshotPlan, socks []snapshot.Socket, opts render.TableOptions, names *render.Names) error {
 	var ifaceOf func(uint32, netip.Addr) string
 	if self, err := snapshot.CurrentNetns(); err == nil {
 		ifaceOf = snapshot.InterfaceOfAddr(self)

@@ -14,24 +14,6 @@ import (
 	"github.com/socklife/socklife/internal/testutil"
 )
 
-// benchConns is how many loopback connections BenchmarkSnapshotVsSS holds
-// open: 100,000 sockets, a busy proxy's worth. SOCKLIFE_BENCH_CONNS
-// overrides it for a quick look.
-const benchConns = 50000
-
-// benchSockets opens benchConns connections (SOCKLIFE_BENCH_CONNS), held by
-// helper processes, for the snapshot benchmarks.
-func benchSockets(b *testing.B) *testutil.Conns {
-	n := benchConns
-	if s := os.Getenv("SOCKLIFE_BENCH_CONNS"); s != "" {
-		var err error
-		if n, err = strconv.Atoi(s); err != nil {
-			b.Fatalf("bad SOCKLIFE_BENCH_CONNS %q: %v", s, err)
-		}
-	}
-	return testutil.OpenConns(b, n)
-}
-
 // contender is one command line the benchmark times.
 type contender struct {
 	name string
@@ -50,13 +32,7 @@ type contender struct {
 // It reports each command's median, socklife's median over ss's, and the
 // peak RSS of socklife, and logs a table for the README.
 func BenchmarkSnapshotVsSS(b *testing.B) {
-	testutil.RequireRoot(b)
-	ss, err := exec.LookPath("ss")
-	if err != nil {
-		b.Fatalf("the benchmark compares with ss (iproute2): %v", err)
-	}
-	socklife := buildSocklife(b)
-	conns := benchSockets(b)
+	ss, socklife, conns := againstSS(b)
 	contenders := []contender{
 		{"socklife snapshot -t -a --no-process", []string{socklife, "snapshot", "-t", "-a", "--no-process"}},
 		{"ss -tan", []string{ss, "-tan"}},
@@ -75,13 +51,7 @@ func BenchmarkSnapshotVsSS(b *testing.B) {
 		peakRSS[c.name] = rss
 	}
 
-	var tm testutil.Timings
-	for round := 0; b.Loop(); round++ {
-		for i := range contenders {
-			c := contenders[(round+i)%len(contenders)]
-			tm.Add(c.name, timeCommand(b, c.argv))
-		}
-	}
+	tm := timeRounds(b, contenders)
 	names := func(i int) string { return contenders[i].name }
 	b.ReportMetric(tm.Ratio(names(0), names(1)), "ratio-noproc")
 	b.ReportMetric(tm.Ratio(names(2), names(3)), "ratio-proc")
@@ -97,6 +67,76 @@ func BenchmarkSnapshotVsSS(b *testing.B) {
 		"socklife / ss (medians): %.2f without owners, %.2f with owners",
 		conns.N, conns.Sockets(), len(conns.Holders), len(tm.Samples(names(0))), tm.Table(rss),
 		tm.Ratio(names(0), names(1)), tm.Ratio(names(2), names(3)))
+}
+
+// BenchmarkSnapshotFilterVsSS times `socklife snapshot -tan FILTER` against
+// `ss -tan FILTER` over the same sockets, for two filters: one keeping the
+// first holder's connections (a sixth of them at 50,000), one keeping
+// none. Both tools send the filter as bytecode, so the kernel drops what
+// does not match; the commands alternate within each round, rotating
+// which goes first:
+//
+//	go test -run '^$' -bench SnapshotFilterVsSS -benchtime 7x ./cmd/socklife
+func BenchmarkSnapshotFilterVsSS(b *testing.B) {
+	ss, socklife, conns := againstSS(b)
+	h := conns.Holders[0]
+	some := fmt.Sprintf("( dport = :%d or sport = :%d )", h.Listener.Port(), h.Listener.Port())
+	filters := []struct {
+		name string
+		args []string
+		want int // lines each must print (with a header line)
+	}{
+		{"some", []string{"state", "established", some}, 2*h.Conns + 1},
+		{"none", []string{"dst 10.255.255.1 and dport = :9"}, 1},
+	}
+	var contenders []contender
+	for _, f := range filters {
+		contenders = append(contenders,
+			contender{"socklife " + f.name, append([]string{socklife, "snapshot", "-tan", "--no-process"}, f.args...)},
+			contender{"ss " + f.name, append([]string{ss, "-tan"}, f.args...)})
+	}
+	// An untimed round checks that both list what the filter keeps.
+	for i, c := range contenders {
+		out, err := exec.Command(c.argv[0], c.argv[1:]...).Output()
+		if err != nil {
+			b.Fatalf("%s: %v", strings.Join(c.argv, " "), err)
+		}
+		if lines := strings.Count(string(out), "\n"); lines != filters[i/2].want {
+			b.Fatalf("%s printed %d lines, want %d", c.name, lines, filters[i/2].want)
+		}
+	}
+
+	tm := timeRounds(b, contenders)
+	for _, f := range filters {
+		b.ReportMetric(float64(tm.Median("socklife "+f.name))/float64(time.Millisecond), "socklife-"+f.name+"-ms")
+		b.ReportMetric(float64(tm.Median("ss "+f.name))/float64(time.Millisecond), "ss-"+f.name+"-ms")
+		b.ReportMetric(tm.Ratio("socklife "+f.name, "ss "+f.name), "ratio-"+f.name)
+	}
+	b.Logf("%d loopback TCP connections (%d sockets), %d rounds; some = %q keeps %d sockets:\n%s",
+		conns.N, conns.Sockets(), len(tm.Samples(contenders[0].name)), some, 2*h.Conns, tm.Table())
+}
+
+// againstSS returns what the snapshot benchmarks need: ss, socklife built
+// as a user would, and testutil.OpenBenchConns' connections for both to list.
+func againstSS(b *testing.B) (ss, socklife string, conns *testutil.Conns) {
+	ss, err := exec.LookPath("ss")
+	if err != nil {
+		b.Fatalf("the benchmark compares with ss (iproute2): %v", err)
+	}
+	return ss, buildSocklife(b), testutil.OpenBenchConns(b)
+}
+
+// timeRounds times every contender once a round, rotating which goes first
+// so that they share the machine's state.
+func timeRounds(b *testing.B, contenders []contender) *testutil.Timings {
+	var tm testutil.Timings
+	for round := 0; b.Loop(); round++ {
+		for i := range contenders {
+			c := contenders[(round+i)%len(contenders)]
+			tm.Add(c.name, timeCommand(b, c.argv))
+		}
+	}
+	return &tm
 }
 
 // buildSocklife builds the command in this directory once, as a user would.

@@ -75,7 +75,11 @@ func runTop(cmd *cobra.Command, f *topFlags) error {
 	if f.iterations < 0 || f.rows < 0 {
 		return badInput("-n and --rows take a count, not %d", min(f.iterations, f.rows))
 	}
-	view := render.View{Rows: f.rows}
+	names, err := newNames(f.flt)
+	if err != nil {
+		return err
+	}
+	view := render.View{Rows: f.rows, By: f.group, Names: names}
 	out := cmd.OutOrStdout()
 	scr := &topScreen{out: out, json: format == render.JSON, view: view,
 		term: format == render.Table && isTerminal(out) && isTerminal(os.Stdin)}

@@ -4,19 +4,18 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/netip"
 	"slices"
 	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/socklife/socklife/internal/closewait"
 	"github.com/socklife/socklife/internal/filter"
 	"github.com/socklife/socklife/internal/holders"
 	"github.com/socklife/socklife/internal/live"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/internal/topview"
 	"github.com/socklife/socklife/snapshot"
-	"github.com/socklife/socklife/tracer"
 )
 
 // watchConfig is what top and closewait share: the interval, the growth
@@ -30,8 +29,10 @@ type watchConfig struct {
 	listenerHolders bool
 	tracerFlags
 	filter filter.Flags
-	// flt is filter, parsed by check
-	flt *filter.Filter
+	by     string // --by
+	// flt is filter, group by, parsed by check
+	flt   *filter.Filter
+	group closewait.Group
 }
 
 // register adds the flags top and closewait share but for --interval and
@@ -39,6 +40,7 @@ type watchConfig struct {
 func (c *watchConfig) register(fl *pflag.FlagSet) {
 	c.filter.Register(fl, "")
 	c.tracerFlags.register(fl)
+	fl.StringVar(&c.by, "by", "process", "what a CLOSE-WAIT row stands for: process, container (its processes together) or pod (its containers together); the host's processes keep a row each")
 }
 
 func (c *watchConfig) check() error {
@@ -47,6 +49,9 @@ func (c *watchConfig) check() error {
 		return err
 	}
 	c.flt = flt
+	if c.group, err = closewait.ParseGroup(c.by); err != nil {
+		return badInput("--by: %w", err)
+	}
 	if err := c.tracerFlags.check(); err != nil {
 		return err
 	}
@@ -77,7 +82,8 @@ func watchFrames(ctx context.Context, stderr io.Writer, cfg watchConfig, frame f
 	// kernel: there a socket's owner is who made it, while a leak belongs
 	// to who holds it now (fds passed on, forks), which /proc names.
 	topts, _ := cfg.flt.Split(false)
-	topts.DisableHooks = cfg.disableHooks
+	cfg.tracerFlags.apply(&topts)
+	follow := kernelCgroups(&topts, cfg.flt)
 	tk, err := live.Start(ctx, live.Options{Tracer: topts, Keep: cfg.flt.Unowned().Socket, Logger: log})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -89,6 +95,9 @@ func watchFrames(ctx context.Context, stderr io.Writer, cfg watchConfig, frame f
 	if err := writeReadyFile(cfg.readyFile); err != nil {
 		return err
 	}
+	followCtx, stopFollow := context.WithCancel(ctx)
+	defer stopFollow()
+	go follow(followCtx, tk.AddCgroups)
 	var hooks []string
 	for _, h := range tk.Hooks() {
 		name := "off"
@@ -97,7 +106,11 @@ func watchFrames(ctx context.Context, stderr io.Writer, cfg watchConfig, frame f
 		}
 		hooks = append(hooks, string(h.Feature)+"="+name)
 	}
-	sampler := topview.NewSampler(cfg.window)
+	names, err := newNames(cfg.flt)
+	if err != nil {
+		return err
+	}
+	sampler := topview.NewSampler(cfg.window, cfg.group)
 	sampler.MinAge = cfg.minAge
 	var reg *holders.Registry
 	if cfg.listenerHolders {
@@ -137,7 +150,8 @@ func watchFrames(ctx context.Context, stderr io.Writer, cfg watchConfig, frame f
 			}
 			break
 		}
-		f, err := sample(ctx, tk, sampler, hooks, cfg.flt.Match, reg)
+		f, err := sample(ctx, tk, sampler, topview.Input{Hooks: hooks, Keep: cfg.flt.Match, Holders: reg,
+			Containers: names.Containers, KeepContainer: cfg.flt.Container})
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -152,9 +166,9 @@ func watchFrames(ctx context.Context, stderr io.Writer, cfg watchConfig, frame f
 }
 
 // sample gathers one frame: TIME_WAIT and the listeners' queues come from
-// sock_diag (neither emits events), the rest from the table.
-func sample(ctx context.Context, tk *live.Tracker, s *topview.Sampler, hooks []string,
-	keep func(uint32, netip.AddrPort, netip.AddrPort, ...tracer.Holder) bool, reg *holders.Registry) (topview.Frame, error) {
+// sock_diag (neither emits events), the rest from the table. in holds what
+// stays the same from frame to frame.
+func sample(ctx context.Context, tk *live.Tracker, s *topview.Sampler, in topview.Input) (topview.Frame, error) {
 	// One dump for both: each walks the kernel's whole hash table.
 	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true, States: tcpstate.Of(tcpstate.Listen, tcpstate.TimeWait)})
 	if err != nil {
@@ -162,10 +176,11 @@ func sample(ctx context.Context, tk *live.Tracker, s *topview.Sampler, hooks []s
 	}
 	tk.SetTimeWaitFrom(res.Sockets)
 	listening := slices.DeleteFunc(res.Sockets, func(s snapshot.Socket) bool { return s.State != tcpstate.Listen })
-	stats := tk.Stats()
+	in.Stats, in.Listening = tk.Stats(), listening
 	var f topview.Frame
 	tk.View(func(t *live.Table) {
-		f = s.Sample(topview.Input{At: time.Now(), Table: t, Stats: stats, Hooks: hooks, Listening: listening, Holders: reg, Keep: keep})
+		in.At, in.Table = time.Now(), t
+		f = s.Sample(in)
 	})
 	return f, nil
 }

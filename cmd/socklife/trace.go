@@ -40,7 +40,8 @@ even when the change runs in softirq, and the milliseconds spent in the old stat
 ("-" when the socket was not seen entering it). An ACCEPT line marks a connection
 taken off its listener's queue by accept(); its MS is the wait in the queue.
 At stop (Ctrl-C, SIGTERM, --count, --duration) it prints
-"socklife: N events, M lost" on stderr.`,
+"socklife: N events, M lost" on stderr, with the causes of any loss, and a
+warning when events were lost.`,
 		Example: `  socklife trace --port 443
   socklife trace --state close-wait --state last-ack -o json`,
 		Args: cobra.ArbitraryArgs, // an ss FILTER
@@ -73,7 +74,7 @@ func (f traceFlags) options() (tracer.Options, *filter.Filter, render.Format, er
 		return tracer.Options{}, nil, "", badInput("--duration %v is negative", f.duration)
 	}
 	opts, rest := flt.Split(true)
-	opts.DisableHooks = f.disableHooks
+	f.tracerFlags.apply(&opts)
 	states := flt.States
 	if states != 0 && states&^tcpstate.Of(tcpstate.TimeWait, tcpstate.NewSynRecv) == 0 {
 		// The kernel frees the socket as it enters TIME_WAIT (a minisock
@@ -90,13 +91,14 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 		return err
 	}
 	opts.Logger = stderrLogger(cmd.ErrOrStderr(), f.debug)
-	tr, err := tracer.New(opts)
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
+	tr, err := startTracer(ctx, opts, rest)
 	if err != nil {
 		return err
 	}
 	defer tr.Close()
-	ctx, cancel := context.WithCancel(cmd.Context())
-	defer cancel()
+	defer cancel() // before Close: the follower adds to the tracer's map
 	if f.duration > 0 {
 		ctx, cancel = context.WithTimeout(ctx, f.duration)
 		defer cancel()
@@ -129,14 +131,18 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 		select {
 		case err = <-done:
 		case <-time.After(traceDrain + time.Second):
-			fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d events, %d lost (output blocked: its reader stopped reading)\n", n.Load(), tr.Lost())
+			fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d events, %s (output blocked: its reader stopped reading)\n", n.Load(), render.LossSummary(tr.Loss()))
 			return nil
 		}
 	}
 	if isBrokenPipe(err) || broken.Load() {
 		return nil // `socklife trace | head`: the reader has all it wants
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d events, %d lost\n", n.Load(), tr.Lost())
+	loss := tr.Loss()
+	fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d events, %s\n", n.Load(), render.LossSummary(loss))
+	if loss.Total() > 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "socklife: warning: %d events lost: the trace has gaps\n", loss.Total())
+	}
 	return err
 }
 
@@ -152,11 +158,19 @@ const traceDrain = time.Second
 // rest is the filter's part the kernel did not apply.
 func stream(ctx context.Context, tr *tracer.Tracer, out io.Writer, format render.Format, f traceFlags, rest *filter.Filter, n *atomic.Uint64, reg *holders.Registry) error {
 	w := bufio.NewWriterSize(out, 64<<10)
-	names := &render.Interfaces{} // link-local zones, read on the one reading goroutine
+	names, err := newNames(rest) // read on the one reading goroutine
+	if err != nil {
+		return err
+	}
 	appendEvent := render.AppendTrace
+	header := render.TraceHeader
+	if rest.Contained() || names.Containers.AnyContainer() {
+		names.ContainerColumns = true
+		header = render.TraceHeaderContainers
+	}
 	if format == render.JSON {
 		appendEvent = render.AppendTraceJSON
-	} else if _, err := w.WriteString(render.TraceHeader); err != nil {
+	} else if _, err := w.WriteString(header); err != nil {
 		return err
 	} else if err := w.Flush(); err != nil {
 		// The header at once: the terminal shows trace is running, and
@@ -167,7 +181,8 @@ func stream(ctx context.Context, tr *tracer.Tracer, out io.Writer, format render
 	run := runner.Start(tr, runner.Consumer{
 		Event: func(ev *tracer.Event) error {
 			nameHolders(reg, ev)
-			if !rest.Match(ev.Netns, ev.Local, ev.Remote, eventOwners(ev)...) {
+			if !rest.Match(ev.Netns, ev.Local, ev.Remote, eventOwners(ev)...) ||
+				!rest.Container(names.Container(ev.SockCgroupID, render.OwnerCgroup(ev))) {
 				return nil
 			}
 			line = appendEvent(line[:0], ev, names)
@@ -184,7 +199,6 @@ func stream(ctx context.Context, tr *tracer.Tracer, out io.Writer, format render
 		// the output is blocked (see runTrace)
 		DrainTimeout: traceDrain,
 	})
-	var err error
 	select {
 	case <-run.Done():
 		err = run.Err()

@@ -172,6 +172,7 @@ func TestChurnBenchParsesTracerOutput(t *testing.T) {
 		want []string // submatches, nil for no match
 	}{
 		{socklifeSummary, "socklife: 330000 events, 12 lost", []string{"330000", "12"}},
+		{socklifeSummary, "socklife: 330000 events, 12 lost (ring full 10, recursion 2)\nsocklife: warning: 12 events lost: the trace has gaps\n", []string{"330000", "12"}},
 		{socklifeSummary, "warning: x\nsocklife: 5 events, 0 lost\n", []string{"5", "0"}},
 		{socklifeSummary, "socklife: trace: not built yet", nil},
 		{bpftraceLost, "Lost 4345 events", []string{"4345"}},

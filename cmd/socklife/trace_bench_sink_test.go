@@ -37,12 +37,12 @@ func benchSink(tb testing.TB) sinkKind {
 
 // outputCounts is what a tracer wrote: event lines (starting with '{' for
 // JSON or a digit for bpftrace), those holding the churn's port mark, and
-// the events bpftrace reported lost in its render.
+// the events bpftrace reported lost in its output.
 type outputCounts struct {
 	lines, marked, lost int64
 }
 
-// bpftraceLost is how bpftrace reports a perf buffer overrun: in its render.
+// bpftraceLost is how bpftrace reports a perf buffer overrun: in its output.
 var bpftraceLost = regexp.MustCompile(`^Lost (\d+) events$`)
 
 // countOutput counts r's lines; onLine, if set, sees each.

@@ -73,7 +73,7 @@ type churnSample struct {
 // run (bpf_stats), and logs a table for the README.
 func BenchmarkTraceChurn(b *testing.B) {
 	testutil.RequireRoot(b)
-	conns, rounds := benchEnvInt(b, "SOCKLIFE_BENCH_CHURN_CONNS", churnConns), benchEnvInt(b, "SOCKLIFE_BENCH_ROUNDS", churnRounds)
+	conns, rounds := testutil.EnvInt(b, "SOCKLIFE_BENCH_CHURN_CONNS", churnConns), testutil.EnvInt(b, "SOCKLIFE_BENCH_ROUNDS", churnRounds)
 	tracers := churnTracers(b)
 	if on, _ := os.ReadFile("/proc/sys/kernel/bpf_stats_enabled"); strings.TrimSpace(string(on)) == "1" {
 		b.Logf("kernel.bpf_stats_enabled is 1: every round pays for BPF statistics (sysctl -w kernel.bpf_stats_enabled=0)")
@@ -234,7 +234,8 @@ func socklifeTracer(tb testing.TB, name string, extra []string) churnTracer {
 }
 
 // socklifeSummary is the one line socklife trace prints on stderr at stop.
-var socklifeSummary = regexp.MustCompile(`(?m)^socklife: (\d+) events, (\d+) lost$`)
+// A loss's causes follow it in parentheses (render.LossSummary).
+var socklifeSummary = regexp.MustCompile(`(?m)^socklife: (\d+) events, (\d+) lost(?: \(.*\))?$`)
 
 func socklifeEvents(tb testing.TB, p *benchTracer, out outputCounts) (written, lost int64) {
 	tb.Helper()
@@ -288,7 +289,7 @@ tracepoint:sock:inet_sock_set_state /%s/ {
 // every run with SOCKLIFE_BENCH_SINK=file), ready files and the sinks'
 // counts: tmpfs, not disk writes that would time the disk. A file, unlike
 // /dev/null, lets the benchmark count what was written and read bpftrace's
-// "Lost N events", which it prints into its render.
+// "Lost N events", which it prints into its output.
 func benchOutDir(tb testing.TB) string {
 	tb.Helper()
 	dir, err := os.MkdirTemp("/dev/shm", "socklife-bench-")
@@ -298,17 +299,4 @@ func benchOutDir(tb testing.TB) string {
 	}
 	tb.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
-}
-
-func benchEnvInt(tb testing.TB, name string, def int) int {
-	tb.Helper()
-	s := os.Getenv(name)
-	if s == "" {
-		return def
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n <= 0 {
-		tb.Fatalf("bad %s %q: want a positive integer", name, s)
-	}
-	return n
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/socklife/socklife/internal/container"
 	"github.com/socklife/socklife/internal/holders"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
@@ -124,18 +125,20 @@ func (a *Accounting) Observe(ev *tracer.Event) {
 		l.sample(ev.Time, ev.Queue.Len, ev.Queue.Backlog)
 		a.accept(l, ev)
 	default: // enqueue
+		l.learnCgroup(ev)
 		l.bpfQueue = true
 		l.sample(ev.Time, ev.Queue.Len, ev.Queue.Backlog)
 		l.enqueues++
 		if !l.acceptor && ev.OwnerSource != tracer.OwnerUnknown {
-			l.pid, l.comm = ev.Owner.PID, ev.Owner.Comm
+			l.pid, l.comm, l.ownerCgroup = ev.Owner.PID, ev.Owner.Comm, ev.Owner.CgroupID
 		}
 	}
 }
 
 func (a *Accounting) accept(l *listener, ev *tracer.Event) {
+	l.learnCgroup(ev)
 	l.accepted(ev.Time, ev.InState, ev.InStateKnown)
-	l.pid, l.comm, l.acceptor = ev.Current.PID, ev.Current.Comm, true
+	l.pid, l.comm, l.acceptor, l.ownerCgroup = ev.Current.PID, ev.Current.Comm, true, ev.Current.CgroupID
 	a.holders.Accepted(l.key, ev.Current.PID, ev.Current.Comm, ev.Time)
 	if l.stalled {
 		a.stalls = append(a.stalls, a.named(l, l.endStall(ev.Time)))
@@ -223,6 +226,9 @@ func (a *Accounting) ObserveDump(t time.Time, socks []snapshot.Socket) {
 		l.seen = t
 		l.local = s.Local
 		l.setDrops(drops)
+		if s.CgroupID != 0 {
+			l.sockCgroup = s.CgroupID
+		}
 		if l.pid == 0 && len(s.Processes) > 0 {
 			l.pid, l.comm = uint32(s.Processes[0].PID), s.Processes[0].Comm
 		}
@@ -262,7 +268,8 @@ func (a *Accounting) Tick(now time.Time) *Report {
 		}
 		lr := l.report(a.start, now)
 		a.withHolders(&lr)
-		if a.keep(lr.Netns, lr.Local, lr.PID, lr.Comm, lr.Holders) {
+		var keep bool
+		if lr.Container, lr.InContainer, keep = a.containerOf(l); keep && a.keep(lr.Netns, lr.Local, lr.PID, lr.Comm, lr.Holders) {
 			r.Listeners = append(r.Listeners, lr)
 		}
 	}
@@ -284,8 +291,17 @@ func (a *Accounting) Tick(now time.Time) *Report {
 	return r
 }
 
-// keepListener is keep for a listener's account and holders.
+// containerOf is a listener's container, and whether Config keeps it.
+func (a *Accounting) containerOf(l *listener) (c container.Container, ok, keep bool) {
+	c, ok = a.cfg.Containers.OfSocket(l.sockCgroup, l.ownerCgroup)
+	return c, ok, a.cfg.KeepContainer == nil || a.cfg.KeepContainer(c, ok)
+}
+
+// keepListener is keep for a listener's account, holders and container.
 func (a *Accounting) keepListener(l *listener) bool {
+	if _, _, keep := a.containerOf(l); !keep {
+		return false
+	}
 	if set := a.holders.Listener(l.key); set != nil && len(set.Holders) > 0 {
 		return a.keep(l.key.Netns, l.local, 0, "", set.Holders)
 	}
@@ -350,4 +366,35 @@ func (a *Accounting) netnsPIDs() map[uint32]uint32 {
 func sortedWorstFirst(r []ListenerReport) []ListenerReport {
 	slices.SortFunc(r, worstFirst)
 	return r
+}
+
+// GroupListeners puts the listeners with the same key together (a pod's, a
+// container's), keeping the worst-first order within each group and
+// ordering the groups by their worst listener; a listener whose key is ""
+// (the host's) stays a group of its own.
+func GroupListeners(ls []ListenerReport, key func(*ListenerReport) string) {
+	rank := map[string]int{}
+	for i := range ls {
+		if k := key(&ls[i]); k != "" {
+			if _, seen := rank[k]; !seen {
+				rank[k] = i
+			}
+		}
+	}
+	groupOf := func(l *ListenerReport, i int) int {
+		if r, ok := rank[key(l)]; ok {
+			return r
+		}
+		return i
+	}
+	idx := make([]int, len(ls))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(groupOf(&ls[a], a), groupOf(&ls[b], b)) })
+	sorted := make([]ListenerReport, len(ls))
+	for i, j := range idx {
+		sorted[i] = ls[j]
+	}
+	copy(ls, sorted)
 }

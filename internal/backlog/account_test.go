@@ -439,3 +439,20 @@ func TestAccountingSynFlood(t *testing.T) {
 		t.Errorf("a quiet interval after it: %+v %+v", r.Netns, r.Listeners)
 	}
 }
+
+// Grouped by pod, a pod's listeners follow its worst one; the host's stay
+// where they rank.
+func TestGroupListeners(t *testing.T) {
+	var ls []ListenerReport
+	for i, pod := range []string{"a", "", "b", "a", "", "b"} {
+		ls = append(ls, ListenerReport{Key: Key{Inode: uint64(i)}, Comm: pod})
+	}
+	GroupListeners(ls, func(l *ListenerReport) string { return l.Comm })
+	var got []uint64
+	for _, l := range ls {
+		got = append(got, l.Inode)
+	}
+	if want := []uint64{0, 3, 1, 2, 5, 4}; !slices.Equal(got, want) {
+		t.Errorf("grouped %v, want %v", got, want)
+	}
+}

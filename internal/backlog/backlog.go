@@ -22,6 +22,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/socklife/socklife/internal/container"
 	"github.com/socklife/socklife/internal/holders"
 	"github.com/socklife/socklife/tracer"
 )
@@ -47,6 +48,11 @@ type Config struct {
 	// the dumps add drops of listeners no event touched, and listeners
 	// that predate the tracer. Finding the namespaces walks /proc.
 	AllNetns bool
+	// Containers, if not nil, attributes listeners to containers;
+	// KeepContainer, if set, limits them as Keep does
+	// (filter.Filter.Container).
+	Containers    *container.Attributor
+	KeepContainer func(c container.Container, ok bool) bool
 }
 
 func (c Config) withDefaults() Config {
@@ -82,6 +88,10 @@ type ListenerReport struct {
 	// is known.
 	PID  uint32
 	Comm string
+	// Container is the listener's, if InContainer: the one its socket was
+	// created in, else its owner's.
+	Container   container.Container
+	InContainer bool
 
 	Backlog uint32 // the listen() backlog; the queue is full above it
 	Queue   uint32 // accept-queue length at the end of the interval
@@ -160,6 +170,7 @@ type Report struct {
 	// Lost counts tracer events lost so far: the accounting of the
 	// listeners they touched is short by as many.
 	Lost uint64
+	Loss tracer.Loss // Lost by cause
 }
 
 // QueueFull is the kernel's sk_acceptq_is_full: an accept queue is full

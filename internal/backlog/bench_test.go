@@ -110,10 +110,7 @@ type costSample struct {
 //	go test -v -run '^$' -bench ChurnCost -benchtime 1x ./internal/backlog
 func BenchmarkChurnCost(b *testing.B) {
 	testutil.RequireRoot(b)
-	conns, rounds := 60000, 7
-	if n, err := strconv.Atoi(os.Getenv("SOCKLIFE_BENCH_CHURN_CONNS")); err == nil && n > 0 {
-		conns = n
-	}
+	conns, rounds := testutil.EnvInt(b, "SOCKLIFE_BENCH_CHURN_CONNS", 60000), 7
 	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
 	if err != nil {
 		b.Fatalf("enabling BPF run-time statistics: %v", err)

@@ -17,6 +17,9 @@ type listener struct {
 	pid      uint32
 	comm     string
 	acceptor bool // pid is who accepted, not only who listened
+	// sockCgroup is the cgroup the listener was created in (its
+	// children's events and dumps say); ownerCgroup that of pid
+	sockCgroup, ownerCgroup uint64
 
 	backlog uint32
 	// The queue length is a step function: qlen since qlenAt.
@@ -134,6 +137,14 @@ func (l *listener) checkStall(now time.Time, threshold time.Duration) (StallEven
 func (l *listener) endStall(t time.Time) StallEvent {
 	l.stalled = false
 	return StallEvent{Time: t, Key: l.key, Local: l.local, For: t.Sub(l.stallSince), AtLeast: l.stallAtLeast}
+}
+
+// learnCgroup takes the listener's cgroup from a child's event: a child is
+// created in its listener's.
+func (l *listener) learnCgroup(ev *tracer.Event) {
+	if ev.SockCgroupID != 0 {
+		l.sockCgroup = ev.SockCgroupID
+	}
 }
 
 // report closes the interval [start, now) and resets the interval counters.

@@ -95,7 +95,8 @@ func (m *monitor) report(ctx context.Context, now time.Time, emit func(*Report) 
 	m.mu.Lock()
 	r := m.acc.Tick(now)
 	m.mu.Unlock()
-	r.Lost = m.tr.Lost()
+	r.Loss = m.tr.Loss()
+	r.Lost = r.Loss.Total()
 	return emit(r)
 }
 

@@ -9,9 +9,14 @@ package closewait
 
 import (
 	"cmp"
+	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/socklife/socklife/internal/container"
 )
 
 // Conn is one CLOSE_WAIT socket.
@@ -24,7 +29,24 @@ type Conn struct {
 	// see it happen (the socket predates it) Since is zero and AtLeast is
 	// when it was first found in CLOSE_WAIT: its age is a lower bound.
 	Since, AtLeast time.Time
+	// Container is the container the socket belongs to, if InContainer.
+	Container   container.Container
+	InContainer bool
 }
+
+// Group is what a Process row stands for.
+type Group int
+
+const (
+	// ByProcess: one row a process.
+	ByProcess Group = iota
+	// ByContainer: one row a container, for all its processes; the
+	// host's processes keep a row each.
+	ByContainer
+	// ByPod: one row a Kubernetes pod, for all its containers; a
+	// container outside a pod a row of its own, as with ByContainer.
+	ByPod
+)
 
 // age is how long c has been in CLOSE_WAIT at now, and whether that is only
 // a lower bound.
@@ -38,11 +60,39 @@ func (c *Conn) age(now time.Time) (time.Duration, bool) {
 	return 0, true
 }
 
-// Process is the CLOSE_WAIT picture of one process at one instant.
+// GroupNames are the names ParseGroup takes, in Group order.
+var GroupNames = []string{"process", "container", "pod"}
+
+// ParseGroup reads a --by value.
+func ParseGroup(s string) (Group, error) {
+	for i, n := range GroupNames {
+		if s == n {
+			return Group(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown grouping %q (valid: %s)", s, strings.Join(GroupNames, ", "))
+}
+
+func (g Group) String() string {
+	if int(g) < len(GroupNames) {
+		return GroupNames[g]
+	}
+	return "group(" + strconv.Itoa(int(g)) + ")"
+}
+
+// Process is the CLOSE_WAIT picture of one process at one instant, or of
+// the processes of one container or pod (see Group).
 type Process struct {
-	PID   uint32
-	Comm  string
-	Count int
+	// PID and Comm are the process's; for a group, those of its process
+	// with the most CLOSE_WAIT sockets, one of Processes.
+	PID       uint32
+	Comm      string
+	Processes int // how many processes the row stands for
+	// Container is the container of the process (a group: of its first
+	// process; with ByPod the pod is what they share), if InContainer.
+	Container   container.Container
+	InContainer bool
+	Count       int
 	// GrowthPerMin is the change of Count per minute over the window (or
 	// since the first sample, if the watch is younger than the window).
 	// GrowthKnown says it rests on at least MinGrowthSpan (or the whole
@@ -80,9 +130,12 @@ type Report struct {
 	Processes []Process
 }
 
+// owner is what a row stands for: a process, or a container or pod (group
+// set, pid and comm zero).
 type owner struct {
-	pid  uint32
-	comm string
+	pid   uint32
+	comm  string
+	group string
 }
 
 type point struct {
@@ -100,14 +153,33 @@ func (c *Conn) Age(now time.Time) (age time.Duration, atLeast bool) { return c.a
 
 // Watch remembers each process's count over a sliding window.
 type Watch struct {
+	// By is what a row stands for; set it before the first Observe.
+	By      Group
 	window  time.Duration
 	history map[owner][]point
+	groups  map[owner]container.Container
 	last    time.Time // the previous Observe
 }
 
 // NewWatch returns a Watch whose growth rates look back over window.
 func NewWatch(window time.Duration) *Watch {
-	return &Watch{window: window, history: map[owner][]point{}}
+	return &Watch{window: window, history: map[owner][]point{}, groups: map[owner]container.Container{}}
+}
+
+// ownerOf is the row c counts in.
+func (w *Watch) ownerOf(c *Conn) owner {
+	var group string
+	switch {
+	case !c.InContainer || w.By == ByProcess:
+		return owner{pid: c.PID, comm: c.Comm}
+	case w.By == ByPod && c.Container.Pod.UID != "":
+		group = "pod " + c.Container.Pod.UID
+	default:
+		group = "container " + c.Container.ID
+	}
+	o := owner{group: group}
+	w.groups[o] = c.Container // what a row whose count fell to 0 stands for
+	return o
 }
 
 // Observe records the CLOSE_WAIT sockets found at now and reports them.
@@ -118,17 +190,20 @@ func (w *Watch) Observe(now time.Time, conns []Conn) Report {
 		Process
 		ports map[uint16]int
 		peers map[netip.Addr]int
+		pids  map[owner]int // a group's processes and their counts
 	}
 	byOwner := map[owner]*acc{}
 	for i := range conns {
 		c := &conns[i]
-		o := owner{c.PID, c.Comm}
+		o := w.ownerOf(c)
 		a := byOwner[o]
 		if a == nil {
-			a = &acc{Process: Process{PID: c.PID, Comm: c.Comm}, ports: map[uint16]int{}, peers: map[netip.Addr]int{}}
+			a = &acc{Process: Process{PID: c.PID, Comm: c.Comm, Container: c.Container, InContainer: c.InContainer},
+				ports: map[uint16]int{}, peers: map[netip.Addr]int{}, pids: map[owner]int{}}
 			byOwner[o] = a
 		}
 		a.Count++
+		a.pids[owner{pid: c.PID, comm: c.Comm}]++
 		a.ports[c.Local.Port()]++
 		a.peers[c.Remote.Addr()]++
 		if age, atLeast := c.age(now); age > a.Oldest || (age == a.Oldest && !atLeast) {
@@ -138,6 +213,9 @@ func (w *Watch) Observe(now time.Time, conns []Conn) Report {
 	for o := range w.history {
 		if byOwner[o] == nil {
 			byOwner[o] = &acc{Process: Process{PID: o.pid, Comm: o.comm}}
+			if c, ok := w.groups[o]; ok {
+				byOwner[o].Container, byOwner[o].InContainer = c, true
+			}
 		}
 	}
 
@@ -156,6 +234,15 @@ func (w *Watch) Observe(now time.Time, conns []Conn) Report {
 		if a.Count == 0 && a.GrowthPerMin == 0 && len(w.history[o]) == 0 {
 			continue // gone, and its last count has left the window
 		}
+		a.Processes = len(a.pids)
+		if len(a.pids) > 1 { // a group's row is named by its busiest process
+			best := 0
+			for p, n := range a.pids {
+				if n > best || n == best && p.pid < a.PID {
+					a.PID, a.Comm, best = p.pid, p.comm, n
+				}
+			}
+		}
 		a.Ports = sortedCounts(a.ports, func(p uint16, n int) PortCount { return PortCount{p, n} },
 			func(x, y PortCount) int { return cmp.Or(cmp.Compare(y.Count, x.Count), cmp.Compare(x.Port, y.Port)) })
 		a.Peers = sortedCounts(a.peers, func(p netip.Addr, n int) PeerCount { return PeerCount{p, n} },
@@ -163,6 +250,11 @@ func (w *Watch) Observe(now time.Time, conns []Conn) Report {
 		rep.Processes = append(rep.Processes, a.Process)
 	}
 	w.last = now
+	for o := range w.groups {
+		if _, kept := w.history[o]; !kept {
+			delete(w.groups, o)
+		}
+	}
 	slices.SortFunc(rep.Processes, func(x, y Process) int {
 		return cmp.Or(cmp.Compare(y.Count, x.Count), cmp.Compare(y.GrowthPerMin, x.GrowthPerMin), cmp.Compare(x.PID, y.PID))
 	})

@@ -3,8 +3,12 @@ package closewait
 import (
 	"math"
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/socklife/socklife/internal/container"
 )
 
 var t0 = time.Date(2026, 11, 20, 3, 0, 0, 0, time.UTC)
@@ -142,6 +146,54 @@ func TestGrowthKnown(t *testing.T) {
 		p := rep.Processes[0]
 		if p.GrowthKnown != tc.known || !tc.known && p.GrowthPerMin != 0 {
 			t.Errorf("window %v, watched %v: growth %v known %v, want known %v", tc.window, tc.watched, p.GrowthPerMin, p.GrowthKnown, tc.known)
+		}
+	}
+}
+
+// Grouped by container or pod, a container's processes make one row named
+// by the busiest of them, pods gather their containers, and the host's
+// processes keep a row each.
+func TestObserveGroups(t *testing.T) {
+	now := time.Unix(1000, 0)
+	podA := container.Pod{UID: "0b5a1c2e-1111-4222-8333-944455556666"}
+	web := container.Container{ID: strings.Repeat("a", 64), Pod: podA}
+	side := container.Container{ID: strings.Repeat("b", 64), Pod: podA}
+	solo := container.Container{ID: strings.Repeat("c", 64)} // docker, no pod
+	mk := func(pid uint32, comm string, c container.Container, in bool, port uint16) Conn {
+		return Conn{PID: pid, Comm: comm, Container: c, InContainer: in,
+			Local: netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), port), Remote: netip.MustParseAddrPort("10.0.0.2:5000"), Since: now}
+	}
+	conns := []Conn{
+		mk(10, "nginx", web, true, 80), mk(11, "nginx", web, true, 80), mk(11, "nginx", web, true, 80),
+		mk(20, "envoy", side, true, 15001),
+		mk(30, "redis", solo, true, 6379),
+		mk(40, "sshd", container.Container{}, false, 22), mk(41, "cron", container.Container{}, false, 25),
+	}
+	type row struct {
+		pid, n, procs int
+		id, pod       string
+	}
+	for _, tc := range []struct {
+		by   Group
+		want []row
+	}{
+		{ByProcess, []row{{11, 2, 1, web.ID, podA.UID}, {10, 1, 1, web.ID, podA.UID}, {20, 1, 1, side.ID, podA.UID}, {30, 1, 1, solo.ID, ""}, {40, 1, 1, "", ""}, {41, 1, 1, "", ""}}},
+		{ByContainer, []row{{11, 3, 2, web.ID, podA.UID}, {20, 1, 1, side.ID, podA.UID}, {30, 1, 1, solo.ID, ""}, {40, 1, 1, "", ""}, {41, 1, 1, "", ""}}},
+		{ByPod, []row{{11, 4, 3, "", podA.UID}, {30, 1, 1, solo.ID, ""}, {40, 1, 1, "", ""}, {41, 1, 1, "", ""}}},
+	} {
+		w := NewWatch(time.Minute)
+		w.By = tc.by
+		rep := w.Observe(now, conns)
+		var got []row
+		for _, p := range rep.Processes {
+			r := row{int(p.PID), p.Count, p.Processes, p.Container.ID, p.Container.Pod.UID}
+			if tc.by == ByPod && p.Container.Pod.UID != "" {
+				r.id = "" // a pod's row: the pod, whichever container is named
+			}
+			got = append(got, r)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("by %d:\n got %+v\nwant %+v", tc.by, got, tc.want)
 		}
 	}
 }

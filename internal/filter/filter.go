@@ -9,9 +9,11 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/socklife/socklife/internal/container"
 	"github.com/socklife/socklife/internal/ssfilter"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
@@ -69,6 +71,11 @@ type Filter struct {
 	// events; snapshot sends its own to the kernel): tested with the
 	// addresses, on what the kernel's filters passed.
 	Expr *ssfilter.Expr
+	// Containers are --container values: a container id or its prefix,
+	// or a name; Pods are --pod values: NAMESPACE/NAME, a NAME in any
+	// namespace, or a pod uid. Tested by Container, on what the commands
+	// attribute (render.Names).
+	Containers, Pods []string
 }
 
 // Unowned is f without --pid and --comm: for sockets whose owners are not
@@ -155,6 +162,13 @@ func (f *Filter) Owner(pid uint32, comm string) bool {
 	if len(f.PIDs) > 0 && !slices.Contains(f.PIDs, pid) {
 		return false
 	}
+	// A name from /proc may be longer than the task's own (a kworker's
+	// "kworker/u8:1-events_unbound"); BPF reads the task's 15 bytes.
+	// Compared as the kernel keeps it, a pattern means the same in every
+	// command.
+	if len(comm) > CommLen {
+		comm = comm[:CommLen]
+	}
 	return len(f.Comms) == 0 || slices.ContainsFunc(f.Comms, func(re *regexp.Regexp) bool { return re.MatchString(comm) })
 }
 
@@ -197,4 +211,88 @@ func inPrefixes(prefixes []netip.Prefix, a netip.Addr) bool {
 	}
 	a = a.Unmap()
 	return slices.ContainsFunc(prefixes, func(p netip.Prefix) bool { return p.Contains(a) })
+}
+
+// Contained reports whether the filter asks for containers or pods.
+func (f *Filter) Contained() bool { return len(f.Containers)+len(f.Pods) > 0 }
+
+// Container tests the container a socket or event belongs to (ok false:
+// the host's); with no --container or --pod any passes.
+func (f *Filter) Container(c container.Container, ok bool) bool {
+	if !f.Contained() {
+		return true
+	}
+	if !ok {
+		return false
+	}
+	if len(f.Containers) > 0 && !slices.ContainsFunc(f.Containers, func(want string) bool {
+		return c.ID != "" && strings.HasPrefix(c.ID, want) || c.Name != "" && c.Name == want
+	}) {
+		return false
+	}
+	return len(f.Pods) == 0 || slices.ContainsFunc(f.Pods, func(want string) bool {
+		if ns, name, qualified := strings.Cut(want, "/"); qualified {
+			return c.Pod.Namespace == ns && c.Pod.Name == name
+		}
+		return c.Pod.Name == want || c.Pod.UID == want
+	})
+}
+
+// KernelContainers reports whether --container and --pod say only what a
+// cgroup path says (container ids or their prefixes, pod uids), so that
+// the kernel can keep their cgroups; a name needs the runtime's answer,
+// and leaves the test to user space (Container).
+func (f *Filter) KernelContainers() bool {
+	if !f.Contained() {
+		return false
+	}
+	for _, c := range f.Containers {
+		if !isHex(c) {
+			return false
+		}
+	}
+	for _, p := range f.Pods {
+		if !isUID(p) {
+			return false
+		}
+	}
+	return true
+}
+
+// PathMatches is Container for what a cgroup path says alone (see
+// KernelContainers).
+func (f *Filter) PathMatches(p container.Path) bool {
+	return f.Container(container.Container{ID: p.ID, Pod: container.Pod{UID: p.PodUID}}, true)
+}
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// isUID says whether s is a pod uid: a UUID, or a static pod's 32 hex digits.
+func isUID(s string) bool {
+	if len(s) == 32 {
+		return isHex(s)
+	}
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch i {
+		case 8, 13, 18, 23:
+			if s[i] != '-' {
+				return false
+			}
+		default:
+			if !isHex(s[i : i+1]) {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -83,6 +83,9 @@ func TestParseBad(t *testing.T) {
 		{[]string{"--comm", "a("}, `bad --comm "a("`},
 		{[]string{"--comm", "systemd-resolved"}, "cannot match: the kernel keeps 15 bytes"},
 		{[]string{"--comm", "^.{16}"}, "cannot match"},
+		// one branch that can never match is a filter half gone silently
+		{[]string{"--comm", "nginx|systemd-resolved"}, `"systemd-resolved" cannot match: the kernel keeps 15 bytes`},
+		{[]string{"--comm", "^(systemd-resolved|nginx)$"}, `"systemd-resolved" cannot match`},
 		{[]string{"-4", "-6"}, "-4 and -6 exclude each other"},
 		{[]string{"--state", "bogus"}, `--state: unknown state "bogus"`},
 		{[]string{"--netns", "0"}, "--netns 0 matches nothing"},
@@ -141,6 +144,8 @@ func TestSocket(t *testing.T) {
 	}
 	listener := snapshot.Socket{Protocol: snapshot.TCP, Netns: 7, Local: netip.MustParseAddrPort("[::]:80")}
 	unix := snapshot.Socket{Protocol: snapshot.Unix, Netns: 7}
+	kworker := snapshot.Socket{Protocol: snapshot.TCP, Netns: 7, Local: s.Local,
+		Processes: []snapshot.Process{{PID: 9, Comm: "kworker/u8:1-events_unbound"}}}
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -173,6 +178,9 @@ func TestSocket(t *testing.T) {
 		{"comm, anchored", []string{"--comm", "^ginx"}, &s, false},
 		{"pid and comm of the same process", []string{"--pid", "41", "--comm", "worker"}, &s, false},
 		{"no owner known", []string{"--comm", "nginx"}, &listener, false},
+		// /proc names a kworker past the 15 bytes BPF sees of it
+		{"comm as the kernel keeps it", []string{"--comm", "events"}, &kworker, false},
+		{"comm's first 15 bytes", []string{"--comm", "^kworker/u8:1-ev$"}, &kworker, true},
 		{"Unix: no ports", []string{"--port", "80"}, &unix, false},
 		{"Unix: family is the dump's", []string{"-4"}, &unix, true},
 	} {

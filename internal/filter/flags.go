@@ -20,16 +20,18 @@ import (
 // Usage strings, one per flag, the same in every command (a test holds
 // every command to them).
 const (
-	UsagePort  = "only sockets with one of these ports on either side, local or remote (comma list or repeated; LO-HI ranges)"
-	UsageSport = "only sockets with one of these local ports (comma list or repeated; LO-HI ranges)"
-	UsageDport = "only sockets with one of these remote ports (comma list or repeated; LO-HI ranges)"
-	UsageSrc   = "only sockets whose local address is one of these addresses or CIDRs (comma list or repeated)"
-	UsageDst   = "only sockets whose remote address is one of these addresses or CIDRs (comma list or repeated)"
-	UsagePID   = "only sockets owned by one of these processes (comma list or repeated)"
-	UsageComm  = "only sockets whose owner's command name matches this regular expression, unanchored as pgrep's (repeatable: any)"
-	UsageNetns = "only this network namespace: an inode (as in /proc/PID/ns/net) or a name in /run/netns"
-	UsageIPv4  = "only IPv4 (dual-stack sockets talking IPv4 included)"
-	UsageIPv6  = "only IPv6"
+	UsagePort      = "only sockets with one of these ports on either side, local or remote (comma list or repeated; LO-HI ranges)"
+	UsageSport     = "only sockets with one of these local ports (comma list or repeated; LO-HI ranges)"
+	UsageDport     = "only sockets with one of these remote ports (comma list or repeated; LO-HI ranges)"
+	UsageSrc       = "only sockets whose local address is one of these addresses or CIDRs (comma list or repeated)"
+	UsageDst       = "only sockets whose remote address is one of these addresses or CIDRs (comma list or repeated)"
+	UsagePID       = "only sockets owned by one of these processes (comma list or repeated)"
+	UsageComm      = "only sockets whose owner's command name matches this regular expression, unanchored as pgrep's (repeatable: any)"
+	UsageNetns     = "only this network namespace: an inode (as in /proc/PID/ns/net) or a name in /run/netns"
+	UsageContainer = "only sockets of these containers: an id (or its prefix, as docker ps shows it) or a name (comma list or repeated)"
+	UsagePod       = "only sockets of these Kubernetes pods: NAMESPACE/NAME, NAME in any namespace, or a pod uid (comma list or repeated)"
+	UsageIPv4      = "only IPv4 (dual-stack sockets talking IPv4 included)"
+	UsageIPv6      = "only IPv6"
 )
 
 // Names are the filter flags every command has (--state only where the
@@ -47,6 +49,7 @@ type Flags struct {
 	pids                  []string
 	comms                 []string
 	netns                 string
+	containers, pods      []string
 	ipv4, ipv6            bool
 	states                []string
 	stateFlag             bool
@@ -77,6 +80,8 @@ func (f *Flags) Register(fl *pflag.FlagSet, stateHelp string) {
 	// not a comma list: a comma may be part of a pattern ("a{1,3}")
 	fl.StringArrayVar(&f.comms, "comm", nil, UsageComm)
 	fl.StringVar(&f.netns, "netns", "", UsageNetns)
+	fl.StringSliceVar(&f.containers, "container", nil, UsageContainer)
+	fl.StringSliceVar(&f.pods, "pod", nil, UsagePod)
 	fl.BoolVarP(&f.ipv4, "ipv4", "4", false, UsageIPv4)
 	fl.BoolVarP(&f.ipv6, "ipv6", "6", false, UsageIPv6)
 	if stateHelp != "" {
@@ -124,6 +129,12 @@ func (f *Flags) Parse() (*Filter, error) {
 		flt.Comms = append(flt.Comms, re)
 	}
 	if flt.Netns, err = parseNetns(f.netns); err != nil {
+		return nil, err
+	}
+	if flt.Containers, err = parseNames("--container", f.containers); err != nil {
+		return nil, err
+	}
+	if flt.Pods, err = parseNames("--pod", f.pods); err != nil {
 		return nil, err
 	}
 	if f.ipv4 && f.ipv6 {
@@ -226,10 +237,34 @@ func parseComm(pattern string) (*regexp.Regexp, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bad --comm %q: %v", pattern, err)
 	}
-	if n := minLen(mustParse(pattern)); n > CommLen {
+	parsed := mustParse(pattern)
+	if n := minLen(parsed, nil, 0); n > CommLen {
 		return nil, fmt.Errorf("--comm %q cannot match: the kernel keeps %d bytes of a command name (TASK_COMM_LEN-1), and the shortest name it matches has %d (use the first %d bytes)", pattern, CommLen, n, CommLen)
 	}
+	// "nginx|systemd-resolved" matches nginx, never systemd-resolved
+	// (the kernel keeps "systemd-resolve"): a silent half of a filter.
+	var never *syntax.Regexp
+	walk(parsed, func(alt *syntax.Regexp) {
+		for i, b := range alt.Sub {
+			if never == nil && minLen(parsed, alt, i) > CommLen {
+				never = b
+			}
+		}
+	})
+	if never != nil {
+		return nil, fmt.Errorf("--comm %q: %q cannot match: the kernel keeps %d bytes of a command name (TASK_COMM_LEN-1) (use the first %d bytes)", pattern, never.String(), CommLen, CommLen)
+	}
 	return re, nil
+}
+
+// walk calls fn on every alternation in re.
+func walk(re *syntax.Regexp, fn func(alt *syntax.Regexp)) {
+	if re.Op == syntax.OpAlternate {
+		fn(re)
+	}
+	for _, s := range re.Sub {
+		walk(s, fn)
+	}
 }
 
 // mustParse parses what regexp.Compile accepted, with the same flags.
@@ -241,27 +276,31 @@ func mustParse(pattern string) *syntax.Regexp {
 	return re.Simplify()
 }
 
-// minLen is the fewest bytes a match of re can have.
-func minLen(re *syntax.Regexp) int {
+// minLen is the fewest bytes a match of re can have; with alt, the
+// fewest of a match that takes alt's branch pick.
+func minLen(re, alt *syntax.Regexp, pick int) int {
 	switch re.Op {
 	case syntax.OpLiteral:
 		return len(string(re.Rune))
 	case syntax.OpCharClass, syntax.OpAnyChar, syntax.OpAnyCharNotNL:
 		return 1
 	case syntax.OpCapture, syntax.OpPlus:
-		return minLen(re.Sub[0])
+		return minLen(re.Sub[0], alt, pick)
 	case syntax.OpRepeat:
-		return re.Min * minLen(re.Sub[0])
+		return re.Min * minLen(re.Sub[0], alt, pick)
 	case syntax.OpConcat:
 		n := 0
 		for _, s := range re.Sub {
-			n += minLen(s)
+			n += minLen(s, alt, pick)
 		}
 		return n
 	case syntax.OpAlternate:
+		if re == alt {
+			return minLen(re.Sub[pick], alt, pick)
+		}
 		n := -1
 		for _, s := range re.Sub {
-			if m := minLen(s); n < 0 || m < n {
+			if m := minLen(s, alt, pick); n < 0 || m < n {
 				n = m
 			}
 		}
@@ -296,4 +335,27 @@ func parseNetns(s string) (uint32, error) {
 		return 0, fmt.Errorf("--netns %d: no such network namespace (no process is in it and no name in /run/netns holds it)", n)
 	}
 	return uint32(n), nil
+}
+
+// parseNames checks --container and --pod values: none empty, and a pod's
+// NAMESPACE/NAME with both parts.
+func parseNames(flag string, values []string) ([]string, error) {
+	out := make([]string, 0, len(values))
+	for _, v := range values {
+		v = strings.TrimSpace(v)
+		ns, name, qualified := strings.Cut(v, "/")
+		switch {
+		case v == "":
+			return nil, fmt.Errorf("empty %s value; leave the flag out to see everything", flag)
+		case qualified && flag == "--pod" && (ns == "" || name == "" || strings.Contains(name, "/")):
+			return nil, fmt.Errorf("bad --pod %q: want NAMESPACE/NAME, NAME or a pod uid", v)
+		case qualified && flag == "--container":
+			return nil, fmt.Errorf("bad --container %q: want a container id, id prefix or name", v)
+		}
+		out = append(out, v)
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
 }

@@ -12,9 +12,13 @@ import (
 // Apply updates the table with one tracer event. It returns what onClose
 // returned if the event closed a socket.
 func (t *Table) Apply(ev *tracer.Event) error {
+	if !fullSockState(ev.Old) || !fullSockState(ev.New) {
+		t.unknownStates++
+		return nil
+	}
 	if ev.Kind == tracer.Accept {
 		slot := t.bySock[ev.Sock]
-		if slot == 0 && ev.New == tcpstate.Close {
+		if slot == 0 && (ev.New == tcpstate.Close || t.lateForGone(ev)) {
 			return nil // reset in the queue and already gone: nothing to track
 		}
 		if slot == 0 {
@@ -45,9 +49,69 @@ func (t *Table) Apply(ev *tracer.Event) error {
 		return nil
 	}
 	if slot == 0 {
+		if t.lateForGone(ev) {
+			return nil
+		}
 		slot = t.adopt(ev, ev.Old)
 	}
 	return t.transition(slot, ev)
+}
+
+// fullSockState reports whether a full socket moves from or to s. The
+// tracer decodes no state the kernel lacks, but an event built elsewhere
+// (a replay, a test, a corrupt record) must not index the state counts
+// with one; and TIME_WAIT and NEW_SYN_RECV belong to the mini sockets the
+// table only counts from snapshots (tracked), which no transition enters.
+func fullSockState(s tcpstate.State) bool {
+	return s.Known() && s != tcpstate.TimeWait && s != tcpstate.NewSynRecv
+}
+
+// lateForGone says whether ev, about a sock no event named yet, is a late
+// event of a socket the last resync reported closed (goneSet), and not
+// about one the snapshot has under the same sock pointer (freed, reused)
+// or tuple.
+func (t *Table) lateForGone(ev *tracer.Event) bool {
+	return t.gone.has(ev) && t.lookupTuple(ev.Netns, tupleOf(ev)) == 0
+}
+
+// tupleKey names a socket by its addresses, as a snapshot does.
+type tupleKey struct {
+	netns uint32
+	tp    tuple
+}
+
+// goneSet is the sockets the last resync reported closed, with the time of
+// its snapshot: an event about one of them that is older than the snapshot
+// was read late (it sat in the ring past the resync's catch-up), and the
+// socket's end has been reported already. Without the set such an event
+// would start an entry of its own, and a second record of the connection.
+type goneSet struct {
+	socks  map[uint64]int64   // joined entries, by sock
+	tuples map[tupleKey]int64 // entries only a snapshot named, by tuple
+}
+
+func (g *goneSet) add(e *entry, at int64) {
+	if e.flags&flagJoined != 0 {
+		if g.socks == nil {
+			g.socks = make(map[uint64]int64)
+		}
+		g.socks[e.sock] = at
+		return
+	}
+	if g.tuples == nil {
+		g.tuples = make(map[tupleKey]int64)
+	}
+	g.tuples[tupleKey{e.netns, tupleFromEntry(e)}] = at
+}
+
+// has says whether ev is a late event about a socket the last resync
+// reported closed.
+func (g *goneSet) has(ev *tracer.Event) bool {
+	at, ok := g.socks[ev.Sock]
+	if !ok {
+		at, ok = g.tuples[tupleKey{ev.Netns, tupleOf(ev)}]
+	}
+	return ok && ev.Time.UnixNano() <= at
 }
 
 // isCreation says whether ev is a socket's first transition: connect,
@@ -198,6 +262,9 @@ func (t *Table) absorb(e *entry) {
 	if e.inode == 0 {
 		e.inode = d.inode
 	}
+	if e.sockCgroup == 0 {
+		e.sockCgroup = d.sockCgroup
+	}
 	if e.flags&flagOwnerKnown == 0 && d.flags&flagOwnerKnown != 0 {
 		e.pid, e.comm, e.cgroupID = d.pid, d.comm, d.cgroupID
 		e.flags |= flagOwnerKnown
@@ -222,6 +289,9 @@ func setTuple(e *entry, ev *tracer.Event) {
 	e.local, e.remote, e.lport, e.rport = tp.local, tp.remote, tp.lport, tp.rport
 	if ev.Ifindex != 0 { // events name the device of link-local sockets only
 		e.ifindex = ev.Ifindex
+	}
+	if ev.SockCgroupID != 0 {
+		e.sockCgroup = ev.SockCgroupID
 	}
 }
 

@@ -85,6 +85,14 @@ const (
 	flagConfirm // scratch mark used by resync
 )
 
+// OwnerCgroup is the cgroup of c's owner, 0 when the owner is unknown.
+func (c *Conn) OwnerCgroup() uint64 {
+	if !c.OwnerKnown {
+		return 0
+	}
+	return c.CgroupID
+}
+
 // entry is one tracked socket. It holds no pointers, so a table of a
 // million entries costs the garbage collector nothing to scan; strings
 // (command names, listener addresses) are interned ids.
@@ -92,18 +100,21 @@ type entry struct {
 	id       uint64
 	sock     uint64 // struct sock address; 0 for a snapshot entry no event named yet
 	inode    uint64
-	cgroupID uint64
-	local    [16]byte // v4-mapped for IPv4
-	remote   [16]byte
-	lport    uint16
-	rport    uint16
-	netns    uint32
-	pid      uint32
-	comm     uint32 // index into Table.comms; 0: unknown
-	listener uint32 // index into Table.listenerNames; 0: none
-	next     uint32 // next slot with the same tuple hash, or on the free list
-	ifindex  uint32 // bound device: a link-local address's zone
-	hist     history
+	cgroupID uint64 // the owner's
+	// sockCgroup is the cgroup the socket was created in (see
+	// tracer.Event.SockCgroupID); 0: not known
+	sockCgroup uint64
+	local      [16]byte // v4-mapped for IPv4
+	remote     [16]byte
+	lport      uint16
+	rport      uint16
+	netns      uint32
+	pid        uint32
+	comm       uint32 // index into Table.comms; 0: unknown
+	listener   uint32 // index into Table.listenerNames; 0: none
+	next       uint32 // next slot with the same tuple hash, or on the free list
+	ifindex    uint32 // bound device: a link-local address's zone
+	hist       history
 	// acceptWait is the accept-queue wait in ns. atLeast (Unix ns) is when
 	// a snapshot found the socket in its state, entered at an unknown time.
 	acceptWait int64
@@ -158,6 +169,9 @@ type Conn struct {
 	PID        uint32
 	Comm       string
 	CgroupID   uint64
+	// SockCgroupID is the cgroup the socket was created in (a child: its
+	// listener's), 0 when not known: with CgroupID, its container.
+	SockCgroupID uint64
 
 	// SeenFromStart is false for a socket that predates the tracer: its
 	// first steps have no EnteredAt and OpenedAt is zero.

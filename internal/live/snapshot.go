@@ -5,13 +5,14 @@ import (
 
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
+	"github.com/socklife/socklife/tracer"
 )
 
 // tracked says whether a snapshot socket becomes an entry: TCP sockets
 // with a kernel life of their own. TIME_WAIT sockets are only counted;
 // request socks and unconnected ones never emit an event.
 func tracked(s *snapshot.Socket) bool {
-	if s.Protocol != snapshot.TCP {
+	if s.Protocol != snapshot.TCP || !s.State.Known() {
 		return false
 	}
 	switch s.State {
@@ -49,6 +50,7 @@ func (t *Table) Load(socks []snapshot.Socket, at time.Time) {
 func (t *Table) loadOne(s *snapshot.Socket, at time.Time) uint32 {
 	slot, e := t.alloc()
 	e.netns, e.family, e.inode, e.cgroupID = s.Netns, s.Family, s.Inode, s.CgroupID
+	e.sockCgroup = s.CgroupID
 	setTupleAddrs(e, s.Local, s.Remote)
 	e.ifindex = s.Interface
 	t.begin(e, s.State, 0)
@@ -84,10 +86,28 @@ func (t *Table) SetSnapshotTime(at time.Time) { t.snapshotAt = at.UnixNano() }
 // step of unknown time if its state changed meanwhile); one it lacks closed
 // unseen and is reported to onClose with no close time; a socket only the
 // snapshot has is added. Replay the events buffered during the snapshot
-// afterwards. Entries whose sock pending reports true are kept even if the
-// snapshot lacks them: buffered events will close them.
-func (t *Table) Resync(socks []snapshot.Socket, at time.Time, pending func(sock uint64) bool) error {
+// afterwards. Entries a pending (buffered) event names are kept even if
+// the snapshot lacks them: those events will close them. An entry no
+// event has named yet (from a snapshot) is named by its tuple, as the
+// event will join it: closing it here would make the event start a second
+// entry for the same connection, and a second record.
+func (t *Table) Resync(socks []snapshot.Socket, at time.Time, pending []tracer.Event) error {
+	pendingSock := make(map[uint64]bool, len(pending))
+	pendingTuple := make(map[tupleKey]bool, len(pending))
+	for i := range pending {
+		pendingSock[pending[i].Sock] = true
+		pendingTuple[tupleKey{pending[i].Netns, tupleOf(&pending[i])}] = true
+	}
+	isPending := func(e *entry) bool {
+		if e.flags&flagJoined != 0 {
+			return pendingSock[e.sock]
+		}
+		return pendingTuple[tupleKey{e.netns, tupleFromEntry(e)}]
+	}
 	t.timeWait = countTimeWait(socks)
+	// the previous resync's sockets: their events are older than this
+	// snapshot, which is confirmation enough
+	t.gone = goneSet{}
 	index := make(map[uint64][]uint32, t.live)
 	for i := uint32(1); i <= t.used; i++ {
 		if e := t.at(i); e.id != 0 {
@@ -110,7 +130,8 @@ func (t *Table) Resync(socks []snapshot.Socket, at time.Time, pending func(sock 
 		}
 	}
 	for i := uint32(1); i <= t.used; i++ {
-		if e := t.at(i); e.id != 0 && e.flags&flagConfirm == 0 && !(e.sock != 0 && pending != nil && pending(e.sock)) {
+		if e := t.at(i); e.id != 0 && e.flags&flagConfirm == 0 && !isPending(e) {
+			t.gone.add(e, at.UnixNano())
 			if err := t.closeOut(i, 0, nil); err != nil {
 				return err
 			}

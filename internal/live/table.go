@@ -63,9 +63,13 @@ type Table struct {
 
 	counts   [tcpstate.Max]int
 	timeWait int
-	nextID   uint64
+	// unknownStates counts events refused for a state no full socket
+	// passes through (Apply).
+	unknownStates uint64
+	nextID        uint64
 	// snapshotAt is when the last snapshot ended (Unix ns).
 	snapshotAt int64
+	gone       goneSet
 
 	onClose func(*Conn) error
 	conn    Conn
@@ -100,6 +104,10 @@ func NewTable(onClose func(*Conn) error) *Table {
 		onClose:       onClose,
 	}
 }
+
+// UnknownStates is how many events Apply refused for a state no kernel
+// has, or one no full socket moves from or to (TIME_WAIT, NEW_SYN_RECV).
+func (t *Table) UnknownStates() uint64 { return t.unknownStates }
 
 // Len is how many sockets the table tracks (TIME_WAIT ones are only counted).
 func (t *Table) Len() int { return t.live }
@@ -251,17 +259,36 @@ func (t *Table) unlisten(e *entry) {
 }
 
 // inferRole names the role of a socket no creation event was seen for:
-// a server if a listener in its netns would have accepted it, else a client.
+// a server if a listener in its netns would have accepted it; a client if
+// it goes to a listener in its netns (the peer is that listener's child);
+// else unknown. A server whose listener has closed looks like a client
+// that connected out: only its connect() or accept() would tell, and they
+// happened before the tracer.
 func (t *Table) inferRole(e *entry) {
-	if e.state == tcpstate.Listen {
+	switch {
+	case e.state == tcpstate.Listen:
 		e.role = RoleListener
-		return
+	case t.listensHere(e, addrPort(e.local, e.lport)):
+		e.role = RoleServer
+		e.listener, _ = t.listenerFor(e.netns, addrPort(e.local, e.lport))
+	case t.listensHere(e, addrPort(e.remote, e.rport)):
+		e.role = RoleClient
+	default:
+		e.role = RoleUnknown
 	}
-	if id, ok := t.listenerFor(e.netns, addrPort(e.local, e.lport)); ok {
-		e.role, e.listener = RoleServer, id
-		return
+}
+
+// listensHere says whether a listener in e's netns takes connections to
+// a. A wildcard listener takes any address of the netns, which the table
+// does not know, so only loopback, e's own local address and addresses a
+// listener is bound to count as the netns's: a peer elsewhere may have a
+// listener's port.
+func (t *Table) listensHere(e *entry, a netip.AddrPort) bool {
+	id, ok := t.listenerFor(e.netns, a)
+	if !ok {
+		return false
 	}
-	e.role = RoleClient
+	return a.Addr() == addrPort(e.local, e.lport).Addr() || a.Addr().IsLoopback() || t.listenerNames[id].Addr().Unmap() == a.Addr()
 }
 
 // listenerFor names the listener a socket with this local address (IPv4
@@ -302,7 +329,7 @@ func (t *Table) fill(e *entry) *Conn {
 		ID: e.id, Sock: e.sock, Inode: e.inode, Netns: e.netns, Family: e.family,
 		Local: addrPort(e.local, e.lport), Remote: addrPort(e.remote, e.rport), Ifindex: e.ifindex,
 		State: e.state, Role: e.role, Listener: t.listenerNames[e.listener],
-		OwnerKnown: e.flags&flagOwnerKnown != 0, PID: e.pid, Comm: t.comms[e.comm], CgroupID: e.cgroupID,
+		OwnerKnown: e.flags&flagOwnerKnown != 0, PID: e.pid, Comm: t.comms[e.comm], CgroupID: e.cgroupID, SockCgroupID: e.sockCgroup,
 		SeenFromStart:   e.flags&flagSeenFromStart != 0,
 		AtLeast:         unixTime(e.atLeast),
 		AcceptWait:      time.Duration(e.acceptWait),

@@ -41,8 +41,12 @@ type Options struct {
 
 // Stats count what a Tracker did.
 type Stats struct {
-	Events     uint64 // events applied
-	Lost       uint64 // events the kernel dropped (tracer.Lost)
+	Events uint64 // events applied
+	Lost   uint64 // events the kernel dropped (Loss.Total)
+	Loss   tracer.Loss
+	// Unresynced counts the events lost since the last resync: sockets
+	// the table may hold though the kernel has freed them, or lack.
+	Unresynced uint64
 	Resyncs    uint64
 	LastResync time.Time
 }
@@ -61,11 +65,18 @@ type Tracker struct {
 
 	closeOnce sync.Once
 
+	// resyncMu makes one resync at a time (the periodic ones and the
+	// last one at stop) and guards seenLost: the loss the last resync
+	// covered.
+	resyncMu sync.Mutex
+	seenLost uint64
+
 	mu        sync.Mutex
 	table     *Table
 	buffering bool
 	buf       []tracer.Event
 	stats     Stats
+	lossFinal bool // stats hold the loss at the stop
 	err       error
 }
 
@@ -81,6 +92,9 @@ func Start(ctx context.Context, opts Options) (*Tracker, error) {
 		tk.log = slog.Default()
 	}
 	tk.table = NewTable(opts.OnClose)
+	if opts.Tracer.Logger == nil {
+		opts.Tracer.Logger = tk.log // the tracer's warnings speak as ours do
+	}
 	tr, err := tracer.New(opts.Tracer)
 	if err != nil {
 		return nil, err
@@ -125,6 +139,26 @@ func (tk *Tracker) drainThenStop(ctx context.Context) {
 	if errors.Is(err, runner.ErrUnread) {
 		tk.log.Warn(err.Error())
 		err = nil
+	}
+	if err == nil {
+		// Events lost since the last check would leave sockets the kernel
+		// has freed in the table as open (and --include-open writing
+		// them): the run ends with a resync whenever anything was lost.
+		// The reader has stopped: the snapshot alone decides. It is
+		// bounded like the drain: a stop is not held up for long by a
+		// slow dump (Stats.Unresynced then says what it left).
+		ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+		err = tk.resyncIfLost(ctx, false)
+		cancel()
+		if err != nil && !errors.Is(err, errNoLoss) {
+			tk.log.Warn("no resync at stop: " + err.Error())
+		}
+		err = nil
+		// The programs stay attached until Close, with nobody reading:
+		// what they drop from now on was never the run's.
+		tk.mu.Lock()
+		tk.lossFinal = true
+		tk.mu.Unlock()
 	}
 	tk.stop(err)
 }
@@ -191,11 +225,7 @@ func (tk *Tracker) sync(ctx context.Context, resync bool) error {
 	}
 	t := tk.table
 	if resync {
-		pending := make(map[uint64]bool, len(buf))
-		for i := range buf {
-			pending[buf[i].Sock] = true
-		}
-		err = t.Resync(socks, end, func(sock uint64) bool { return pending[sock] })
+		err = t.Resync(socks, end, buf)
 	} else {
 		t.Load(socks, end)
 	}
@@ -237,7 +267,6 @@ func (tk *Tracker) watchLoss(ctx context.Context) {
 	defer tk.wg.Done()
 	tick := time.NewTicker(tk.opts.ResyncCheck)
 	defer tick.Stop()
-	var seen uint64
 	confirm := false
 	for {
 		select {
@@ -245,38 +274,60 @@ func (tk *Tracker) watchLoss(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		lost := tk.tr.Lost()
-		tk.mu.Lock()
-		tk.stats.Lost = lost
-		tk.mu.Unlock()
-		if lost == seen {
-			if confirm {
-				// Events read after a resync's snapshot can be older than
-				// it: a connect whose later events were lost would stay in
-				// the table as a phantom. One more snapshot, once the ring
-				// holds only newer events, clears such phantoms.
-				confirm = false
-				if err := tk.sync(ctx, true); err != nil && ctx.Err() == nil {
-					tk.stop(fmt.Errorf("resyncing after lost events: %w", err))
-					return
-				}
-			}
+		err := tk.resyncIfLost(ctx, confirm)
+		if errors.Is(err, errNoLoss) {
+			confirm = false
 			continue
 		}
-		confirm = true
-		if err := tk.sync(ctx, true); err != nil {
+		if err != nil {
 			if ctx.Err() == nil {
-				tk.stop(fmt.Errorf("resyncing after lost events: %w", err))
+				tk.stop(err)
 			}
 			return
 		}
-		tk.log.Warn(fmt.Sprintf("%d events lost; resynced from a fresh snapshot", lost-seen))
-		tk.mu.Lock()
-		tk.stats.Resyncs++
-		tk.stats.LastResync = time.Now()
-		tk.mu.Unlock()
-		seen = lost
+		confirm = true
 	}
+}
+
+// errNoLoss is resyncIfLost's answer when nothing was lost since the last
+// resync (a confirming resync may have run all the same).
+var errNoLoss = errors.New("no events lost")
+
+// resyncIfLost reads the loss counters and resyncs if they grew since the
+// last resync, or if always is set (without counting a resync then).
+//
+// always is the confirming resync: events read after a resync's snapshot
+// can be older than it, so a connect whose later events were lost would
+// stay in the table as a phantom. One more snapshot, once the ring holds
+// only newer events, clears such phantoms.
+func (tk *Tracker) resyncIfLost(ctx context.Context, always bool) error {
+	tk.resyncMu.Lock()
+	defer tk.resyncMu.Unlock()
+	loss := tk.tr.Loss()
+	lost := loss.Total()
+	tk.mu.Lock()
+	tk.stats.Lost, tk.stats.Loss, tk.stats.Unresynced = lost, loss, lost-tk.seenLost
+	tk.mu.Unlock()
+	if lost == tk.seenLost {
+		if !always {
+			return errNoLoss
+		}
+		if err := tk.sync(ctx, true); err != nil {
+			return fmt.Errorf("resyncing after lost events: %w", err)
+		}
+		return errNoLoss
+	}
+	if err := tk.sync(ctx, true); err != nil {
+		return fmt.Errorf("resyncing after lost events: %w", err)
+	}
+	tk.log.Warn(fmt.Sprintf("%d events lost; resynced from a fresh snapshot", lost-tk.seenLost))
+	tk.mu.Lock()
+	tk.stats.Resyncs++
+	tk.stats.LastResync = time.Now()
+	tk.stats.Unresynced = 0
+	tk.mu.Unlock()
+	tk.seenLost = lost
+	return nil
 }
 
 // View calls fn with the table locked: a consistent view of every socket.
@@ -296,6 +347,9 @@ func (tk *Tracker) Stats() Stats {
 
 // Hooks says which hook each feature uses.
 func (tk *Tracker) Hooks() []tracer.HookStatus { return tk.tr.Hooks() }
+
+// AddCgroups adds to the cgroups the tracer keeps (tracer.Options.ByCgroup).
+func (tk *Tracker) AddCgroups(ids ...uint64) error { return tk.tr.AddCgroups(ids...) }
 
 // Done is closed when the tracker stops by itself or is closed.
 func (tk *Tracker) Done() <-chan struct{} { return tk.done }
@@ -332,9 +386,14 @@ func (tk *Tracker) close() error {
 	// The reader notices the cancel within FlushInterval.
 	tk.run.Close()
 	tk.wg.Wait()
-	lost := tk.tr.Lost()
+	loss := tk.tr.Loss()
+	tk.resyncMu.Lock()
+	seen := tk.seenLost
+	tk.resyncMu.Unlock()
 	tk.mu.Lock()
-	tk.stats.Lost = lost
+	if !tk.lossFinal {
+		tk.stats.Lost, tk.stats.Loss, tk.stats.Unresynced = loss.Total(), loss, loss.Total()-seen
+	}
 	tk.mu.Unlock()
 	return tk.tr.Close()
 }

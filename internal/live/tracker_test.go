@@ -311,3 +311,82 @@ func TestTrackerTimeWaitFromDump(t *testing.T) {
 		return len(openOn(tk, port)) == 1 // the listener
 	})
 }
+
+// 40,000 connections reset at once through a ring too small for the burst:
+// events are lost, and still every socket is reported closed exactly once
+// and none is left open, because the run ends with a resync whenever
+// anything was lost. The periodic check is off (an hour): only the resync
+// at stop can do it.
+func TestTrackerBurstCloseAccountsForEverySocket(t *testing.T) {
+	testutil.RequireRoot(t)
+	conns := testutil.OpenConns(t, 40000)
+	listeners := map[netip.AddrPort]bool{}
+	var ports []uint16
+	for _, h := range conns.Holders {
+		listeners[h.Listener] = true
+		ports = append(ports, h.Listener.Port())
+	}
+	mine := func(local, remote netip.AddrPort) bool { return listeners[local] || listeners[remote] }
+	var mu sync.Mutex
+	closed := map[uint64]int{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logged testutil.SyncBuffer
+	tk, err := Start(ctx, Options{
+		Tracer: tracer.Options{RingSize: 4096, Ports: ports},
+		Keep:   func(s *snapshot.Socket) bool { return mine(s.Local, s.Remote) },
+		OnClose: func(c *Conn) error {
+			if mine(c.Local, c.Remote) {
+				mu.Lock()
+				closed[c.ID]++
+				mu.Unlock()
+			}
+			return nil
+		},
+		Logger:      slog.New(slog.NewTextHandler(&logged, nil)),
+		ResyncCheck: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tk.Close()
+	conns.Close() // returns once the holders exited: every socket is freed
+	cancel()
+	select {
+	case <-tk.Done():
+	case <-time.After(time.Minute):
+		t.Fatal("the tracker did not stop within a minute")
+	}
+	tk.Close()
+	if err := tk.Err(); err != nil {
+		t.Fatal(err)
+	}
+	st := tk.Stats()
+	if st.Lost == 0 {
+		t.Fatalf("no event lost with a 4 KiB ring (%+v): the test provoked nothing", st)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	twice := 0
+	for _, n := range closed {
+		if n > 1 {
+			twice++
+		}
+	}
+	if len(closed) != conns.Sockets() || twice > 0 || st.Resyncs == 0 || st.Unresynced != 0 {
+		t.Errorf("%d sockets reported closed (%d more than once), want %d; %d lost (%+v), %d resyncs, %d lost since the last; log %q",
+			len(closed), twice, conns.Sockets(), st.Lost, st.Loss, st.Resyncs, st.Unresynced, logged.String())
+	}
+	left := 0
+	tk.View(func(tb *Table) {
+		tb.Each(func(c *Conn) bool {
+			if mine(c.Local, c.Remote) {
+				left++
+			}
+			return true
+		})
+	})
+	if left != 0 {
+		t.Errorf("%d sockets the kernel freed are still in the table", left)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,12 +18,14 @@ type Backlog struct {
 	Out   io.Writer
 	JSON  bool
 	Clear bool // redraw in place: a terminal
+	// Names names namespaces and containers (may be nil).
+	Names *Names
 }
 
 // Write writes one interval's report.
 func (p *Backlog) Write(r *backlog.Report) error {
 	if p.JSON {
-		b, err := json.Marshal(jsonReport(r))
+		b, err := json.Marshal(p.jsonReport(r))
 		if err != nil {
 			return err
 		}
@@ -39,14 +42,15 @@ func SynFloodLine(netns uint32, n backlog.Netstat) string {
 		netns, n.ReqQFullDoCookies+n.ReqQFullDrop, n.ReqQFullDoCookies, n.ReqQFullDrop, n.SyncookiesSent, n.SyncookiesRecv, n.SyncookiesFailed)
 }
 
-var backlogColumns = []Column{
-	{Title: "LISTEN"}, {Title: "NETNS"}, {Title: "PID"}, {Title: "COMM"},
-	{Title: "QUEUE", Right: true}, {Title: "PEAK", Right: true}, {Title: "BACKLOG", Right: true},
-	{Title: "FULL%", Right: true}, {Title: "SYNQ", Right: true}, {Title: "ACCEPTS", Right: true},
-	{Title: "P50ms", Right: true}, {Title: "P90ms", Right: true}, {Title: "P99ms", Right: true},
-	{Title: "MAXms", Right: true}, {Title: "DROPS", Right: true}, {Title: "SYNACK", Right: true},
-	{Title: "STALLED"},
-}
+var (
+	backlogColumns = []Column{{Title: "LISTEN"}, {Title: "NETNS"}, {Title: "PID"}, {Title: "COMM"}}
+	backlogCounts  = []Column{{Title: "QUEUE", Right: true}, {Title: "PEAK", Right: true}, {Title: "BACKLOG", Right: true},
+		{Title: "FULL%", Right: true}, {Title: "SYNQ", Right: true}, {Title: "ACCEPTS", Right: true},
+		{Title: "P50ms", Right: true}, {Title: "P90ms", Right: true}, {Title: "P99ms", Right: true},
+		{Title: "MAXms", Right: true}, {Title: "DROPS", Right: true}, {Title: "SYNACK", Right: true},
+		{Title: "STALLED"},
+	}
+)
 
 func (p *Backlog) table(r *backlog.Report) error {
 	var b []byte
@@ -63,7 +67,7 @@ func (p *Backlog) table(r *backlog.Report) error {
 		}
 	}
 	if r.Lost > 0 {
-		b = fmt.Appendf(b, "  (%d events lost)", r.Lost)
+		b = appendLoss(fmt.Appendf(b, "  %d events lost", r.Lost), r.Loss)
 	}
 	b = append(b, '\n')
 	for _, ns := range r.Netns {
@@ -81,21 +85,21 @@ func (p *Backlog) table(r *backlog.Report) error {
 		return err
 	}
 	ls := r.Listeners
-	err := WriteTable(p.Out, backlogColumns, len(ls), func(i int, buf []byte, ends []int) ([]byte, []int) {
+	cols := backlogColumns
+	containers := anyContainer(len(ls), func(i int) bool { return ls[i].InContainer })
+	if containers {
+		cols = append(slices.Clip(cols), Column{Title: "CONTAINER"}, Column{Title: "POD"})
+	}
+	cols = append(slices.Clip(cols), backlogCounts...)
+	err := WriteTable(p.Out, cols, len(ls), func(i int, buf []byte, ends []int) ([]byte, []int) {
 		l := &ls[i]
 		cell := func(s []byte) { buf = s; ends = append(ends, len(buf)) }
 		cell(l.Local.AppendTo(buf))
-		cell(strconv.AppendUint(buf, uint64(l.Netns), 10))
-		if l.PID != 0 {
-			buf = strconv.AppendUint(buf, uint64(l.PID), 10)
-			if len(l.Holders) > 1 {
-				buf = fmt.Appendf(buf, "+%d", len(l.Holders)-1)
-			}
-			cell(buf)
-			cell(appendTerm(buf, l.Comm))
-		} else {
-			cell(append(buf, '-'))
-			cell(append(buf, '-'))
+		cell(appendNetnsCell(buf, p.Names, l.Netns))
+		cell(appendPIDs(buf, l.PID, len(l.Holders)))
+		cell(appendTerm(buf, orDash(l.Comm)))
+		if containers {
+			buf = appendContainerCells(buf, &ends, l.Container, l.InContainer)
 		}
 		for _, v := range []uint64{uint64(l.Queue), uint64(l.Peak), uint64(l.Backlog)} {
 			cell(strconv.AppendUint(buf, v, 10))
@@ -176,5 +180,3 @@ func stallWho(s backlog.StallEvent) string {
 	b.WriteByte(')')
 	return b.String()
 }
-
-func msOf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

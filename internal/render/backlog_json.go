@@ -15,16 +15,19 @@ type BacklogJSON struct {
 	Stalls    []BacklogStallJSON    `json:"stalls"`
 	Netns     []BacklogNetnsJSON    `json:"netns"`
 	Lost      uint64                `json:"lost"`
+	LostBy    LossJSON              `json:"lost_by"`
 }
 
 type BacklogListenerJSON struct {
 	Netns         uint32           `json:"netns"`
+	NetnsName     string           `json:"netns_name,omitempty"`
 	Inode         uint64           `json:"inode"`
 	Local         string           `json:"local"`
 	PID           *uint32          `json:"pid"`
 	Comm          *string          `json:"comm"`
 	Holders       []HolderJSON     `json:"holders"`
 	Acceptors     int              `json:"acceptors"`
+	Container     *ContainerJSON   `json:"container,omitempty"`
 	Backlog       uint32           `json:"backlog"`
 	Queue         uint32           `json:"queue"`
 	Peak          uint32           `json:"peak"`
@@ -85,16 +88,16 @@ type BacklogNetnsJSON struct {
 	SynFlood               bool   `json:"syn_flood"`
 }
 
-func jsonReport(r *backlog.Report) BacklogJSON {
-	out := BacklogJSON{Start: r.Start.UTC(), End: r.End.UTC(), Lost: r.Lost,
+func (p *Backlog) jsonReport(r *backlog.Report) BacklogJSON {
+	out := BacklogJSON{Start: r.Start.UTC(), End: r.End.UTC(), Lost: r.Lost, LostBy: lossJSON(r.Loss),
 		Listeners: make([]BacklogListenerJSON, len(r.Listeners)), Stalls: make([]BacklogStallJSON, len(r.Stalls)),
 		Netns: make([]BacklogNetnsJSON, len(r.Netns))}
 	for i, l := range r.Listeners {
 		j := BacklogListenerJSON{
-			Netns: l.Netns, Inode: l.Inode, Local: l.Local.String(),
+			Netns: l.Netns, NetnsName: p.Names.NetnsName(l.Netns), Inode: l.Inode, Local: l.Local.String(),
 			Backlog: l.Backlog, Queue: l.Queue, Peak: l.Peak, FullFraction: l.FullFraction,
 			SynQueue: l.SynQueue, SynPeak: l.SynPeak, SynQueueFull: l.SynQueueFull, Enqueues: l.Enqueues, Accepts: l.Accepts,
-			Holders: HoldersJSON(l.Holders), Acceptors: l.Acceptors,
+			Holders: HoldersJSON(l.Holders), Acceptors: l.Acceptors, Container: ContainerToJSON(l.Container, l.InContainer),
 			Wait: waitOf(l.Wait), WaitTotal: waitOf(l.WaitTotal),
 			Drops: l.Drops, DropsTotal: l.DropsTotal, Synack: l.SynackRetrans, SynackTotal: l.SynackRetransTotal,
 			Stalled: l.Stalled,

@@ -18,11 +18,13 @@ type ExposureJSON struct {
 	Local     string         `json:"local"`
 	LocalPort uint16         `json:"local_port"`
 	Netns     uint32         `json:"netns"`
+	NetnsName string         `json:"netns_name,omitempty"`
 	Processes *[]ProcessJSON `json:"processes,omitempty"`
+	Container *ContainerJSON `json:"container,omitempty"`
 }
 
 // ExposureToJSON converts one exposure.
-func ExposureToJSON(e *snapshot.Exposure, withProcesses bool, names *Interfaces) ExposureJSON {
+func ExposureToJSON(e *snapshot.Exposure, withProcesses bool, names *Names) ExposureJSON {
 	s := SocketToJSON(e.Socket, withProcesses, names)
 	iface := e.Interface
 	if iface == "" {
@@ -30,19 +32,19 @@ func ExposureToJSON(e *snapshot.Exposure, withProcesses bool, names *Interfaces)
 	}
 	return ExposureJSON{
 		Netid: s.Netid, Scope: e.Scope.String(), IP: e.IPVersions(), Interface: iface,
-		Local: s.Local, LocalPort: s.LocalPort, Netns: s.Netns, Processes: s.Processes,
+		Local: s.Local, LocalPort: s.LocalPort, Netns: s.Netns, NetnsName: s.NetnsName, Processes: s.Processes,
+		Container: s.Container,
 	}
 }
 
 // WriteExposedTable writes one line per exposed socket.
-func WriteExposedTable(w io.Writer, exp []snapshot.Exposure, opts TableOptions, names *Interfaces) error {
+func WriteExposedTable(w io.Writer, exp []snapshot.Exposure, opts TableOptions, names *Names) error {
 	cols := []Column{{Title: "Netid"}, {Title: "Local Address:Port"}, {Title: "Scope"}, {Title: "IP"}, {Title: "Interface"}}
 	if opts.Netns {
 		cols = append(cols, Column{Title: "Netns", Right: true})
 	}
-	if opts.Processes {
-		cols = append(cols, Column{Title: "Process"})
-	}
+	containers := anyContainer(len(exp), func(i int) bool { _, ok := names.SocketContainer(exp[i].Socket); return ok })
+	cols = ownerColumns(cols, containers, opts.Processes)
 	return WriteTable(w, cols, len(exp), func(i int, buf []byte, ends []int) ([]byte, []int) {
 		e := &exp[i]
 		s := e.Socket
@@ -67,13 +69,10 @@ func WriteExposedTable(w io.Writer, exp []snapshot.Exposure, opts TableOptions, 
 		}
 		cell()
 		if opts.Netns {
-			buf = strconv.AppendUint(buf, uint64(s.Netns), 10)
+			buf = appendNetnsCell(buf, names, s.Netns)
 			cell()
 		}
-		if opts.Processes {
-			buf = AppendUsers(buf, s.Processes)
-			cell()
-		}
+		buf = appendOwnerCells(buf, &ends, s, names, containers, opts.Processes)
 		return buf, ends
 	})
 }

@@ -23,11 +23,12 @@ import (
 // link-local connection (its zone). Unknown values are null, never
 // 0. A connection still open (c.Closed false) gets "open":true and no
 // close fields.
-func AppendRecord(b []byte, c *live.Conn, names *Interfaces) []byte {
+func AppendRecord(b []byte, c *live.Conn, names *Names) []byte {
 	b = append(b, `{"id":`...)
 	b = strconv.AppendUint(b, c.ID, 10)
 	b = append(b, ',')
 	b = appendFlow(b, c.Netns, c.Family, c.Local, c.Remote, zoneOf(names, c.Netns, c.Ifindex, c.Local, c.Remote))
+	b = appendNetnsName(b, names, c.Netns)
 	b = append(b, `,"role":`...)
 	b = appendRole(b, c)
 	b = appendOwner(b, c)
@@ -74,6 +75,7 @@ func AppendRecord(b []byte, c *live.Conn, names *Interfaces) []byte {
 	if !c.Closed {
 		b = append(b, `,"open":true`...)
 	}
+	b = names.appendContainer(b, c.SockCgroupID, c.OwnerCgroup())
 	return append(b, "}\n"...)
 }
 

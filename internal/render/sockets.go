@@ -28,7 +28,7 @@ type TableOptions struct {
 }
 
 // WriteTable writes socks as an aligned table.
-func WriteSockets(w io.Writer, socks []snapshot.Socket, opts TableOptions, names *Interfaces) error {
+func WriteSockets(w io.Writer, socks []snapshot.Socket, opts TableOptions, names *Names) error {
 	cols := []Column{
 		{Title: "Netid"}, {Title: "State"},
 		{Title: "Recv-Q", Right: true}, {Title: "Send-Q", Right: true},
@@ -42,9 +42,8 @@ func WriteSockets(w io.Writer, socks []snapshot.Socket, opts TableOptions, names
 			Column{Title: "RTT(ms)", Right: true}, Column{Title: "Retrans", Right: true},
 			Column{Title: "Acked", Right: true}, Column{Title: "Rcvd", Right: true})
 	}
-	if opts.Processes {
-		cols = append(cols, Column{Title: "Process"})
-	}
+	containers := anyContainer(len(socks), func(i int) bool { _, ok := names.SocketContainer(&socks[i]); return ok })
+	cols = ownerColumns(cols, containers, opts.Processes)
 	return WriteTable(w, cols, len(socks), func(i int, buf []byte, ends []int) ([]byte, []int) {
 		s := &socks[i]
 		cell := func() { ends = append(ends, len(buf)) }
@@ -68,18 +67,40 @@ func WriteSockets(w io.Writer, socks []snapshot.Socket, opts TableOptions, names
 			cell()
 		}
 		if opts.Netns {
-			buf = strconv.AppendUint(buf, uint64(s.Netns), 10)
+			buf = appendNetnsCell(buf, names, s.Netns)
 			cell()
 		}
 		if opts.Info {
 			buf = appendInfo(buf, s.TCPInfo, &ends)
 		}
-		if opts.Processes {
-			buf = AppendUsers(buf, s.Processes)
-			cell()
-		}
+		buf = appendOwnerCells(buf, &ends, s, names, containers, opts.Processes)
 		return buf, ends
 	})
+}
+
+// ownerColumns ends a socket table: Container and Pod when a row is in a
+// container, Process when owners were looked up.
+func ownerColumns(cols []Column, containers, processes bool) []Column {
+	if containers {
+		cols = append(cols, Column{Title: "Container"}, Column{Title: "Pod"})
+	}
+	if processes {
+		cols = append(cols, Column{Title: "Process"})
+	}
+	return cols
+}
+
+// appendOwnerCells appends the cells of ownerColumns for s.
+func appendOwnerCells(buf []byte, ends *[]int, s *snapshot.Socket, names *Names, containers, processes bool) []byte {
+	if containers {
+		c, ok := names.SocketContainer(s)
+		buf = appendContainerCells(buf, ends, c, ok)
+	}
+	if processes {
+		buf = AppendUsers(buf, s.Processes)
+		*ends = append(*ends, len(buf))
+	}
+	return buf
 }
 
 func appendInfo(buf []byte, ti *snapshot.TCPInfo, ends *[]int) []byte {

@@ -17,8 +17,11 @@ type SocketJSON struct {
 	Family string `json:"family"`
 	State  string `json:"state"`
 	Netns  uint32 `json:"netns"`
-	RecvQ  uint32 `json:"recv_q"`
-	SendQ  uint32 `json:"send_q"`
+	// NetnsName is what lives in the namespace: its pod or container, or
+	// its /run/netns name; absent when nothing names it.
+	NetnsName string `json:"netns_name,omitempty"`
+	RecvQ     uint32 `json:"recv_q"`
+	SendQ     uint32 `json:"send_q"`
 	// Local and Remote are "addr:port" ("[::1]:22" for IPv6), as trace and
 	// record write them; the ports are repeated as numbers for filtering.
 	Local      string `json:"local,omitempty"`
@@ -35,6 +38,8 @@ type SocketJSON struct {
 	Inode     uint64 `json:"inode"`
 	Cookie    uint64 `json:"cookie"`
 	CgroupID  uint64 `json:"cgroup_id,omitempty"`
+	// Container is absent for the host's sockets.
+	Container *ContainerJSON `json:"container,omitempty"`
 
 	TCPInfo *TCPInfoJSON `json:"tcp_info,omitempty"`
 	Memory  *MemJSON     `json:"memory,omitempty"`
@@ -98,21 +103,23 @@ var timerNames = map[snapshot.TimerKind]string{
 }
 
 // ToJSON converts s. withProcesses says whether owners were looked up.
-func SocketToJSON(s *snapshot.Socket, withProcesses bool, names *Interfaces) SocketJSON {
+func SocketToJSON(s *snapshot.Socket, withProcesses bool, names *Names) SocketJSON {
 	j := SocketJSON{
-		Netid:  Netid(s),
-		Family: FamilyName(s.Family),
-		State:  s.State.KernelName(),
-		Netns:  s.Netns,
-		RecvQ:  s.RecvQ,
-		SendQ:  s.SendQ,
-		UID:    s.UID,
-		Inode:  s.Inode,
-		Cookie: s.Cookie,
+		Netid:     Netid(s),
+		Family:    FamilyName(s.Family),
+		State:     s.State.KernelName(),
+		Netns:     s.Netns,
+		NetnsName: names.NetnsName(s.Netns),
+		RecvQ:     s.RecvQ,
+		SendQ:     s.SendQ,
+		UID:       s.UID,
+		Inode:     s.Inode,
+		Cookie:    s.Cookie,
 
 		CgroupID:  s.CgroupID,
 		Interface: names.In(s.Netns, s.Interface),
 	}
+	j.Container = ContainerToJSON(names.SocketContainer(s))
 	if s.Protocol == snapshot.Unix {
 		j.Path, j.PeerInode = s.Path, s.PeerInode
 	} else {

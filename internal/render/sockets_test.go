@@ -76,7 +76,7 @@ func TestWriteSockets(t *testing.T) {
 			Path: "/run/dbus/system_bus_socket", Inode: 23456, PeerInode: 23455},
 	}
 	var out bytes.Buffer
-	if err := WriteSockets(&out, socks, TableOptions{Processes: true}, &Interfaces{}); err != nil {
+	if err := WriteSockets(&out, socks, TableOptions{Processes: true}, &Names{}); err != nil {
 		t.Fatal(err)
 	}
 	want := "" +
@@ -96,7 +96,7 @@ func TestToJSON(t *testing.T) {
 		TCPInfo: &snapshot.TCPInfo{RTT: 1500 * time.Microsecond, BytesAcked: 10, LastDataRecv: 2 * time.Second},
 		Timer:   &snapshot.Timer{Kind: snapshot.TimerKeepalive, Expires: 3 * time.Second},
 	}
-	b, err := json.Marshal(SocketToJSON(&s, false, &Interfaces{}))
+	b, err := json.Marshal(SocketToJSON(&s, false, &Names{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestToJSON(t *testing.T) {
 	if strings.Contains(got, `"processes"`) {
 		t.Errorf("processes present although owners were not looked up: %s", got)
 	}
-	b, _ = json.Marshal(SocketToJSON(&s, true, &Interfaces{}))
+	b, _ = json.Marshal(SocketToJSON(&s, true, &Names{}))
 	if !strings.Contains(string(b), `"processes":[]`) {
 		t.Errorf("looked-up socket without owners must say processes: [], got %s", b)
 	}

@@ -104,7 +104,7 @@ func TestForgedNameEscapedInEveryTable(t *testing.T) {
 		t.Fatalf("want the helper's TCP and Unix listeners, got %d sockets", len(socks))
 	}
 	var b bytes.Buffer
-	if err := WriteSockets(&b, socks, TableOptions{Processes: true}, &Interfaces{}); err != nil {
+	if err := WriteSockets(&b, socks, TableOptions{Processes: true}, &Names{}); err != nil {
 		t.Fatal(err)
 	}
 	noForgedRow(t, "snapshot", b.String())
@@ -112,7 +112,7 @@ func TestForgedNameEscapedInEveryTable(t *testing.T) {
 	// top: the listener section and the CLOSE_WAIT section.
 	table := live.NewTable(nil)
 	table.Load(socks[:1], time.Now())
-	f := topview.NewSampler(time.Minute).Sample(topview.Input{At: time.Now(), Table: table, Listening: socks[:1]})
+	f := topview.NewSampler(time.Minute, closewait.ByProcess).Sample(topview.Input{At: time.Now(), Table: table, Listening: socks[:1]})
 	b.Reset()
 	if err := WriteTop(&b, &f, View{}); err != nil {
 		t.Fatal(err)
@@ -168,7 +168,7 @@ func TestAbstractNULAsSS(t *testing.T) {
 		t.Fatalf("want the helper's abstract listener, got %+v", unixSock)
 	}
 	var b bytes.Buffer
-	if err := WriteSockets(&b, unixSock, TableOptions{Processes: true}, &Interfaces{}); err != nil {
+	if err := WriteSockets(&b, unixSock, TableOptions{Processes: true}, &Names{}); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
@@ -262,7 +262,7 @@ func TestDualStackAsSS(t *testing.T) {
 			t.Errorf("%s port %d: V6Only %v, want %v (INET_DIAG_SKV6ONLY)", c.proto, c.port, s.V6Only, c.v6only)
 		}
 		var b bytes.Buffer
-		if err := WriteSockets(&b, []snapshot.Socket{*s}, TableOptions{}, &Interfaces{}); err != nil {
+		if err := WriteSockets(&b, []snapshot.Socket{*s}, TableOptions{}, &Names{}); err != nil {
 			t.Fatal(err)
 		}
 		row := strings.Fields(strings.Split(b.String(), "\n")[1])
@@ -270,7 +270,7 @@ func TestDualStackAsSS(t *testing.T) {
 		if row[4] != want {
 			t.Errorf("%s v6only=%v: Local %q, ss prints %q", c.proto, c.v6only, row[4], want)
 		}
-		j := SocketToJSON(s, false, &Interfaces{})
+		j := SocketToJSON(s, false, &Names{})
 		if j.V6Only == nil || *j.V6Only != c.v6only {
 			t.Errorf("%s v6only=%v: JSON v6only %v", c.proto, c.v6only, j.V6Only)
 		}
@@ -279,11 +279,11 @@ func TestDualStackAsSS(t *testing.T) {
 		if !c.v6only {
 			wantIP = "IPv4 and IPv6"
 		}
-		if len(exp) != 1 || ExposureToJSON(&exp[0], false, &Interfaces{}).IP != wantIP {
+		if len(exp) != 1 || ExposureToJSON(&exp[0], false, &Names{}).IP != wantIP {
 			t.Errorf("%s v6only=%v: exposed %+v, want IP %q", c.proto, c.v6only, exp, wantIP)
 		}
 		b.Reset()
-		if err := WriteExposedTable(&b, exp, TableOptions{}, &Interfaces{}); err != nil {
+		if err := WriteExposedTable(&b, exp, TableOptions{}, &Names{}); err != nil {
 			t.Fatal(err)
 		}
 		if !strings.Contains(b.String(), want+"  ") || !strings.Contains(b.String(), wantIP) {
@@ -343,7 +343,7 @@ func TestUnixMemoryAsSS(t *testing.T) {
 	if s == nil || s.MemInfo == nil {
 		t.Fatalf("socket %d: not dumped or no memory: %+v", st.Ino, s)
 	}
-	m := SocketToJSON(s, false, &Interfaces{}).Memory
+	m := SocketToJSON(s, false, &Names{}).Memory
 	got := fmt.Sprintf("(r%d,rb%d,t%d,tb%d,f%d,w%d,o%d,bl%d,d%d)",
 		m.RmemAlloc, m.RcvBuf, m.WmemAlloc, m.SndBuf, m.FwdAlloc, m.WmemQueued, m.OptMem, m.Backlog, m.Drops)
 	// Netid State Recv-Q Send-Q Local Inode Peer Inode: ours is the first inode
@@ -398,7 +398,7 @@ func TestRetransAsSS(t *testing.T) {
 				continue // moved on while ss ran
 			}
 			var b bytes.Buffer
-			if err := WriteSockets(&b, []snapshot.Socket{*s}, TableOptions{Info: true}, &Interfaces{}); err != nil {
+			if err := WriteSockets(&b, []snapshot.Socket{*s}, TableOptions{Info: true}, &Names{}); err != nil {
 				t.Fatal(err)
 			}
 			row := strings.Fields(strings.Split(b.String(), "\n")[1])
@@ -408,7 +408,7 @@ func TestRetransAsSS(t *testing.T) {
 			if row[7] != want || s.TCPInfo.Retrans == 0 {
 				t.Errorf("Retrans column %q (tcpi_retrans %d), ss -i retrans:%s\n%s", row[7], s.TCPInfo.Retrans, want, ssOut)
 			}
-			if j := SocketToJSON(s, false, &Interfaces{}).TCPInfo; j.Retrans != s.TCPInfo.Retrans || j.TotalRetrans != s.TCPInfo.TotalRetrans {
+			if j := SocketToJSON(s, false, &Names{}).TCPInfo; j.Retrans != s.TCPInfo.Retrans || j.TotalRetrans != s.TCPInfo.TotalRetrans {
 				t.Errorf("JSON retrans %d/%d", j.Retrans, j.TotalRetrans)
 			}
 			return
@@ -479,7 +479,7 @@ func TestInterfaceInSocketsNamespace(t *testing.T) {
 		t.Fatal("listener not dumped")
 	}
 	var b bytes.Buffer
-	names := &Interfaces{}
+	names := &Names{}
 	if err := WriteSockets(&b, []snapshot.Socket{*s}, TableOptions{Netns: true}, names); err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ var headerStates = []tcpstate.State{
 // a command name, or :port) typed by the user, and the screen it must fit.
 type View struct {
 	Sort   topview.SortKey
+	By     closewait.Group // what a CLOSE-WAIT row stands for
 	Filter string
 	Rows   int // CLOSE_WAIT and listener rows at most; 0: all
 	// Height and Width are the lines and columns WriteTop may fill (a
@@ -36,6 +37,8 @@ type View struct {
 	Height, Width int
 	// Paused marks the frame as the one top stopped on.
 	Paused bool
+	// Names names namespaces (may be nil).
+	Names *Names
 }
 
 // WriteTop draws f as plain text, the same on a terminal and in a pipe.
@@ -48,7 +51,7 @@ func WriteTop(w io.Writer, f *topview.Frame, v View) error {
 	if f.Interval > 0 {
 		fmt.Fprintf(&head, "  every %s", f.Interval.Round(time.Millisecond))
 	}
-	fmt.Fprintf(&head, "  events/s %.0f  lost %d  resyncs %d  hooks %s\n", f.EventsPerSec, f.Lost, f.Resyncs, termString(strings.Join(f.Hooks, " ")))
+	fmt.Fprintf(&head, "  events/s %.0f  lost %d%s  resyncs %d  hooks %s\n", f.EventsPerSec, f.Lost, appendLoss(nil, f.Loss), f.Resyncs, termString(strings.Join(f.Hooks, " ")))
 	for i, st := range headerStates {
 		if i == 5 {
 			head.WriteString("\n")
@@ -73,7 +76,7 @@ func WriteTop(w io.Writer, f *topview.Frame, v View) error {
 		b.WriteString(note)
 	}
 	b.WriteString("\n")
-	fmt.Fprintf(&b, "CLOSE-WAIT by process, by %s: %s waiting for their owner's close()\n", v.Sort, plural(f.CloseWait.Total, "socket"))
+	fmt.Fprintf(&b, "CLOSE-WAIT by %s, by %s: %s waiting for their owner's close()\n", v.By, v.Sort, plural(f.CloseWait.Total, "socket"))
 	if lay.procs > 0 || len(procs) == 0 {
 		if err := WriteCloseWait(&b, procs[:lay.procs]); err != nil {
 			return err
@@ -178,19 +181,23 @@ func WriteCloseWait(w io.Writer, procs []closewait.Process) error {
 		_, err := io.WriteString(w, "none\n")
 		return err
 	}
-	cols := []Column{{Title: "PID", Right: true}, {Title: "COMM"}, {Title: "COUNT", Right: true},
-		{Title: "GROWTH/MIN", Right: true}, {Title: "OLDEST", Right: true}, {Title: "PORTS"}, {Title: "PEERS"}}
+	cols := []Column{{Title: "PID", Right: true}, {Title: "COMM"}}
+	containers := anyContainer(len(procs), func(i int) bool { return procs[i].InContainer })
+	if containers {
+		cols = append(cols, Column{Title: "CONTAINER"}, Column{Title: "POD"})
+	}
+	cols = append(cols, Column{Title: "COUNT", Right: true},
+		Column{Title: "GROWTH/MIN", Right: true}, Column{Title: "OLDEST", Right: true}, Column{Title: "PORTS"}, Column{Title: "PEERS"})
 	return WriteTable(w, cols, len(procs), func(i int, buf []byte, ends []int) ([]byte, []int) {
 		p := &procs[i]
 		cell := func() { ends = append(ends, len(buf)) }
-		if p.PID == 0 {
-			buf = append(buf, '-')
-		} else {
-			buf = strconv.AppendUint(buf, uint64(p.PID), 10)
-		}
+		buf = appendPIDs(buf, p.PID, p.Processes)
 		cell()
 		buf = appendTerm(buf, orDash(p.Comm))
 		cell()
+		if containers {
+			buf = appendContainerCells(buf, &ends, p.Container, p.InContainer)
+		}
 		buf = strconv.AppendInt(buf, int64(p.Count), 10)
 		cell()
 		if p.GrowthKnown {
@@ -230,24 +237,23 @@ func writeListeners(w io.Writer, ls []topview.Listener) error {
 		_, err := io.WriteString(w, "none\n")
 		return err
 	}
-	cols := []Column{{Title: "LOCAL"}, {Title: "PID", Right: true}, {Title: "COMM"},
-		{Title: "QUEUE/BACKLOG", Right: true}, {Title: "ACCEPTS/S", Right: true}}
+	cols := []Column{{Title: "LOCAL"}, {Title: "PID", Right: true}, {Title: "COMM"}}
+	containers := anyContainer(len(ls), func(i int) bool { return ls[i].InContainer })
+	if containers {
+		cols = append(cols, Column{Title: "CONTAINER"}, Column{Title: "POD"})
+	}
+	cols = append(cols, Column{Title: "QUEUE/BACKLOG", Right: true}, Column{Title: "ACCEPTS/S", Right: true})
 	return WriteTable(w, cols, len(ls), func(i int, buf []byte, ends []int) ([]byte, []int) {
 		l := &ls[i]
 		buf = l.Local.AppendTo(buf)
 		ends = append(ends, len(buf))
-		if l.PID == 0 {
-			buf = append(buf, '-')
-		} else {
-			buf = strconv.AppendUint(buf, uint64(l.PID), 10)
-			if len(l.Holders) > 1 {
-				buf = append(buf, '+')
-				buf = strconv.AppendUint(buf, uint64(len(l.Holders)-1), 10)
-			}
-		}
+		buf = appendPIDs(buf, l.PID, len(l.Holders))
 		ends = append(ends, len(buf))
 		buf = appendTerm(buf, orDash(l.Comm))
 		ends = append(ends, len(buf))
+		if containers {
+			buf = appendContainerCells(buf, &ends, l.Container, l.InContainer)
+		}
 		buf = strconv.AppendUint(buf, uint64(l.QueueLen), 10)
 		buf = append(buf, '/')
 		buf = strconv.AppendUint(buf, uint64(l.Backlog), 10)
@@ -258,6 +264,21 @@ func writeListeners(w io.Writer, ls []topview.Listener) error {
 		buf = strconv.AppendFloat(buf, l.AcceptsPerSec, 'f', 1, 64)
 		return buf, append(ends, len(buf))
 	})
+}
+
+// appendPIDs writes a row's process: its pid, "+N" when the row stands for
+// N more processes (a listener's other holders, a container's other
+// processes), "-" when the owner is unknown.
+func appendPIDs(buf []byte, pid uint32, procs int) []byte {
+	if pid == 0 {
+		return append(buf, '-')
+	}
+	buf = strconv.AppendUint(buf, uint64(pid), 10)
+	if procs > 1 {
+		buf = append(buf, '+')
+		buf = strconv.AppendUint(buf, uint64(procs-1), 10)
+	}
+	return buf
 }
 
 // AppendAge writes an age as 850ms, 12s, 4m10s or 2h5m; a lower bound

@@ -17,6 +17,7 @@ type FrameJSON struct {
 	Delta        map[string]int `json:"delta"`
 	EventsPerSec float64        `json:"events_per_sec"`
 	Lost         uint64         `json:"lost"`
+	LostBy       LossJSON       `json:"lost_by"`
 	Resyncs      uint64         `json:"resyncs"`
 	Hooks        []string       `json:"hooks"`
 	CloseWait    CloseWaitJSON  `json:"close_wait"`
@@ -31,9 +32,13 @@ type CloseWaitJSON struct {
 
 // CloseWaitProcessJSON is one process's CLOSE_WAIT sockets; pid 0 is "owner unknown".
 type CloseWaitProcessJSON struct {
-	PID   uint32 `json:"pid"`
-	Comm  string `json:"comm"`
-	Count int    `json:"count"`
+	PID  uint32 `json:"pid"`
+	Comm string `json:"comm"`
+	// Processes is how many processes the row stands for: 1, or with --by
+	// container or pod, all of the group's (pid and comm name the busiest).
+	Processes int            `json:"processes"`
+	Container *ContainerJSON `json:"container,omitempty"`
+	Count     int            `json:"count"`
 	// GrowthPerMin is null until enough history (closewait.MinGrowthSpan).
 	GrowthPerMin *float64 `json:"growth_per_min"`
 	OldestMs     int64    `json:"oldest_ms"`
@@ -58,14 +63,16 @@ type PeerJSON struct {
 
 // ListenerJSON is one listener and its accept queue.
 type ListenerJSON struct {
-	Netns         uint32       `json:"netns"`
-	Local         string       `json:"local"`
-	PID           uint32       `json:"pid"`
-	Comm          string       `json:"comm"`
-	Holders       []HolderJSON `json:"holders"`
-	QueueLen      uint32       `json:"queue_len"`
-	Backlog       uint32       `json:"backlog"`
-	AcceptsPerSec float64      `json:"accepts_per_sec"`
+	NetnsName     string         `json:"netns_name,omitempty"`
+	Netns         uint32         `json:"netns"`
+	Local         string         `json:"local"`
+	PID           uint32         `json:"pid"`
+	Comm          string         `json:"comm"`
+	Holders       []HolderJSON   `json:"holders"`
+	Container     *ContainerJSON `json:"container,omitempty"`
+	QueueLen      uint32         `json:"queue_len"`
+	Backlog       uint32         `json:"backlog"`
+	AcceptsPerSec float64        `json:"accepts_per_sec"`
 }
 
 // HolderJSON is one process holding a listener.
@@ -90,7 +97,7 @@ func FrameToJSON(f *topview.Frame, v View) FrameJSON {
 	j := FrameJSON{
 		Time: f.At, IntervalMs: f.Interval.Milliseconds(),
 		States: map[string]int{}, Delta: map[string]int{},
-		EventsPerSec: f.EventsPerSec, Lost: f.Lost, Resyncs: f.Resyncs, Hooks: f.Hooks,
+		EventsPerSec: f.EventsPerSec, Lost: f.Lost, LostBy: lossJSON(f.Loss), Resyncs: f.Resyncs, Hooks: f.Hooks,
 		CloseWait: CloseWaitJSON{Total: f.CloseWait.Total, Processes: ProcessesJSON(procs)},
 		Listeners: []ListenerJSON{},
 	}
@@ -102,8 +109,8 @@ func FrameToJSON(f *topview.Frame, v View) FrameJSON {
 		j.Delta[st.KernelName()] = f.Delta[st]
 	}
 	for _, l := range ls {
-		j.Listeners = append(j.Listeners, ListenerJSON{Netns: l.Netns, Local: l.Local.String(), PID: l.PID, Comm: l.Comm,
-			Holders: HoldersJSON(l.Holders), QueueLen: l.QueueLen, Backlog: l.Backlog, AcceptsPerSec: l.AcceptsPerSec})
+		j.Listeners = append(j.Listeners, ListenerJSON{Netns: l.Netns, NetnsName: v.Names.NetnsName(l.Netns), Local: l.Local.String(), PID: l.PID, Comm: l.Comm,
+			Holders: HoldersJSON(l.Holders), Container: ContainerToJSON(l.Container, l.InContainer), QueueLen: l.QueueLen, Backlog: l.Backlog, AcceptsPerSec: l.AcceptsPerSec})
 	}
 	return j
 }
@@ -112,7 +119,8 @@ func FrameToJSON(f *topview.Frame, v View) FrameJSON {
 func ProcessesJSON(procs []closewait.Process) []CloseWaitProcessJSON {
 	out := []CloseWaitProcessJSON{}
 	for _, p := range procs {
-		pj := CloseWaitProcessJSON{PID: p.PID, Comm: p.Comm, Count: p.Count,
+		pj := CloseWaitProcessJSON{PID: p.PID, Comm: p.Comm, Processes: p.Processes,
+			Container: ContainerToJSON(p.Container, p.InContainer), Count: p.Count,
 			OldestMs: p.Oldest.Milliseconds(), OldestIsLowerBound: p.OldestAtLeast, Ports: []PortJSON{}, Peers: []PeerJSON{}}
 		if p.GrowthKnown {
 			pj.GrowthPerMin = &p.GrowthPerMin

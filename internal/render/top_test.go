@@ -40,7 +40,7 @@ func TestSampleFromTable(t *testing.T) {
 	listening := []snapshot.Socket{socks[0]}
 	listening[0].RecvQ = 129 // full: the queue holds backlog+1
 
-	s := topview.NewSampler(time.Minute)
+	s := topview.NewSampler(time.Minute, closewait.ByProcess)
 	f := s.Sample(topview.Input{At: topT0.Add(time.Second), Table: table, Listening: listening, Stats: live.Stats{Events: 100}})
 	if f.States[tcpstate.CloseWait] != 2 || f.States[tcpstate.Established] != 1 || f.States[tcpstate.TimeWait] != 1 {
 		t.Errorf("states = %v", f.States)

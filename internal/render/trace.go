@@ -2,15 +2,18 @@ package render
 
 import (
 	"strconv"
-	"time"
 
 	"github.com/socklife/socklife/tracer"
 )
 
-// TraceHeader is the header line of AppendTrace's rows.
-var TraceHeader = string(tableHeader())
+// TraceHeader is the header line of AppendTrace's rows; TraceHeaderContainers
+// that of its rows with CONTAINER and POD (Names.ContainerColumns).
+var (
+	TraceHeader           = string(tableHeader(false))
+	TraceHeaderContainers = string(tableHeader(true))
+)
 
-func tableHeader() []byte {
+func tableHeader(containers bool) []byte {
 	var b []byte
 	for _, c := range []struct {
 		title string
@@ -20,8 +23,18 @@ func tableHeader() []byte {
 	}
 	b = append(b, "   "...) // under "-> "
 	b = pad(append(b, "NEW"...), len(b), 11)
-	return append(b, "MS\n"...)
+	if containers {
+		b = pad(append(b, "MS"...), len(b), msWidth)
+		b = pad(append(b, "CONTAINER"...), len(b), shortIDLen)
+		b = append(b, "POD"...)
+	} else {
+		b = append(b, "MS"...)
+	}
+	return append(b, '\n')
 }
+
+// msWidth is the MS column's width when columns follow it.
+const msWidth = 10
 
 // AppendTrace appends ev as one line of `socklife trace`: the owner (or "-"
 // when the tracer does not know it), the tuple, the transition and the
@@ -29,7 +42,7 @@ func tableHeader() []byte {
 // shows ACCEPT as its old state and the wait in the accept queue as MS.
 //
 // names names the device of a link-local connection (its zone).
-func AppendTrace(b []byte, ev *tracer.Event, names *Interfaces) []byte {
+func AppendTrace(b []byte, ev *tracer.Event, names *Names) []byte {
 	b = ev.Time.AppendFormat(b, "15:04:05.000000")
 	b = append(b, ' ')
 	if ev.OwnerSource != tracer.OwnerUnknown {
@@ -61,12 +74,29 @@ func AppendTrace(b []byte, ev *tracer.Event, names *Interfaces) []byte {
 	}
 	b = append(b, "-> "...)
 	b = pad(append(b, ev.New.KernelName()...), len(b), 11)
+	start := len(b)
 	if ev.InStateKnown {
-		b = strconv.AppendFloat(b, ms(ev.InState), 'f', 3, 64)
+		b = strconv.AppendFloat(b, msOf(ev.InState), 'f', 3, 64)
 	} else {
 		b = append(b, '-')
 	}
+	if names != nil && names.ContainerColumns {
+		c, ok := names.Container(ev.SockCgroupID, OwnerCgroup(ev))
+		b = pad(b, start, msWidth)
+		start = len(b)
+		b = pad(appendContainerCell(b, c, ok), start, shortIDLen)
+		b = appendPodCell(b, c, ok)
+	}
 	return append(b, '\n')
+}
+
+// OwnerCgroup is the cgroup of the event's owner, 0 when unknown: never the
+// current task's, which in softirq is whoever was on the CPU.
+func OwnerCgroup(ev *tracer.Event) uint64 {
+	if ev.OwnerSource == tracer.OwnerUnknown {
+		return 0
+	}
+	return ev.Owner.CgroupID
 }
 
 // pad fills the column that started at start to width, plus one separator.
@@ -77,13 +107,11 @@ func pad(b []byte, start, width int) []byte {
 	return append(b, ' ')
 }
 
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
 // AppendTraceJSON appends ev as one JSON object and a newline (NDJSON), with
 // snake_case keys. Unknown values are null: owner when the tracer does not
 // know it, in_state_ms when it did not see the socket enter its old state;
 // close and accept are null unless the event carries them.
-func AppendTraceJSON(b []byte, ev *tracer.Event, names *Interfaces) []byte {
+func AppendTraceJSON(b []byte, ev *tracer.Event, names *Names) []byte {
 	b = append(b, `{"time":`...)
 	b = appendTime(b, ev.Time)
 	b = append(b, `,"kind":"`...)
@@ -94,6 +122,7 @@ func AppendTraceJSON(b []byte, ev *tracer.Event, names *Interfaces) []byte {
 	b = strconv.AppendUint(b, ev.Sock, 16)
 	b = append(b, `",`...)
 	b = appendFlow(b, ev.Netns, ev.Family, ev.Local, ev.Remote, zoneOf(names, ev.Netns, ev.Ifindex, ev.Local, ev.Remote))
+	b = appendNetnsName(b, names, ev.Netns)
 	b = append(b, `,"old":"`...)
 	b = append(b, stateNames[ev.Old]...)
 	b = append(b, `","new":"`...)
@@ -110,7 +139,7 @@ func AppendTraceJSON(b []byte, ev *tracer.Event, names *Interfaces) []byte {
 	b = appendTask(b, ev.Current)
 	b = append(b, `,"in_state_ms":`...)
 	if ev.InStateKnown {
-		b = strconv.AppendFloat(b, ms(ev.InState), 'f', -1, 64)
+		b = strconv.AppendFloat(b, msOf(ev.InState), 'f', -1, 64)
 	} else {
 		b = append(b, "null"...)
 	}
@@ -138,6 +167,7 @@ func AppendTraceJSON(b []byte, ev *tracer.Event, names *Interfaces) []byte {
 	} else {
 		b = append(b, "null"...)
 	}
+	b = names.appendContainer(b, ev.SockCgroupID, OwnerCgroup(ev))
 	return append(b, "}\n"...)
 }
 

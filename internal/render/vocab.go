@@ -19,6 +19,9 @@ import (
 // times sort as strings and every one has nanoseconds.
 const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
 
+// msOf is d in milliseconds, the unit of every duration in the output.
+func msOf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
 // appendTime appends t in timeLayout, quoted.
 func appendTime(b []byte, t time.Time) []byte {
 	b = append(b, '"')
@@ -43,7 +46,7 @@ func appendFlow(b []byte, netns uint32, family uint8, local, remote netip.AddrPo
 
 // zoneOf names a connection's device when an address of it is link-local
 // IPv6, which means nothing without one; "" otherwise.
-func zoneOf(names *Interfaces, netns, ifindex uint32, local, remote netip.AddrPort) string {
+func zoneOf(names *Names, netns, ifindex uint32, local, remote netip.AddrPort) string {
 	if ifindex == 0 || !local.Addr().IsLinkLocalUnicast() && !remote.Addr().IsLinkLocalUnicast() {
 		return ""
 	}

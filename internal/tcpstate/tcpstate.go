@@ -31,6 +31,11 @@ const (
 	Max
 )
 
+// Known reports whether the kernel has a state numbered s: anything else
+// from the kernel (a newer one, a corrupt record) must not index a table
+// sized Max.
+func (s State) Known() bool { return s >= Established && s < Max }
+
 // ssNames are the column names ss prints.
 var ssNames = [Max]string{
 	Established: "ESTAB",

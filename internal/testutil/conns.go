@@ -1,17 +1,11 @@
 package testutil
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -25,7 +19,7 @@ const MaxConnsPerHolder = 9000
 
 // The environment that turns a re-executed test binary into a holder.
 const (
-	helperEnv = "SOCKLIFE_TESTUTIL_HELPER" // "conns"
+	helperEnv = "SOCKLIFE_TESTUTIL_HELPER" // "conns" or "renamed"
 	connsEnv  = "SOCKLIFE_TESTUTIL_CONNS"  // how many connections
 	addrEnv   = "SOCKLIFE_TESTUTIL_ADDR"   // the loopback address to listen on
 )
@@ -43,17 +37,38 @@ type Holder struct {
 type Conns struct {
 	N       int
 	Holders []Holder
+	procs   []*holderProc
+}
+
+// Close ends every holder at once: their exits reset all the connections
+// in one burst, each socket going ESTABLISHED -> CLOSE. It returns when the
+// holders have exited, so every socket is closed.
+func (c *Conns) Close() {
+	for _, p := range c.procs {
+		p.stdin.Close()
+	}
+	for _, p := range c.procs {
+		p.stop()
+	}
 }
 
 // Sockets is how many sockets the connections and their listeners make.
 func (c *Conns) Sockets() int { return 2*c.N + len(c.Holders) }
 
-// holderProc is a running holder as the parent sees it.
+// PIDs are the holders' process ids.
+func (c *Conns) PIDs() []int {
+	pids := make([]int, len(c.Holders))
+	for i, h := range c.Holders {
+		pids[i] = h.PID
+	}
+	return pids
+}
+
+// holderProc is a running holder as the parent sees it. Its sockets were
+// set to linger 0, so when stop makes it exit they reset the connections
+// and leave no TIME-WAIT behind to skew the next test's counts.
 type holderProc struct {
-	cmd    *exec.Cmd
-	stdin  *os.File // closing it tells the holder to exit
-	stderr bytes.Buffer
-	ready  chan error
+	*helperProc
 	Holder
 }
 
@@ -66,6 +81,18 @@ type holderProc struct {
 func OpenConns(tb testing.TB, n int) *Conns {
 	tb.Helper()
 	return openConns(tb, n, MaxConnsPerHolder)
+}
+
+// BenchConns is how many connections the socket-listing benchmarks hold
+// open: 100,000 sockets, a busy proxy's worth.
+const BenchConns = 50000
+
+// OpenBenchConns opens BenchConns connections for a benchmark, as root;
+// SOCKLIFE_BENCH_CONNS overrides the count for a quick look.
+func OpenBenchConns(b *testing.B) *Conns {
+	b.Helper()
+	RequireRoot(b)
+	return OpenConns(b, EnvInt(b, "SOCKLIFE_BENCH_CONNS", BenchConns))
 }
 
 func openConns(tb testing.TB, n, perHolder int) *Conns {
@@ -91,79 +118,26 @@ func openConns(tb testing.TB, n, perHolder int) *Conns {
 		tb.Cleanup(p.stop)
 		procs[i] = p
 	}
-	conns := &Conns{N: n}
-	deadline := time.After(time.Minute)
+	conns := &Conns{N: n, procs: procs}
+	deadline := time.After(helperReadyWithin)
 	for _, p := range procs {
-		select {
-		case err := <-p.ready:
-			if err != nil {
-				tb.Fatalf("connection holder %d: %v: %s", p.PID, err, strings.TrimSpace(p.stderr.String()))
-			}
-		case <-deadline:
-			tb.Fatalf("connection holder %d: not ready after a minute", p.PID)
+		port, err := p.waitReady(deadline)
+		if err != nil {
+			tb.Fatal(err)
 		}
+		p.Listener = netip.AddrPortFrom(p.Listener.Addr(), port)
 		conns.Holders = append(conns.Holders, p.Holder)
 	}
 	return conns
 }
 
 func startHolder(n int, addr netip.Addr) (*holderProc, error) {
-	// -test.run matches nothing, so that if the environment were lost the
-	// child would run no test rather than all of them again.
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=conns", connsEnv+"="+strconv.Itoa(n), addrEnv+"="+addr.String())
-	stdin, childStdin, err := os.Pipe()
+	h, err := startHelper("connection holder", "conns", connsEnv+"="+strconv.Itoa(n), addrEnv+"="+addr.String())
 	if err != nil {
-		return nil, fmt.Errorf("starting connection holder: %w", err)
+		return nil, err
 	}
-	p := &holderProc{cmd: cmd, ready: make(chan error, 1), Holder: Holder{Conns: n}}
-	cmd.Stdin = stdin
-	cmd.Stderr = &p.stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, fmt.Errorf("starting connection holder: %w", err)
-	}
-	err = cmd.Start()
-	stdin.Close() // the child has its copy
-	if err != nil {
-		childStdin.Close()
-		return nil, fmt.Errorf("starting connection holder: %w", err)
-	}
-	p.stdin, p.PID = childStdin, cmd.Process.Pid
-	go func() {
-		line, err := bufio.NewReader(stdout).ReadString('\n')
-		if err != nil {
-			p.ready <- fmt.Errorf("exited before ready: %w", err)
-			return
-		}
-		port, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimSpace(line), "ready "), 10, 16)
-		if err != nil {
-			p.ready <- fmt.Errorf("unexpected ready line %q", line)
-			return
-		}
-		p.Listener = netip.AddrPortFrom(addr, uint16(port))
-		p.ready <- nil
-	}()
-	return p, nil
-}
-
-// stop closes the holder's stdin, which makes it exit, and waits for it;
-// a holder that does not exit promptly is killed. Its sockets were set to
-// linger 0, so closing them resets the connections and leaves no TIME-WAIT
-// behind to skew the next test's counts.
-func (p *holderProc) stop() {
-	p.stdin.Close()
-	done := make(chan struct{})
-	go func() {
-		p.cmd.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		p.cmd.Process.Kill()
-		<-done
-	}
+	// the port is known once the holder is ready
+	return &holderProc{helperProc: h, Holder: Holder{PID: h.pid(), Conns: n, Listener: netip.AddrPortFrom(addr, 0)}}, nil
 }
 
 // Listen listens on address with plain TCP, not the MPTCP Go uses by

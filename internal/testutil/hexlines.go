@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/hex"
 	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -28,6 +29,22 @@ func ReadHexLines(tb testing.TB, path string) [][]byte {
 	}
 	if err := sc.Err(); err != nil {
 		tb.Fatal(err)
+	}
+	return out
+}
+
+// Captures reads every capture (*.hex) in the tracer's testdata directory
+// dir, one slice of records per connection sequence: the fuzz targets'
+// seeds.
+func Captures(tb testing.TB, dir string) [][][]byte {
+	tb.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.hex"))
+	if err != nil || len(files) == 0 {
+		tb.Fatalf("no captures in %s: %v", dir, err)
+	}
+	var out [][][]byte
+	for _, name := range files {
+		out = append(out, ReadHexLines(tb, name))
 	}
 	return out
 }

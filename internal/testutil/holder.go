@@ -1,11 +1,20 @@
 package testutil
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,6 +30,8 @@ func init() {
 		runHelper("connection holder", holdConns)
 	case "renamed":
 		runHelper("renamed helper", holdRenamed)
+	case "workload":
+		runHelper("workload", runWorkload)
 	}
 }
 
@@ -142,4 +153,163 @@ func abortOnClose(fd int) error {
 		return fmt.Errorf("setting SO_LINGER: %w", err)
 	}
 	return nil
+}
+
+// helperReadyWithin is how long a helper may take to say it is ready.
+const helperReadyWithin = time.Minute
+
+// helperProc is a helper role of the test binary as the parent sees it: it
+// says "ready PORT" on stdout once set up, and exits when its stdin closes.
+type helperProc struct {
+	name   string // "connection holder", for messages
+	cmd    *exec.Cmd
+	stdin  *os.File // closing it tells the helper to exit
+	stderr bytes.Buffer
+	ready  chan helperReady
+	// out is its stdout, past the ready line once ready has answered:
+	// a helper that answers commands on stdin writes its answers there
+	out *bufio.Reader
+	// waitOnce: a helper may be stopped twice (Conns.Close, then the
+	// test's cleanup)
+	waitOnce sync.Once
+}
+
+// helperReady is the port of a helper's ready line, or why there was none.
+type helperReady struct {
+	port uint16
+	err  error
+}
+
+// startHelper re-executes the test binary as role, with env added to the
+// environment. -test.run matches nothing, so that if the environment were
+// lost the child would run no test rather than all of them again.
+func startHelper(name, role string, env ...string) (*helperProc, error) {
+	return startHelperWith(name, role, nil, env...)
+}
+
+// startHelperWith is startHelper with the child's SysProcAttr: where it is
+// born (a cgroup, a network namespace).
+func startHelperWith(name, role string, attr *syscall.SysProcAttr, env ...string) (*helperProc, error) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), helperEnv+"="+role), env...)
+	cmd.SysProcAttr = attr
+	stdin, childStdin, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	p := &helperProc{name: name, cmd: cmd, ready: make(chan helperReady, 1)}
+	cmd.Stdin = stdin
+	cmd.Stderr = &p.stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	err = cmd.Start()
+	stdin.Close() // the child has its copy
+	if err != nil {
+		childStdin.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	p.stdin = childStdin
+	p.out = bufio.NewReader(stdout)
+	go func() {
+		line, err := p.out.ReadString('\n')
+		if err != nil {
+			p.ready <- helperReady{err: fmt.Errorf("exited before ready: %w", err)}
+			return
+		}
+		port, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimSpace(line), "ready "), 10, 16)
+		if err != nil {
+			err = fmt.Errorf("unexpected ready line %q", line)
+		}
+		p.ready <- helperReady{uint16(port), err}
+	}()
+	return p, nil
+}
+
+func (p *helperProc) pid() int { return p.cmd.Process.Pid }
+
+// waitReady returns the port the helper's ready line names, or why it has
+// not said it is ready by deadline.
+func (p *helperProc) waitReady(deadline <-chan time.Time) (uint16, error) {
+	select {
+	case r := <-p.ready:
+		if r.err != nil {
+			return 0, fmt.Errorf("%s %d: %w: %s", p.name, p.pid(), r.err, strings.TrimSpace(p.stderr.String()))
+		}
+		return r.port, nil
+	case <-deadline:
+		return 0, fmt.Errorf("%s %d: not ready after %v", p.name, p.pid(), helperReadyWithin)
+	}
+}
+
+// stop closes the helper's stdin, which makes it exit, and waits for it;
+// a helper that does not exit promptly is killed.
+func (p *helperProc) stop() {
+	p.stdin.Close()
+	done := make(chan struct{})
+	go func() {
+		p.waitOnce.Do(func() { p.cmd.Wait() })
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// runWorkload is the workload's side: it runs in init, on the main thread.
+func runWorkload() error {
+	name := append([]byte(os.Getenv(workloadEnv)), 0)
+	if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl(PR_SET_NAME): %w", err)
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	var kept []net.Conn // never closed: a peer's close leaves CLOSE_WAIT
+	accepted := make(chan net.Conn)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	go func() {
+		for c := range accepted {
+			kept = append(kept, c)
+		}
+	}()
+	fmt.Printf("ready %d\n", ln.Addr().(*net.TCPAddr).Port)
+	sc := bufio.NewScanner(os.Stdin)
+	var dialed []net.Conn
+	for sc.Scan() {
+		if sc.Text() == "close" {
+			for _, c := range dialed {
+				c.Close()
+			}
+			fmt.Printf("closed %d\n", len(dialed))
+			dialed = nil
+			continue
+		}
+		port, ok := strings.CutPrefix(sc.Text(), "connect ")
+		if !ok {
+			fmt.Printf("error unknown command %q\n", sc.Text())
+			continue
+		}
+		c, err := net.Dial("tcp4", "127.0.0.1:"+port)
+		if err != nil {
+			fmt.Printf("error %v\n", err)
+			continue
+		}
+		dialed = append(dialed, c)
+		fmt.Printf("connected %d\n", c.LocalAddr().(*net.TCPAddr).Port)
+	}
+	return sc.Err()
 }

@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -26,22 +27,66 @@ var netnsSeq atomic.Int32
 func NamedNetns(tb testing.TB) string {
 	tb.Helper()
 	RequireRoot(tb)
-	if err := os.MkdirAll(NetnsRunDir, 0o755); err != nil {
+	path := filepath.Join(NetnsRunDir, fmt.Sprintf("socklife-test-%d-%d", os.Getpid(), netnsSeq.Add(1)))
+	tb.Cleanup(func() {
+		if err := delNetns(path); err != nil {
+			tb.Errorf("%v", err)
+		}
+	})
+	if err := addNetns(path); err != nil {
 		tb.Fatal(err)
 	}
-	path := filepath.Join(NetnsRunDir, fmt.Sprintf("socklife-test-%d-%d", os.Getpid(), netnsSeq.Add(1)))
+	return path
+}
+
+// ChurnNetns adds and deletes named namespaces, perSecond of each, as a
+// container host does, until the test ends: every walk of /run/netns
+// meets namespaces half made or half gone.
+func ChurnNetns(tb testing.TB, perSecond int) {
+	tb.Helper()
+	RequireRoot(tb)
+	stop, done := make(chan struct{}), make(chan error, 1)
+	go func() {
+		tick := time.NewTicker(time.Second / time.Duration(perSecond))
+		defer tick.Stop()
+		prev := ""
+		for {
+			path := filepath.Join(NetnsRunDir, fmt.Sprintf("socklife-churn-%d-%d", os.Getpid(), netnsSeq.Add(1)))
+			err := addNetns(path)
+			if prev != "" {
+				err = errors.Join(err, delNetns(prev))
+			}
+			prev = path
+			if err == nil {
+				select {
+				case <-tick.C:
+					continue
+				case <-stop:
+				}
+			}
+			done <- errors.Join(err, delNetns(prev))
+			return
+		}
+	}()
+	tb.Cleanup(func() {
+		close(stop)
+		if err := <-done; err != nil {
+			tb.Errorf("namespace churn: %v", err)
+		}
+	})
+}
+
+// addNetns makes a namespace and bind-mounts it at path, as `ip netns
+// add` does: the file first, the mount a moment later.
+func addNetns(path string) error {
+	if err := os.MkdirAll(NetnsRunDir, 0o755); err != nil {
+		return err
+	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
 	if err != nil {
-		tb.Fatal(err)
+		return err
 	}
 	f.Close()
-	tb.Cleanup(func() {
-		if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
-			tb.Errorf("unmounting %s: %v", path, err)
-		}
-		os.Remove(path)
-	})
-
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -72,10 +117,18 @@ func NamedNetns(tb testing.TB) string {
 		}
 		errc <- err
 	}()
-	if err := <-errc; err != nil {
-		tb.Fatal(err)
+	return <-errc
+}
+
+// delNetns undoes addNetns as `ip netns del` does: unmount, then unlink.
+func delNetns(path string) error {
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
+		return fmt.Errorf("unmounting %s: %w", path, err)
 	}
-	return path
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return nil
 }
 
 // InNetns runs fn with the calling goroutine's thread moved into the

@@ -1,14 +1,11 @@
 package testutil
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -36,47 +33,16 @@ type Renamed struct {
 // child is this test binary, re-executed.
 func StartRenamed(tb testing.TB, comm string) *Renamed {
 	tb.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=renamed", renamedEnv+"="+comm)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
+	h, err := startHelper("renamed helper", "renamed", renamedEnv+"="+comm)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	stdout, err := cmd.StdoutPipe()
+	tb.Cleanup(h.stop)
+	port, err := h.waitReady(time.After(helperReadyWithin))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		tb.Fatalf("starting renamed helper: %v", err)
-	}
-	tb.Cleanup(func() {
-		stdin.Close()
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
-	line := make(chan string, 1)
-	go func() {
-		l, _ := bufio.NewReader(stdout).ReadString('\n')
-		line <- l
-	}()
-	var l string
-	select {
-	case l = <-line:
-	case <-time.After(time.Minute):
-		tb.Fatal("renamed helper: not ready after a minute")
-	}
-	port, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimSpace(l), "ready "), 10, 16)
-	if err != nil {
-		tb.Fatalf("renamed helper: unexpected ready line %q", l)
-	}
-	pid := cmd.Process.Pid
+	pid := h.pid()
 	return &Renamed{PID: pid, Port: uint16(port), Abstract: "\x00socklife\x00" + strconv.Itoa(pid)}
 }
 

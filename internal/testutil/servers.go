@@ -110,7 +110,7 @@ http {
 		tb.Fatal(err)
 	}
 	n := &Nginx{Port: port, Master: cmd.Process.Pid}
-	exited := stopAtEnd(tb, cmd, func() {
+	exited := StopAtEnd(tb, cmd, func() {
 		// workers a test stopped must run to exit
 		for _, w := range n.Workers {
 			syscall.Kill(w, syscall.SIGCONT)
@@ -150,7 +150,7 @@ func StartRedis(tb testing.TB, binds ...string) *Redis {
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
-	exited := stopAtEnd(tb, cmd, nil)
+	exited := StopAtEnd(tb, cmd, nil)
 	WaitFor(tb, 10*time.Second, "redis on "+strings.Join(binds, " "), func() bool {
 		select {
 		case <-exited:
@@ -167,11 +167,11 @@ func StartRedis(tb testing.TB, binds ...string) *Redis {
 	return &Redis{Port: port, PID: cmd.Process.Pid}
 }
 
-// stopAtEnd waits for a started server in the background and stops it
-// when the test ends: before (if set), then SIGTERM (a fast shutdown for
-// nginx and redis), then SIGKILL if it lingers. The channel closes when it
+// StopAtEnd waits for a started server in the background and stops it
+// when the test ends: before (if set), then SIGTERM (a clean shutdown for
+// nginx, redis, containerd and podman), then SIGKILL if it lingers. The channel closes when it
 // has exited.
-func stopAtEnd(tb testing.TB, cmd *exec.Cmd, before func()) <-chan struct{} {
+func StopAtEnd(tb testing.TB, cmd *exec.Cmd, before func()) <-chan struct{} {
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 	tb.Cleanup(func() {

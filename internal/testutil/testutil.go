@@ -3,6 +3,7 @@ package testutil
 
 import (
 	"os"
+	"strconv"
 	"testing"
 )
 
@@ -14,4 +15,19 @@ func RequireRoot(tb testing.TB) {
 	if os.Geteuid() != 0 {
 		tb.Skip("needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_BPF): run the tests with sudo")
 	}
+}
+
+// EnvInt is a benchmark's knob: the positive integer in the environment
+// variable name, or def when it is unset.
+func EnvInt(tb testing.TB, name string, def int) int {
+	tb.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		tb.Fatalf("bad %s %q: want a positive integer", name, s)
+	}
+	return n
 }

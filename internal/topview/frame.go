@@ -12,6 +12,7 @@ import (
 
 	"github.com/socklife/socklife/internal/backlog"
 	"github.com/socklife/socklife/internal/closewait"
+	"github.com/socklife/socklife/internal/container"
 	"github.com/socklife/socklife/internal/holders"
 	"github.com/socklife/socklife/internal/live"
 	"github.com/socklife/socklife/internal/tcpstate"
@@ -28,6 +29,7 @@ type Frame struct {
 	States, Delta [tcpstate.Max]int
 	EventsPerSec  float64
 	Lost, Resyncs uint64
+	Loss          tracer.Loss // Lost by cause
 	Hooks         []string
 	CloseWait     closewait.Report
 	Listeners     []Listener
@@ -40,9 +42,13 @@ type Listener struct {
 	// Holders are the processes holding it (a pre-fork server's master
 	// and workers), when a /proc scan found them; PID and Comm stand for
 	// them (the first) or, without a scan, for the listener's owner.
-	Holders       []tracer.Holder
-	PID           uint32 // 0: owner unknown
-	Comm          string
+	Holders []tracer.Holder
+	PID     uint32 // 0: owner unknown
+	Comm    string
+	// Container is the listener's container, if InContainer: the one its
+	// socket was created in, else its owner's.
+	Container     container.Container
+	InContainer   bool
 	QueueLen      uint32 // connections waiting for accept()
 	Backlog       uint32 // the queue holds Backlog+1 at most
 	AcceptsPerSec float64
@@ -67,9 +73,12 @@ type listenerKey struct {
 	local netip.AddrPort
 }
 
-// NewSampler returns a Sampler whose CLOSE_WAIT growth looks back over window.
-func NewSampler(window time.Duration) *Sampler {
-	return &Sampler{watch: closewait.NewWatch(window), accepts: map[listenerKey]uint64{}}
+// NewSampler returns a Sampler whose CLOSE_WAIT growth looks back over
+// window, its rows standing for what by says.
+func NewSampler(window time.Duration, by closewait.Group) *Sampler {
+	w := closewait.NewWatch(window)
+	w.By = by
+	return &Sampler{watch: w, accepts: map[listenerKey]uint64{}}
 }
 
 // Input is what one frame is made of, gathered by the caller: the table
@@ -88,11 +97,22 @@ type Input struct {
 	// listener's holders (any may pass), none when unknown; a listener's
 	// remote is the zero AddrPort.
 	Keep func(netns uint32, local, remote netip.AddrPort, owners ...tracer.Holder) bool
+	// Containers, if not nil, attributes sockets to containers; KeepContainer,
+	// if set, limits them as Keep does (filter.Filter.Container).
+	Containers    *container.Attributor
+	KeepContainer func(c container.Container, ok bool) bool
+}
+
+// containerOf is a socket's container (see Attributor.OfSocket), and
+// whether Input keeps it.
+func (in *Input) containerOf(sockCgroup, ownerCgroup uint64) (c container.Container, ok, keep bool) {
+	c, ok = in.Containers.OfSocket(sockCgroup, ownerCgroup)
+	return c, ok, in.KeepContainer == nil || in.KeepContainer(c, ok)
 }
 
 // Sample makes the frame for in.
 func (s *Sampler) Sample(in Input) Frame {
-	f := Frame{At: in.At, Hooks: in.Hooks, Lost: in.Stats.Lost, Resyncs: in.Stats.Resyncs}
+	f := Frame{At: in.At, Hooks: in.Hooks, Lost: in.Stats.Lost, Loss: in.Stats.Loss, Resyncs: in.Stats.Resyncs}
 	f.States = in.Table.Counts()
 	if !s.prevAt.IsZero() {
 		f.Interval = in.At.Sub(s.prevAt)
@@ -111,8 +131,10 @@ func (s *Sampler) Sample(in Input) Frame {
 		switch {
 		case c.State == tcpstate.CloseWait:
 			pid, comm := ownerOf(c)
-			if in.Keep == nil || in.Keep(c.Netns, c.Local, c.Remote, keepOwners(pid, comm)...) {
-				cc := closewait.Conn{PID: pid, Comm: comm, Local: c.Local, Remote: c.Remote, Since: c.Since, AtLeast: c.AtLeast}
+			ctr, inCtr, keep := in.containerOf(c.SockCgroupID, c.OwnerCgroup())
+			if keep && (in.Keep == nil || in.Keep(c.Netns, c.Local, c.Remote, keepOwners(pid, comm)...)) {
+				cc := closewait.Conn{PID: pid, Comm: comm, Local: c.Local, Remote: c.Remote, Since: c.Since, AtLeast: c.AtLeast,
+					Container: ctr, InContainer: inCtr}
 				// an older socket's age is a lower bound: it counts
 				// once that bound reaches MinAge
 				if age, _ := cc.Age(in.At); age >= s.MinAge {
@@ -159,8 +181,14 @@ func (s *Sampler) listeners(in Input, owners map[listenerKey]*live.Conn, accepts
 		local := netip.AddrPortFrom(sk.Local.Addr().Unmap(), sk.Local.Port())
 		k := listenerKey{sk.Netns, local}
 		l := Listener{Netns: sk.Netns, Local: local, QueueLen: sk.RecvQ, Backlog: sk.SendQ}
+		var owner uint64
 		if c := owners[k]; c != nil {
 			l.PID, l.Comm = ownerOf(c)
+			owner = c.OwnerCgroup()
+		}
+		var keep bool
+		if l.Container, l.InContainer, keep = in.containerOf(sk.CgroupID, owner); !keep {
+			continue
 		}
 		if in.Holders != nil {
 			if set := in.Holders.Listener(holders.Key{Netns: sk.Netns, Inode: sk.Inode}); set != nil && len(set.Holders) > 0 {

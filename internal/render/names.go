@@ -1,0 +1,130 @@
+package render
+
+import (
+	"strconv"
+
+	"github.com/socklife/socklife/internal/container"
+	"github.com/socklife/socklife/snapshot"
+)
+
+// Names turns the numbers the kernel gives into names a user knows: the
+// device of a link-local zone, the container of a cgroup id. The zero
+// value names devices and no containers; a nil *Names names nothing.
+// Not safe for concurrent use: each output goroutine keeps its own.
+type Names struct {
+	Ifaces Interfaces
+	// Containers attributes cgroup ids; nil: no container attribution.
+	Containers *container.Attributor
+	// Netns names network namespaces by what lives in them; nil: none.
+	Netns *container.NetnsNames
+	// ContainerColumns adds CONTAINER and POD to tables whose columns are
+	// fixed before the first row (trace's).
+	ContainerColumns bool
+
+	procs map[int32]uint64 // cgroup ids by pid, for one snapshot's holders
+	// containerJSON holds each container's JSON object, by cgroup path:
+	// trace and record write the same few hundred bytes for every event
+	// of a container, escaped once
+	containerJSON map[string]cachedJSON
+}
+
+type cachedJSON struct {
+	c    container.Container // what json says: names may come later
+	json []byte
+}
+
+// In names interface index in the network namespace netns (see
+// Interfaces.In).
+func (n *Names) In(netns, index uint32) string {
+	if n == nil {
+		return ""
+	}
+	return n.Ifaces.In(netns, index)
+}
+
+// Container is the container of a socket (see Attributor.OfSocket).
+func (n *Names) Container(sockCgroup, ownerCgroup uint64) (container.Container, bool) {
+	if n == nil {
+		return container.Container{}, false
+	}
+	return n.Containers.OfSocket(sockCgroup, ownerCgroup)
+}
+
+// SocketContainer is the container of a snapshot's socket: the one it was
+// created in (sock_diag's cgroup id, TCP and UDP on 5.8+), else the one of
+// a process holding it (Unix sockets, older kernels).
+func (n *Names) SocketContainer(s *snapshot.Socket) (container.Container, bool) {
+	if n == nil || n.Containers == nil {
+		return container.Container{}, false
+	}
+	if c, ok := n.Containers.Of(s.CgroupID); ok {
+		return c, true
+	}
+	for _, p := range s.Processes {
+		id, seen := n.procs[p.PID]
+		if !seen {
+			id = n.Containers.ProcessCgroup(int(p.PID))
+			if n.procs == nil {
+				n.procs = make(map[int32]uint64)
+			}
+			n.procs[p.PID] = id
+		}
+		if c, ok := n.Containers.Of(id); ok {
+			return c, true
+		}
+	}
+	return container.Container{}, false
+}
+
+// NetnsName is what lives in a network namespace (container.NetnsNames).
+func (n *Names) NetnsName(inode uint32) string {
+	if n == nil {
+		return ""
+	}
+	return n.Netns.Name(inode)
+}
+
+// appendNetnsName appends `,"netns_name":"..."` when something names the
+// namespace.
+func appendNetnsName(b []byte, names *Names, netns uint32) []byte {
+	name := names.NetnsName(netns)
+	if name == "" {
+		return b
+	}
+	b = append(b, `,"netns_name":`...)
+	return appendJSONString(b, name)
+}
+
+// appendNetnsCell appends a table's namespace cell: its inode, and what
+// lives in it in brackets, without a space (one cell, one word).
+func appendNetnsCell(b []byte, names *Names, netns uint32) []byte {
+	b = strconv.AppendUint(b, uint64(netns), 10)
+	if name := names.NetnsName(netns); name != "" {
+		b = append(b, '(')
+		b = appendTerm(b, name)
+		b = append(b, ')')
+	}
+	return b
+}
+
+// appendContainer appends the `,"container":{...}` of a socket (nothing
+// for the host's), from the cache when the container is unchanged.
+func (n *Names) appendContainer(b []byte, sockCgroup, ownerCgroup uint64) []byte {
+	c, ok := n.Container(sockCgroup, ownerCgroup)
+	if !ok {
+		return b
+	}
+	if cached, hit := n.containerJSON[c.Cgroup]; hit && cached.c == c {
+		return append(b, cached.json...)
+	}
+	if n.containerJSON == nil || len(n.containerJSON) >= maxCachedContainers {
+		n.containerJSON = make(map[string]cachedJSON)
+	}
+	json := appendContainerJSON(nil, c, true)
+	n.containerJSON[c.Cgroup] = cachedJSON{c, json}
+	return append(b, json...)
+}
+
+// maxCachedContainers bounds Names' JSON cache: a node runs a few hundred
+// containers; more than this over a run starts the cache again.
+const maxCachedContainers = 4096
