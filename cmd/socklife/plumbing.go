@@ -224,9 +224,8 @@ func cancelOnBrokenPipe(out io.Writer, cancel func()) {
 }
 
 // stopGrace bounds how long a command goes on once told to stop (a signal,
-// --duration, its reader gone) before it exits without finishing: enough
-// to apply and write what the kernel had written by then, which takes
-// well under a second. A write blocked on a reader that stopped reading
+// --duration, its reader gone) with its output blocked, before it exits
+// without finishing. A write blocked on a reader that stopped reading
 // waits in the kernel, where no context reaches it.
 const stopGrace = time.Second
 
@@ -234,9 +233,12 @@ const stopGrace = time.Second
 var errOutputBlocked = errors.New("stopped with the output blocked: its reader stopped reading")
 
 // untilStopped runs work on a goroutine of its own and returns its error;
-// or, once ctx has ended and work has not returned stopGrace later,
-// errOutputBlocked, leaving work behind for the process exit to end.
-func untilStopped(ctx context.Context, work func() error) error {
+// or, once ctx has ended, stopGrace has passed and stalled(stopGrace) says
+// the output has been blocked that long (nil: take it as blocked),
+// errOutputBlocked, leaving work behind for the process exit to end. A
+// stop that is slow for another reason (record's drain and resync, each
+// bounded) is waited for.
+func untilStopped(ctx context.Context, stalled func(time.Duration) bool, work func() error) error {
 	done := make(chan error, 1)
 	go func() { done <- work() }()
 	select {
@@ -244,25 +246,35 @@ func untilStopped(ctx context.Context, work func() error) error {
 		return err
 	case <-ctx.Done():
 	}
-	t := time.NewTimer(stopGrace)
-	defer t.Stop()
-	select {
-	case err := <-done:
-		return err
-	case <-t.C:
-		return errOutputBlocked
+	ended := time.Now()
+	tick := time.NewTicker(stopGrace / 10)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+		}
+		if time.Since(ended) >= stopGrace && (stalled == nil || stalled(stopGrace)) {
+			return errOutputBlocked
+		}
 	}
 }
+
+// lastResort is how long after SIGINT or SIGTERM main waits for a command
+// without a bounded stop of its own: longer than the slowest stop a
+// command makes by itself (record's drain and resync at stop, 5 s each
+// at most, then its last writes).
+const lastResort = 15 * time.Second
 
 // exitIfStuck is main's last resort, for the commands without a bounded
 // stop of their own (snapshot writing to a stalled pipe, say): signals
 // are caught, so the kernel no longer ends a process blocked in a write.
-// Once ctx (cancelled by SIGINT or SIGTERM) ends, a command still running
-// after the longest stop a command takes by itself (trace's drain and
-// grace) is ended here, exit status 1.
+// main returns as soon as its command does, so this only ever ends a
+// command still running lastResort after the signal; exit status 1.
 func exitIfStuck(ctx context.Context) {
 	<-ctx.Done()
-	time.Sleep(traceDrain + 2*stopGrace)
+	time.Sleep(lastResort)
 	fmt.Fprintln(os.Stderr, "socklife:", errOutputBlocked)
 	os.Exit(1)
 }

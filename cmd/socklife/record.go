@@ -214,16 +214,16 @@ func runRecord(cmd *cobra.Command, f recordFlags) error {
 	// The tracker stops by itself when ctx ends, once it has applied what
 	// the ring held then; or earlier if writing fails. Each step of the
 	// end is bounded: a stalled reader of stdout must not hold a stop up.
-	err = untilStopped(ctx, func() error {
+	err = untilStopped(ctx, w.Stalled, func() error {
 		<-tk.Done()
 		tk.Close()
 		return tk.Err()
 	})
 	if err == nil && f.includeOpen {
-		err = untilStopped(doneContext, func() error { return writeOpen(tk, write) })
+		err = untilStopped(doneContext, w.Stalled, func() error { return writeOpen(tk, write) })
 	}
 	if !errors.Is(err, errOutputBlocked) {
-		if cerr := untilStopped(doneContext, w.Close); err == nil {
+		if cerr := untilStopped(doneContext, w.Stalled, w.Close); err == nil {
 			err = cerr
 		}
 	}
@@ -242,7 +242,7 @@ func runRecord(cmd *cobra.Command, f recordFlags) error {
 	return err
 }
 
-// doneContext has ended: untilStopped with it gives work stopGrace.
+// doneContext has ended: untilStopped with it waits as after a stop.
 var doneContext = func() context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

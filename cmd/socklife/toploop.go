@@ -70,7 +70,7 @@ func (c *watchConfig) check() error {
 // write is waiting for.
 func watch(ctx context.Context, stderr io.Writer, cfg watchConfig, frame func(*topview.Frame) (bool, error),
 	keys <-chan byte, onKey func(byte) (bool, error)) error {
-	return untilStopped(ctx, func() error { return watchFrames(ctx, stderr, cfg, frame, keys, onKey) })
+	return untilStopped(ctx, nil, func() error { return watchFrames(ctx, stderr, cfg, frame, keys, onKey) })
 }
 
 func watchFrames(ctx context.Context, stderr io.Writer, cfg watchConfig, frame func(*topview.Frame) (bool, error),

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -53,6 +54,7 @@ type Writer struct {
 	buffered uint64        // records in buf
 	size     int64         // bytes in the current file, all of them whole lines
 	n        atomic.Uint64 // records written; read from any goroutine
+	flushing atomic.Int64  // when the Flush under way began (UnixNano); 0: none
 	err      error
 }
 
@@ -177,6 +179,8 @@ func (w *Writer) Flush() error {
 	if w.err != nil || len(w.buf) == 0 {
 		return w.err
 	}
+	w.flushing.Store(time.Now().UnixNano())
+	defer w.flushing.Store(0)
 	done, err := w.write(w.buf)
 	if err != nil && w.f != nil {
 		err = w.rewind()
@@ -366,6 +370,13 @@ func (w *Writer) rotate() error {
 	}
 	w.f, w.out, w.size = f.File, f.File, 0
 	return nil
+}
+
+// Stalled says, from any goroutine, whether a Flush has been under way for
+// d or more: on a pipe, a reader that stopped reading.
+func (w *Writer) Stalled(d time.Duration) bool {
+	began := w.flushing.Load()
+	return began != 0 && time.Since(time.Unix(0, began)) >= d
 }
 
 // Records is how many records were written (flushed).
