@@ -163,7 +163,7 @@ func runBacklog(cmd *cobra.Command, f backlogFlags) error {
 		t.add(r)
 		return p.Write(r)
 	}
-	if err := backlog.Run(ctx, tr, cfg, emit, nil); err != nil {
+	if err := untilStopped(ctx, nil, func() error { return backlog.Run(ctx, tr, cfg, emit, nil) }); err != nil {
 		if isBrokenPipe(err) {
 			return nil
 		}

@@ -14,6 +14,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go exitIfStuck(ctx)
 	err := newRootCmd().ExecuteContext(ctx)
 	stop()
 	if err != nil {

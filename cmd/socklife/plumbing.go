@@ -1,7 +1,8 @@
 package main
 
 // plumbing.go: what every command shares around its work: the ready file,
-// warnings on stderr, and a broken pipe taken as the reader being done.
+// warnings on stderr, a broken pipe taken as the reader being done, and a
+// stop that a blocked output cannot hold up.
 
 import (
 	"context"
@@ -16,7 +17,9 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
+	"github.com/socklife/socklife/internal/outfile"
 	"github.com/socklife/socklife/snapshot"
 	"github.com/socklife/socklife/tracer"
 	"github.com/spf13/cobra"
@@ -75,12 +78,22 @@ func wrapValue(f *pflag.Flag) {
 	}
 }
 
-// check is --disable-hook's and --ring-size's check.
+// check is --disable-hook's and --ring-size's check, and the ready
+// file's before anything is attached (a refused path is a runtime
+// failure, exit 1, not bad input).
 func (h *tracerFlags) check() error {
 	if err := tracer.CheckRingSize(h.ringSize); err != nil {
 		return badInput("--ring-size: %w", err)
 	}
-	return checkDisableHooks(h.disableHooks)
+	if err := checkDisableHooks(h.disableHooks); err != nil {
+		return err
+	}
+	if h.readyFile != "" {
+		if err := outfile.Check(h.readyFile); err != nil {
+			return fmt.Errorf("the ready file %s: %w", h.readyFile, err)
+		}
+	}
+	return nil
 }
 
 // apply puts the flags that shape the tracer into opts.
@@ -97,30 +110,29 @@ func checkDisableHooks(names []string) error {
 }
 
 // writeReadyFile tells a test or script that everything is attached. It
-// runs as root in a directory others may write (/tmp): a symlink planted at
-// path is not followed and a device is not written, only a regular file,
-// created if missing.
+// runs as root in a directory others may write (/tmp): the file is created
+// (O_EXCL), or else must be a regular file of ours reached without a
+// symbolic link (outfile.Open); check refused the rest before attaching.
 func writeReadyFile(path string) error {
 	if path == "" {
 		return nil
 	}
-	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o644)
+	f, err := outfile.Open(path, 0o644, false)
+	if err == nil {
+		defer f.Close()
+		if !f.Created {
+			err = f.Truncate(0)
+		}
+	}
+	if err == nil {
+		_, err = fmt.Fprintf(f, "%d\n", os.Getpid())
+	}
 	if err != nil {
-		if errors.Is(err, unix.ELOOP) {
-			err = errors.New("a symbolic link, not followed")
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is said once, here
 		}
 		return fmt.Errorf("writing the ready file %s: %w", path, err)
-	}
-	f := os.NewFile(uintptr(fd), path)
-	defer f.Close()
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
-		return fmt.Errorf("writing the ready file %s: not a regular file", path)
-	}
-	if err := f.Truncate(0); err != nil {
-		return fmt.Errorf("writing the ready file: %w", err)
-	}
-	if _, err := fmt.Fprintf(f, "%d\n", os.Getpid()); err != nil {
-		return fmt.Errorf("writing the ready file: %w", err)
 	}
 	return nil
 }
@@ -209,4 +221,60 @@ func cancelOnBrokenPipe(out io.Writer, cancel func()) {
 			}
 		}
 	}()
+}
+
+// stopGrace bounds how long a command goes on once told to stop (a signal,
+// --duration, its reader gone) with its output blocked, before it exits
+// without finishing. A write blocked on a reader that stopped reading
+// waits in the kernel, where no context reaches it.
+const stopGrace = time.Second
+
+// errOutputBlocked is untilStopped's answer when it gave up waiting.
+var errOutputBlocked = errors.New("stopped with the output blocked: its reader stopped reading")
+
+// untilStopped runs work on a goroutine of its own and returns its error;
+// or, once ctx has ended, stopGrace has passed and stalled(stopGrace) says
+// the output has been blocked that long (nil: take it as blocked),
+// errOutputBlocked, leaving work behind for the process exit to end. A
+// stop that is slow for another reason (record's drain and resync, each
+// bounded) is waited for.
+func untilStopped(ctx context.Context, stalled func(time.Duration) bool, work func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- work() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	ended := time.Now()
+	tick := time.NewTicker(stopGrace / 10)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+		}
+		if time.Since(ended) >= stopGrace && (stalled == nil || stalled(stopGrace)) {
+			return errOutputBlocked
+		}
+	}
+}
+
+// lastResort is how long after SIGINT or SIGTERM main waits for a command
+// without a bounded stop of its own: longer than the slowest stop a
+// command makes by itself (record's drain and resync at stop, 5 s each
+// at most, then its last writes).
+const lastResort = 15 * time.Second
+
+// exitIfStuck is main's last resort, for the commands without a bounded
+// stop of their own (snapshot writing to a stalled pipe, say): signals
+// are caught, so the kernel no longer ends a process blocked in a write.
+// main returns as soon as its command does, so this only ever ends a
+// command still running lastResort after the signal; exit status 1.
+func exitIfStuck(ctx context.Context) {
+	<-ctx.Done()
+	time.Sleep(lastResort)
+	fmt.Fprintln(os.Stderr, "socklife:", errOutputBlocked)
+	os.Exit(1)
 }

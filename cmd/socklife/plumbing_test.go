@@ -6,20 +6,15 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/socklife/socklife/internal/testutil"
 )
 
 // The ready file is written as root, often in /tmp: a symlink planted there
 // is not followed, a device is not written, a regular file gets the pid.
 func TestReadyFileRefusesLinksAndDevices(t *testing.T) {
 	dir := t.TempDir()
-	target := filepath.Join(dir, "target")
-	if err := os.WriteFile(target, []byte("keep\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	link := filepath.Join(dir, "link")
-	if err := os.Symlink(target, link); err != nil {
-		t.Fatal(err)
-	}
+	link, target := testutil.PlantLink(t, dir, "keep\n", -1)
 	if err := writeReadyFile(link); err == nil || !strings.Contains(err.Error(), "symbolic link") {
 		t.Errorf("through a symlink: %v, want a refusal", err)
 	}

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/socklife/socklife/internal/render"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/socklife/socklife/internal/filter"
 	"github.com/socklife/socklife/internal/live"
+	"github.com/socklife/socklife/internal/outfile"
 	"github.com/socklife/socklife/internal/record"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
@@ -25,6 +28,7 @@ type recordFlags struct {
 	filter filter.Flags
 	tracerFlags
 	output      string
+	overwrite   bool
 	includeOpen bool
 	maxSize     string
 	maxFiles    int
@@ -42,8 +46,10 @@ through with the time it entered it, who opened and who closed first, bytes,
 retransmits, RTT, the owning process and, for accepted connections, the
 listener and the wait in its accept queue. Connections that were open before
 the recording started have "seen_from_start": false and null for what was not
-seen, never 0. Every write to the file holds only whole records, so a killed
-socklife leaves only complete lines; files are created mode 0600. The schema
+seen, never 0. Every write to the file (or to a stdout that is a regular
+file) holds only whole records, so a killed socklife leaves only complete
+lines. Files are created mode 0600; an existing -o path must be a regular
+file of yours, not a symbolic link (--overwrite writes it anyway). The schema
 is docs/record.schema.json. At stop (Ctrl-C, SIGTERM, --duration) it prints
 "socklife: N records, M events, K lost, R resyncs" on stderr, with the causes
 of any loss, and a warning when events were lost.`,
@@ -58,6 +64,7 @@ of any loss, and a warning when events were lost.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&f.output, "output", "o", "-", `file to write the records to; "-" is stdout`)
+	fl.BoolVar(&f.overwrite, "overwrite", false, "write -o even if it is a symbolic link, a device or another user's file (never chmodded)")
 	fl.BoolVar(&f.includeOpen, "include-open", false, `at stop, also write the connections still open (with "open": true)`)
 	fl.StringVar(&f.maxSize, "max-size", "", "start a new file before one grows past this size (bytes, or with K, M, G)")
 	fl.IntVar(&f.maxFiles, "max-files", 5, "with --max-size: files to keep, the current one included")
@@ -135,7 +142,7 @@ func (f recordFlags) setup() (recordSetup, error) {
 	// and then by rest
 	s.live = live.Options{Tracer: topts, Keep: flt.Socket}
 	s.rest, s.states = rest, flt.States
-	s.writer = record.Options{Path: f.output, MaxSize: size, MaxFiles: f.maxFiles}
+	s.writer = record.Options{Path: f.output, Overwrite: f.overwrite, MaxSize: size, MaxFiles: f.maxFiles}
 	return s, nil
 }
 
@@ -162,12 +169,12 @@ func runRecord(cmd *cobra.Command, f recordFlags) error {
 	if err != nil {
 		return err
 	}
-	// Before anything is attached: an unwritable path costs nothing.
-	w, err := record.Create(s.writer)
+	// Not closed by a defer: after a stop that gave up on a blocked
+	// output, closing would block as well.
+	w, err := openRecords(s.writer)
 	if err != nil {
 		return err
 	}
-	defer w.Close()
 	var line []byte
 	write := func(c *live.Conn) error {
 		if !wants(c, s.rest, s.states) || !s.rest.Container(names.Container(c.SockCgroupID, c.OwnerCgroup())) {
@@ -179,15 +186,20 @@ func runRecord(cmd *cobra.Command, f recordFlags) error {
 	s.live.OnClose = write
 	s.live.OnDrained = w.Flush
 	s.live.Logger = stderrLogger(cmd.ErrOrStderr(), f.debug)
-	ctx := cmd.Context()
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
 	if f.duration > 0 {
-		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, f.duration)
 		defer cancel()
+	}
+	var broken atomic.Bool
+	if f.output == "-" {
+		cancelOnBrokenPipe(s.writer.Stdout, func() { broken.Store(true); cancel() })
 	}
 	follow := kernelCgroups(&s.live.Tracer, s.rest)
 	tk, err := live.Start(ctx, s.live)
 	if err != nil {
+		w.Close()
 		if ctx.Err() != nil {
 			return nil // stopped while starting: nothing was recorded
 		}
@@ -195,22 +207,32 @@ func runRecord(cmd *cobra.Command, f recordFlags) error {
 	}
 	if err := writeReadyFile(f.readyFile); err != nil {
 		tk.Close()
+		w.Close()
 		return err
 	}
 	go follow(ctx, tk.AddCgroups)
 	// The tracker stops by itself when ctx ends, once it has applied what
-	// the ring held then; or earlier if writing fails.
-	<-tk.Done()
-	tk.Close()
-	err = tk.Err()
+	// the ring held then; or earlier if writing fails. Each step of the
+	// end is bounded: a stalled reader of stdout must not hold a stop up.
+	err = untilStopped(ctx, w.Stalled, func() error {
+		<-tk.Done()
+		tk.Close()
+		return tk.Err()
+	})
 	if err == nil && f.includeOpen {
-		err = writeOpen(tk, write)
+		err = untilStopped(doneContext, w.Stalled, func() error { return writeOpen(tk, write) })
 	}
-	if cerr := w.Close(); err == nil {
-		err = cerr
+	if !errors.Is(err, errOutputBlocked) {
+		if cerr := untilStopped(doneContext, w.Stalled, w.Close); err == nil {
+			err = cerr
+		}
 	}
-	if isBrokenPipe(err) {
+	switch {
+	case isBrokenPipe(err) || broken.Load():
 		return nil // `socklife record | head`: the reader has all it wants
+	case errors.Is(err, errOutputBlocked):
+		fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d records (%v)\n", w.Records(), err)
+		return nil
 	}
 	st := tk.Stats()
 	fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d records, %d events, %s, %d resyncs\n", w.Records(), st.Events, render.LossSummary(st.Loss), st.Resyncs)
@@ -218,6 +240,35 @@ func runRecord(cmd *cobra.Command, f recordFlags) error {
 		fmt.Fprintln(cmd.ErrOrStderr(), "socklife: warning:", w)
 	}
 	return err
+}
+
+// doneContext has ended: untilStopped with it waits as after a stop.
+var doneContext = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// openRecords opens the output and checks everything that can be checked
+// before the file is emptied: its path (record.Create), then the rights
+// to attach, so that a run that cannot start leaves an old file whole.
+func openRecords(opts record.Options) (*record.Writer, error) {
+	w, err := record.Create(opts)
+	if errors.Is(err, outfile.ErrRefused) {
+		return nil, fmt.Errorf("%w (--overwrite writes it anyway)", err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := tracer.Preflight(); err != nil {
+		w.Close()
+		return nil, err
+	}
+	if err := w.Start(); err != nil {
+		w.Close()
+		return nil, err
+	}
+	return w, nil
 }
 
 // lossWarning says what lost events cost a recording; "" if none was lost.

@@ -66,8 +66,14 @@ func (c *watchConfig) check() error {
 
 // watch starts the live table and calls frame at every interval, and onKey
 // for every byte from keys (nil: none), until ctx ends or either returns
-// false or an error.
+// false or an error; stopGrace after ctx ends at most, whatever a frame's
+// write is waiting for.
 func watch(ctx context.Context, stderr io.Writer, cfg watchConfig, frame func(*topview.Frame) (bool, error),
+	keys <-chan byte, onKey func(byte) (bool, error)) error {
+	return untilStopped(ctx, nil, func() error { return watchFrames(ctx, stderr, cfg, frame, keys, onKey) })
+}
+
+func watchFrames(ctx context.Context, stderr io.Writer, cfg watchConfig, frame func(*topview.Frame) (bool, error),
 	keys <-chan byte, onKey func(byte) (bool, error)) error {
 	log := stderrLogger(stderr, cfg.debug)
 	// The table holds only what the filter keeps: the kernel filters

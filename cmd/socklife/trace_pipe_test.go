@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,24 +15,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// startTraceToPipe runs socklife trace with stdout on a pipe the test
+// startToPipe runs `socklife args...` with stdout on a pipe the test
 // holds the read end of. It keeps the write end too, to poll it, so the
 // read end never sees EOF.
-func startTraceToPipe(t *testing.T, args ...string) (run *socklifeRun, r, w *os.File) {
+func startToPipe(t *testing.T, args ...string) (run *socklifeRun, r, w *os.File) {
 	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close(); w.Close() }) // after socklife's cleanup has killed it
-	return startSocklife(t, w, append([]string{"trace"}, args...)...), r, w
+	return startSocklife(t, w, args...), r, w
 }
 
 // `socklife trace --port P | head -1` with no traffic: head takes the
 // header and goes; trace must notice and exit, not wait for an event.
 func TestTraceExitsWhenReaderGoes(t *testing.T) {
 	testutil.RequireRoot(t)
-	run, r, _ := startTraceToPipe(t, "--port", "1")
+	run, r, _ := startToPipe(t, "trace", "--port", "1")
 	line, err := bufio.NewReader(r).ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "TIME") {
 		t.Fatalf("first line %q, %v; want the header at once", line, err)
@@ -48,7 +49,7 @@ func TestTraceStopsWithBlockedReader(t *testing.T) {
 	testutil.RequireRoot(t)
 	ln := testutil.PlainListener(t)
 	port := ln.Addr().(*net.TCPAddr).Port
-	run, _, w := startTraceToPipe(t, "--port", strconv.Itoa(port), "-o", "json")
+	run, _, w := startToPipe(t, "trace", "--port", strconv.Itoa(port), "-o", "json")
 	// Some 400 KB of JSON lines: more than a pipe holds.
 	for range 150 {
 		loopbackConn(t, ln)
@@ -57,16 +58,50 @@ func TestTraceStopsWithBlockedReader(t *testing.T) {
 	// its write end stops polling writable. (Counting the bytes in it says
 	// less: a write that does not fit the last page takes a fresh one, so
 	// the flushes of a draining trace leave pages part-filled.)
-	testutil.WaitFor(t, 10*time.Second, "the pipe to fill", func() bool {
-		fds := []unix.PollFd{{Fd: int32(w.Fd()), Events: unix.POLLOUT}}
-		n, err := unix.Poll(fds, 0)
-		return err == nil && n == 0
-	})
+	testutil.WaitFor(t, 10*time.Second, "the pipe to fill", func() bool { return pipeFull(w) })
 	run.cmd.Process.Signal(syscall.SIGTERM)
 	if code := run.exitCode(t, 10*time.Second); code != 0 {
 		t.Errorf("exit status %d, want 0; stderr %q", code, run.stderr.String())
 	}
 	if !strings.Contains(run.stderr.String(), "lost (output blocked: its reader stopped reading)") {
 		t.Errorf("stderr %q, want the summary noting the blocked output", run.stderr.String())
+	}
+}
+
+// pipeFull says whether the pipe's write end w has no free slot: it
+// stops polling writable.
+func pipeFull(w *os.File) bool {
+	fds := []unix.PollFd{{Fd: int32(w.Fd()), Events: unix.POLLOUT}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n == 0
+}
+
+// writingStdout says whether a thread of the process is in write(1, ...):
+// with a full pipe on stdout, blocked there. (A full pipe alone may have
+// been filled by the last write, with the writer idle.)
+func writingStdout(t *testing.T, pid int) bool {
+	tasks, err := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/syscall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		if b, err := os.ReadFile(task); err == nil && strings.HasPrefix(string(b), strconv.Itoa(unix.SYS_WRITE)+" 0x1 ") {
+			return true
+		}
+	}
+	return false
+}
+
+// top and closewait write frames; one blocked on a reader that stopped
+// reading must not hold SIGTERM up: the stop gives up on it and says so.
+func TestTopStopsWithBlockedReader(t *testing.T) {
+	testutil.RequireRoot(t)
+	run, _, w := startToPipe(t, "top", "-o", "json", "--interval", "10ms")
+	testutil.WaitFor(t, 30*time.Second, "top blocked writing a full pipe", func() bool {
+		return pipeFull(w) && writingStdout(t, run.cmd.Process.Pid)
+	})
+	run.cmd.Process.Signal(syscall.SIGTERM)
+	if code := run.exitCode(t, 10*time.Second); code != 1 || run.stderr.String() != "socklife: "+errOutputBlocked.Error()+"\n" {
+		t.Errorf("exit status %d, stderr %q; want 1 and the blocked output said", code, run.stderr.String())
 	}
 }

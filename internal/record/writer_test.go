@@ -20,24 +20,42 @@ func line(i int) []byte {
 	return fmt.Appendf(nil, `{"id":%d,"pad":"%s"}`+"\n", i, strings.Repeat("x", 80))
 }
 
-func TestCreatePrivate(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "rec.ndjson")
-	// An existing, world-readable file becomes private too.
-	if err := os.WriteFile(path, []byte("old\n"), 0o644); err != nil {
+// A new file is private; an existing file of ours keeps its mode (socklife
+// chmods only what it created) and its content until Start, so a run that
+// fails to start loses nothing.
+func TestCreateThenStart(t *testing.T) {
+	dir := t.TempDir()
+	fresh := filepath.Join(dir, "fresh.ndjson")
+	w, err := Create(Options{Path: fresh})
+	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := Create(Options{Path: path})
+	w.Close()
+	if st, _ := os.Stat(fresh); st.Mode().Perm() != 0o600 {
+		t.Errorf("new file mode %v, want 0600", st.Mode().Perm())
+	}
+	path := filepath.Join(dir, "rec.ndjson")
+	if err := os.WriteFile(path, []byte("old\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	w, err = Create(Options{Path: path})
 	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if data, _ := os.ReadFile(path); string(data) != "old\n" {
+		t.Errorf("Create left %q, want the old content until Start", data)
+	}
+	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Write(line(1)); err != nil {
 		t.Fatal(err)
 	}
-	w.Close()
 	st, _ := os.Stat(path)
 	data, _ := os.ReadFile(path)
-	if st.Mode().Perm() != 0o600 || !bytes.Equal(data, line(1)) {
-		t.Errorf("mode %v content %q; want 0600 and just the new record", st.Mode().Perm(), data)
+	if st.Mode().Perm() != 0o640 || !bytes.Equal(data, line(1)) {
+		t.Errorf("mode %v content %q; want 0640 kept and just the new record", st.Mode().Perm(), data)
 	}
 }
 
