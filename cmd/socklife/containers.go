@@ -21,8 +21,12 @@ import (
 )
 
 // runtimeEndpoint is --runtime-endpoint: a container runtime's API socket
-// to ask for names, instead of the usual places.
-var runtimeEndpoint string
+// to ask for names, instead of the usual places; runtimeTimeout is
+// --runtime-timeout, how long one call to it may take.
+var (
+	runtimeEndpoint string
+	runtimeTimeout  time.Duration
+)
 
 // The run's container state, made on first use: newRootCmd starts each
 // run (a test runs many in one process) with resetContainers.
@@ -37,7 +41,7 @@ func init() { resetContainers() }
 // resetContainers forgets the previous run's attributor, namer and
 // namespace names.
 func resetContainers() {
-	runtimeEndpoint = ""
+	runtimeEndpoint, runtimeTimeout = "", defaultRuntimeTimeout
 	attribution = sync.OnceValues(newAttribution)
 	runtimeNamer = sync.OnceValues(newRuntimeNamer)
 	netnsNames = sync.OnceValue(newNetnsNames)
@@ -67,7 +71,10 @@ func newAttribution() (*container.Attributor, error) {
 // newRuntimeNamer asks the container runtimes (or --runtime-endpoint) for
 // names; one a run.
 func newRuntimeNamer() (*runtimes.Namer, error) {
-	n, err := runtimes.New(runtimes.Options{Endpoint: runtimeEndpoint})
+	if runtimeTimeout <= 0 {
+		return nil, badInput("--runtime-timeout %v: want a positive duration", runtimeTimeout)
+	}
+	n, err := runtimes.New(runtimes.Options{Endpoint: runtimeEndpoint, Timeout: runtimeTimeout})
 	if err != nil {
 		return nil, badInput("--runtime-endpoint: %w", err)
 	}
@@ -97,13 +104,15 @@ func settleNames(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, namesSettle)
+	// a call's timeout, and a moment for the answers to be stored
+	ctx, cancel := context.WithTimeout(ctx, runtimeTimeout+time.Second)
 	defer cancel()
 	n.Settle(ctx)
 }
 
-// namesSettle bounds settleNames: a runtime that is slow costs this once.
-const namesSettle = 2 * time.Second
+// defaultRuntimeTimeout bounds one call to a runtime: one that is slow or
+// hung costs this once, then is left alone for a while.
+const defaultRuntimeTimeout = time.Second
 
 // newNetnsNames names the run's namespaces, by their containers when
 // there is an attributor, else by /run/netns names alone.

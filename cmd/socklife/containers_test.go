@@ -558,9 +558,12 @@ func TestContainerNamesFromRuntime(t *testing.T) {
 	c.cgroup = fmt.Sprintf("/socklife-test-%d-%s/machine.slice/libpod-%s.scope", os.Getpid(), randomHex(t, 8), id)
 	dir, _ := testutil.Cgroup(t, c.cgroup)
 	c.work = testutil.StartWorkload(t, dir, "named-ctr", false)
+	// a busy machine's podman may take seconds: the answer is what this
+	// test checks, not the product's patience
 	endpoint := "--runtime-endpoint=unix://" + p.Sock
+	patience := "--runtime-timeout=" + testutil.Scaled(30*time.Second).String()
 	for _, sel := range [][]string{{"--container", "web"}, {"--pod", "shop/web-0"}, {"--pod", "web-0"}} {
-		out, stderr, code := runCLI(t, append([]string{"snapshot", "-tl", "-o", "ndjson", endpoint}, sel...)...)
+		out, stderr, code := runCLI(t, append([]string{"snapshot", "-tl", "-o", "ndjson", endpoint, patience}, sel...)...)
 		if code != 0 {
 			t.Fatalf("snapshot %v: exit %d: %s", sel, code, stderr)
 		}
@@ -576,7 +579,7 @@ func TestContainerNamesFromRuntime(t *testing.T) {
 		}
 	}
 	// a table names the container and its pod as a user knows them
-	out, _, _ := runCLI(t, "snapshot", "-tl", endpoint, "--pod", "shop/web-0")
+	out, _, _ := runCLI(t, "snapshot", "-tl", endpoint, patience, "--pod", "shop/web-0")
 	if !strings.Contains(out, " web ") || !strings.Contains(out, "shop/web-0") {
 		t.Errorf("snapshot table without the names:\n%s", out)
 	}

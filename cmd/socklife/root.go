@@ -36,6 +36,8 @@ their states as they happen, with the right process on both sides.`,
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentFlags().StringVar(&runtimeEndpoint, "runtime-endpoint", "",
 		"the container runtime's API socket to ask for container and pod names (CRI or Docker API; default: the usual places)")
+	root.PersistentFlags().DurationVar(&runtimeTimeout, "runtime-timeout", defaultRuntimeTimeout,
+		"how long one call to the container runtime may take; one that does not answer is left alone for 30s")
 	// a bad endpoint is bad input, said before anything is attached
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		return checkRuntimeEndpoint(cmd.Context())

@@ -24,7 +24,8 @@ func lookupSettled(tb testing.TB, n *Namer, runtime, id string) Names {
 	}
 	names, ok := n.Lookup(runtime, id)
 	if !ok {
-		tb.Fatalf("no names for %s after its fetch", id)
+		_, err := down(n, runtime)
+		tb.Fatalf("no names for %s after its fetch (the runtime's last error: %v)", id, err)
 	}
 	return names
 }
@@ -72,6 +73,11 @@ func checkUnknownID(tb testing.TB, n *Namer, runtime string) {
 	}
 }
 
+// patience is the call timeout of the tests that talk to a real runtime:
+// on a busy machine one answers in seconds, and these tests check the
+// answers, not the timeout (TestSilentRuntimeCostsOneTimeoutThenRests does).
+var patience = testutil.Scaled(30 * time.Second)
+
 const unknownID = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 func TestDockerAPINamesPodmanContainers(t *testing.T) {
@@ -89,7 +95,7 @@ func TestDockerAPINamesPodmanContainers(t *testing.T) {
 		"--label", "io.kubernetes.pod.namespace=shop",
 		"--label", "io.kubernetes.pod.uid=6f1c2a3e-1b5d-4c8e-9a0f-2d4e6b8a0c1e", pauseImage)
 
-	n := newNamer(t, Options{Endpoint: "unix://" + p.Sock})
+	n := newNamer(t, Options{Endpoint: "unix://" + p.Sock, Timeout: patience})
 	pod := Names{PodName: "web-0", PodNamespace: "shop", PodUID: "6f1c2a3e-1b5d-4c8e-9a0f-2d4e6b8a0c1e"}
 	for _, tc := range []struct {
 		id   string
@@ -115,7 +121,7 @@ func TestDockerAPINamesPodmanContainers(t *testing.T) {
 
 func TestCRINamesContainerd(t *testing.T) {
 	c := startContainerd(t)
-	n := newNamer(t, Options{})
+	n := newNamer(t, Options{Timeout: patience})
 	// the default endpoints, with containerd's moved to the test's socket
 	n.backends[Containerd] = newBackend(c.sock, protoCRI)
 
@@ -134,7 +140,7 @@ func TestCRINamesContainerd(t *testing.T) {
 		t.Fatalf("Probe did not ask containerd: %+v", st)
 	}
 	// --runtime-endpoint: the protocol is found out by asking
-	over := newNamer(t, Options{Endpoint: "unix://" + c.sock})
+	over := newNamer(t, Options{Endpoint: "unix://" + c.sock, Timeout: patience})
 	if st := over.Probe(context.Background()); len(st) != 1 || st[0].Err != nil || st[0].Protocol != "cri" || st[0].Runtime != "" {
 		t.Errorf("Probe of --runtime-endpoint containerd: %+v", st)
 	}
