@@ -14,7 +14,11 @@ import (
 )
 
 // The end-of-run summary with a loss: its total and causes, then resyncs.
-var lossySummary = regexp.MustCompile(`(?m)^socklife: (\d+) records, \d+ events, (\d+) lost \(ring full (\d+), recursion (\d+)\), (\d+) resyncs$`)
+// recursionCount is how a summary gives the recursion misses: a count, or
+// before Linux 5.12 (no recursion_misses) a note that they are not counted.
+const recursionCount = `recursion (?:\d+|not counted before Linux 5\.12)`
+
+var lossySummary = regexp.MustCompile(`(?m)^socklife: (\d+) records, \d+ events, (\d+) lost \(ring full (\d+), recursion (\d+|not counted before Linux 5\.12)\), (\d+) resyncs$`)
 
 // 40,000 connections reset at once, recorded through a ring too small for
 // the burst: events are lost, the summary counts them by cause, a warning
@@ -23,7 +27,13 @@ var lossySummary = regexp.MustCompile(`(?m)^socklife: (\d+) records, \d+ events,
 // left for --include-open to write as open.
 func TestRecordBurstLoss(t *testing.T) {
 	testutil.RequireRoot(t)
-	conns := testutil.OpenConns(t, 40000)
+	n := 40000
+	if testutil.Scaled(1) > 1 {
+		// emulated (the kernel matrix under TCG): a quarter of the burst
+		// still overflows a 4 KiB ring many times over
+		n = 10000
+	}
+	conns := testutil.OpenConns(t, n)
 	listeners := map[string]bool{}
 	var ports []string
 	for _, h := range conns.Holders {
@@ -54,7 +64,7 @@ func TestRecordBurstLoss(t *testing.T) {
 	}
 	lost, _ := strconv.Atoi(m[2])
 	ring, _ := strconv.Atoi(m[3])
-	recursion, _ := strconv.Atoi(m[4])
+	recursion, _ := strconv.Atoi(m[4]) // 0 where not counted
 	if ring == 0 || lost != ring+recursion || m[5] == "0" {
 		t.Errorf("stderr %q: want ring-full loss with a 4 KiB ring, adding up, and a resync", stderr)
 	}
@@ -109,7 +119,7 @@ func TestTraceLossWarning(t *testing.T) {
 	conns.Close()
 	r.stop(t)
 	stderr := r.stderr.String()
-	m := regexp.MustCompile(`(?m)^socklife: \d+ events, (\d+) lost \(ring full \d+, recursion \d+\)\nsocklife: warning: (\d+) events lost: the trace has gaps$`).FindStringSubmatch(stderr)
+	m := regexp.MustCompile(`(?m)^socklife: \d+ events, (\d+) lost \(ring full \d+, ` + recursionCount + `\)\nsocklife: warning: (\d+) events lost: the trace has gaps$`).FindStringSubmatch(stderr)
 	if m == nil || m[1] == "0" || m[1] != m[2] {
 		t.Errorf("stderr %q: want the loss by cause and a warning", stderr)
 	}
@@ -124,7 +134,7 @@ func TestBacklogLossWarning(t *testing.T) {
 	conns.Close()
 	r.stop(t)
 	stderr := r.stderr.String()
-	if !regexp.MustCompile(`(?m)^socklife: warning: [1-9]\d* events lost \(ring full [1-9]\d*, recursion \d+\): the accounting of the listeners they touched is short by as many$`).MatchString(stderr) {
+	if !regexp.MustCompile(`(?m)^socklife: warning: [1-9]\d* events lost \(ring full [1-9]\d*, ` + recursionCount + `\): the accounting of the listeners they touched is short by as many$`).MatchString(stderr) {
 		t.Errorf("stderr %q: want the loss by cause and a warning", stderr)
 	}
 }

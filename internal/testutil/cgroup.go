@@ -160,7 +160,7 @@ func StartWorkload(tb testing.TB, dir, comm string, ownNetns bool) *Workload {
 		tb.Fatalf("in %s: %v", dir, err)
 	}
 	tb.Cleanup(p.stop)
-	port, err := p.waitReady(time.After(helperReadyWithin))
+	port, err := p.waitReady(time.After(Scaled(helperReadyWithin)))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -202,8 +202,8 @@ func (w *Workload) ask(tb testing.TB, command string) string {
 			tb.Fatalf("workload %q: %q", command, l)
 		}
 		return l
-	case <-time.After(helperReadyWithin):
-		tb.Fatalf("workload %q: no answer after %v", command, helperReadyWithin)
+	case <-time.After(Scaled(helperReadyWithin)):
+		tb.Fatalf("workload %q: no answer after %v", command, Scaled(helperReadyWithin))
 	}
 	return ""
 }

@@ -119,7 +119,7 @@ func openConns(tb testing.TB, n, perHolder int) *Conns {
 		procs[i] = p
 	}
 	conns := &Conns{N: n, procs: procs}
-	deadline := time.After(helperReadyWithin)
+	deadline := time.After(Scaled(helperReadyWithin))
 	for _, p := range procs {
 		port, err := p.waitReady(deadline)
 		if err != nil {

@@ -239,7 +239,7 @@ func (p *helperProc) waitReady(deadline <-chan time.Time) (uint16, error) {
 		}
 		return r.port, nil
 	case <-deadline:
-		return 0, fmt.Errorf("%s %d: not ready after %v", p.name, p.pid(), helperReadyWithin)
+		return 0, fmt.Errorf("%s %d: not ready after %v", p.name, p.pid(), Scaled(helperReadyWithin))
 	}
 }
 

@@ -38,7 +38,7 @@ func StartRenamed(tb testing.TB, comm string) *Renamed {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(h.stop)
-	port, err := h.waitReady(time.After(helperReadyWithin))
+	port, err := h.waitReady(time.After(Scaled(helperReadyWithin)))
 	if err != nil {
 		tb.Fatal(err)
 	}
