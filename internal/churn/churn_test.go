@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/socklife/socklife/internal/churn"
+	"github.com/socklife/socklife/internal/testutil"
 )
 
 // Loopback sockets need no privilege, so these tests run as any user.
@@ -36,7 +37,9 @@ func TestRunMakesExactlyTheConnectionsAsked(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := newGenerator(t, tc.cfg)
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			// a bound on a hang, not a speed test: generous, and stretched
+			// under emulation
+			ctx, cancel := context.WithTimeout(context.Background(), testutil.Scaled(2*time.Minute))
 			defer cancel()
 			res, err := g.Run(ctx, tc.n)
 			if err != nil {
