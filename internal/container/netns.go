@@ -39,22 +39,32 @@ func NewNetnsNames(a *Attributor) *NetnsNames {
 // "pod UID" before the runtime names it, a container's name or short id,
 // or a /run/netns name; "" when nothing names it.
 func (n *NetnsNames) Name(inode uint32) string {
+	name, _ := n.Lookup(inode)
+	return name
+}
+
+// Lookup is Name, and whether the answer is final: a namespace seen once
+// keeps its answer, "" included (the host's, named by nothing, must not
+// cost a walk of /proc every few seconds); one not seen yet, while the
+// last walk is too recent to walk again, is not final.
+func (n *NetnsNames) Lookup(inode uint32) (name string, final bool) {
 	if n == nil || inode == 0 {
-		return ""
+		return "", true
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	// A namespace seen once keeps its answer, "" included: the host's,
-	// named by nothing, must not cost a walk of /proc every few seconds.
-	if name, seen := n.names[inode]; seen || time.Since(n.scanned) < netnsRescan {
-		return name
+	if name, seen := n.names[inode]; seen {
+		return name, true
+	}
+	if time.Since(n.scanned) < netnsRescan {
+		return "", false
 	}
 	n.scan()
 	name, seen := n.names[inode]
 	if !seen {
 		n.names[inode] = "" // nothing names it now
 	}
-	return name
+	return name, true
 }
 
 // scan names every namespace on the host now.

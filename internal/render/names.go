@@ -26,6 +26,13 @@ type Names struct {
 	// trace and record write the same few hundred bytes for every event
 	// of a container, escaped once
 	containerJSON map[string]cachedJSON
+	// hostPair is the last (socket, owner) cgroup pair found the host's:
+	// most events are, and the answer cannot change, so they skip the
+	// attributor's lock
+	hostPair [2]uint64
+	// netnsNames keeps what Netns answered: a namespace seen once keeps
+	// its answer (container.NetnsNames.Name), so the lock is skipped too
+	netnsNames map[uint32]string
 }
 
 type cachedJSON struct {
@@ -44,10 +51,14 @@ func (n *Names) In(netns, index uint32) string {
 
 // Container is the container of a socket (see Attributor.OfSocket).
 func (n *Names) Container(sockCgroup, ownerCgroup uint64) (container.Container, bool) {
-	if n == nil {
+	if n == nil || n.Containers == nil || n.hostPair == [2]uint64{sockCgroup, ownerCgroup} {
 		return container.Container{}, false
 	}
-	return n.Containers.OfSocket(sockCgroup, ownerCgroup)
+	c, ok := n.Containers.OfSocket(sockCgroup, ownerCgroup)
+	if !ok {
+		n.hostPair = [2]uint64{sockCgroup, ownerCgroup}
+	}
+	return c, ok
 }
 
 // SocketContainer is the container of a snapshot's socket: the one it was
@@ -78,11 +89,24 @@ func (n *Names) SocketContainer(s *snapshot.Socket) (container.Container, bool) 
 
 // NetnsName is what lives in a network namespace (container.NetnsNames).
 func (n *Names) NetnsName(inode uint32) string {
-	if n == nil {
+	if n == nil || n.Netns == nil {
 		return ""
 	}
-	return n.Netns.Name(inode)
+	name, seen := n.netnsNames[inode]
+	if !seen {
+		var final bool
+		if name, final = n.Netns.Lookup(inode); final {
+			if n.netnsNames == nil || len(n.netnsNames) >= maxCachedNetns {
+				n.netnsNames = make(map[uint32]string)
+			}
+			n.netnsNames[inode] = name
+		}
+	}
+	return name
 }
+
+// maxCachedNetns bounds Names' copy of the namespace names.
+const maxCachedNetns = 4096
 
 // appendNetnsName appends `,"netns_name":"..."` when something names the
 // namespace.
