@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -277,4 +278,24 @@ func exitIfStuck(ctx context.Context) {
 	time.Sleep(lastResort)
 	fmt.Fprintln(os.Stderr, "socklife:", errOutputBlocked)
 	os.Exit(1)
+}
+
+// watchedWriter tells, from any goroutine, how long its current Write has
+// been blocked: what untilStopped asks to tell a stop that is slow from one
+// that cannot end.
+type watchedWriter struct {
+	w     io.Writer
+	since atomic.Int64 // when the Write under way began (Unix ns); 0: none
+}
+
+func (ww *watchedWriter) Write(p []byte) (int, error) {
+	ww.since.Store(time.Now().UnixNano())
+	defer ww.since.Store(0)
+	return ww.w.Write(p)
+}
+
+// Stalled says whether a Write has been under way for d or more.
+func (ww *watchedWriter) Stalled(d time.Duration) bool {
+	began := ww.since.Load()
+	return began != 0 && time.Since(time.Unix(0, began)) >= d
 }

@@ -103,9 +103,9 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 		ctx, cancel = context.WithTimeout(ctx, f.duration)
 		defer cancel()
 	}
-	out := cmd.OutOrStdout()
+	out := &watchedWriter{w: cmd.OutOrStdout()}
 	var broken atomic.Bool
-	cancelOnBrokenPipe(out, func() { broken.Store(true); cancel() })
+	cancelOnBrokenPipe(out.w, func() { broken.Store(true); cancel() })
 	var n atomic.Uint64
 	reg := holders.New()
 	done := make(chan error, 1)
@@ -122,18 +122,14 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 	}()
 	// before tr.Close (deferred earlier, so run later): it updates tr's maps
 	defer func() { cancel(); <-kept }()
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		// A reader that stopped reading leaves a write blocked in the
-		// kernel, where no context reaches: give the stream its drain and
-		// a moment more to finish, then stop without it.
-		select {
-		case err = <-done:
-		case <-time.After(traceDrain + time.Second):
-			fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d events, %s (output blocked: its reader stopped reading)\n", n.Load(), render.LossSummary(tr.Loss()))
-			return nil
-		}
+	// A reader that stopped reading leaves a write blocked in the kernel,
+	// where no context reaches: a second after the stop with a write
+	// blocked that long, trace ends without it. A drain that is only slow
+	// (its writes go through) is waited for, traceDrain at most.
+	err = untilStopped(ctx, out.Stalled, func() error { return <-done })
+	if errors.Is(err, errOutputBlocked) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "socklife: %d events, %s (output blocked: its reader stopped reading)\n", n.Load(), render.LossSummary(tr.Loss()))
+		return nil
 	}
 	if isBrokenPipe(err) || broken.Load() {
 		return nil // `socklife trace | head`: the reader has all it wants
