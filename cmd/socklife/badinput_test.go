@@ -32,6 +32,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"top", "--container", "a/b"}, []string{`bad --container "a/b"`}},
 		{[]string{"top", "--by", "node"}, []string{`--by: unknown grouping "node" (valid: process, container, pod)`}},
 		{[]string{"closewait", "--by", ""}, []string{"empty"}},
+		{[]string{"snapshot", "--containers=false", "--pod", "web-0"}, []string{"which --containers=false turns off"}},
 		{[]string{"backlog", "--by", "process"}, []string{`--by "process": want listener, container or pod`}},
 		{[]string{"record", "--max-size", "10X"}, []string{`--max-size "10X" is not a positive size (like 4096, 64K, 100M, 1G)`}},
 		{[]string{"record", "--max-size", "0"}, []string{`--max-size "0" is not a positive size`}},

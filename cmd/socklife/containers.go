@@ -26,6 +26,9 @@ import (
 var (
 	runtimeEndpoint string
 	runtimeTimeout  time.Duration
+	// containersOn is --containers: false names no container (no cgroup
+	// reads, no runtime calls), as on a host whose runtime must not be asked
+	containersOn bool
 )
 
 // The run's container state, made on first use: newRootCmd starts each
@@ -41,7 +44,7 @@ func init() { resetContainers() }
 // resetContainers forgets the previous run's attributor, namer and
 // namespace names.
 func resetContainers() {
-	runtimeEndpoint, runtimeTimeout = "", defaultRuntimeTimeout
+	runtimeEndpoint, runtimeTimeout, containersOn = "", defaultRuntimeTimeout, true
 	attribution = sync.OnceValues(newAttribution)
 	runtimeNamer = sync.OnceValues(newRuntimeNamer)
 	netnsNames = sync.OnceValue(newNetnsNames)
@@ -50,6 +53,9 @@ func resetContainers() {
 // newAttribution is the run's attributor, or why there is none. Names come
 // from the container runtimes (runtimeNamer), asked in the background.
 func newAttribution() (*container.Attributor, error) {
+	if !containersOn {
+		return nil, errContainersOff
+	}
 	h, err := container.FindHierarchy()
 	if err != nil {
 		return nil, err
@@ -65,8 +71,10 @@ func newAttribution() (*container.Attributor, error) {
 	return container.NewAttributor(res, func(rt container.Runtime, id string) (string, container.Pod, bool) {
 		n, ok := namer.Lookup(string(rt), id)
 		return n.Container, container.Pod{Namespace: n.PodNamespace, Name: n.PodName, UID: n.PodUID}, ok
-	}), nil
+	}, namer.Answers), nil
 }
+
+var errContainersOff = errors.New("--containers=false")
 
 // newRuntimeNamer asks the container runtimes (or --runtime-endpoint) for
 // names; one a run.
@@ -127,10 +135,13 @@ func newNetnsNames() *container.NetnsNames {
 func newNames(flt *filter.Filter) (*render.Names, error) {
 	a, err := attribution()
 	if err != nil {
-		if flt != nil && flt.Contained() {
+		switch {
+		case flt != nil && flt.Contained() && errors.Is(err, errContainersOff):
+			return nil, badInput("--container and --pod name containers, which --containers=false turns off")
+		case flt != nil && flt.Contained():
 			return nil, fmt.Errorf("--container and --pod need the cgroup v2 hierarchy: %w", err)
 		}
-		if !errors.Is(err, container.ErrNoCgroup2) {
+		if !errors.Is(err, container.ErrNoCgroup2) && !errors.Is(err, errContainersOff) {
 			return nil, err
 		}
 	}

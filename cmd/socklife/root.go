@@ -36,6 +36,8 @@ their states as they happen, with the right process on both sides.`,
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentFlags().StringVar(&runtimeEndpoint, "runtime-endpoint", "",
 		"the container runtime's API socket to ask for container and pod names (CRI or Docker API; default: the usual places)")
+	root.PersistentFlags().BoolVar(&containersOn, "containers", true,
+		"name the container and pod of every socket (false: no cgroup reads, no runtime calls)")
 	root.PersistentFlags().DurationVar(&runtimeTimeout, "runtime-timeout", defaultRuntimeTimeout,
 		"how long one call to the container runtime may take; one that does not answer is left alone for 30s")
 	// a bad endpoint is bad input, said before anything is attached

@@ -21,7 +21,11 @@ import (
 
 // What BenchmarkTraceChurn does by default; SOCKLIFE_BENCH_CHURN_CONNS,
 // SOCKLIFE_BENCH_ROUNDS and SOCKLIFE_BENCH_TRACERS (a comma list of off,
-// socklife, bpftrace) override it for a quick look.
+// socklife, bpftrace) override it for a quick look. SOCKLIFE_BENCH_IN_POD=1
+// runs it all (churn and tracers) in a cgroup named as a Kubernetes pod's
+// container, so that every event names a container: with
+// SOCKLIFE_BENCH_TRACERS=socklife,socklife/--containers=false, what
+// container attribution costs per event.
 const (
 	churnConns  = 30000 // per run: a few seconds of churn with no tracer here
 	churnRounds = 5
@@ -73,6 +77,16 @@ type churnSample struct {
 // run (bpf_stats), and logs a table for the README.
 func BenchmarkTraceChurn(b *testing.B) {
 	testutil.RequireRoot(b)
+	if testutil.EnvInt(b, "SOCKLIFE_BENCH_IN_POD", 0) == 1 {
+		dir, _ := testutil.Cgroup(b, fmt.Sprintf("/socklife-bench-%d/kubepods.slice/kubepods-burstable.slice/"+
+			"kubepods-burstable-pod0b5a1c2e_1111_4222_8333_944455556666.slice/cri-containerd-%064x.scope", os.Getpid(), 1))
+		testutil.InCgroup(b, dir, func() { traceChurn(b) })
+		return
+	}
+	traceChurn(b)
+}
+
+func traceChurn(b *testing.B) {
 	conns, rounds := testutil.EnvInt(b, "SOCKLIFE_BENCH_CHURN_CONNS", churnConns), testutil.EnvInt(b, "SOCKLIFE_BENCH_ROUNDS", churnRounds)
 	tracers := churnTracers(b)
 	if on, _ := os.ReadFile("/proc/sys/kernel/bpf_stats_enabled"); strings.TrimSpace(string(on)) == "1" {

@@ -41,6 +41,9 @@ const maxContainers = 1 << 16
 type Attributor struct {
 	res   *Resolver
 	names Names // nil: ids without names
+	// answers counts the names the runtime has given (may be nil): an
+	// unnamed container asks again as soon as it grows
+	answers func() uint64
 
 	mu   sync.Mutex
 	byID map[uint64]attribution
@@ -51,11 +54,25 @@ type attribution struct {
 	ok bool // c is a container; false: the cgroup is the host's
 	// named says the runtime has answered for c (names are not asked again)
 	named bool
+	// lookups counts Ofs since the runtime was last asked: an unnamed
+	// container's events ask it one time in askEvery, not each time (a
+	// runtime that is absent answers nothing, forever), or as soon as
+	// the runtime has answered anything new (answers past answersSeen)
+	lookups     uint32
+	answersSeen uint64
 }
 
-// NewAttributor attributes through res, asking names (may be nil) for names.
-func NewAttributor(res *Resolver, names Names) *Attributor {
-	return &Attributor{res: res, names: names, byID: make(map[uint64]attribution)}
+// askEvery is how often an unnamed container's lookups ask the runtime
+// again for the answer its first question started fetching.
+const askEvery = 256
+
+// NewAttributor attributes through res, asking names (may be nil) for
+// names; answers (may be nil) counts the answers names has had.
+func NewAttributor(res *Resolver, names Names, answers func() uint64) *Attributor {
+	if answers == nil {
+		answers = func() uint64 { return 0 }
+	}
+	return &Attributor{res: res, names: names, answers: answers, byID: make(map[uint64]attribution)}
 }
 
 // Of is the container of a cgroup id; false for a host cgroup, an unknown
@@ -66,11 +83,18 @@ func (a *Attributor) Of(id uint64) (Container, bool) {
 	}
 	a.mu.Lock()
 	at, seen := a.byID[id]
+	if seen && at.ok && !at.named {
+		at.lookups++
+		a.byID[id] = at
+	}
 	a.mu.Unlock()
 	if !seen {
 		at = a.attribute(id)
 	}
-	if at.ok && !at.named && at.c.ID != "" && a.names != nil {
+	if answers := a.answers(); at.ok && !at.named && at.c.ID != "" && a.names != nil &&
+		(at.lookups%askEvery == 0 || answers != at.answersSeen) {
+		at.answersSeen = answers
+		seen = false // store answersSeen
 		if name, pod, ok := a.names(at.c.Runtime, at.c.ID); ok {
 			at.c.Name = name
 			if pod.UID == "" {

@@ -33,7 +33,7 @@ func TestNetnsNames(t *testing.T) {
 	testutil.StartWorkload(t, host, "netns-host", false) // a container in the host's namespace
 	named := testutil.NamedNetns(t)
 
-	n := container.NewNetnsNames(container.NewAttributor(r, nil))
+	n := container.NewNetnsNames(container.NewAttributor(r, nil, nil))
 	for _, tc := range []struct {
 		ns   string
 		want string

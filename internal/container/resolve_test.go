@@ -82,18 +82,33 @@ func TestAttributor(t *testing.T) {
 
 	asked := 0
 	answer := false
+	var answers uint64 // the runtime's answers so far
 	a := NewAttributor(r, func(rt Runtime, cid string) (string, Pod, bool) {
 		asked++
 		if rt != Containerd || cid != id {
 			t.Errorf("names asked for %s %s", rt, cid)
 		}
 		return "web", Pod{Namespace: "shop", Name: "web-7d9f"}, answer
-	})
+	}, func() uint64 { return answers })
 	c, ok := a.Of(ctr)
 	if !ok || c.ID != id || c.Runtime != Containerd || c.Pod.UID != uid || c.Name != "" {
 		t.Fatalf("Of(container) = %+v, %v", c, ok)
 	}
-	answer = true // the runtime answers now: the names join
+	// unnamed, it is asked again one lookup in askEvery, not every time
+	// (a runtime that is absent answers nothing, ever)
+	for range askEvery - 1 {
+		a.Of(ctr)
+	}
+	if asked != 1 {
+		t.Errorf("the runtime asked %d times in %d lookups, want once", asked, askEvery)
+	}
+	a.Of(ctr)
+	if asked != 2 {
+		t.Errorf("the runtime asked %d times in %d lookups, want twice", asked, askEvery+1)
+	}
+	// the runtime answers: the next lookup asks, and the names join
+	answer = true
+	answers++
 	c, _ = a.Of(ctr)
 	if c.Name != "web" || c.Pod != (Pod{Namespace: "shop", Name: "web-7d9f", UID: uid}) {
 		t.Errorf("after the runtime answered: %+v", c)

@@ -75,7 +75,7 @@ func containerNames(tb testing.TB) (*Names, uint64) {
 	_, id := testutil.Cgroup(tb, fmt.Sprintf("/socklife-render-%d/kubepods/burstable/pod0b5a1c2e-1111-4222-8333-944455556666/%s", os.Getpid(), testContainerID))
 	a := container.NewAttributor(res, func(container.Runtime, string) (string, container.Pod, bool) {
 		return "web", container.Pod{Namespace: "shop", Name: "web-7d9f"}, true
-	})
+	}, nil)
 	return &Names{Containers: a, Netns: container.NewNetnsNames(a)}, id
 }
 

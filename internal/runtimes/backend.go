@@ -121,6 +121,7 @@ func (n *Namer) fetch(b *backend, id string) {
 		e.retryAt = now.Add(n.notFoundFor)
 	default:
 		e.names, e.known = names, true
+		n.answers.Add(1)
 	}
 }
 

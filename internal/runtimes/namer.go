@@ -17,6 +17,7 @@
 package runtimes
 
 import (
+	"sync/atomic"
 	"container/list"
 	"context"
 	"errors"
@@ -53,6 +54,8 @@ type Options struct {
 // A Namer looks up container names, caching them per container id.
 // Its methods may be called from any goroutine.
 type Namer struct {
+	// answers counts the names filed so far (Answers)
+	answers atomic.Uint64
 	timeout     time.Duration
 	downFor     time.Duration
 	notFoundFor time.Duration // how long an id the runtime does not know stays unknown
@@ -232,6 +235,10 @@ func (n *Namer) fetched() {
 		close(n.settled)
 	}
 }
+
+// Answers counts the names the runtimes have given so far: a caller that
+// looked an id up in vain need ask again only once it has grown.
+func (n *Namer) Answers() uint64 { return n.answers.Load() }
 
 // Close stops the background fetches and closes the runtime connections.
 func (n *Namer) Close() error {
