@@ -81,11 +81,12 @@ func TestRulesUnitTestsCatchEachGuardRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range []struct{ name, old, new string }{
-		{"close-wait floor", "socklife_process_close_wait_sockets >= 10\n", "socklife_process_close_wait_sockets >= 0\n"},
+		{"close-wait floor", `socklife_process_close_wait_sockets{pid!="other"} >= 10` + "\n", `socklife_process_close_wait_sockets{pid!="other"} >= 0` + "\n"},
+		{"close-wait skips pid=other", `socklife_process_close_wait_sockets{pid!="other"} >= 10` + "\n", "socklife_process_close_wait_sockets >= 10\n"},
 		{"close-wait grows", "and delta(socklife_process_close_wait_sockets[15m]) > 0\n", ""},
 		{"close-wait stays", "and min_over_time(socklife_process_close_wait_sockets[15m]) > 0\n", ""},
 		{"close-wait for", "        for: 5m\n", ""},
-		{"fd forecast skips pid=other", `{pid!="other"}`, ""},
+		{"fd forecast skips pid=other", `socklife_process_open_fds{pid!="other"}[30m]`, "socklife_process_open_fds[30m]"},
 		{"fd forecast horizon", "[30m], 3600)", "[30m], 360000)"},
 		{"overflow per namespace", "          or (\n", "          and (\n"},
 		{"overflow not twice", "unless on (instance, netns) increase(socklife_listener_drops_total[5m]) > 0\n", ""},
