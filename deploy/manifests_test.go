@@ -3,6 +3,7 @@ package deploy
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -126,51 +127,60 @@ var hostMounts = map[string]string{
 }
 
 func TestDaemonSetLeastPrivilege(t *testing.T) {
-	ds := daemonSet(t)
+	for _, p := range privilegeProblems(daemonSet(t)) {
+		t.Error(p)
+	}
+}
+
+// privilegeProblems lists where a DaemonSet holds more than socklife needs,
+// or less than it needs to work.
+func privilegeProblems(ds *appsv1.DaemonSet) []string {
+	var out []string
+	bad := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
 	pod := ds.Spec.Template.Spec
 	if !pod.HostPID {
-		t.Error("hostPID must be true: BPF reports host pids, and pods' namespaces are found through /proc/PID/ns/net")
+		bad("hostPID must be true: BPF reports host pids, and pods' namespaces are found through /proc/PID/ns/net")
 	}
 	if pod.HostNetwork {
-		t.Error("hostNetwork must be false: socklife enters namespaces with setns and needs no host network")
+		bad("hostNetwork must be false: socklife enters namespaces with setns and needs no host network")
 	}
 	if pod.HostIPC {
-		t.Error("hostIPC: nothing needs it")
+		bad("hostIPC: nothing needs it")
 	}
 	if pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken {
-		t.Error("the pod must not mount a service account token")
+		bad("the pod must not mount a service account token")
 	}
 	if sp := pod.SecurityContext; sp == nil || sp.SeccompProfile == nil || sp.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
-		t.Error("the pod's seccomp profile must be RuntimeDefault")
+		bad("the pod's seccomp profile must be RuntimeDefault")
 	}
 	if len(pod.Containers) != 1 || len(pod.InitContainers) != 0 {
-		t.Fatalf("want one container, have %d (and %d init)", len(pod.Containers), len(pod.InitContainers))
+		return append(out, fmt.Sprintf("want one container, have %d (and %d init)", len(pod.Containers), len(pod.InitContainers)))
 	}
 	c := pod.Containers[0]
 	sc := c.SecurityContext
 	if sc == nil {
-		t.Fatal("the container has no securityContext")
+		return append(out, "the container has no securityContext")
 	}
 	if sc.Privileged != nil && *sc.Privileged {
-		t.Error("privileged: true")
+		bad("privileged: true")
 	}
 	if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
-		t.Error("allowPrivilegeEscalation must be false")
+		bad("allowPrivilegeEscalation must be false")
 	}
 	if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
-		t.Error("readOnlyRootFilesystem must be true")
+		bad("readOnlyRootFilesystem must be true")
 	}
 	if sc.ProcMount != nil && *sc.ProcMount != corev1.DefaultProcMount {
-		t.Errorf("procMount %q: the default masks are kept", *sc.ProcMount)
+		bad("procMount %q: the default masks are kept", *sc.ProcMount)
 	}
 	if sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
-		t.Error("capabilities must drop ALL")
+		bad("capabilities must drop ALL")
 	} else if !slices.Equal(sc.Capabilities.Add, capabilities) {
-		t.Errorf("capabilities added %v, documented %v", sc.Capabilities.Add, capabilities)
+		bad("capabilities added %v, documented %v", sc.Capabilities.Add, capabilities)
 	}
 	// Added capabilities are effective for uid 0 only.
 	if sc.RunAsUser == nil || *sc.RunAsUser != 0 {
-		t.Error("runAsUser must be 0")
+		bad("runAsUser must be 0")
 	}
 
 	volumes := map[string]corev1.Volume{}
@@ -180,32 +190,88 @@ func TestDaemonSetLeastPrivilege(t *testing.T) {
 	seen := map[string]bool{}
 	for _, m := range c.VolumeMounts {
 		if !m.ReadOnly {
-			t.Errorf("mount %s is writable", m.MountPath)
+			bad("mount %s is writable", m.MountPath)
 		}
 		v, ok := volumes[m.Name]
 		if !ok || v.HostPath == nil {
-			t.Errorf("mount %s is no hostPath volume", m.MountPath)
+			bad("mount %s is no hostPath volume", m.MountPath)
 			continue
 		}
 		if want, ok := hostMounts[v.HostPath.Path]; !ok || want != m.MountPath {
-			t.Errorf("host %s mounted at %s: not one of %v", v.HostPath.Path, m.MountPath, hostMounts)
+			bad("host %s mounted at %s: not one of %v", v.HostPath.Path, m.MountPath, hostMounts)
 		}
 		seen[v.HostPath.Path] = true
 		// Named namespaces made after the agent started must show up.
 		if m.MountPath == "/run/netns" && (m.MountPropagation == nil || *m.MountPropagation != corev1.MountPropagationHostToContainer) {
-			t.Error("/run/netns needs mountPropagation HostToContainer")
+			bad("/run/netns needs mountPropagation HostToContainer")
 		}
 		if m.MountPropagation != nil && *m.MountPropagation == corev1.MountPropagationBidirectional {
-			t.Errorf("%s: Bidirectional propagation needs a privileged container", m.MountPath)
+			bad("%s: Bidirectional propagation needs a privileged container", m.MountPath)
 		}
 	}
 	for path := range hostMounts {
 		if !seen[path] {
-			t.Errorf("host %s is not mounted", path)
+			bad("host %s is not mounted", path)
 		}
 	}
 	if len(pod.Volumes) != len(c.VolumeMounts) {
-		t.Errorf("%d volumes, %d mounted", len(pod.Volumes), len(c.VolumeMounts))
+		bad("%d volumes, %d mounted", len(pod.Volumes), len(c.VolumeMounts))
+	}
+	return out
+}
+
+// Each privilege check catches the DaemonSet that breaks it.
+func TestPrivilegeProblemsCatchEachExcess(t *testing.T) {
+	yes, no := true, false
+	user := int64(1000)
+	bidirectional := corev1.MountPropagationBidirectional
+	for _, tc := range []struct {
+		name   string
+		mutate func(*corev1.PodSpec, *corev1.Container)
+	}{
+		{"no hostPID", func(p *corev1.PodSpec, _ *corev1.Container) { p.HostPID = false }},
+		{"hostNetwork", func(p *corev1.PodSpec, _ *corev1.Container) { p.HostNetwork = true }},
+		{"hostIPC", func(p *corev1.PodSpec, _ *corev1.Container) { p.HostIPC = true }},
+		{"token", func(p *corev1.PodSpec, _ *corev1.Container) { p.AutomountServiceAccountToken = &yes }},
+		{"no seccomp", func(p *corev1.PodSpec, _ *corev1.Container) { p.SecurityContext = nil }},
+		{"privileged", func(_ *corev1.PodSpec, c *corev1.Container) { c.SecurityContext.Privileged = &yes }},
+		{"escalation", func(_ *corev1.PodSpec, c *corev1.Container) { c.SecurityContext.AllowPrivilegeEscalation = nil }},
+		{"writable root", func(_ *corev1.PodSpec, c *corev1.Container) { c.SecurityContext.ReadOnlyRootFilesystem = &no }},
+		{"extra capability", func(_ *corev1.PodSpec, c *corev1.Container) {
+			c.SecurityContext.Capabilities.Add = append(c.SecurityContext.Capabilities.Add, "NET_ADMIN")
+		}},
+		{"missing capability", func(_ *corev1.PodSpec, c *corev1.Container) {
+			c.SecurityContext.Capabilities.Add = c.SecurityContext.Capabilities.Add[1:]
+		}},
+		{"nothing dropped", func(_ *corev1.PodSpec, c *corev1.Container) { c.SecurityContext.Capabilities.Drop = nil }},
+		{"not root", func(_ *corev1.PodSpec, c *corev1.Container) { c.SecurityContext.RunAsUser = &user }},
+		{"writable mount", func(_ *corev1.PodSpec, c *corev1.Container) { c.VolumeMounts[0].ReadOnly = false }},
+		{"bidirectional", func(_ *corev1.PodSpec, c *corev1.Container) { c.VolumeMounts[0].MountPropagation = &bidirectional }},
+		{"netns not propagated", func(_ *corev1.PodSpec, c *corev1.Container) {
+			for i := range c.VolumeMounts {
+				if c.VolumeMounts[i].MountPath == "/run/netns" {
+					c.VolumeMounts[i].MountPropagation = nil
+				}
+			}
+		}},
+		{"a mount too many", func(p *corev1.PodSpec, c *corev1.Container) {
+			p.Volumes = append(p.Volumes, corev1.Volume{Name: "root", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}}})
+			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "root", MountPath: "/host", ReadOnly: true})
+		}},
+		{"a mount missing", func(p *corev1.PodSpec, c *corev1.Container) {
+			c.VolumeMounts = c.VolumeMounts[1:]
+			p.Volumes = p.Volumes[1:]
+		}},
+		{"an emptyDir", func(p *corev1.PodSpec, c *corev1.Container) {
+			p.Volumes[0].HostPath, p.Volumes[0].EmptyDir = nil, &corev1.EmptyDirVolumeSource{}
+		}},
+	} {
+		ds := daemonSet(t)
+		pod := &ds.Spec.Template.Spec
+		tc.mutate(pod, &pod.Containers[0])
+		if problems := privilegeProblems(ds); len(problems) == 0 {
+			t.Errorf("%s: no problem found", tc.name)
+		}
 	}
 }
 
