@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -32,7 +33,8 @@ type panel struct {
 	Title   string `json:"title"`
 	Type    string `json:"type"`
 	Targets []struct {
-		Expr string `json:"expr"`
+		Expr         string `json:"expr"`
+		LegendFormat string `json:"legendFormat"`
 	} `json:"targets"`
 	Panels []panel `json:"panels"` // a collapsed row's
 }
@@ -50,14 +52,19 @@ func loadDashboard(t *testing.T) dashboard {
 	return d
 }
 
-// exprs lists every PromQL expression of the dashboard's panels, by panel.
-func (d dashboard) exprs() map[string][]string {
-	out := map[string][]string{}
+// target is one query of a panel.
+type target struct {
+	panel, expr, legend string
+}
+
+// targets lists every panel's queries, collapsed rows' included.
+func (d dashboard) targets() []target {
+	var out []target
 	var walk func([]panel)
 	walk = func(ps []panel) {
 		for _, p := range ps {
 			for _, tg := range p.Targets {
-				out[p.Title] = append(out[p.Title], tg.Expr)
+				out = append(out, target{p.Title, tg.Expr, tg.LegendFormat})
 			}
 			walk(p.Panels)
 		}
@@ -81,20 +88,17 @@ func TestDashboardHasThePanels(t *testing.T) {
 			t.Errorf("no $%s variable (have %v)", want, vars)
 		}
 	}
-	exprs := d.exprs()
 	all := ""
-	for title, es := range exprs {
-		for _, e := range es {
-			if e == "" {
-				t.Errorf("panel %q: a target without an expression", title)
-			}
-			all += e + "\n"
-			// Every panel about pods follows the pod variables.
-			if strings.Contains(e, "socklife_process_") || strings.Contains(e, "socklife_listener_") {
-				for _, v := range []string{`node=~"$node"`, `pod_namespace=~"$pod_namespace"`, `pod=~"$pod"`} {
-					if !strings.Contains(e, v) {
-						t.Errorf("panel %q does not follow %s: %s", title, v, e)
-					}
+	for _, tg := range d.targets() {
+		if tg.expr == "" {
+			t.Errorf("panel %q: a target without an expression", tg.panel)
+		}
+		all += tg.expr + "\n"
+		// Every panel about pods follows the pod variables.
+		if strings.Contains(tg.expr, "socklife_process_") || strings.Contains(tg.expr, "socklife_listener_") {
+			for _, v := range []string{`node=~"$node"`, `pod_namespace=~"$pod_namespace"`, `pod=~"$pod"`} {
+				if !strings.Contains(tg.expr, v) {
+					t.Errorf("panel %q does not follow %s: %s", tg.panel, v, tg.expr)
 				}
 			}
 		}
@@ -118,9 +122,13 @@ func TestDashboardHasThePanels(t *testing.T) {
 
 func TestDashboardNamesOnlyCatalogMetrics(t *testing.T) {
 	d := loadDashboard(t)
-	for title, es := range d.exprs() {
-		for _, e := range es {
-			checkCatalog(t, "panel "+title, e)
+	legendLabel := regexp.MustCompile(`\{\{\s*([a-zA-Z0-9_]+)\s*\}\}`)
+	for _, tg := range d.targets() {
+		checkCatalog(t, "panel "+tg.panel, tg.expr)
+		for _, m := range legendLabel.FindAllStringSubmatch(tg.legend, -1) {
+			if !slices.Contains(labels, m[1]) {
+				t.Errorf("panel %q: legend label %q is not in the metric catalog", tg.panel, m[1])
+			}
 		}
 	}
 	for _, v := range d.Templating.List {
@@ -148,13 +156,12 @@ func TestDashboardExpressionsParse(t *testing.T) {
 		Expr   string `json:"expr"`
 	}
 	var rules []rule
-	for _, es := range d.exprs() {
-		for _, e := range es {
-			if strings.Contains(grafanaVars.Replace(e), "$") {
-				t.Errorf("an unknown variable in %s", e)
-			}
-			rules = append(rules, rule{fmt.Sprintf("dashboard:expr%d", len(rules)), grafanaVars.Replace(e)})
+	for _, tg := range d.targets() {
+		expr := grafanaVars.Replace(tg.expr)
+		if strings.Contains(expr, "$") {
+			t.Errorf("panel %q: an unknown variable in %s", tg.panel, tg.expr)
 		}
+		rules = append(rules, rule{fmt.Sprintf("dashboard:expr%d", len(rules)), expr})
 	}
 	y, err := yaml.Marshal(map[string]any{"groups": []any{map[string]any{"name": "dashboard", "rules": rules}}})
 	if err != nil {

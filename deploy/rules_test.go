@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -170,9 +171,17 @@ func TestEveryAlertIsTestedAndSaysWhatToRun(t *testing.T) {
 }
 
 func TestRulesNameOnlyCatalogMetrics(t *testing.T) {
+	templateLabel := regexp.MustCompile(`\$labels\.([a-zA-Z0-9_]+)`)
 	for _, g := range loadRules(t).Groups {
 		for _, r := range g.Rules {
 			checkCatalog(t, r.Alert, r.Expr)
+			for _, text := range r.Annotations {
+				for _, m := range templateLabel.FindAllStringSubmatch(text, -1) {
+					if !slices.Contains(labels, m[1]) {
+						t.Errorf("%s: its annotations use label %q, not in the metric catalog", r.Alert, m[1])
+					}
+				}
+			}
 		}
 	}
 }
