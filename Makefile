@@ -5,6 +5,7 @@
 #                make check-generate rebuilds the BPF objects (clang) and diffs them
 #   make fuzz    every fuzz target for FUZZTIME (10s) each; CI runs it before make test
 #   make bench   the benchmarks, with ratios against ss and bpftrace measured in the same run
+#   make image   the container image (deploy/Dockerfile) with podman, from bin/socklife
 
 GO       ?= go
 BIN      := bin/socklife
@@ -12,7 +13,7 @@ VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.Version=$(VERSION)
 ARGS     ?= snapshot -tl
 
-.PHONY: all build run test unit vet fmt-check fuzz generate vmlinux check-generate bench vmtest clean
+.PHONY: all build run test unit vet fmt-check fuzz generate vmlinux check-generate bench vmtest image clean
 
 all: build
 
@@ -80,6 +81,15 @@ bench:
 # skip the KVM probe, VMTEST_FLAGS for more (go run ./internal/cmd/vmtest -h).
 vmtest:
 	$(GO) run ./internal/cmd/vmtest $(if $(KERNEL),-kernel '$(KERNEL)') $(if $(ACCEL),-accel '$(ACCEL)') $(VMTEST_FLAGS)
+
+# FROM scratch around the static binary of `build`: deploy/Dockerfile says why
+# the binary is built here and not in a build stage. The context is the
+# binary's directory alone. PODMAN may carry global flags (deploy's test
+# builds into storage of its own).
+IMAGE  ?= localhost/socklife:$(VERSION)
+PODMAN ?= podman
+image: build
+	$(PODMAN) build -f deploy/Dockerfile --build-arg VERSION=$(VERSION) -t $(IMAGE) $(dir $(BIN))
 
 clean:
 	rm -rf bin

@@ -42,10 +42,9 @@ func (p *Podman) Run(tb testing.TB, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// StartPodman serves the Docker Engine API (podman system service) on a
-// socket in a temp dir, with PauseImage built into its storage; the
-// test's end stops it.
-func StartPodman(tb testing.TB) *Podman {
+// NewPodman is podman with storage of the test's own in a temp dir, which
+// the test's end removes: nothing it builds or creates reaches the host's.
+func NewPodman(tb testing.TB) *Podman {
 	tb.Helper()
 	RequireRoot(tb)
 	// podman refuses a runroot path over 50 characters: t.TempDir's are longer
@@ -54,13 +53,21 @@ func StartPodman(tb testing.TB) *Podman {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { os.RemoveAll(dir) })
-	p := &Podman{
+	return &Podman{
 		Bin: ServerBinary(tb, "podman"),
 		Args: []string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run"),
 			"--tmpdir", filepath.Join(dir, "tmp"), "--storage-driver", "vfs",
 			"--cgroup-manager", "cgroupfs", "--events-backend", "file"},
 		Sock: filepath.Join(dir, "podman.sock"),
 	}
+}
+
+// StartPodman serves the Docker Engine API (podman system service) on a
+// socket in a temp dir, with PauseImage built into its storage; the
+// test's end stops it.
+func StartPodman(tb testing.TB) *Podman {
+	tb.Helper()
+	p := NewPodman(tb)
 	p.Run(tb, "build", "-q", "-t", PauseImage, PauseContext(tb))
 	cmd := exec.Command(p.Bin, append(append([]string{}, p.Args...), "system", "service", "--time=0", "unix://"+p.Sock)...)
 	var out strings.Builder

@@ -20,7 +20,8 @@ import (
 // missing server binary from a skip into a failure.
 const requireServersEnv = "SOCKLIFE_TEST_REQUIRE_SERVERS"
 
-// ServerBinary finds a real server's binary (nginx, redis-server, nft). Where
+// ServerBinary finds a real server's or tool's binary (nginx, redis-server,
+// nft, podman, promtool). Where
 // it is not installed the test skips with a reason (the kernel-matrix VMs
 // have none), unless SOCKLIFE_TEST_REQUIRE_SERVERS=1, where it fails.
 func ServerBinary(tb testing.TB, name string) string {
@@ -36,7 +37,7 @@ func ServerBinary(tb testing.TB, name string) string {
 	if os.Getenv(requireServersEnv) == "1" {
 		tb.Fatalf("%s is not installed, and %s=1 says it must be (.ci/run installs it)", name, requireServersEnv)
 	}
-	tb.Skipf("%s is not installed (apt-get install nginx-light redis-server nftables; .ci/run does)", name)
+	tb.Skipf("%s is not installed (.ci/run's apt-get line installs it)", name)
 	return ""
 }
 
