@@ -46,3 +46,13 @@ func (h *WaitHistogram) Cumulative() [len(WaitBuckets)]uint64 {
 	}
 	return c
 }
+
+// Merge is h and o together (the sockets of a SO_REUSEPORT group).
+func (h WaitHistogram) Merge(o WaitHistogram) WaitHistogram {
+	for i := range h.Counts {
+		h.Counts[i] += o.Counts[i]
+	}
+	h.Count += o.Count
+	h.Sum += o.Sum
+	return h
+}

@@ -194,3 +194,26 @@ func scrape(t *testing.T, c prometheus.Collector) string {
 	}
 	return b.String()
 }
+
+// The sockets of a SO_REUSEPORT group listen on one address: one series,
+// summed (two series with the same labels would fail the scrape).
+func TestReuseportListenersSummed(t *testing.T) {
+	var h1, h2 backlog.WaitHistogram
+	h1.Add(time.Millisecond)
+	h2.Add(time.Second)
+	at := netip.MustParseAddrPort("0.0.0.0:80")
+	rep := &backlog.Report{Listeners: []backlog.ListenerReport{
+		{Key: backlog.Key{Netns: 1, Inode: 10}, Local: at, Comm: "w1", Backlog: 511, Queue: 2, SkDrops: 1, AcceptsTotal: 1, WaitHistogram: h1},
+		{Key: backlog.Key{Netns: 1, Inode: 11}, Local: at, Comm: "w2", Backlog: 511, Queue: 3, SkDrops: 4, AcceptsTotal: 1, WaitHistogram: h2, Stalled: true},
+		{Key: backlog.Key{Netns: 2, Inode: 12}, Local: at, Comm: "other", Backlog: 4},
+	}}
+	ls := Build(Inputs{Backlog: rep}).Listeners
+	if len(ls) != 2 {
+		t.Fatalf("%d series, want 2 (one a namespace): %+v", len(ls), ls)
+	}
+	l := ls[0]
+	if l.Comm != "w1" || l.Queue != 5 || l.Limit != 1022 || l.Drops != 5 || l.Accepts != 2 || l.Waits.Count != 2 || !l.Stalled {
+		t.Errorf("merged %+v", l)
+	}
+	scrape(t, NewCollector(func(context.Context) (Model, error) { return Build(Inputs{Backlog: rep}), nil }, time.Minute))
+}

@@ -24,6 +24,7 @@ import (
 	"github.com/socklife/socklife/internal/live"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/internal/topview"
+	"github.com/socklife/socklife/snapshot"
 	"github.com/socklife/socklife/tracer"
 )
 
@@ -113,9 +114,7 @@ type Inputs struct {
 func Build(in Inputs) Model {
 	m := Model{Tool: in.Tool}
 	if in.Backlog != nil {
-		for i := range in.Backlog.Listeners {
-			m.Listeners = append(m.Listeners, listenerOf(&in.Backlog.Listeners[i]))
-		}
+		m.Listeners = listeners(in.Backlog.Listeners)
 		slices.SortFunc(m.Listeners, func(a, b Listener) int {
 			return cmp.Or(cmp.Compare(a.Netns, b.Netns), cmp.Compare(a.Listener, b.Listener))
 		})
@@ -125,6 +124,38 @@ func Build(in Inputs) Model {
 	}
 	m.Netns = netns(in)
 	return m
+}
+
+// listeners are one series per address a namespace listens on: the
+// sockets of a SO_REUSEPORT group (a worker each) are summed, as their
+// labels would be the same; the first names comm and container.
+func listeners(rs []backlog.ListenerReport) []Listener {
+	type key struct {
+		netns uint32
+		addr  string
+	}
+	at := map[key]int{}
+	var out []Listener
+	for i := range rs {
+		l := listenerOf(&rs[i])
+		k := key{l.Netns, l.Listener}
+		j, ok := at[k]
+		if !ok {
+			at[k] = len(out)
+			out = append(out, l)
+			continue
+		}
+		o := &out[j]
+		o.Queue += l.Queue
+		o.Limit += l.Limit
+		o.Drops += l.Drops
+		o.SynackRetrans += l.SynackRetrans
+		o.Accepts += l.Accepts
+		o.Waits = o.Waits.Merge(l.Waits)
+		o.Stalled = o.Stalled || l.Stalled
+		o.StallSeconds = max64(o.StallSeconds, l.StallSeconds)
+	}
+	return out
 }
 
 func listenerOf(l *backlog.ListenerReport) Listener {
@@ -255,3 +286,27 @@ func netns(in Inputs) []Netns {
 
 // since is a duration in seconds, for a caller timing its collection.
 func since(t time.Time) float64 { return time.Since(t).Seconds() }
+
+// CountStates counts the table's sockets by netns and state, with
+// TIME_WAIT from a sock_diag dump (timewait sockets emit no events; the
+// dump may hold other states, which the table has already).
+func CountStates(t *live.Table, dumped []snapshot.Socket) map[uint32][tcpstate.Max]int {
+	m := map[uint32][tcpstate.Max]int{}
+	add := func(ns uint32, s tcpstate.State) {
+		if s.Known() {
+			c := m[ns]
+			c[s]++
+			m[ns] = c
+		}
+	}
+	t.Each(func(c *live.Conn) bool {
+		add(c.Netns, c.State)
+		return true
+	})
+	for i := range dumped {
+		if dumped[i].State == tcpstate.TimeWait {
+			add(dumped[i].Netns, tcpstate.TimeWait)
+		}
+	}
+	return m
+}
