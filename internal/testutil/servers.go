@@ -36,7 +36,7 @@ func ServerBinary(tb testing.TB, name string) string {
 	if os.Getenv(requireServersEnv) == "1" {
 		tb.Fatalf("%s is not installed, and %s=1 says it must be (.ci/run installs it)", name, requireServersEnv)
 	}
-	tb.Skipf("%s is not installed (apt-get install nginx-light redis-server nftables; .ci/run does)", name)
+	tb.Skipf("%s is not installed (apt-get install nginx-light redis-server nftables prometheus; .ci/run does)", name)
 	return ""
 }
 
