@@ -18,7 +18,9 @@ import (
 	"github.com/socklife/socklife/internal/live"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/internal/topview"
+	"github.com/socklife/socklife/snapshot"
 	"github.com/socklife/socklife/tracer"
+	"golang.org/x/sys/unix"
 )
 
 // Ten scrapes at once cost one collection; a scrape after the interval
@@ -216,4 +218,27 @@ func TestReuseportListenersSummed(t *testing.T) {
 		t.Errorf("merged %+v", l)
 	}
 	scrape(t, NewCollector(func(context.Context) (Model, error) { return Build(Inputs{Backlog: rep}), nil }, time.Minute))
+}
+
+// States per namespace: the table's sockets, and TIME_WAIT from the dump
+// only (the table has the other states already).
+func TestCountStates(t *testing.T) {
+	tb := live.NewTable(nil)
+	sk := func(ns uint32, s tcpstate.State, local, remote string, inode uint64) snapshot.Socket {
+		return snapshot.Socket{Protocol: snapshot.TCP, Family: unix.AF_INET, State: s, Netns: ns, Inode: inode,
+			Local: netip.MustParseAddrPort(local), Remote: netip.MustParseAddrPort(remote)}
+	}
+	tb.Load([]snapshot.Socket{
+		sk(1, tcpstate.CloseWait, "127.0.0.1:80", "127.0.0.1:5001", 1),
+		sk(1, tcpstate.CloseWait, "127.0.0.1:80", "127.0.0.1:5002", 2),
+		sk(2, tcpstate.Established, "10.0.0.1:80", "10.0.0.2:5003", 3),
+	}, time.Now())
+	dumped := []snapshot.Socket{
+		sk(1, tcpstate.TimeWait, "127.0.0.1:80", "127.0.0.1:5004", 0),
+		sk(1, tcpstate.Listen, "127.0.0.1:81", "0.0.0.0:0", 4), // in the dump, not the table: not counted twice
+	}
+	got := CountStates(tb, dumped)
+	if len(got) != 2 || got[1][tcpstate.CloseWait] != 2 || got[1][tcpstate.TimeWait] != 1 || got[1][tcpstate.Listen] != 0 || got[2][tcpstate.Established] != 1 {
+		t.Errorf("states %v", got)
+	}
 }
