@@ -62,7 +62,7 @@ func BenchmarkServeChurn(b *testing.B) {
 		ratio := churnMedian(ratios)
 		fmt.Fprintf(&table, "%-40s %12.0f %8.3f\n", tr.name, churnMedian(rates), ratio)
 		if tr.name != "off" {
-			b.ReportMetric(ratio, tr.name+"/off")
+			b.ReportMetric(ratio, strings.Join(strings.Fields(tr.name), "_")+"/off") // a unit has no spaces
 		}
 	}
 	b.Logf("loopback churn, %d connections a run, medians of %d interleaved rounds:\n%s", conns, rounds, table.String())
