@@ -42,15 +42,7 @@ func BenchmarkServeChurn(b *testing.B) {
 	b.Cleanup(func() { gen.Close() })
 	dir := benchOutDir(b)
 	sink := benchSink(b)
-	samples := map[string][]churnSample{}
-	for b.Loop() {
-		for round := range rounds {
-			for i := range tracers {
-				tr := tracers[(round+i)%len(tracers)]
-				samples[tr.name] = append(samples[tr.name], churnOnce(b, gen, tr, dir, conns, sink))
-			}
-		}
-	}
+	samples := interleaveChurn(b, gen, tracers, dir, conns, rounds, sink)
 	var table strings.Builder
 	fmt.Fprintf(&table, "%-40s %12s %8s\n", "", "conn/s", "vs off")
 	for _, tr := range tracers {
