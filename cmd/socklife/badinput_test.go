@@ -131,7 +131,7 @@ func TestBadInput(t *testing.T) {
 // message has.
 func TestServeBadWebConfig(t *testing.T) {
 	for _, body := range []string{
-		"tls_server_config:\n  cert_file: [\n", // not YAML
+		"tls_server_config:\n  cert_file: [\n",                     // not YAML
 		"tls_server_config:\n  cert_file: /nonexistent/cert.pem\n", // no key
 		"basic_auth_users:\n  alice: not-a-bcrypt-hash\n",
 		"bogus_field: 1\nother: 2\n", // two unknown fields: a two-line message
