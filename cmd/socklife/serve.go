@@ -150,11 +150,12 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	defer stopHolders()
 	src := &serveSource{tk: tk, poller: poller, names: names, flt: flt, holders: reg, maxProcesses: f.maxProcesses,
 		sampler: topview.NewSampler(time.Minute, closewait.ByProcess), tool: toolInfo(tk)}
-	return serveHTTP(ctx, f, exporter.NewCollector(src.collect, f.collectInterval), log)
+	return serveHTTP(ctx, f, exporter.NewCollector(src.collect, f.collectInterval), tk, log)
 }
 
-// serveHTTP serves / and /metrics until ctx ends.
-func serveHTTP(ctx context.Context, f *serveFlags, c *exporter.Collector, log *slog.Logger) error {
+// serveHTTP serves / and /metrics until ctx ends, or the tracker stops
+// (then the metrics would go stale: better no target than a wrong one).
+func serveHTTP(ctx context.Context, f *serveFlags, c *exporter.Collector, tk *live.Tracker, log *slog.Logger) error {
 	promReg := prometheus.NewRegistry()
 	promReg.MustRegister(c)
 	mux := http.NewServeMux()
@@ -180,6 +181,10 @@ func serveHTTP(ctx context.Context, f *serveFlags, c *exporter.Collector, log *s
 	select {
 	case err := <-served:
 		return fmt.Errorf("serving metrics: %w", err)
+	case <-tk.Done():
+		if err := tk.Err(); err != nil {
+			return err
+		}
 	case <-ctx.Done():
 	}
 	// within a second of SIGTERM: a scrape in flight gets half of it

@@ -197,8 +197,9 @@ func (m *monitor) readNetstat(ns, pid uint32) (Netstat, error) {
 
 // Poller is Run without its reader, for a caller whose events come from a
 // tracer it reads itself (serve feeds live.Tracker's events through
-// Observe): polls and reports on demand instead of on a ticker. It is safe
-// for concurrent use.
+// Observe): polls and reports on demand instead of on a ticker. Observe
+// may run beside Report; Reports must not overlap (serve's collections
+// are one at a time).
 type Poller struct{ m *monitor }
 
 // NewPoller takes the baseline poll every count starts from. seed and loss
