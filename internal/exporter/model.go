@@ -2,11 +2,11 @@
 // table's frame, the backlog accounting's report, the namespaces' counters)
 // into Prometheus metrics, computed at scrape time as node_exporter's
 // collectors do: nothing is kept twice and nothing goes stale. A scrape of a
-// process leaking CLOSE_WAIT sockets shows, among the rest:
+// process leaking CLOSE_WAIT sockets shows, among the rest (docs/metrics.md):
 //
-//	socklife_process_close_wait_sockets{comm="leaky",container="",pid="4242",pod="",pod_namespace=""} 12
-//	socklife_process_open_fds{comm="leaky",container="",pid="4242",pod="",pod_namespace=""} 17
-//	socklife_process_max_fds{comm="leaky",container="",pid="4242",pod="",pod_namespace=""} 1024
+//	socklife_process_close_wait_sockets{comm="python3",container="",pid="28490",pod="",pod_namespace=""} 12
+//	socklife_process_open_fds{comm="python3",container="",pid="28490",pod="",pod_namespace=""} 37
+//	socklife_process_max_fds{comm="python3",container="",pid="28490",pod="",pod_namespace=""} 20000
 //
 // Model is the pure part (built by Build from what the commands already
 // compute); Collector caches one Model per interval, however many scrapes
