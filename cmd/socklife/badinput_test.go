@@ -1,6 +1,10 @@
 package main
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
 
 // Every bad input of every command: exit 2, nothing on stdout, one line on
 // stderr holding each of wants (expectBadInput).
@@ -24,6 +28,9 @@ func TestBadInput(t *testing.T) {
 		{[]string{"top", "--pid", "0"}, []string{"--pid 0 matches nothing"}},
 		{[]string{"closewait", "--port", "0"}, []string{"--port 0 matches nothing"}},
 		{[]string{"backlog", "--port", "0"}, []string{"--port 0 matches nothing"}},
+		{[]string{"serve", "--web.config.file", "/nonexistent/web.yml"}, []string{"--web.config.file /nonexistent/web.yml:", "no such file"}},
+		{[]string{"serve", "--max-processes", "0"}, []string{"--max-processes 0"}},
+		{[]string{"serve", "--port", "0"}, []string{"--port 0 matches nothing"}},
 		{[]string{"info", "-o", "yaml"}, []string{`unknown output format "yaml" (valid: table, json)`}},
 		// containers
 		{[]string{"snapshot", "--runtime-endpoint", "tcp://node:10010"}, []string{`--runtime-endpoint: runtime endpoint "tcp://node:10010": only unix sockets`}},
@@ -117,5 +124,23 @@ func TestBadInput(t *testing.T) {
 		{[]string{"snapshot", "-tno"}, []string{"socklife's -o is the output format"}},
 	} {
 		expectBadInput(t, tc.args, tc.wants...)
+	}
+}
+
+// A --web.config.file that exporter-toolkit refuses is bad input said
+// before anything is attached, on one line however many the YAML parser's
+// message has.
+func TestServeBadWebConfig(t *testing.T) {
+	for _, body := range []string{
+		"tls_server_config:\n  cert_file: [\n",                     // not YAML
+		"tls_server_config:\n  cert_file: /nonexistent/cert.pem\n", // no key
+		"basic_auth_users:\n  alice: not-a-bcrypt-hash\n",
+		"bogus_field: 1\nother: 2\n", // two unknown fields: a two-line message
+	} {
+		path := filepath.Join(t.TempDir(), "web.yml")
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		expectBadInput(t, []string{"serve", "--web.config.file", path}, "socklife: --web.config.file "+path+": ")
 	}
 }

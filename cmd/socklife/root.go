@@ -55,6 +55,7 @@ their states as they happen, with the right process on both sides.`,
 		newTopCmd(),
 		newCloseWaitCmd(),
 		newBacklogCmd(),
+		newServeCmd(),
 		newInfoCmd(),
 		newVersionCmd(),
 	)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/internal/topview"
 	"github.com/socklife/socklife/snapshot"
+	"github.com/socklife/socklife/tracer"
 )
 
 // watchConfig is what top and closewait share: the interval, the growth
@@ -100,11 +102,7 @@ func watchFrames(ctx context.Context, stderr io.Writer, cfg watchConfig, frame f
 	go follow(followCtx, tk.AddCgroups)
 	var hooks []string
 	for _, h := range tk.Hooks() {
-		name := "off"
-		if h.Attached() {
-			name = h.Hook.String()
-		}
-		hooks = append(hooks, string(h.Feature)+"="+name)
+		hooks = append(hooks, string(h.Feature)+"="+hookName(h, "off"))
 	}
 	names, err := newNames(cfg.flt)
 	if err != nil {
@@ -114,19 +112,9 @@ func watchFrames(ctx context.Context, stderr io.Writer, cfg watchConfig, frame f
 	sampler.MinAge = cfg.minAge
 	var reg *holders.Registry
 	if cfg.listenerHolders {
-		// a pre-fork server's workers, for --pid and the PID column;
-		// rescanned as servers fork
-		reg = holders.New()
-		if _, err := reg.Refresh(ctx); err != nil && ctx.Err() == nil {
-			log.Debug("finding listener holders", "error", err)
-		}
-		keepCtx, stopKeep := context.WithCancel(ctx)
-		kept := make(chan struct{})
-		go func() {
-			defer close(kept)
-			reg.Keep(keepCtx, holdersPeriod, holdersSoon, nil, func(err error) { log.Debug("rescanning listener holders", "error", err) })
-		}()
-		defer func() { stopKeep(); <-kept }()
+		var stop func()
+		reg, stop = startHolders(ctx, log)
+		defer stop()
 	}
 	tick := time.NewTicker(cfg.interval)
 	defer tick.Stop()
@@ -151,7 +139,7 @@ func watchFrames(ctx context.Context, stderr io.Writer, cfg watchConfig, frame f
 			break
 		}
 		f, err := sample(ctx, tk, sampler, topview.Input{Hooks: hooks, Keep: cfg.flt.Match, Holders: reg,
-			Containers: names.Containers, KeepContainer: cfg.flt.Container})
+			Containers: names.Containers, KeepContainer: cfg.flt.Container}, nil)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -167,20 +155,52 @@ func watchFrames(ctx context.Context, stderr io.Writer, cfg watchConfig, frame f
 
 // sample gathers one frame: TIME_WAIT and the listeners' queues come from
 // sock_diag (neither emits events), the rest from the table. in holds what
-// stays the same from frame to frame.
-func sample(ctx context.Context, tk *live.Tracker, s *topview.Sampler, in topview.Input) (topview.Frame, error) {
+// stays the same from frame to frame. also, if not nil, reads the same
+// table (and the dump of listeners and TIME_WAIT sockets) in the same
+// moment: serve's counts per namespace.
+func sample(ctx context.Context, tk *live.Tracker, s *topview.Sampler, in topview.Input,
+	also func(*live.Table, []snapshot.Socket)) (topview.Frame, error) {
 	// One dump for both: each walks the kernel's whole hash table.
 	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true, States: tcpstate.Of(tcpstate.Listen, tcpstate.TimeWait)})
 	if err != nil {
 		return topview.Frame{}, fmt.Errorf("reading the accept queues and TIME_WAIT sockets: %w", err)
 	}
 	tk.SetTimeWaitFrom(res.Sockets)
+	dumped := slices.Clone(res.Sockets)
 	listening := slices.DeleteFunc(res.Sockets, func(s snapshot.Socket) bool { return s.State != tcpstate.Listen })
 	in.Stats, in.Listening = tk.Stats(), listening
 	var f topview.Frame
 	tk.View(func(t *live.Table) {
 		in.At, in.Table = time.Now(), t
 		f = s.Sample(in)
+		if also != nil {
+			also(t, dumped)
+		}
 	})
 	return f, nil
+}
+
+// startHolders names listeners' holders from /proc (a pre-fork server's
+// workers, for --pid and the PID column), rescanned as servers fork, until
+// stop.
+func startHolders(ctx context.Context, log *slog.Logger) (reg *holders.Registry, stop func()) {
+	reg = holders.New()
+	if _, err := reg.Refresh(ctx); err != nil && ctx.Err() == nil {
+		log.Debug("finding listener holders", "error", err)
+	}
+	keepCtx, stopKeep := context.WithCancel(ctx)
+	kept := make(chan struct{})
+	go func() {
+		defer close(kept)
+		reg.Keep(keepCtx, holdersPeriod, holdersSoon, nil, func(err error) { log.Debug("rescanning listener holders", "error", err) })
+	}()
+	return reg, func() { stopKeep(); <-kept }
+}
+
+// hookName is the hook a feature uses, or off when none is attached.
+func hookName(h tracer.HookStatus, off string) string {
+	if h.Attached() {
+		return h.Hook.String()
+	}
+	return off
 }

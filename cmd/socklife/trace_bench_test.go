@@ -102,15 +102,7 @@ func traceChurn(b *testing.B) {
 	perConn := countPerConn(b, tracers[1:], dir)
 	sink := benchSink(b)
 
-	samples := map[string][]churnSample{}
-	for b.Loop() {
-		for round := range rounds {
-			for i := range tracers {
-				tr := tracers[(round+i)%len(tracers)]
-				samples[tr.name] = append(samples[tr.name], churnOnce(b, gen, tr, dir, conns, sink))
-			}
-		}
-	}
+	samples := interleaveChurn(b, gen, tracers, dir, conns, rounds, sink)
 	reportChurn(b, conns, sink, tracers, samples, perConn, progCosts(b, gen, tracers[1:], dir, conns, sink))
 }
 
@@ -168,6 +160,22 @@ func countPerConn(tb testing.TB, tracers []churnTracer, dir string) map[string]i
 		}
 	}
 	return perConn
+}
+
+// interleaveChurn runs the churn under each tracer, rounds times, the order
+// rotating every round so that none always runs first or after the same
+// one: samples[name][round].
+func interleaveChurn(b *testing.B, gen *churn.Generator, tracers []churnTracer, dir string, conns, rounds int, sink sinkKind) map[string][]churnSample {
+	samples := map[string][]churnSample{}
+	for b.Loop() {
+		for round := range rounds {
+			for i := range tracers {
+				tr := tracers[(round+i)%len(tracers)]
+				samples[tr.name] = append(samples[tr.name], churnOnce(b, gen, tr, dir, conns, sink))
+			}
+		}
+	}
+	return samples
 }
 
 func churnRun(tb testing.TB, gen *churn.Generator, conns int, what string) churn.Result {

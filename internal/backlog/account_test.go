@@ -456,3 +456,49 @@ func TestGroupListeners(t *testing.T) {
 		t.Errorf("grouped %v, want %v", got, want)
 	}
 }
+
+// The totals serve exports: accepts and the wait histogram since start
+// (not reset by Tick), the time stalled, the current stall included, and
+// sk_drops as read.
+func TestAccountingTotals(t *testing.T) {
+	a := NewAccounting(Config{Interval: time.Second, Stall: 300 * time.Millisecond}, at(0))
+	a.ObserveDump(at(0), dumped(0, 7))
+	a.Observe(enqueue(10, 1, 7))
+	a.Observe(accept(20, 0, 50*time.Microsecond))
+	a.Observe(enqueue(30, 1, 7))
+	a.Tick(at(500)) // the stall begins (queue 1 since 30 ms)
+	a.Observe(accept(900, 0, 870*time.Millisecond))
+	a.Observe(enqueue(950, 1, 9))
+	r := a.Tick(at(1000))
+	l := r.Listeners[0]
+	if l.AcceptsTotal != 2 || l.WaitHistogram.Count != 2 || l.SkDrops != 9 {
+		t.Errorf("accepts %d, waits %d, sk_drops %d; want 2 2 9", l.AcceptsTotal, l.WaitHistogram.Count, l.SkDrops)
+	}
+	if l.StalledTotal != 870*time.Millisecond {
+		t.Errorf("stalled %v in all, want 870ms (30..900 ms)", l.StalledTotal)
+	}
+	r = a.Tick(at(1500)) // stalled again since 950 ms: 550 ms so far
+	if l := r.Listeners[0]; l.StalledTotal != 870*time.Millisecond+550*time.Millisecond {
+		t.Errorf("stalled %v in all, want 1.42s: the ended stall and the current", l.StalledTotal)
+	}
+}
+
+func TestWaitHistogram(t *testing.T) {
+	var h WaitHistogram
+	for _, d := range []time.Duration{0, 100 * time.Microsecond, 101 * time.Microsecond, time.Second, 11 * time.Second} {
+		h.Add(d)
+	}
+	c := h.Cumulative()
+	// le 100µs: 0 and 100µs (bounds are inclusive); le 250µs: +101µs;
+	// le 1s: +1s; 11s only in +Inf (Count)
+	if c[0] != 2 || c[1] != 3 || c[11] != 3 || c[12] != 4 || c[len(c)-1] != 4 || h.Count != 5 {
+		t.Errorf("cumulative %v count %d", c, h.Count)
+	}
+	if h.Sum != 12*time.Second+201*time.Microsecond {
+		t.Errorf("sum %v", h.Sum)
+	}
+	m := h.Merge(h)
+	if m.Count != 10 || m.Cumulative()[0] != 4 || m.Sum != 2*h.Sum || h.Count != 5 {
+		t.Errorf("merged %+v (and h %+v)", m, h)
+	}
+}

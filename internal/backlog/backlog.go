@@ -112,11 +112,19 @@ type ListenerReport struct {
 	Enqueues, Accepts uint64
 	Wait              Waits // this interval's accepted connections
 	WaitTotal         Waits // every accepted connection since start
+	// AcceptsTotal counts accept()s since start; WaitHistogram the waits
+	// of those whose wait is known, since start (what a Prometheus
+	// histogram exports: percentiles cannot be summed across scrapes).
+	AcceptsTotal  uint64
+	WaitHistogram WaitHistogram
 
 	// Drops is the listener's sk_drops growth over the interval (SYNs and
 	// final ACKs dropped on overflow, and other listen drops); DropsTotal
 	// since start (since creation for listeners born after start).
 	Drops, DropsTotal uint64
+	// SkDrops is the last reading of sk_drops itself, as ss -tlnm shows
+	// it (a counter since the listener was created).
+	SkDrops uint32
 	// SynackRetrans counts SYN-ACK retransmits, a final ACK dropped or lost.
 	SynackRetrans, SynackRetransTotal uint64
 
@@ -128,6 +136,9 @@ type ListenerReport struct {
 	Stalled        bool
 	StalledFor     time.Duration
 	StalledAtLeast bool
+	// StalledTotal is the time spent stalled since start, the current
+	// stall included.
+	StalledTotal time.Duration
 }
 
 // NetnsCounters are /proc/net/netstat's TcpExt listen and SYN-cookie

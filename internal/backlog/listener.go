@@ -33,7 +33,10 @@ type listener struct {
 
 	enqueues, accepts uint64
 	waits, allWaits   waitSample // this interval, since start
-	rng               *rand.PCG  // for the samples; seeded per listener, so runs repeat
+	waitHist          WaitHistogram
+	acceptsTot        uint64
+	stallTot          time.Duration // stalls that ended
+	rng               *rand.PCG     // for the samples; seeded per listener, so runs repeat
 
 	dropsBase, drops    uint32 // sk_drops when first seen, and last read
 	dropsAtStart        uint32 // at the start of the interval
@@ -103,8 +106,10 @@ func (l *listener) setDrops(d uint32) {
 
 func (l *listener) accepted(t time.Time, wait time.Duration, known bool) {
 	l.accepts++
+	l.acceptsTot++
 	l.lastAccept = t
 	if known {
+		l.waitHist.Add(wait)
 		if l.rng == nil {
 			l.rng = rand.NewPCG(l.key.Inode, uint64(l.key.Netns))
 		}
@@ -136,6 +141,7 @@ func (l *listener) checkStall(now time.Time, threshold time.Duration) (StallEven
 // endStall clears the stall flag at t: an accept, or an empty queue.
 func (l *listener) endStall(t time.Time) StallEvent {
 	l.stalled = false
+	l.stallTot += t.Sub(l.stallSince)
 	return StallEvent{Time: t, Key: l.key, Local: l.local, For: t.Sub(l.stallSince), AtLeast: l.stallAtLeast}
 }
 
@@ -159,11 +165,14 @@ func (l *listener) report(start, now time.Time) ListenerReport {
 		WaitTotal:     l.allWaits.summary(),
 		Drops:         uint64(l.drops - l.dropsAtStart),
 		DropsTotal:    uint64(l.drops - l.dropsBase),
+		SkDrops:       l.drops,
 		SynackRetrans: l.synacks, SynackRetransTotal: l.synacksTot,
-		Stalled: l.stalled,
+		Stalled:      l.stalled,
+		AcceptsTotal: l.acceptsTot, WaitHistogram: l.waitHist, StalledTotal: l.stallTot,
 	}
 	if l.stalled {
 		r.StalledFor, r.StalledAtLeast = now.Sub(l.stallSince), l.stallAtLeast
+		r.StalledTotal += r.StalledFor
 	}
 	if l.pid != 0 {
 		r.Holders = []tracer.Holder{{PID: l.pid, Comm: l.comm, Accepts: l.acceptor}}

@@ -31,7 +31,7 @@ func Run(ctx context.Context, tr *tracer.Tracer, cfg Config, emit func(*Report) 
 	if err != nil {
 		return err
 	}
-	m := &monitor{tr: tr, self: self, allNetns: cfg.AllNetns, acc: NewAccounting(cfg, time.Now()), tried: map[Key]bool{}}
+	m := &monitor{seed: tr.SeedListeners, loss: tr.Loss, self: self, allNetns: cfg.AllNetns, acc: NewAccounting(cfg, time.Now()), tried: map[Key]bool{}}
 	// The first poll is the baseline every count starts from.
 	if err := m.poll(ctx, time.Now()); err != nil {
 		return err
@@ -73,7 +73,10 @@ func Run(ctx context.Context, tr *tracer.Tracer, cfg Config, emit func(*Report) 
 }
 
 type monitor struct {
-	tr       *tracer.Tracer
+	// seed tells the tracer about listeners older than it; loss reads
+	// its lost events
+	seed     func([]tracer.ListenerSeed) error
+	loss     func() tracer.Loss
 	self     uint32
 	allNetns bool
 	mu       sync.Mutex // guards acc
@@ -95,7 +98,7 @@ func (m *monitor) report(ctx context.Context, now time.Time, emit func(*Report) 
 	m.mu.Lock()
 	r := m.acc.Tick(now)
 	m.mu.Unlock()
-	r.Loss = m.tr.Loss()
+	r.Loss = m.loss()
 	r.Lost = r.Loss.Total()
 	return emit(r)
 }
@@ -168,7 +171,7 @@ func (m *monitor) scanHolders(listeners []snapshot.Socket, started time.Time, mi
 	// only some namespaces were dumped: a listener of another one stays
 	m.acc.Holders().Load(listeners, started, true)
 	seeds, _ := holders.Seeds(listeners)
-	_ = m.tr.SeedListeners(seeds) // best effort: an enqueue it misses is counted by port
+	_ = m.seed(seeds) // best effort: an enqueue it misses is counted by port
 }
 
 // readNetstat reads ns's counters: ours directly, another's through a
@@ -190,4 +193,44 @@ func (m *monitor) readNetstat(ns, pid uint32) (Netstat, error) {
 		return err
 	})
 	return n, err
+}
+
+// Poller is Run without its reader, for a caller whose events come from a
+// tracer it reads itself (serve feeds live.Tracker's events through
+// Observe): polls and reports on demand instead of on a ticker. Observe
+// may run beside Report; Reports must not overlap (serve's collections
+// are one at a time).
+type Poller struct{ m *monitor }
+
+// NewPoller takes the baseline poll every count starts from. seed and loss
+// are the tracer's SeedListeners and Loss.
+func NewPoller(ctx context.Context, cfg Config, seed func([]tracer.ListenerSeed) error, loss func() tracer.Loss) (*Poller, error) {
+	self, err := snapshot.CurrentNetns()
+	if err != nil {
+		return nil, err
+	}
+	m := &monitor{seed: seed, loss: loss, self: self, allNetns: cfg.AllNetns,
+		acc: NewAccounting(cfg.withDefaults(), time.Now()), tried: map[Key]bool{}}
+	if err := m.poll(ctx, time.Now()); err != nil {
+		return nil, err
+	}
+	return &Poller{m: m}, nil
+}
+
+// Observe accounts one tracer event (those of no interest are skipped).
+func (p *Poller) Observe(ev *tracer.Event) {
+	if !accounted(ev) {
+		return
+	}
+	p.m.mu.Lock()
+	p.m.acc.Observe(ev)
+	p.m.mu.Unlock()
+}
+
+// Report polls the listeners and the netns counters and closes the
+// interval since the last Report at now.
+func (p *Poller) Report(ctx context.Context, now time.Time) (*Report, error) {
+	var r *Report
+	err := p.m.report(ctx, now, func(rep *Report) error { r = rep; return nil })
+	return r, err
 }

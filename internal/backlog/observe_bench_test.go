@@ -36,7 +36,7 @@ func BenchmarkPoll(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer tr.Close()
-	m := &monitor{tr: tr, acc: NewAccounting(Config{}, time.Now()), tried: map[Key]bool{}}
+	m := &monitor{seed: tr.SeedListeners, loss: tr.Loss, acc: NewAccounting(Config{}, time.Now()), tried: map[Key]bool{}}
 	for b.Loop() {
 		if err := m.report(context.Background(), time.Now(), func(*Report) error { return nil }); err != nil {
 			b.Fatal(err)

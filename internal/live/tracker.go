@@ -30,6 +30,11 @@ type Options struct {
 	// OnDrained, if set, is called like OnClose whenever the reader has
 	// caught up with the ring: the moment to flush buffered render.
 	OnDrained func() error
+	// OnEvent, if set, sees every event as it is read, before the table
+	// (even while a snapshot buffers them), on the reading goroutine:
+	// for a second account of the same events (serve's backlog), without
+	// a second tracer.
+	OnEvent func(*tracer.Event)
 	// AfterAttach, a test hook, runs after the programs attach and before
 	// the snapshot: what it does to sockets happens in the gap.
 	AfterAttach func()
@@ -166,6 +171,12 @@ func (tk *Tracker) drainThenStop(ctx context.Context) {
 // apply applies (or, during a snapshot, buffers) one event; the runner
 // holds tk.mu.
 func (tk *Tracker) apply(ev *tracer.Event) error {
+	if tk.opts.OnEvent != nil {
+		tk.opts.OnEvent(ev)
+	}
+	if ev.Kind == tracer.SynackRetransmit {
+		return nil // a listener's count (tracer.Options.Backlog), no socket's state
+	}
 	if tk.buffering {
 		tk.buf = append(tk.buf, *ev)
 		return nil
@@ -409,4 +420,10 @@ func (tk *Tracker) SetTimeWaitFrom(socks []snapshot.Socket) {
 		}
 	}
 	tk.View(func(t *Table) { t.SetTimeWait(n) })
+}
+
+// SeedListeners tells the tracer about listeners older than it
+// (tracer.Tracer.SeedListeners).
+func (tk *Tracker) SeedListeners(seeds []tracer.ListenerSeed) error {
+	return tk.tr.SeedListeners(seeds)
 }
