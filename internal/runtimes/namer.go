@@ -17,13 +17,13 @@
 package runtimes
 
 import (
-	"sync/atomic"
 	"container/list"
 	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -55,7 +55,7 @@ type Options struct {
 // Its methods may be called from any goroutine.
 type Namer struct {
 	// answers counts the names filed so far (Answers)
-	answers atomic.Uint64
+	answers     atomic.Uint64
 	timeout     time.Duration
 	downFor     time.Duration
 	notFoundFor time.Duration // how long an id the runtime does not know stays unknown
