@@ -177,7 +177,7 @@ func runRecord(cmd *cobra.Command, f recordFlags) error {
 	}
 	var line []byte
 	write := func(c *live.Conn) error {
-		if !wants(c, s.rest, s.states) || !s.rest.Container(names.Container(c.SockCgroupID, c.OwnerCgroup())) {
+		if !wants(c, s.rest, s.states) || s.rest.Contained() && !s.rest.Container(names.Container(c.SockCgroupID, c.OwnerCgroup())) {
 			return nil
 		}
 		line = render.AppendRecord(line[:0], c, names)

@@ -178,7 +178,7 @@ func stream(ctx context.Context, tr *tracer.Tracer, out io.Writer, format render
 		Event: func(ev *tracer.Event) error {
 			nameHolders(reg, ev)
 			if !rest.Match(ev.Netns, ev.Local, ev.Remote, eventOwners(ev)...) ||
-				!rest.Container(names.Container(ev.SockCgroupID, render.OwnerCgroup(ev))) {
+				rest.Contained() && !rest.Container(names.Container(ev.SockCgroupID, render.OwnerCgroup(ev))) {
 				return nil
 			}
 			line = appendEvent(line[:0], ev, names)

@@ -46,7 +46,7 @@ type Attributor struct {
 	answers func() uint64
 
 	mu   sync.Mutex
-	byID map[uint64]attribution
+	byID map[uint64]*attribution
 }
 
 type attribution struct {
@@ -72,7 +72,7 @@ func NewAttributor(res *Resolver, names Names, answers func() uint64) *Attributo
 	if answers == nil {
 		answers = func() uint64 { return 0 }
 	}
-	return &Attributor{res: res, names: names, answers: answers, byID: make(map[uint64]attribution)}
+	return &Attributor{res: res, names: names, answers: answers, byID: make(map[uint64]*attribution)}
 }
 
 // Of is the container of a cgroup id; false for a host cgroup, an unknown
@@ -82,38 +82,46 @@ func (a *Attributor) Of(id uint64) (Container, bool) {
 		return Container{}, false
 	}
 	a.mu.Lock()
-	at, seen := a.byID[id]
-	if seen && at.ok && !at.named {
-		at.lookups++
-		a.byID[id] = at
-	}
-	a.mu.Unlock()
-	if !seen {
-		at = a.attribute(id)
-	}
-	if answers := a.answers(); at.ok && !at.named && at.c.ID != "" && a.names != nil &&
-		(at.lookups%askEvery == 0 || answers != at.answersSeen) {
-		at.answersSeen = answers
-		seen = false // store answersSeen
-		if name, pod, ok := a.names(at.c.Runtime, at.c.ID); ok {
-			at.c.Name = name
-			if pod.UID == "" {
-				pod.UID = at.c.Pod.UID
-			}
-			at.c.Pod = pod
-			at.named = true
-			seen = false // store the names
-		}
-	}
-	if !seen {
-		a.mu.Lock()
+	defer a.mu.Unlock()
+	at := a.byID[id]
+	if at == nil {
+		// one open_by_handle_at, under the lock: a first sight of a
+		// cgroup, after which its answer is a map lookup
+		fresh := a.attribute(id)
 		if len(a.byID) >= maxContainers {
 			clear(a.byID)
 		}
+		at = &fresh
 		a.byID[id] = at
-		a.mu.Unlock()
 	}
-	return at.c, at.ok
+	if !at.ok {
+		return Container{}, false
+	}
+	if !at.named && at.c.ID != "" && a.names != nil {
+		a.name(at)
+	}
+	return at.c, true
+}
+
+// name asks the runtime for at's names, one lookup in askEvery or as soon
+// as it has answered anything new (a.mu held; names never blocks).
+func (a *Attributor) name(at *attribution) {
+	answers := a.answers()
+	at.lookups++
+	if at.lookups%askEvery != 1 && answers == at.answersSeen {
+		return
+	}
+	at.answersSeen = answers
+	name, pod, ok := a.names(at.c.Runtime, at.c.ID)
+	if !ok {
+		return
+	}
+	at.c.Name = name
+	if pod.UID == "" {
+		pod.UID = at.c.Pod.UID
+	}
+	at.c.Pod = pod
+	at.named = true
 }
 
 // AnyContainer reports whether the host runs any container now (see

@@ -26,10 +26,9 @@ type Names struct {
 	// trace and record write the same few hundred bytes for every event
 	// of a container, escaped once
 	containerJSON map[string]cachedJSON
-	// hostPair is the last (socket, owner) cgroup pair found the host's:
-	// most events are, and the answer cannot change, so they skip the
-	// attributor's lock
-	hostPair [2]uint64
+	// hostIDs are cgroup ids found to be the host's: most events' are,
+	// and the answer cannot change, so they skip the attributor's lock
+	hostIDs map[uint64]bool
 	// netnsNames keeps what Netns answered: a namespace seen once keeps
 	// its answer (container.NetnsNames.Name), so the lock is skipped too
 	netnsNames map[uint32]string
@@ -51,15 +50,26 @@ func (n *Names) In(netns, index uint32) string {
 
 // Container is the container of a socket (see Attributor.OfSocket).
 func (n *Names) Container(sockCgroup, ownerCgroup uint64) (container.Container, bool) {
-	if n == nil || n.Containers == nil || n.hostPair == [2]uint64{sockCgroup, ownerCgroup} {
+	if n == nil || n.Containers == nil {
 		return container.Container{}, false
 	}
-	c, ok := n.Containers.OfSocket(sockCgroup, ownerCgroup)
-	if !ok {
-		n.hostPair = [2]uint64{sockCgroup, ownerCgroup}
+	for _, id := range [2]uint64{sockCgroup, ownerCgroup} {
+		if id == 0 || n.hostIDs[id] {
+			continue
+		}
+		if c, ok := n.Containers.Of(id); ok {
+			return c, true
+		}
+		if n.hostIDs == nil || len(n.hostIDs) >= maxHostIDs {
+			n.hostIDs = make(map[uint64]bool)
+		}
+		n.hostIDs[id] = true
 	}
-	return c, ok
+	return container.Container{}, false
 }
+
+// maxHostIDs bounds Names' set of the host's cgroup ids.
+const maxHostIDs = 4096
 
 // SocketContainer is the container of a snapshot's socket: the one it was
 // created in (sock_diag's cgroup id, TCP and UDP on 5.8+), else the one of
