@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -274,27 +275,38 @@ func runSnapshot(cmd *cobra.Command, f *snapshotFlags) error {
 		notes = append(notes, otherNetnsNotes(plan.filter.PIDs)...)
 	}
 
-	out := bufio.NewWriterSize(cmd.OutOrStdout(), 64<<10)
+	// A reader that stopped reading (a stalled pipe) must not keep a
+	// stopped snapshot alive: a second after SIGINT or SIGTERM with a
+	// write blocked that long, it exits (1) without the rest.
+	stdout := &watchedWriter{w: cmd.OutOrStdout()}
+	out := bufio.NewWriterSize(stdout, 64<<10)
 	tableOpts := render.TableOptions{Netns: plan.dump.AllNetns, Processes: plan.procs, Info: f.info}
 	if f.resolve {
 		tableOpts.Resolve = render.NewResolver()
 	}
-	switch {
-	case f.summary:
-		err = writeSummary(out, plan, socks)
-	case f.exposed:
-		err = writeExposed(out, plan, socks, tableOpts, names)
-	case plan.format == render.Table:
-		err = render.WriteSockets(out, socks, tableOpts, names)
-	default:
-		err = render.WriteJSONList(out, plan.format == render.NDJSON, len(socks), func(i int) any {
-			return render.SocketToJSON(&socks[i], plan.procs, names)
-		})
+	err = untilStopped(cmd.Context(), stdout.Stalled, func() error {
+		var err error
+		switch {
+		case f.summary:
+			err = writeSummary(out, plan, socks)
+		case f.exposed:
+			err = writeExposed(out, plan, socks, tableOpts, names)
+		case plan.format == render.Table:
+			err = render.WriteSockets(out, socks, tableOpts, names)
+		default:
+			err = render.WriteJSONList(out, plan.format == render.NDJSON, len(socks), func(i int) any {
+				return render.SocketToJSON(&socks[i], plan.procs, names)
+			})
+		}
+		if err == nil {
+			err = out.Flush()
+		}
+		return err
+	})
+	if errors.Is(err, errOutputBlocked) {
+		return err
 	}
 	if err != nil {
-		return fmt.Errorf("writing output: %w", err)
-	}
-	if err := out.Flush(); err != nil {
 		return fmt.Errorf("writing output: %w", err)
 	}
 	for _, n := range notes {

@@ -2,8 +2,11 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -103,5 +106,39 @@ func TestTopStopsWithBlockedReader(t *testing.T) {
 	run.cmd.Process.Signal(syscall.SIGTERM)
 	if code := run.exitCode(t, 10*time.Second); code != 1 || run.stderr.String() != "socklife: "+errOutputBlocked.Error()+"\n" {
 		t.Errorf("exit status %d, stderr %q; want 1 and the blocked output said", code, run.stderr.String())
+	}
+}
+
+// snapshot too: a stalled reader does not keep a stopped snapshot alive
+// (it waited for main's last resort, 15 s, before).
+func TestSnapshotStopsWithBlockedReader(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.OpenConns(t, 2000) // some 300 KB of table: more than a pipe holds
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cmd := socklifeCmd(t, "snapshot", "-t", "-a")
+	cmd.Stdout = w
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	testutil.WaitFor(t, 30*time.Second, "snapshot blocked writing its table", func() bool { return writingStdout(t, cmd.Process.Pid) })
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(stderr.String(), "stopped with the output blocked") {
+			t.Errorf("snapshot: %v, stderr %q; want exit status 1 saying the output was blocked", err, stderr.String())
+		}
+	case <-time.After(10 * time.Second): // less than main's last resort
+		cmd.Process.Kill()
+		t.Fatalf("snapshot still running 10 s after SIGTERM with its output blocked")
 	}
 }
