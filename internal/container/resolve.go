@@ -40,7 +40,7 @@ func NewResolver(h Hierarchy) (*Resolver, error) {
 	if h.Mount == "" {
 		return nil, ErrNoCgroup2
 	}
-	f, err := os.OpenFile(h.Mount, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	f, err := os.OpenFile(h.Mount, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, fmt.Errorf("opening the cgroup v2 root: %w", err)
 	}
