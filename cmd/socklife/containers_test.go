@@ -584,3 +584,21 @@ func TestContainerNamesFromRuntime(t *testing.T) {
 		t.Errorf("snapshot table without the names:\n%s", out)
 	}
 }
+
+// A --runtime-endpoint that does not answer is an error before anything
+// runs (exit 1, one line): asked for by name, a runtime that is not there
+// is not a quiet lack of names.
+func TestRuntimeEndpointNotAnswering(t *testing.T) {
+	silent := t.TempDir() + "/silent.sock"
+	ln, err := net.Listen("unix", silent) // accepts, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for _, endpoint := range []string{t.TempDir() + "/absent.sock", "unix://" + silent} {
+		stdout, stderr, code := runCLI(t, "snapshot", "-tl", "--runtime-endpoint", endpoint, "--runtime-timeout", "200ms")
+		if code != 1 || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "does not answer as a CRI or Docker API") {
+			t.Errorf("--runtime-endpoint %s: exit %d, stdout %q, stderr %q; want exit 1 and one line", endpoint, code, stdout, stderr)
+		}
+	}
+}

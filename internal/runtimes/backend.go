@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -177,7 +178,8 @@ func connect(ctx context.Context, path string, proto protocol) (client, protocol
 		}
 		return a.cl, a.proto, a.name, a.version, nil
 	}
-	return nil, protoUnknown, "", "", fmt.Errorf("%s answers neither CRI nor the Docker API: %w", path, errors.Join(errs...))
+	// one line: it ends up in `socklife info` and in an error message
+	return nil, protoUnknown, "", "", fmt.Errorf("%s answers neither CRI nor the Docker API: %w", path, joined(errs))
 }
 
 func connectAs(ctx context.Context, path string, proto protocol) (client, string, string, error) {
@@ -198,3 +200,17 @@ func connectAs(ctx context.Context, path string, proto protocol) (client, string
 	}
 	return cl, name, version, nil
 }
+
+// joined is errors.Join on one line ("; " between, not newlines), for
+// errors.Is all the same.
+type joined []error
+
+func (j joined) Error() string {
+	msgs := make([]string, len(j))
+	for i, err := range j {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (j joined) Unwrap() []error { return j }
