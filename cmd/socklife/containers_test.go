@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -601,4 +602,49 @@ func TestRuntimeEndpointNotAnswering(t *testing.T) {
 			t.Errorf("--runtime-endpoint %s: exit %d, stdout %q, stderr %q; want exit 1 and one line", endpoint, code, stdout, stderr)
 		}
 	}
+}
+
+// In a container's own cgroup namespace (a pod's on cgroup v2), with the
+// host's cgroupfs mounted as a DaemonSet mounts it: the hierarchy is found
+// above the namespace's root, a socket's container is named by its cgroup
+// id, and info says so.
+func TestContainersInPrivateCgroupNamespace(t *testing.T) {
+	unshare := testutil.ServerBinary(t, "unshare")
+	cs := startFakeContainers(t)[:1]
+	agent, _ := testutil.Cgroup(t, fmt.Sprintf("/socklife-test-%d-%s/kubepods.slice/kubepods-pod%s.slice/cri-containerd-%064x.scope",
+		os.Getpid(), randomHex(t, 8), strings.ReplaceAll("0b5a1c2e-1111-4222-8333-944455556666", "-", "_"), 77))
+	cg, err := os.Open(agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.Close()
+	run := func(args ...string) string {
+		t.Helper()
+		self := socklifeCmd(t)
+		// born in the agent's cgroup, then a cgroup namespace rooted there
+		cmd := exec.Command(unshare, append([]string{"--cgroup", self.Path}, args...)...)
+		cmd.Env = self.Env
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("socklife %v in its own cgroup namespace: %v: %s", args, err, stderr.String())
+		}
+		return string(out)
+	}
+	var info struct {
+		Cgroup cgroupInfo `json:"cgroup"`
+	}
+	if err := json.Unmarshal([]byte(run("info", "-o", "json")), &info); err != nil {
+		t.Fatal(err)
+	}
+	if info.Cgroup.Note != "" || info.Cgroup.Containers < len(cs) {
+		t.Errorf("info in a private cgroup namespace: %+v", info.Cgroup)
+	}
+	socks := decodeNDJSON(t, run("snapshot", "-tl", "-o", "ndjson", "--container", cs[0].id[:12]))
+	if len(socks) != 1 || socks[0].LocalPort != cs[0].work.Port {
+		t.Fatalf("snapshot --container in a private cgroup namespace: %+v", socks)
+	}
+	checkContainer(t, "snapshot in a private cgroup namespace", socks[0].Container, cs[0])
 }

@@ -171,7 +171,11 @@ func (a *Attributor) ProcessCgroup(pid int) uint64 {
 	}
 	for line := range strings.Lines(string(data)) {
 		if path, ok := strings.CutPrefix(strings.TrimRight(line, "\n"), "0::"); ok {
-			id, err := a.res.ID(path)
+			abs, ok := a.res.Abs(path)
+			if !ok {
+				return 0
+			}
+			id, err := a.res.ID(abs)
 			if err != nil {
 				return 0
 			}

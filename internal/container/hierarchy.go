@@ -30,6 +30,15 @@ type Hierarchy struct {
 	Layout Layout
 	// Mount is where the cgroup v2 root is mounted; "" with Legacy.
 	Mount string
+	// Above is how far the hierarchy's root is above the root of this
+	// process's cgroup namespace: 0 in the host's; in a container's own
+	// (a pod's, on cgroup v2), the depth of its cgroup, which
+	// /proc/PID/cgroup paths climb with "/.." to reach the root.
+	Above int
+	// Own is where this namespace's own cgroup (its root) is mounted
+	// when the hierarchy's is above it: how a path in /proc/PID/cgroup,
+	// relative to it, is made whole. "" when not mounted.
+	Own string
 }
 
 // ErrNoCgroup2 says no cgroup v2 hierarchy is mounted.
@@ -50,7 +59,8 @@ func FindHierarchy() (Hierarchy, error) {
 // cgroup's directory show a root other than "/"); the first whole one
 // wins, as the kernel lists mounts in the order they were made.
 func parseMountinfo(r io.Reader) (Hierarchy, error) {
-	var v2 string
+	var v2, own string
+	above := -1 // of v2's root: the highest whole mount wins
 	v1 := false
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
@@ -69,8 +79,16 @@ func parseMountinfo(r io.Reader) (Hierarchy, error) {
 		}
 		switch fields[sep+1] {
 		case "cgroup2":
-			if v2 == "" && fields[3] == "/" {
-				v2 = unescapeMount(fields[4])
+			// Roots are shown from this cgroup namespace's root: "/" for
+			// it, "/../.." for the hierarchy's root two levels above (a
+			// host's cgroupfs mounted into a container). A root that goes
+			// down anywhere is a subtree: not the whole hierarchy.
+			up, whole := climbs(fields[3])
+			if whole && up > above {
+				v2, above = unescapeMount(fields[4]), up
+			}
+			if whole && up == 0 && own == "" {
+				own = unescapeMount(fields[4])
 			}
 		case "cgroup":
 			v1 = true
@@ -85,10 +103,31 @@ func parseMountinfo(r io.Reader) (Hierarchy, error) {
 			return Hierarchy{Layout: Legacy}, ErrNoCgroup2
 		}
 		return Hierarchy{}, ErrNoCgroup2
-	case v1:
-		return Hierarchy{Layout: Hybrid, Mount: v2}, nil
 	}
-	return Hierarchy{Layout: Unified, Mount: v2}, nil
+	h := Hierarchy{Layout: Unified, Mount: v2, Above: above}
+	if v1 {
+		h.Layout = Hybrid
+	}
+	if above > 0 {
+		h.Own = own
+	}
+	return h, nil
+}
+
+// climbs reads a cgroup path made only of "/.." steps ("/" is none): how
+// many, and whether that is all it is.
+func climbs(path string) (int, bool) {
+	if path == "/" {
+		return 0, true
+	}
+	n := 0
+	for rest := path; rest != ""; n++ {
+		var ok bool
+		if rest, ok = strings.CutPrefix(rest, "/.."); !ok {
+			return 0, false
+		}
+	}
+	return n, true
 }
 
 // unescapeMount undoes mountinfo's octal escapes (\040 for a space).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	pathpkg "path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -30,6 +31,10 @@ type Resolver struct {
 	h     Hierarchy
 	mount *os.File
 
+	// nsRoot is this cgroup namespace's root, from the hierarchy's root
+	// (see findNsRoot); "" when unknown
+	nsRoot string
+
 	mu    sync.Mutex
 	paths map[uint64]string // "" for an id that names no cgroup (gone)
 }
@@ -44,7 +49,51 @@ func NewResolver(h Hierarchy) (*Resolver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the cgroup v2 root: %w", err)
 	}
-	return &Resolver{h: h, mount: f, paths: make(map[uint64]string)}, nil
+	r := &Resolver{h: h, mount: f, paths: make(map[uint64]string)}
+	r.nsRoot = r.findNsRoot()
+	return r, nil
+}
+
+// findNsRoot is the path of this cgroup namespace's root from the
+// hierarchy's: "/" in the host's namespace; in a container's own, the path
+// of the cgroup its own mount (Own) shows as root, found by that cgroup's
+// id; "" when there is no such mount to ask.
+func (r *Resolver) findNsRoot() string {
+	if r.h.Above == 0 {
+		return "/"
+	}
+	if r.h.Own == "" {
+		return ""
+	}
+	var st unix.Stat_t
+	if unix.Stat(r.h.Own, &st) != nil {
+		return ""
+	}
+	p, _ := r.Path(st.Ino)
+	return p
+}
+
+// Abs makes a path /proc/PID/cgroup gives, relative to this cgroup
+// namespace's root ("/../../kubepods/..." in a container's own), a path
+// from the hierarchy's root; false when that cannot be known.
+func (r *Resolver) Abs(path string) (string, bool) {
+	if r.nsRoot != "" {
+		return pathpkg.Join(r.nsRoot, path), true
+	}
+	// Without the namespace root's name, only a path that climbs to the
+	// hierarchy's root (and no higher) can be followed: a host
+	// process's, or one under no ancestor it shares with us.
+	rest := path
+	for range r.h.Above {
+		var ok bool
+		if rest, ok = strings.CutPrefix(rest, "/.."); !ok {
+			return "", false
+		}
+	}
+	if strings.HasPrefix(rest, "/..") {
+		return "", false
+	}
+	return pathpkg.Join("/", rest), true
 }
 
 // Close releases the hierarchy's root.
