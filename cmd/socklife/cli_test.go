@@ -49,13 +49,20 @@ func runAsNobody(t *testing.T, cmd *exec.Cmd) {
 		if err := os.WriteFile(cmd.Path, b, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		for d := dir; d != filepath.Dir(d) && !othersCanRun(d); d = filepath.Dir(d) {
-			if err := os.Chmod(d, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
+		letOthersIn(t, dir)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+}
+
+// letOthersIn makes dir and the directories above it searchable by other
+// users (a test's temp dirs are 0700), for a command run as nobody.
+func letOthersIn(t *testing.T, dir string) {
+	t.Helper()
+	for d := dir; d != filepath.Dir(d) && !othersCanRun(d); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // expectBadInput runs socklife with args and checks the answer to bad

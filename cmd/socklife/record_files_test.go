@@ -112,6 +112,7 @@ func TestRecordCannotStartKeepsFile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	letOthersIn(t, filepath.Dir(dir))
 	before := testutil.FileFacts(t, path)
 	cmd := socklifeCmd(t, "record", "-o", path)
 	runAsNobody(t, cmd) // makes the directories above searchable
@@ -195,6 +196,12 @@ func TestRecordStopsWithBlockedReader(t *testing.T) {
 // inside a page of the file, which the pages of the result show.
 func TestRecordToStdoutFileKill9(t *testing.T) {
 	testutil.RequireRoot(t)
+	if testutil.Scaled(1) > 1 {
+		// Whole lines are user space's doing, the same on every kernel,
+		// and the host runs this; emulated, 20 runs of a churn that must
+		// first write 64 KiB do not finish in any reasonable time.
+		t.Skip("user-space writes: run on the host, not under emulation")
+	}
 	gen, err := churn.New(churn.Config{Listeners: 2})
 	if err != nil {
 		t.Fatal(err)
