@@ -609,7 +609,6 @@ func TestRuntimeEndpointNotAnswering(t *testing.T) {
 // above the namespace's root, a socket's container is named by its cgroup
 // id, and info says so.
 func TestContainersInPrivateCgroupNamespace(t *testing.T) {
-	unshare := testutil.ServerBinary(t, "unshare")
 	cs := startFakeContainers(t)[:1]
 	agent, _ := testutil.Cgroup(t, fmt.Sprintf("/socklife-test-%d-%s/kubepods.slice/kubepods-pod%s.slice/cri-containerd-%064x.scope",
 		os.Getpid(), randomHex(t, 8), strings.ReplaceAll("0b5a1c2e-1111-4222-8333-944455556666", "-", "_"), 77))
@@ -620,10 +619,10 @@ func TestContainersInPrivateCgroupNamespace(t *testing.T) {
 	defer cg.Close()
 	run := func(args ...string) string {
 		t.Helper()
-		self := socklifeCmd(t)
 		// born in the agent's cgroup, then a cgroup namespace rooted there
-		cmd := exec.Command(unshare, append([]string{"--cgroup", self.Path}, args...)...)
-		cmd.Env = self.Env
+		// (runInOwnCgroupNS)
+		cmd := socklifeCmd(t, args...)
+		cmd.Env = append(cmd.Env, ownCgroupNSEnv+"=1")
 		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
@@ -639,12 +638,37 @@ func TestContainersInPrivateCgroupNamespace(t *testing.T) {
 	if err := json.Unmarshal([]byte(run("info", "-o", "json")), &info); err != nil {
 		t.Fatal(err)
 	}
-	if info.Cgroup.Note != "" || info.Cgroup.Containers < len(cs) {
-		t.Errorf("info in a private cgroup namespace: %+v", info.Cgroup)
+	// the agent's cgroup is 4 levels down (test dir, kubepods.slice, pod, container)
+	if info.Cgroup.Note != "" || info.Cgroup.Containers < len(cs) || info.Cgroup.Depth != 4 {
+		t.Errorf("info in a private cgroup namespace: %+v, want it 4 levels below the root", info.Cgroup)
 	}
 	socks := decodeNDJSON(t, run("snapshot", "-tl", "-o", "ndjson", "--container", cs[0].id[:12]))
 	if len(socks) != 1 || socks[0].LocalPort != cs[0].work.Port {
 		t.Fatalf("snapshot --container in a private cgroup namespace: %+v", socks)
 	}
 	checkContainer(t, "snapshot in a private cgroup namespace", socks[0].Container, cs[0])
+}
+
+// ownCgroupNSEnv makes the test binary run socklife (asMainEnv) as a child
+// in a cgroup namespace of its own, rooted at the cgroup this process was
+// born in: a clone's new cgroup namespace is rooted at its parent's cgroup,
+// so it takes two processes, as a container runtime's shim and its
+// container do.
+const ownCgroupNSEnv = "SOCKLIFE_TEST_OWN_CGROUPNS"
+
+func runInOwnCgroupNS() int {
+	cmd := exec.Command(os.Args[0], os.Args[1:]...)
+	cmd.Env = append(os.Environ(), ownCgroupNSEnv+"=0")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWCGROUP}
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		return exit.ExitCode()
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "running in a cgroup namespace of its own:", err)
+		return 1
+	}
+	return 0
 }

@@ -38,6 +38,9 @@ type cgroupInfo struct {
 	Layout     string `json:"layout"` // unified, hybrid, legacy, or none
 	Mount      string `json:"mount"`  // the cgroup v2 root; "" without one
 	Containers int    `json:"containers"`
+	// Depth is how far below the hierarchy's root this process's cgroup
+	// namespace is rooted: 0 in the host's, more in a container's own.
+	Depth int `json:"namespace_depth"`
 	// Note says why containers cannot be named, when they cannot.
 	Note string `json:"note,omitempty"`
 }
@@ -175,7 +178,7 @@ func kernelRelease() string {
 // containers socklife finds in them now.
 func probeCgroups() cgroupInfo {
 	h, err := container.FindHierarchy()
-	ci := cgroupInfo{Layout: string(h.Layout), Mount: h.Mount}
+	ci := cgroupInfo{Layout: string(h.Layout), Mount: h.Mount, Depth: h.Above}
 	if err != nil {
 		if ci.Layout == "" {
 			ci.Layout = "none"
@@ -200,6 +203,9 @@ func (c cgroupInfo) String() string {
 	where := "v2 at " + c.Mount
 	if c.Layout == string(container.Hybrid) {
 		where += " beside v1 controllers"
+	}
+	if c.Depth > 0 {
+		where += fmt.Sprintf(", seen from a cgroup namespace %d levels below its root", c.Depth)
 	}
 	return fmt.Sprintf("%s (%s), %d containers now", c.Layout, where, c.Containers)
 }

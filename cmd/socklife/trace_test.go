@@ -25,6 +25,9 @@ import (
 const asMainEnv = "SOCKLIFE_TEST_AS_MAIN"
 
 func TestMain(m *testing.M) {
+	if os.Getenv(ownCgroupNSEnv) == "1" {
+		os.Exit(runInOwnCgroupNS()) // and its child runs main
+	}
 	if os.Getenv(asMainEnv) == "1" {
 		main()
 		os.Exit(0)
