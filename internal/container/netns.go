@@ -35,15 +35,10 @@ func NewNetnsNames(a *Attributor) *NetnsNames {
 	return &NetnsNames{a: a, runDir: "/run/netns", names: map[uint32]string{}}
 }
 
-// Name is what lives in the namespace with this inode: "NAMESPACE/POD",
+// Lookup is what lives in the namespace with this inode: "NAMESPACE/POD",
 // "pod UID" before the runtime names it, a container's name or short id,
-// or a /run/netns name; "" when nothing names it.
-func (n *NetnsNames) Name(inode uint32) string {
-	name, _ := n.Lookup(inode)
-	return name
-}
-
-// Lookup is Name, and whether the answer is final: a namespace seen once
+// or a /run/netns name; "" when nothing names it. final says whether the
+// answer is final: a namespace seen once
 // keeps its answer, "" included (the host's, named by nothing, must not
 // cost a walk of /proc every few seconds); one not seen yet, while the
 // last walk is too recent to walk again, is not final.

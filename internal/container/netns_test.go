@@ -42,7 +42,7 @@ func TestNetnsNames(t *testing.T) {
 		{named, filepath.Base(named)},
 		{"/proc/self/ns/net", ""},
 	} {
-		if got := n.Name(netnsInode(t, tc.ns)); got != tc.want {
+		if got, _ := n.Lookup(netnsInode(t, tc.ns)); got != tc.want {
 			t.Errorf("Name(%s) = %q, want %q", tc.ns, got, tc.want)
 		}
 	}

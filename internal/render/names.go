@@ -30,7 +30,7 @@ type Names struct {
 	// and the answer cannot change, so they skip the attributor's lock
 	hostIDs map[uint64]bool
 	// netnsNames keeps what Netns answered: a namespace seen once keeps
-	// its answer (container.NetnsNames.Name), so the lock is skipped too
+	// its answer (container.NetnsNames.Lookup), so the lock is skipped too
 	netnsNames map[uint32]string
 }
 
