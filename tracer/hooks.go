@@ -104,12 +104,65 @@ func (s HookStatus) Why() string {
 	return strings.Join(parts, ", ")
 }
 
+// LeftOut reports whether the feature is off because Options.AcceptHooks
+// left out the rungs that would have attached, not because the kernel
+// refused them all.
+func (s HookStatus) LeftOut() bool {
+	if s.Attached() {
+		return false
+	}
+	for _, f := range s.Failed {
+		if errors.Is(f.Err, errAcceptOff) || errors.Is(f.Err, ErrSlowsEverySyscall) {
+			return true
+		}
+	}
+	return false
+}
+
 // errDisabled marks a rung turned off by Options.DisableHooks.
 var errDisabled = errors.New("disabled")
+
+// AcceptHooks says which rungs of the accept ladder may be used.
+type AcceptHooks uint8
+
+const (
+	AcceptAny     AcceptHooks = iota // every rung
+	AcceptPerCall                    // only hooks that cost per accept(): fexit, kretprobe
+	AcceptOff                        // none
+)
+
+// ErrSlowsEverySyscall marks the syscall tracepoint rung left out by
+// AcceptPerCall: attached, it would put every syscall of every task on
+// the slow path, not only accept()s.
+var ErrSlowsEverySyscall = errors.New("left out: it would slow every syscall on the host")
+
+// errAcceptOff marks the accept ladder turned off by AcceptOff.
+var errAcceptOff = errors.New("off")
+
+// ladder is the accept ladder as a limits it: the rungs left out fail
+// with the reason, so that Hooks says why none attached.
+func (a AcceptHooks) ladder() []rung {
+	if a == AcceptAny {
+		return acceptLadder
+	}
+	out := make([]rung, len(acceptLadder))
+	for i, r := range acceptLadder {
+		out[i] = r
+		switch {
+		case a == AcceptOff:
+			out[i].refused = errAcceptOff
+		case r.hook == HookSyscallTracepoint:
+			out[i].refused = ErrSlowsEverySyscall
+		}
+	}
+	return out
+}
 
 // Reason shortens a load or attach error to what a user acts on.
 func Reason(err error) string {
 	switch {
+	case errors.Is(err, errAcceptOff), errors.Is(err, ErrSlowsEverySyscall):
+		return err.Error()
 	case errors.Is(err, errDisabled):
 		return "disabled"
 	case errors.Is(err, unix.EPERM):
@@ -143,6 +196,8 @@ type rung struct {
 	attach   func(progs map[string]*ebpf.Program) ([]link.Link, error)
 	// pick, when set, chooses the programs for this kernel instead.
 	pick func(l loader) ([]string, error)
+	// refused, when set, is why this rung is not tried (AcceptHooks).
+	refused error
 }
 
 // stateLadder, cheapest first (BenchmarkStateHook here, medians of 7
@@ -153,23 +208,23 @@ type rung struct {
 // tracefs; the raw tracepoint needs a helper call per field but works
 // without BTF-typed programs.
 var stateLadder = []rung{
-	{HookTPBTF, "sock:inet_sock_set_state", []string{socklifeProgBtfState}, attachTracing, nil},
-	{HookTracepoint, "sock:inet_sock_set_state", []string{socklifeProgTpState}, attachTracepoints("sock", "inet_sock_set_state", socklifeProgTpState), nil},
-	{HookRawTracepoint, "sock:inet_sock_set_state", []string{socklifeProgRawState}, attachRawTracepoint("inet_sock_set_state", socklifeProgRawState), nil},
+	{HookTPBTF, "sock:inet_sock_set_state", []string{socklifeProgBtfState}, attachTracing, nil, nil},
+	{HookTracepoint, "sock:inet_sock_set_state", []string{socklifeProgTpState}, attachTracepoints("sock", "inet_sock_set_state", socklifeProgTpState), nil, nil},
+	{HookRawTracepoint, "sock:inet_sock_set_state", []string{socklifeProgRawState}, attachRawTracepoint("inet_sock_set_state", socklifeProgRawState), nil, nil},
 }
 
 var acceptLadder = []rung{
-	{HookFexit, "inet_csk_accept", nil, attachTracing, fexitProgram},
-	{HookKretprobe, "inet_csk_accept", []string{socklifeProgKprobeAccept, socklifeProgKretprobeAccept}, attachKretprobe, nil},
-	{HookSyscallTracepoint, "syscalls:sys_exit_accept{,4}", nil, attachSyscalls, syscallPrograms},
+	{HookFexit, "inet_csk_accept", nil, attachTracing, fexitProgram, nil},
+	{HookKretprobe, "inet_csk_accept", []string{socklifeProgKprobeAccept, socklifeProgKretprobeAccept}, attachKretprobe, nil, nil},
+	{HookSyscallTracepoint, "syscalls:sys_exit_accept{,4}", nil, attachSyscalls, syscallPrograms, nil},
 }
 
 // synackLadder: SYN-ACK retransmits by listeners, for backlog accounting
 // only (Options.Backlog). The raw tracepoint first: it needs no tracefs and
 // the program reads little either way.
 var synackLadder = []rung{
-	{HookRawTracepoint, "tcp:tcp_retransmit_synack", []string{socklifeProgRawSynack}, attachRawTracepoint("tcp_retransmit_synack", socklifeProgRawSynack), nil},
-	{HookTracepoint, "tcp:tcp_retransmit_synack", []string{socklifeProgTpSynack}, attachTracepoints("tcp", "tcp_retransmit_synack", socklifeProgTpSynack), nil},
+	{HookRawTracepoint, "tcp:tcp_retransmit_synack", []string{socklifeProgRawSynack}, attachRawTracepoint("tcp_retransmit_synack", socklifeProgRawSynack), nil, nil},
+	{HookTracepoint, "tcp:tcp_retransmit_synack", []string{socklifeProgTpSynack}, attachTracepoints("tcp", "tcp_retransmit_synack", socklifeProgTpSynack), nil, nil},
 }
 
 // attachTracing attaches the one tracing program loaded (fexit, tp_btf):

@@ -42,6 +42,9 @@ func (l loader) climb(feature Feature, ladder []rung) (HookStatus, []*ebpf.Colle
 }
 
 func (l loader) try(r rung) (*ebpf.Collection, []link.Link, error) {
+	if r.refused != nil {
+		return nil, nil, r.refused
+	}
 	if disabled(l.disabled, r.hook) {
 		return nil, nil, errDisabled
 	}

@@ -60,6 +60,11 @@ type Options struct {
 	// Backlog turns on accept-queue accounting: enqueue events carry the
 	// listener's queues (Event.Queue) and SYN-ACK retransmits are traced.
 	Backlog bool
+	// AcceptHooks limits the accept hook to what an always-on agent can
+	// pay for: AcceptPerCall leaves out the syscall tracepoint rung, which
+	// sends every syscall of every task through the slow path once
+	// attached; AcceptOff attaches none. The zero value tries every rung.
+	AcceptHooks AcceptHooks
 
 	// RingSize is the ring buffer's size in bytes, a power of two; 0 is
 	// the BPF object's default (8 MiB, bpf/common.bpf.h).
@@ -278,7 +283,7 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, opts Options) error {
 		name   Feature
 		ladder []rung
 	}
-	features := []feature{{FeatureState, onlyRung(stateLadder, opts.stateHook)}, {FeatureAccept, acceptLadder}}
+	features := []feature{{FeatureState, onlyRung(stateLadder, opts.stateHook)}, {FeatureAccept, opts.AcceptHooks.ladder()}}
 	if opts.Backlog {
 		features = append(features, feature{FeatureSynack, synackLadder})
 	}

@@ -29,6 +29,8 @@ type kernelInfo struct {
 	Features []featureInfo `json:"features"`
 	Cgroup   cgroupInfo    `json:"cgroup"`
 	Runtimes []runtimeInfo `json:"runtimes"`
+	// ServeAcceptWait says whether serve measures accepts by default here.
+	ServeAcceptWait string `json:"serve_accept_wait"`
 	// lines are the features as HookStatus prints them, for the table.
 	lines []string
 }
@@ -138,6 +140,7 @@ func runInfo(ctx context.Context, w io.Writer, format render.Format, disable []s
 		for _, l := range info.lines {
 			fmt.Fprintln(out, l)
 		}
+		fmt.Fprintf(out, "serve: accept wait %s\n", info.ServeAcceptWait)
 	}
 	if err := out.Flush(); err != nil {
 		return fmt.Errorf("writing output: %w", err)
@@ -162,6 +165,9 @@ func probeHooks(info *kernelInfo, disable []string) error {
 		}
 		info.Features = append(info.Features, f)
 		info.lines = append(info.lines, h.String())
+		if h.Feature == tracer.FeatureAccept {
+			info.ServeAcceptWait = serveAcceptDefault(h)
+		}
 	}
 	return nil
 }

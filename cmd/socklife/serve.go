@@ -45,6 +45,7 @@ type serveFlags struct {
 	collectInterval time.Duration
 	stall           time.Duration
 	maxProcesses    int
+	acceptWait      string
 	filter          filter.Flags
 	tracerFlags
 }
@@ -82,9 +83,29 @@ node_exporter does. SIGTERM or SIGINT stops it (exit 0).`,
 	fl.DurationVar(&f.collectInterval, "collect-interval", time.Second, "scrapes within this long of a collection share it")
 	fl.DurationVar(&f.stall, "stall", time.Second, "a listener with a non-empty queue and no accept() for longer than this is stalled")
 	fl.IntVar(&f.maxProcesses, "max-processes", 1000, "process series at most; the rest are summed into pid=\"other\"")
+	fl.StringVar(&f.acceptWait, "accept-wait", "auto", "accepts, accept waits and stalls: auto (where a hook costs per accept() only: not on a syscall tracepoint, which slows every syscall), on, off")
 	f.filter.Register(fl, "")
 	f.tracerFlags.register(fl)
 	return cmd
+}
+
+// acceptWaitModes are --accept-wait's values. auto leaves the accept hook
+// off where only its syscall tracepoint rung attaches (this development
+// machine's kernel, without kprobes and fexit): an enabled syscall
+// tracepoint flags every task, and all their syscalls then take the slow
+// path, a price an always-on agent must not pay by default.
+var acceptWaitModes = map[string]tracer.AcceptHooks{"auto": tracer.AcceptPerCall, "on": tracer.AcceptAny, "off": tracer.AcceptOff}
+
+// serveAcceptDefault says what --accept-wait auto does on a kernel whose
+// accept ladder, tried whole, gave h.
+func serveAcceptDefault(h tracer.HookStatus) string {
+	switch {
+	case !h.Attached():
+		return "unavailable (no accept hook on this kernel)"
+	case h.Hook == tracer.HookSyscallTracepoint:
+		return "off unless --accept-wait on (the only accept hook here is a syscall tracepoint, which slows every syscall on the host)"
+	}
+	return "on (" + h.Hook.String() + ")"
 }
 
 // check refuses bad input before anything is attached.
@@ -98,6 +119,9 @@ func (f *serveFlags) check() (*filter.Filter, error) {
 	}
 	if f.collectInterval < 0 || f.stall < time.Millisecond || f.maxProcesses < 1 {
 		return nil, badInput("--collect-interval %v, --stall %v, --max-processes %d: want >= 0, >= 1ms, >= 1", f.collectInterval, f.stall, f.maxProcesses)
+	}
+	if _, ok := acceptWaitModes[f.acceptWait]; !ok {
+		return nil, badInput("--accept-wait %q: want auto, on or off", f.acceptWait)
 	}
 	if err := web.Validate(f.webConfig); err != nil {
 		// YAML errors span lines: one line, as every error here
@@ -119,6 +143,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	}
 	topts, _ := flt.Split(false)
 	topts.Backlog = true
+	topts.AcceptHooks = acceptWaitModes[f.acceptWait]
 	f.tracerFlags.apply(&topts)
 	follow := kernelCgroups(&topts, flt)
 	// The backlog accounting reads the live table's events: one tracer.
@@ -237,7 +262,14 @@ func toolInfo(tk *live.Tracker) exporter.Tool {
 		t.Kernel = unix.ByteSliceToString(u.Release[:])
 	}
 	for _, h := range tk.Hooks() {
-		t.Hooks = append(t.Hooks, exporter.Hook{Feature: string(h.Feature), Hook: hookName(h, "none")})
+		name := hookName(h, "none")
+		if h.LeftOut() {
+			name = "off" // --accept-wait
+		}
+		t.Hooks = append(t.Hooks, exporter.Hook{Feature: string(h.Feature), Hook: name})
+		if h.Feature == tracer.FeatureAccept {
+			t.AcceptsMeasured = h.Attached()
+		}
 	}
 	return t
 }

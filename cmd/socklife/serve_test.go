@@ -24,6 +24,7 @@ import (
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/internal/testutil"
 	"github.com/socklife/socklife/snapshot"
+	"github.com/socklife/socklife/tracer"
 )
 
 // startServe runs `socklife serve` on a free loopback port and waits until
@@ -189,7 +190,9 @@ func slowAcceptor(t *testing.T, n int) (port uint16, done <-chan struct{}) {
 // promtool finds nothing to say about it.
 func TestServeMetrics(t *testing.T) {
 	testutil.RequireRoot(t)
-	_, base := startServe(t, "--collect-interval", "100ms", "--stall", "300ms")
+	// on: this kernel's accept hook may be a syscall tracepoint, which
+	// auto leaves off (TestServeAcceptWaitDefault)
+	_, base := startServe(t, "--collect-interval", "100ms", "--stall", "300ms", "--accept-wait", "on")
 	pid := strconv.Itoa(os.Getpid())
 
 	leaky := startServer(t, true)
@@ -296,6 +299,52 @@ func TestServeMetrics(t *testing.T) {
 	check.Stdin = strings.NewReader(body)
 	if out, err := check.CombinedOutput(); err != nil || len(out) > 0 {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// --accept-wait auto measures accepts where a hook costs per accept()
+// (fexit, kretprobe: the kernel matrix) and leaves them out where the only
+// hook is a syscall tracepoint (this development machine): hook_info says
+// "off" and the accept series are absent, while the queue is still there.
+// What the kernel offers comes from info, which tries the whole ladder.
+func TestServeAcceptWaitDefault(t *testing.T) {
+	testutil.RequireRoot(t)
+	out, stderr, code := runCLI(t, "info", "-o", "json")
+	if code != 0 {
+		t.Fatalf("info: exit %d: %s", code, stderr)
+	}
+	var info kernelInfo
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		t.Fatal(err)
+	}
+	var best featureInfo
+	for _, f := range info.Features {
+		if f.Feature == string(tracer.FeatureAccept) {
+			best = f
+		}
+	}
+	perCall := best.Hook != "none" && !strings.HasPrefix(best.Target, "syscalls:")
+	_, base := startServe(t, "--collect-interval", "100ms")
+	slow, accepted := slowAcceptor(t, 2)
+	<-accepted
+	sl := map[string]string{"listener": "127.0.0.1:" + strconv.Itoa(int(slow))}
+	var mfs map[string]*dto.MetricFamily
+	testutil.WaitFor(t, 15*time.Second, "the scrape to show the listener", func() bool {
+		_, mfs = scrapeFamilies(t, base)
+		return series(mfs, "socklife_listener_accept_queue_limit", sl) != nil
+	})
+	want := "off"
+	if perCall {
+		want = best.Hook
+		testutil.WaitFor(t, 15*time.Second, "the two accepts", func() bool {
+			_, mfs = scrapeFamilies(t, base)
+			return value(series(mfs, "socklife_listener_accepts_total", sl)) == 2
+		})
+	} else if m := series(mfs, "socklife_listener_accepts_total", sl); m != nil {
+		t.Errorf("accepts exported (%v) with the accept hook left out", value(m))
+	}
+	if series(mfs, "socklife_hook_info", map[string]string{"feature": "accept", "hook": want}) == nil {
+		t.Errorf("no socklife_hook_info{feature=accept,hook=%s}: best hook here %s on %s", want, best.Hook, best.Target)
 	}
 }
 

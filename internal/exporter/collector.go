@@ -142,7 +142,7 @@ func Emit(m *Model, ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
 	for i := range m.Listeners {
-		emitListener(&m.Listeners[i], gauge, counter, ch)
+		emitListener(&m.Listeners[i], m.Tool.AcceptsMeasured, gauge, counter, ch)
 	}
 	for _, p := range m.Processes {
 		l := []string{p.PID, p.Comm, p.Container, p.Pod, p.PodNamespace}
@@ -168,12 +168,15 @@ func Emit(m *Model, ch chan<- prometheus.Metric) {
 	gauge(descCollected, t.CollectionSeconds)
 }
 
-func emitListener(l *Listener, gauge, counter func(*prometheus.Desc, float64, ...string), ch chan<- prometheus.Metric) {
+func emitListener(l *Listener, accepts bool, gauge, counter func(*prometheus.Desc, float64, ...string), ch chan<- prometheus.Metric) {
 	lv := []string{strconv.FormatUint(uint64(l.Netns), 10), l.Listener, l.Comm, l.Container, l.Pod, l.PodNamespace}
 	gauge(descQueue, float64(l.Queue), lv...)
 	gauge(descLimit, float64(l.Limit), lv...)
 	counter(descDrops, float64(l.Drops), lv...)
 	counter(descSynack, float64(l.SynackRetrans), lv...)
+	if !accepts {
+		return
+	}
 	counter(descAccepts, float64(l.Accepts), lv...)
 	cum := l.Waits.Cumulative()
 	buckets := make(map[float64]uint64, len(cum))

@@ -136,7 +136,8 @@ func TestExposition(t *testing.T) {
 		Totals:    map[uint32]live.Totals{4026531833: {OpenedClient: 5, ClosedRemote: 12, ConnectFailures: 1}},
 		NetnsName: func(uint32) string { return "host" },
 		FDs:       func(uint32) (uint64, uint64, bool) { return 17, 1024, true },
-		Tool:      Tool{Version: "v1", GoVersion: "go1.26", Kernel: "6.18.0", Hooks: []Hook{{"accept", "tp_btf"}}, Loss: tracer.Loss{RingFull: 4}, Resyncs: 1},
+		Tool: Tool{Version: "v1", GoVersion: "go1.26", Kernel: "6.18.0", Hooks: []Hook{{"accept", "tp_btf"}},
+			AcceptsMeasured: true, Loss: tracer.Loss{RingFull: 4}, Resyncs: 1},
 	})
 	c := NewCollector(func(context.Context) (Model, error) { return m, nil }, time.Minute)
 	lv := `{comm="srv",container="",listener="127.0.0.1:8080",netns="4026531833",pod="",pod_namespace=""}`
@@ -177,6 +178,28 @@ func TestExposition(t *testing.T) {
 	problems, err := testutil.CollectAndLint(c)
 	if err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %+v", err, problems)
+	}
+}
+
+// Without an accept hook (--accept-wait off, or auto where only the
+// syscall tracepoint would do) nothing is known of accepts: their series
+// are absent, not zeros that read as "never accepted" or "never stalled";
+// the queue, the drops and the SYN-ACKs are still there.
+func TestAcceptSeriesAbsentWithoutAcceptHook(t *testing.T) {
+	rep := &backlog.Report{Listeners: []backlog.ListenerReport{{Key: backlog.Key{Netns: 1}, Local: netip.MustParseAddrPort("127.0.0.1:8080"),
+		Backlog: 4, Queue: 5, SkDrops: 3, Stalled: true}}}
+	m := Build(Inputs{Backlog: rep, Tool: Tool{Hooks: []Hook{{"accept", "off"}}}})
+	body := scrape(t, NewCollector(func(context.Context) (Model, error) { return m, nil }, time.Minute))
+	for _, absent := range []string{"socklife_listener_accepts_total", "socklife_listener_accept_wait_seconds", "socklife_listener_stalled", "socklife_listener_stall_seconds_total"} {
+		if strings.Contains(body, absent) {
+			t.Errorf("scrape has %s without an accept hook", absent)
+		}
+	}
+	for _, present := range []string{"socklife_listener_accept_queue_length{", "socklife_listener_drops_total{", "socklife_listener_synack_retransmits_total{",
+		`socklife_hook_info{feature="accept",hook="off"} 1`} {
+		if !strings.Contains(body, present) {
+			t.Errorf("scrape lacks %s", present)
+		}
 	}
 }
 

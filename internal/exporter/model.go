@@ -84,8 +84,12 @@ type Netns struct {
 type Tool struct {
 	Version, GoVersion, Kernel string
 	Hooks                      []Hook
-	Loss                       tracer.Loss
-	Resyncs                    uint64
+	// AcceptsMeasured says an accept hook is attached: without one, the
+	// listeners' accepts, accept waits and stalls are left out, not shown
+	// as zeros (a queue no accept() is seen draining is not stalled).
+	AcceptsMeasured bool
+	Loss            tracer.Loss
+	Resyncs         uint64
 	// CollectionSeconds is how long the collection took.
 	CollectionSeconds float64
 }
