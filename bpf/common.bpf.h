@@ -40,10 +40,16 @@ struct {
 	__uint(max_entries, 8 << 20); /* the loader may resize */
 } events SEC(".maps");
 
-/* Reserve failures: the ring was full. Per CPU, summed by the reader. */
+/* Per CPU, summed by the reader: reserve failures (the ring was full), and
+ * CLOSE_WAIT sockets aggregate's map had no room for. */
+enum lost_slot {
+	LOST_RING = 0,
+	LOST_CLOSE_WAIT = 1,
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u64);
 } lost SEC(".maps");
@@ -373,8 +379,8 @@ static __always_inline struct event *reserve_event(void)
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
 	if (!e) {
-		__u32 zero = 0;
-		__u64 *n = bpf_map_lookup_elem(&lost, &zero);
+		__u32 slot = LOST_RING;
+		__u64 *n = bpf_map_lookup_elem(&lost, &slot);
 
 		if (n)
 			*n += 1;

@@ -6,6 +6,7 @@
  */
 #include "common.bpf.h"
 #include "backlog.bpf.h"
+#include "aggregate.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -17,6 +18,9 @@ const struct event *unused_event __attribute__((unused));
 const enum event_kind *unused_event_kind __attribute__((unused));
 const enum event_hook *unused_event_hook __attribute__((unused));
 const enum event_flag *unused_event_flag __attribute__((unused));
+const enum lost_slot *unused_lost_slot __attribute__((unused));
+const struct conn_totals *unused_conn_totals __attribute__((unused));
+const struct close_wait *unused_close_wait __attribute__((unused));
 
 #define PF_KTHREAD 0x00200000 /* include/linux/sched.h */
 
@@ -116,7 +120,7 @@ static __always_inline int on_state(const struct sock *sk, int old, int new,
 	struct sock_info fresh = {};
 	struct sock_info *si = bpf_map_lookup_elem(&socks, &key);
 	bool known = si != NULL;
-	bool owner_now;
+	bool owner_now, ring;
 	__u64 in_state = 0;
 	bool in_state_known = false;
 	__u32 netns;
@@ -164,7 +168,14 @@ static __always_inline int on_state(const struct sock *sk, int old, int new,
 	if (old != new)
 		si->state_ts = now;
 
-	if (wanted(si, sk, netns, tu, old, new)) {
+	ring = wanted(si, sk, netns, tu, old, new);
+	if (aggregate) {
+		aggregate_leave(sk, old, new);
+		if (ring)
+			aggregate_transition(sk, now, old, new, si, netns, tu);
+		ring = ring && aggregate_rings(old, new);
+	}
+	if (ring) {
 		struct event *e = reserve_event();
 
 		if (e) {

@@ -36,7 +36,6 @@ var catalog = map[string]string{
 	"socklife_build_info":                        "gauge",
 	"socklife_hook_info":                         "gauge",
 	"socklife_events_lost_total":                 "counter",
-	"socklife_resyncs_total":                     "counter",
 	"socklife_scrape_collection_seconds":         "gauge",
 }
 

@@ -71,15 +71,7 @@ func decode(raw []byte, w *socklifeEvent, c clock, comms *commCache, ev *Event) 
 		SockCgroupID:  w.SockCgroup,
 		Enqueue:       w.Flags&flagEnqueue != 0,
 	}
-	switch {
-	case w.Flags&flagOwnerTask != 0:
-		ev.OwnerSource = OwnerTask
-	case w.Flags&flagOwnerListener != 0:
-		ev.OwnerSource = OwnerListener
-	case w.Flags&flagOwnerSeeded != 0:
-		ev.OwnerSource = OwnerSnapshot
-	}
-	if ev.OwnerSource != OwnerUnknown {
+	if ev.OwnerSource = ownerSource(w.Flags); ev.OwnerSource != OwnerUnknown {
 		ev.Owner = Task{PID: w.Owner.Tgid, Comm: comms.name(w.Owner.Comm), CgroupID: w.Owner.CgroupId}
 	}
 	if w.Flags&flagCloseStats != 0 {
@@ -103,6 +95,20 @@ func decode(raw []byte, w *socklifeEvent, c clock, comms *commCache, ev *Event) 
 		}
 	}
 	return nil
+}
+
+// ownerSource reads the owner flags of an event (or of sock_info's
+// owner_flag, which holds the same values).
+func ownerSource(flags uint8) OwnerSource {
+	switch {
+	case flags&flagOwnerTask != 0:
+		return OwnerTask
+	case flags&flagOwnerListener != 0:
+		return OwnerListener
+	case flags&flagOwnerSeeded != 0:
+		return OwnerSnapshot
+	}
+	return OwnerUnknown
 }
 
 // DecodeRecords decodes ring-buffer records captured to a file (raw, as

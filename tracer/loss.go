@@ -21,21 +21,20 @@ type Loss struct {
 	RecursionKnown bool
 	// Undecodable counts records the decoder refused.
 	Undecodable uint64
+	// CloseWaitFull counts sockets entering CLOSE_WAIT that Aggregate's
+	// map had no room for: CloseWaits does not list them.
+	CloseWaitFull uint64
 }
 
 // Total is every event lost, whatever the cause.
-func (l Loss) Total() uint64 { return l.RingFull + l.Recursion + l.Undecodable }
+func (l Loss) Total() uint64 { return l.RingFull + l.Recursion + l.Undecodable + l.CloseWaitFull }
 
 // Loss reads the loss counters now: the ring's in the BPF map, the
 // programs' in the kernel's per-program stats.
 func (t *Tracer) Loss() Loss {
 	l := Loss{Undecodable: t.badRecs, RecursionKnown: t.recursionKnown}
-	var perCPU []uint64
-	if err := t.maps.Lost.Lookup(uint32(0), &perCPU); err == nil {
-		for _, v := range perCPU {
-			l.RingFull += v
-		}
-	}
+	l.RingFull = t.lost(socklifeLostSlotLOST_RING)
+	l.CloseWaitFull = t.lost(socklifeLostSlotLOST_CLOSE_WAIT)
 	for _, c := range t.progs {
 		for _, p := range c.Programs {
 			// Stats is one BPF_OBJ_GET_INFO_BY_FD; recursion misses are
@@ -46,6 +45,18 @@ func (t *Tracer) Loss() Loss {
 		}
 	}
 	return l
+}
+
+// lost sums one slot of the lost map over CPUs.
+func (t *Tracer) lost(slot socklifeLostSlot) uint64 {
+	var perCPU []uint64
+	var n uint64
+	if err := t.maps.Lost.Lookup(uint32(slot), &perCPU); err == nil {
+		for _, v := range perCPU {
+			n += v
+		}
+	}
+	return n
 }
 
 // countsRecursion says whether this kernel reports its programs'

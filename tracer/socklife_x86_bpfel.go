@@ -13,6 +13,32 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type socklifeCloseWait struct {
+	_          structs.HostLayout
+	Owner      socklifeTaskId
+	SinceNs    uint64
+	SockCgroup uint64
+	Netns      uint32
+	Family     uint16
+	Sport      uint16
+	Dport      uint16
+	OwnerFlag  uint8
+	Pad        uint8
+	Saddr      [16]uint8
+	Daddr      [16]uint8
+	_          [4]byte
+}
+
+type socklifeConnTotals struct {
+	_               structs.HostLayout
+	OpenedClient    uint64
+	OpenedServer    uint64
+	ClosedLocal     uint64
+	ClosedRemote    uint64
+	ClosedReset     uint64
+	ConnectFailures uint64
+}
+
 type socklifeEvent struct {
 	_             structs.HostLayout
 	TsNs          uint64
@@ -95,6 +121,13 @@ type socklifeListenKey struct {
 	Addr  [16]uint8
 }
 
+type socklifeLostSlot uint32
+
+const (
+	socklifeLostSlotLOST_RING       socklifeLostSlot = 0
+	socklifeLostSlotLOST_CLOSE_WAIT socklifeLostSlot = 1
+)
+
 type socklifeSockInfo struct {
 	_             structs.HostLayout
 	Owner         socklifeTaskId
@@ -123,10 +156,12 @@ type socklifeTaskId struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	socklifeMapAccepting          = "accepting"
+	socklifeMapCloseWaits         = "close_waits"
 	socklifeMapEvents             = "events"
 	socklifeMapFilterCgroups      = "filter_cgroups"
 	socklifeMapListeners          = "listeners"
 	socklifeMapLost               = "lost"
+	socklifeMapNetnsTotals        = "netns_totals"
 	socklifeMapSeeded             = "seeded"
 	socklifeMapSocks              = "socks"
 	socklifeProgBtfState          = "btf_state"
@@ -141,6 +176,7 @@ const (
 	socklifeProgSysExitAcceptRegs = "sys_exit_accept_regs"
 	socklifeProgTpState           = "tp_state"
 	socklifeProgTpSynack          = "tp_synack"
+	socklifeVarAggregate          = "aggregate"
 	socklifeVarFilterByCgroup     = "filter_by_cgroup"
 	socklifeVarFilterDports       = "filter_dports"
 	socklifeVarFilterFamily       = "filter_family"
@@ -149,10 +185,13 @@ const (
 	socklifeVarFilterPorts        = "filter_ports"
 	socklifeVarFilterSports       = "filter_sports"
 	socklifeVarFilterStates       = "filter_states"
+	socklifeVarUnusedCloseWait    = "unused_close_wait"
+	socklifeVarUnusedConnTotals   = "unused_conn_totals"
 	socklifeVarUnusedEvent        = "unused_event"
 	socklifeVarUnusedEventFlag    = "unused_event_flag"
 	socklifeVarUnusedEventHook    = "unused_event_hook"
 	socklifeVarUnusedEventKind    = "unused_event_kind"
+	socklifeVarUnusedLostSlot     = "unused_lost_slot"
 	socklifeVarWakeupBytes        = "wakeup_bytes"
 	socklifeVarWantQueue          = "want_queue"
 )
@@ -218,10 +257,12 @@ type socklifeProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type socklifeMapSpecs struct {
 	Accepting     *ebpf.MapSpec `ebpf:"accepting"`
+	CloseWaits    *ebpf.MapSpec `ebpf:"close_waits"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	FilterCgroups *ebpf.MapSpec `ebpf:"filter_cgroups"`
 	Listeners     *ebpf.MapSpec `ebpf:"listeners"`
 	Lost          *ebpf.MapSpec `ebpf:"lost"`
+	NetnsTotals   *ebpf.MapSpec `ebpf:"netns_totals"`
 	Seeded        *ebpf.MapSpec `ebpf:"seeded"`
 	Socks         *ebpf.MapSpec `ebpf:"socks"`
 }
@@ -230,20 +271,24 @@ type socklifeMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socklifeVariableSpecs struct {
-	FilterByCgroup  *ebpf.VariableSpec `ebpf:"filter_by_cgroup"`
-	FilterDports    *ebpf.VariableSpec `ebpf:"filter_dports"`
-	FilterFamily    *ebpf.VariableSpec `ebpf:"filter_family"`
-	FilterNetns     *ebpf.VariableSpec `ebpf:"filter_netns"`
-	FilterPid       *ebpf.VariableSpec `ebpf:"filter_pid"`
-	FilterPorts     *ebpf.VariableSpec `ebpf:"filter_ports"`
-	FilterSports    *ebpf.VariableSpec `ebpf:"filter_sports"`
-	FilterStates    *ebpf.VariableSpec `ebpf:"filter_states"`
-	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedEventFlag *ebpf.VariableSpec `ebpf:"unused_event_flag"`
-	UnusedEventHook *ebpf.VariableSpec `ebpf:"unused_event_hook"`
-	UnusedEventKind *ebpf.VariableSpec `ebpf:"unused_event_kind"`
-	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
-	WantQueue       *ebpf.VariableSpec `ebpf:"want_queue"`
+	Aggregate        *ebpf.VariableSpec `ebpf:"aggregate"`
+	FilterByCgroup   *ebpf.VariableSpec `ebpf:"filter_by_cgroup"`
+	FilterDports     *ebpf.VariableSpec `ebpf:"filter_dports"`
+	FilterFamily     *ebpf.VariableSpec `ebpf:"filter_family"`
+	FilterNetns      *ebpf.VariableSpec `ebpf:"filter_netns"`
+	FilterPid        *ebpf.VariableSpec `ebpf:"filter_pid"`
+	FilterPorts      *ebpf.VariableSpec `ebpf:"filter_ports"`
+	FilterSports     *ebpf.VariableSpec `ebpf:"filter_sports"`
+	FilterStates     *ebpf.VariableSpec `ebpf:"filter_states"`
+	UnusedCloseWait  *ebpf.VariableSpec `ebpf:"unused_close_wait"`
+	UnusedConnTotals *ebpf.VariableSpec `ebpf:"unused_conn_totals"`
+	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedEventFlag  *ebpf.VariableSpec `ebpf:"unused_event_flag"`
+	UnusedEventHook  *ebpf.VariableSpec `ebpf:"unused_event_hook"`
+	UnusedEventKind  *ebpf.VariableSpec `ebpf:"unused_event_kind"`
+	UnusedLostSlot   *ebpf.VariableSpec `ebpf:"unused_lost_slot"`
+	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	WantQueue        *ebpf.VariableSpec `ebpf:"want_queue"`
 }
 
 // socklifeObjects contains all objects after they have been loaded into the kernel.
@@ -267,10 +312,12 @@ func (o *socklifeObjects) Close() error {
 // It can be passed to loadSocklifeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socklifeMaps struct {
 	Accepting     *ebpf.Map `ebpf:"accepting"`
+	CloseWaits    *ebpf.Map `ebpf:"close_waits"`
 	Events        *ebpf.Map `ebpf:"events"`
 	FilterCgroups *ebpf.Map `ebpf:"filter_cgroups"`
 	Listeners     *ebpf.Map `ebpf:"listeners"`
 	Lost          *ebpf.Map `ebpf:"lost"`
+	NetnsTotals   *ebpf.Map `ebpf:"netns_totals"`
 	Seeded        *ebpf.Map `ebpf:"seeded"`
 	Socks         *ebpf.Map `ebpf:"socks"`
 }
@@ -278,10 +325,12 @@ type socklifeMaps struct {
 func (m *socklifeMaps) Close() error {
 	return _SocklifeClose(
 		m.Accepting,
+		m.CloseWaits,
 		m.Events,
 		m.FilterCgroups,
 		m.Listeners,
 		m.Lost,
+		m.NetnsTotals,
 		m.Seeded,
 		m.Socks,
 	)
@@ -291,20 +340,24 @@ func (m *socklifeMaps) Close() error {
 //
 // It can be passed to loadSocklifeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socklifeVariables struct {
-	FilterByCgroup  *ebpf.Variable `ebpf:"filter_by_cgroup"`
-	FilterDports    *ebpf.Variable `ebpf:"filter_dports"`
-	FilterFamily    *ebpf.Variable `ebpf:"filter_family"`
-	FilterNetns     *ebpf.Variable `ebpf:"filter_netns"`
-	FilterPid       *ebpf.Variable `ebpf:"filter_pid"`
-	FilterPorts     *ebpf.Variable `ebpf:"filter_ports"`
-	FilterSports    *ebpf.Variable `ebpf:"filter_sports"`
-	FilterStates    *ebpf.Variable `ebpf:"filter_states"`
-	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`
-	UnusedEventFlag *ebpf.Variable `ebpf:"unused_event_flag"`
-	UnusedEventHook *ebpf.Variable `ebpf:"unused_event_hook"`
-	UnusedEventKind *ebpf.Variable `ebpf:"unused_event_kind"`
-	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
-	WantQueue       *ebpf.Variable `ebpf:"want_queue"`
+	Aggregate        *ebpf.Variable `ebpf:"aggregate"`
+	FilterByCgroup   *ebpf.Variable `ebpf:"filter_by_cgroup"`
+	FilterDports     *ebpf.Variable `ebpf:"filter_dports"`
+	FilterFamily     *ebpf.Variable `ebpf:"filter_family"`
+	FilterNetns      *ebpf.Variable `ebpf:"filter_netns"`
+	FilterPid        *ebpf.Variable `ebpf:"filter_pid"`
+	FilterPorts      *ebpf.Variable `ebpf:"filter_ports"`
+	FilterSports     *ebpf.Variable `ebpf:"filter_sports"`
+	FilterStates     *ebpf.Variable `ebpf:"filter_states"`
+	UnusedCloseWait  *ebpf.Variable `ebpf:"unused_close_wait"`
+	UnusedConnTotals *ebpf.Variable `ebpf:"unused_conn_totals"`
+	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
+	UnusedEventFlag  *ebpf.Variable `ebpf:"unused_event_flag"`
+	UnusedEventHook  *ebpf.Variable `ebpf:"unused_event_hook"`
+	UnusedEventKind  *ebpf.Variable `ebpf:"unused_event_kind"`
+	UnusedLostSlot   *ebpf.Variable `ebpf:"unused_lost_slot"`
+	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
+	WantQueue        *ebpf.Variable `ebpf:"want_queue"`
 }
 
 // socklifePrograms contains all programs after they have been loaded into the kernel.

@@ -60,6 +60,11 @@ type Options struct {
 	// Backlog turns on accept-queue accounting: enqueue events carry the
 	// listener's queues (Event.Queue) and SYN-ACK retransmits are traced.
 	Backlog bool
+	// Aggregate counts in the kernel what an always-on exporter reads
+	// (ConnTotals, CloseWaits) and sends through the ring only listener
+	// starts and ends among state changes, beside accepts and SYN-ACK
+	// retransmits: no record per transition.
+	Aggregate bool
 	// AcceptHooks limits the accept hook to what an always-on agent can
 	// pay for: AcceptPerCall leaves out the syscall tracepoint rung, which
 	// sends every syscall of every task through the slow path once
@@ -225,6 +230,7 @@ func configure(specs *socklifeSpecs, opts Options) error {
 		{specs.FilterStates, uint32(opts.States)},
 		{specs.FilterByCgroup, boolByte(opts.ByCgroup)},
 		{specs.WantQueue, boolByte(opts.Backlog)},
+		{specs.Aggregate, boolByte(opts.Aggregate)},
 		// Wake the reader early enough that a burst cannot fill the ring
 		// between two timer drains.
 		{specs.WakeupBytes, uint64(specs.Events.MaxEntries / 32)},
@@ -295,7 +301,7 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, opts Options) error {
 		if !st.Attached() && f.name == FeatureState {
 			return fmt.Errorf("no hook for TCP state changes: %s", st)
 		}
-		if !st.Attached() {
+		if !st.Attached() && !st.LeftOut() { // the caller chose what it left out
 			log.Warn(fmt.Sprintf("%s events off: %s", f.name, st))
 		}
 	}

@@ -10,9 +10,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime"
+	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,8 +27,8 @@ import (
 	"github.com/socklife/socklife/internal/exporter"
 	"github.com/socklife/socklife/internal/filter"
 	"github.com/socklife/socklife/internal/holders"
-	"github.com/socklife/socklife/internal/live"
 	"github.com/socklife/socklife/internal/render"
+	"github.com/socklife/socklife/internal/runner"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/internal/topview"
 	"github.com/socklife/socklife/snapshot"
@@ -142,45 +143,76 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		return err
 	}
 	topts, _ := flt.Split(false)
-	topts.Backlog = true
+	topts.Backlog, topts.Aggregate = true, true
 	topts.AcceptHooks = acceptWaitModes[f.acceptWait]
+	topts.Logger = log
 	f.tracerFlags.apply(&topts)
-	follow := kernelCgroups(&topts, flt)
-	// The backlog accounting reads the live table's events: one tracer.
-	// Events before its baseline poll are in that poll.
-	var accounting atomic.Pointer[backlog.Poller]
-	tk, err := live.Start(ctx, live.Options{Tracer: topts, Keep: flt.Unowned().Socket, Logger: log,
-		OnEvent: func(ev *tracer.Event) {
-			if p := accounting.Load(); p != nil {
-				p.Observe(ev)
-			}
-		}})
+	followCtx, stopFollow := context.WithCancel(ctx)
+	defer stopFollow()
+	tr, err := startTracer(followCtx, topts, flt)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
 	}
-	defer tk.Close()
-	poller, err := backlog.NewPoller(ctx, backlog.Config{Stall: f.stall, Keep: flt.Match, AllNetns: true,
-		Containers: names.Containers, KeepContainer: flt.Container}, tk.SeedListeners, func() tracer.Loss { return tk.Stats().Loss })
+	defer tr.Close()
+	defer stopFollow() // before Close: the follower adds to the tracer's map
+	older, err := seedOlder(ctx, tr, flt)
 	if err != nil {
 		return err
 	}
-	accounting.Store(poller)
-	followCtx, stopFollow := context.WithCancel(ctx)
-	defer stopFollow()
-	go follow(followCtx, tk.AddCgroups)
+	poller, err := backlog.NewPoller(ctx, backlog.Config{Stall: f.stall, Keep: flt.Match, AllNetns: true,
+		Containers: names.Containers, KeepContainer: flt.Container}, tr.SeedListeners, tr.Loss)
+	if err != nil {
+		return err
+	}
+	// The ring carries only what the backlog accounting reads (Aggregate).
+	run := runner.Start(tr, runner.Consumer{Event: func(ev *tracer.Event) error { poller.Observe(ev); return nil }})
+	defer run.Close()
 	reg, stopHolders := startHolders(ctx, log)
 	defer stopHolders()
-	src := &serveSource{tk: tk, poller: poller, names: names, flt: flt, holders: reg, maxProcesses: f.maxProcesses,
-		sampler: topview.NewSampler(time.Minute, closewait.ByProcess), tool: toolInfo(tk)}
-	return serveHTTP(ctx, f, exporter.NewCollector(src.collect, f.collectInterval), tk, log)
+	src := &serveSource{tr: tr, poller: poller, names: names, flt: flt, holders: reg, maxProcesses: f.maxProcesses,
+		listeners: topview.NewSampler(0, closewait.ByProcess), closeWaits: closewait.NewWatch(time.Minute),
+		older: older, tool: toolInfo(tr)}
+	return serveHTTP(ctx, f, exporter.NewCollector(src.collect, f.collectInterval), run, log)
 }
 
-// serveHTTP serves / and /metrics until ctx ends, or the tracker stops
+// seedOlder tells the tracer the owners of the sockets older than it, so
+// that one entering CLOSE_WAIT later names its owner, and returns those
+// already in CLOSE_WAIT, which the kernel's map never sees enter it.
+func seedOlder(ctx context.Context, tr *tracer.Tracer, flt *filter.Filter) ([]olderCloseWait, error) {
+	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true})
+	if err != nil {
+		return nil, fmt.Errorf("taking the socket snapshot: %w", err)
+	}
+	found := time.Now()
+	socks := res.Sockets
+	if _, err := snapshot.AttachProcesses(socks); err != nil {
+		return nil, fmt.Errorf("finding socket owners: %w", err)
+	}
+	listeners, owners := holders.Seeds(socks)
+	if err := errors.Join(tr.SeedListeners(listeners), tr.SeedOwners(owners)); err != nil {
+		return nil, fmt.Errorf("seeding the owners of older sockets: %w", err)
+	}
+	var older []olderCloseWait
+	for i := range socks {
+		s := &socks[i]
+		if s.State != tcpstate.CloseWait || !flt.Unowned().Socket(s) {
+			continue
+		}
+		c := olderCloseWait{Conn: closewait.Conn{Local: s.Local, Remote: s.Remote, AtLeast: found}, netns: s.Netns, sockCgroup: s.CgroupID}
+		if len(s.Processes) > 0 {
+			c.PID, c.Comm = uint32(s.Processes[0].PID), s.Processes[0].Comm
+		}
+		older = append(older, c)
+	}
+	return older, nil
+}
+
+// serveHTTP serves / and /metrics until ctx ends, or the event reader stops
 // (then the metrics would go stale: better no target than a wrong one).
-func serveHTTP(ctx context.Context, f *serveFlags, c *exporter.Collector, tk *live.Tracker, log *slog.Logger) error {
+func serveHTTP(ctx context.Context, f *serveFlags, c *exporter.Collector, run *runner.Runner, log *slog.Logger) error {
 	promReg := prometheus.NewRegistry()
 	promReg.MustRegister(c)
 	mux := http.NewServeMux()
@@ -206,10 +238,11 @@ func serveHTTP(ctx context.Context, f *serveFlags, c *exporter.Collector, tk *li
 	select {
 	case err := <-served:
 		return fmt.Errorf("serving metrics: %w", err)
-	case <-tk.Done():
-		if err := tk.Err(); err != nil {
-			return err
+	case <-run.Done():
+		if err := run.Err(); err != nil {
+			return fmt.Errorf("reading events: %w", err)
 		}
+		return errors.New("tracer closed while serving")
 	case <-ctx.Done():
 	}
 	// within a second of SIGTERM: a scrape in flight gets half of it
@@ -221,47 +254,125 @@ func serveHTTP(ctx context.Context, f *serveFlags, c *exporter.Collector, tk *li
 	return nil
 }
 
-// serveSource makes one collection.
+// serveSource makes one collection: what the kernel counted (connections
+// per namespace, the sockets in CLOSE_WAIT), a dump of every TCP socket
+// (states per namespace, the listeners, which older CLOSE_WAIT sockets
+// are still there) and the backlog accounting's report.
 type serveSource struct {
-	tk           *live.Tracker
+	tr           *tracer.Tracer
 	poller       *backlog.Poller
-	sampler      *topview.Sampler
+	listeners    *topview.Sampler
+	closeWaits   *closewait.Watch
 	names        *render.Names
 	flt          *filter.Filter
 	holders      *holders.Registry
 	maxProcesses int
-	tool         exporter.Tool
+	// older are the sockets in CLOSE_WAIT at start, until a dump no
+	// longer finds them there
+	older []olderCloseWait
+	tool  exporter.Tool
 }
 
 func (s *serveSource) collect(ctx context.Context) (exporter.Model, error) {
-	var states map[uint32][tcpstate.Max]int
-	var totals map[uint32]live.Totals
-	frame, err := sample(ctx, s.tk, s.sampler, topview.Input{Keep: s.flt.Match, Holders: s.holders,
-		Containers: s.names.Containers, KeepContainer: s.flt.Container}, func(t *live.Table, dumped []snapshot.Socket) {
-		states, totals = exporter.CountStates(t, dumped), t.Totals()
-	})
+	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true})
+	if err != nil {
+		return exporter.Model{}, fmt.Errorf("listing TCP sockets: %w", err)
+	}
+	now := time.Now()
+	var listening []snapshot.Socket
+	stillWaiting := map[closeWaitKey]bool{}
+	keep := s.flt.Unowned().Socket
+	states := exporter.CountStates(res.Sockets, keep)
+	for i := range res.Sockets {
+		sk := &res.Sockets[i]
+		if !keep(sk) {
+			continue
+		}
+		switch sk.State {
+		case tcpstate.Listen:
+			listening = append(listening, *sk)
+		case tcpstate.CloseWait:
+			stillWaiting[closeWaitKey{sk.Netns, sk.Local, sk.Remote}] = true
+		}
+	}
+	conns, err := s.closeWaitConns(stillWaiting)
 	if err != nil {
 		return exporter.Model{}, err
 	}
-	rep, err := s.poller.Report(ctx, time.Now())
+	frame := topview.Frame{
+		CloseWait: s.closeWaits.Observe(now, conns),
+		Listeners: s.listeners.ListenersOf(topview.Input{At: now, Listening: listening, Keep: s.flt.Match, Holders: s.holders,
+			Containers: s.names.Containers, KeepContainer: s.flt.Container}),
+	}
+	totals, err := s.tr.ConnTotals()
+	if err != nil {
+		return exporter.Model{}, err
+	}
+	rep, err := s.poller.Report(ctx, now)
 	if err != nil {
 		return exporter.Model{}, err
 	}
 	tool := s.tool
-	st := s.tk.Stats()
-	tool.Loss, tool.Resyncs = st.Loss, st.Resyncs
+	tool.Loss = s.tr.Loss()
 	return exporter.Build(exporter.Inputs{Frame: &frame, Backlog: rep, States: states, Totals: totals,
 		NetnsName: s.names.NetnsName, FDs: exporter.ProcFDs("/proc"), MaxProcesses: s.maxProcesses, Tool: tool}), nil
 }
 
+type closeWaitKey struct {
+	netns         uint32
+	local, remote netip.AddrPort
+}
+
+// olderCloseWait is a socket found in CLOSE_WAIT at start.
+type olderCloseWait struct {
+	closewait.Conn
+	netns      uint32
+	sockCgroup uint64
+}
+
+// closeWaitConns are the sockets in CLOSE_WAIT the filters keep: those
+// the kernel saw enter it, and the older ones a dump still finds there
+// (stillWaiting, which older shrinks to).
+func (s *serveSource) closeWaitConns(stillWaiting map[closeWaitKey]bool) ([]closewait.Conn, error) {
+	cws, err := s.tr.CloseWaits()
+	if err != nil {
+		return nil, err
+	}
+	var out []closewait.Conn
+	add := func(c closewait.Conn, netns uint32, sockCgroup, ownerCgroup uint64) {
+		var owners []tracer.Holder
+		if c.PID != 0 {
+			owners = []tracer.Holder{{PID: c.PID, Comm: c.Comm}}
+		}
+		c.Container, c.InContainer = s.names.Containers.OfSocket(sockCgroup, ownerCgroup)
+		if s.flt.Container(c.Container, c.InContainer) && s.flt.Match(netns, c.Local, c.Remote, owners...) {
+			out = append(out, c)
+		}
+	}
+	for _, cw := range cws {
+		c := closewait.Conn{Local: cw.Local, Remote: cw.Remote, Since: cw.Since}
+		if cw.OwnerSource != tracer.OwnerUnknown {
+			c.PID, c.Comm = cw.Owner.PID, cw.Owner.Comm
+		}
+		add(c, cw.Netns, cw.SockCgroupID, cw.Owner.CgroupID)
+	}
+	s.older = slices.DeleteFunc(s.older, func(c olderCloseWait) bool {
+		return !stillWaiting[closeWaitKey{c.netns, c.Local, c.Remote}]
+	})
+	for _, c := range s.older {
+		add(c.Conn, c.netns, c.sockCgroup, 0)
+	}
+	return out, nil
+}
+
 // toolInfo is what socklife_build_info and socklife_hook_info say.
-func toolInfo(tk *live.Tracker) exporter.Tool {
+func toolInfo(tr *tracer.Tracer) exporter.Tool {
 	t := exporter.Tool{Version: Version, GoVersion: runtime.Version()}
 	var u unix.Utsname
 	if unix.Uname(&u) == nil {
 		t.Kernel = unix.ByteSliceToString(u.Release[:])
 	}
-	for _, h := range tk.Hooks() {
+	for _, h := range tr.Hooks() {
 		name := hookName(h, "none")
 		if h.LeftOut() {
 			name = "off" // --accept-wait

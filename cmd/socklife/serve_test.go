@@ -302,6 +302,49 @@ func TestServeMetrics(t *testing.T) {
 	}
 }
 
+// Sockets already in CLOSE_WAIT when serve starts never enter it where
+// the kernel counts: serve takes them from its start-up snapshot, owner
+// and all, and drops each once a dump no longer finds it there.
+func TestServeCloseWaitOlderThanServe(t *testing.T) {
+	testutil.RequireRoot(t)
+	ln := testutil.PlainListener(t)
+	var servers []net.Conn
+	for range 7 {
+		cl, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sv, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sv.Close() })
+		servers = append(servers, sv)
+		cl.Close()
+		// EOF: the client's FIN is in, the server's end in CLOSE_WAIT
+		if _, err := sv.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("reading the closed client: %v, want EOF", err)
+		}
+	}
+	_, base := startServe(t, "--collect-interval", "100ms")
+	me := map[string]string{"pid": strconv.Itoa(os.Getpid())}
+	closeWaits := func(want float64) func() bool {
+		return func() bool {
+			_, mfs := scrapeFamilies(t, base)
+			return value(series(mfs, "socklife_process_close_wait_sockets", me)) == want
+		}
+	}
+	testutil.WaitFor(t, 10*time.Second, "our 7 older CLOSE_WAIT sockets", closeWaits(7))
+	for _, sv := range servers[:4] {
+		sv.Close()
+	}
+	testutil.WaitFor(t, 10*time.Second, "3 left once we close 4", closeWaits(3))
+	for _, sv := range servers[4:] {
+		sv.Close()
+	}
+	testutil.WaitFor(t, 10*time.Second, "none left", closeWaits(0))
+}
+
 // --accept-wait auto measures accepts where a hook costs per accept()
 // (fexit, kretprobe: the kernel matrix) and leaves them out where the only
 // hook is a syscall tracepoint (this development machine): hook_info says

@@ -86,8 +86,7 @@ var (
 	descTcpExt    = map[string]*prometheus.Desc{}
 	descBuild     = desc("socklife_build_info", "socklife's version, the Go version it was built with and the kernel it runs on.", nil, "version", "goversion", "kernel")
 	descHook      = desc("socklife_hook_info", "The hook each feature uses, \"none\" when it is off.", nil, "feature", "hook")
-	descLost      = desc("socklife_events_lost_total", "Tracer events lost, by cause: the counts they touched are short by as many.", nil, "cause")
-	descResyncs   = desc("socklife_resyncs_total", "Times the live table was rebuilt from a socket dump after lost events.", nil)
+	descLost      = desc("socklife_events_lost_total", "Tracer events lost, by cause: the counts they touched are short by as many (close_wait_map_full: CLOSE_WAIT sockets serve's kernel map had no room for).", nil, "cause")
 	descCollected = desc("socklife_scrape_collection_seconds", "How long the last collection took.", nil)
 )
 
@@ -115,7 +114,7 @@ func init() {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueue, descLimit, descDrops, descSynack, descAccepts, descWait, descStalled,
 		descStallSecs, descCloseWait, descOldest, descOpenFDs, descMaxFDs, descSockets, descOpened, descClosed, descConnFail,
-		descBuild, descHook, descLost, descResyncs, descCollected} {
+		descBuild, descHook, descLost, descCollected} {
 		ch <- d
 	}
 	for _, d := range descTcpExt {
@@ -164,7 +163,7 @@ func Emit(m *Model, ch chan<- prometheus.Metric) {
 	counter(descLost, float64(t.Loss.RingFull), "ring_full")
 	counter(descLost, float64(t.Loss.Recursion), "recursion")
 	counter(descLost, float64(t.Loss.Undecodable), "undecodable")
-	counter(descResyncs, float64(t.Resyncs))
+	counter(descLost, float64(t.Loss.CloseWaitFull), "close_wait_map_full")
 	gauge(descCollected, t.CollectionSeconds)
 }
 

@@ -15,7 +15,6 @@ import (
 	"github.com/socklife/socklife/internal/backlog"
 	"github.com/socklife/socklife/internal/closewait"
 	"github.com/socklife/socklife/internal/container"
-	"github.com/socklife/socklife/internal/live"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/internal/topview"
 	"github.com/socklife/socklife/snapshot"
@@ -133,11 +132,11 @@ func TestExposition(t *testing.T) {
 	m := Build(Inputs{
 		Frame:   frameWith(closewait.Process{PID: 42, Comm: "leaky", Count: 12, Oldest: 90 * time.Second}),
 		Backlog: rep, States: map[uint32][tcpstate.Max]int{4026531833: states},
-		Totals:    map[uint32]live.Totals{4026531833: {OpenedClient: 5, ClosedRemote: 12, ConnectFailures: 1}},
+		Totals:    map[uint32]tracer.ConnTotals{4026531833: {OpenedClient: 5, ClosedRemote: 12, ConnectFailures: 1}},
 		NetnsName: func(uint32) string { return "host" },
 		FDs:       func(uint32) (uint64, uint64, bool) { return 17, 1024, true },
 		Tool: Tool{Version: "v1", GoVersion: "go1.26", Kernel: "6.18.0", Hooks: []Hook{{"accept", "tp_btf"}},
-			AcceptsMeasured: true, Loss: tracer.Loss{RingFull: 4}, Resyncs: 1},
+			AcceptsMeasured: true, Loss: tracer.Loss{RingFull: 4}},
 	})
 	c := NewCollector(func(context.Context) (Model, error) { return m, nil }, time.Minute)
 	lv := `{comm="srv",container="",listener="127.0.0.1:8080",netns="4026531833",pod="",pod_namespace=""}`
@@ -165,7 +164,7 @@ func TestExposition(t *testing.T) {
 		"socklife_tcpext_listen_overflows_total" + nv + "} 3", "socklife_tcpext_reqq_full_drop_total" + nv + "} 0",
 		`socklife_build_info{goversion="go1.26",kernel="6.18.0",version="v1"} 1`,
 		`socklife_hook_info{feature="accept",hook="tp_btf"} 1`,
-		`socklife_events_lost_total{cause="ring_full"} 4`, "socklife_resyncs_total 1",
+		`socklife_events_lost_total{cause="ring_full"} 4`,
 		"# TYPE socklife_scrape_collection_seconds gauge",
 	} {
 		if !strings.Contains(body, want+"\n") {
@@ -243,25 +242,27 @@ func TestReuseportListenersSummed(t *testing.T) {
 	scrape(t, NewCollector(func(context.Context) (Model, error) { return Build(Inputs{Backlog: rep}), nil }, time.Minute))
 }
 
-// States per namespace: the table's sockets, and TIME_WAIT from the dump
-// only (the table has the other states already).
+// States per namespace, of the sockets the filter keeps.
 func TestCountStates(t *testing.T) {
-	tb := live.NewTable(nil)
-	sk := func(ns uint32, s tcpstate.State, local, remote string, inode uint64) snapshot.Socket {
-		return snapshot.Socket{Protocol: snapshot.TCP, Family: unix.AF_INET, State: s, Netns: ns, Inode: inode,
+	sk := func(ns uint32, s tcpstate.State, local, remote string) snapshot.Socket {
+		return snapshot.Socket{Protocol: snapshot.TCP, Family: unix.AF_INET, State: s, Netns: ns,
 			Local: netip.MustParseAddrPort(local), Remote: netip.MustParseAddrPort(remote)}
 	}
-	tb.Load([]snapshot.Socket{
-		sk(1, tcpstate.CloseWait, "127.0.0.1:80", "127.0.0.1:5001", 1),
-		sk(1, tcpstate.CloseWait, "127.0.0.1:80", "127.0.0.1:5002", 2),
-		sk(2, tcpstate.Established, "10.0.0.1:80", "10.0.0.2:5003", 3),
-	}, time.Now())
 	dumped := []snapshot.Socket{
-		sk(1, tcpstate.TimeWait, "127.0.0.1:80", "127.0.0.1:5004", 0),
-		sk(1, tcpstate.Listen, "127.0.0.1:81", "0.0.0.0:0", 4), // in the dump, not the table: not counted twice
+		sk(1, tcpstate.CloseWait, "127.0.0.1:80", "127.0.0.1:5001"),
+		sk(1, tcpstate.CloseWait, "127.0.0.1:80", "127.0.0.1:5002"),
+		sk(1, tcpstate.TimeWait, "127.0.0.1:80", "127.0.0.1:5004"),
+		sk(1, tcpstate.Listen, "127.0.0.1:81", "0.0.0.0:0"),
+		sk(2, tcpstate.Established, "10.0.0.1:80", "10.0.0.2:5003"),
+		sk(2, tcpstate.Established, "10.0.0.1:22", "10.0.0.2:5005"),
 	}
-	got := CountStates(tb, dumped)
-	if len(got) != 2 || got[1][tcpstate.CloseWait] != 2 || got[1][tcpstate.TimeWait] != 1 || got[1][tcpstate.Listen] != 0 || got[2][tcpstate.Established] != 1 {
+	got := CountStates(dumped, nil)
+	if len(got) != 2 || got[1][tcpstate.CloseWait] != 2 || got[1][tcpstate.TimeWait] != 1 || got[1][tcpstate.Listen] != 1 || got[2][tcpstate.Established] != 2 {
 		t.Errorf("states %v", got)
+	}
+	port80 := func(s *snapshot.Socket) bool { return s.Local.Port() == 80 }
+	got = CountStates(dumped, port80)
+	if got[1][tcpstate.Listen] != 0 || got[1][tcpstate.CloseWait] != 2 || got[2][tcpstate.Established] != 1 {
+		t.Errorf("states of port 80 %v", got)
 	}
 }

@@ -21,7 +21,6 @@ import (
 
 	"github.com/socklife/socklife/internal/backlog"
 	"github.com/socklife/socklife/internal/container"
-	"github.com/socklife/socklife/internal/live"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/internal/topview"
 	"github.com/socklife/socklife/snapshot"
@@ -75,7 +74,7 @@ type Netns struct {
 	Netns      uint32
 	Name       string
 	States     [tcpstate.Max]int
-	Totals     live.Totals
+	Totals     tracer.ConnTotals
 	Netstat    backlog.Netstat
 	HasNetstat bool
 }
@@ -89,7 +88,6 @@ type Tool struct {
 	// as zeros (a queue no accept() is seen draining is not stalled).
 	AcceptsMeasured bool
 	Loss            tracer.Loss
-	Resyncs         uint64
 	// CollectionSeconds is how long the collection took.
 	CollectionSeconds float64
 }
@@ -101,10 +99,10 @@ type Hook struct{ Feature, Hook string }
 type Inputs struct {
 	Frame   *topview.Frame
 	Backlog *backlog.Report
-	// States and Totals by netns (the live table's, TIME_WAIT added
-	// from sock_diag).
+	// States by netns (CountStates) and Totals by netns (the kernel's
+	// counters).
 	States map[uint32][tcpstate.Max]int
-	Totals map[uint32]live.Totals
+	Totals map[uint32]tracer.ConnTotals
 	// NetnsName names a namespace; nil: none.
 	NetnsName func(uint32) string
 	// FDs reads a process's open fds and soft fd limit; nil: unknown.
@@ -291,26 +289,18 @@ func netns(in Inputs) []Netns {
 // since is a duration in seconds, for a caller timing its collection.
 func since(t time.Time) float64 { return time.Since(t).Seconds() }
 
-// CountStates counts the table's sockets by netns and state, with
-// TIME_WAIT from a sock_diag dump (timewait sockets emit no events; the
-// dump may hold other states, which the table has already).
-func CountStates(t *live.Table, dumped []snapshot.Socket) map[uint32][tcpstate.Max]int {
+// CountStates counts the dumped sockets keep accepts (nil: all) by netns
+// and state.
+func CountStates(socks []snapshot.Socket, keep func(*snapshot.Socket) bool) map[uint32][tcpstate.Max]int {
 	m := map[uint32][tcpstate.Max]int{}
-	add := func(ns uint32, s tcpstate.State) {
-		if s.Known() {
-			c := m[ns]
-			c[s]++
-			m[ns] = c
+	for i := range socks {
+		s := &socks[i]
+		if !s.State.Known() || keep != nil && !keep(s) {
+			continue
 		}
-	}
-	t.Each(func(c *live.Conn) bool {
-		add(c.Netns, c.State)
-		return true
-	})
-	for i := range dumped {
-		if dumped[i].State == tcpstate.TimeWait {
-			add(dumped[i].Netns, tcpstate.TimeWait)
-		}
+		c := m[s.Netns]
+		c[s.State]++
+		m[s.Netns] = c
 	}
 	return m
 }

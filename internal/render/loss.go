@@ -25,6 +25,9 @@ func LossCauses(l tracer.Loss) string {
 	if l.Undecodable > 0 {
 		s += fmt.Sprintf(", undecodable %d", l.Undecodable)
 	}
+	if l.CloseWaitFull > 0 {
+		s += fmt.Sprintf(", CLOSE_WAIT map full %d", l.CloseWaitFull)
+	}
 	return s
 }
 

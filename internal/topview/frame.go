@@ -172,6 +172,11 @@ func ownerOf(c *live.Conn) (uint32, string) {
 	return c.PID, c.Comm
 }
 
+// ListenersOf is the listeners of in.Listening, their holders and
+// containers, without a table (serve, which keeps none): owners come from
+// in.Holders alone, and no accept rate is known.
+func (s *Sampler) ListenersOf(in Input) []Listener { return s.listeners(in, nil, nil, 0) }
+
 // listeners joins the dumped LISTEN sockets (their queues) with the
 // table's listeners (their owners and accept counts).
 func (s *Sampler) listeners(in Input, owners map[listenerKey]*live.Conn, accepts map[listenerKey]uint64, interval time.Duration) []Listener {
