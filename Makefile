@@ -75,9 +75,12 @@ unit:
 # Every benchmark once: each runs its own rounds, interleaving socklife with
 # its peer (ss, bpftrace) so that ratios come from the same run. Needs root,
 # ss and bpftrace (apt-get install bpftrace); takes a few minutes. -v keeps
-# go test from cutting the tables the benchmarks log to ten lines.
+# go test from cutting the tables the benchmarks log to ten lines. The second
+# run is BenchmarkServeScale again at a million sockets, for serve's RSS there
+# (two or three minutes more, and about 5 GiB of memory while it runs).
 bench:
 	$(GO) test -count=1 -v -run '^$$' -bench . -benchtime 1x -timeout 15m ./...
+	SOCKLIFE_BENCH_SCALE_SOCKETS=1000000 $(GO) test -count=1 -v -run '^$$' -bench '^BenchmarkServeScale$$' -benchtime 1x -timeout 15m ./cmd/socklife
 
 # The privileged tests inside Debian 5.10, 6.1 and 6.12 under QEMU (the matrix in
 # internal/cmd/vmtest/kernels.txt): `make vmtest`, or KERNEL=6.1 for one, ACCEL=tcg to

@@ -67,10 +67,7 @@ func serveTracer(tb testing.TB, name string, extra []string) churnTracer {
 	return churnTracer{
 		name: name,
 		start: func(tb testing.TB, dir string, port uint16, sink sinkKind, mark string) *benchTracer {
-			ready := filepath.Join(dir, "serve.ready")
-			os.Remove(ready)
-			addr := "127.0.0.1:" + strconv.Itoa(int(testutil.FreePort(tb)))
-			p := startBenchTracer(tb, dir, append([]string{bin, "serve", "--web.listen-address", addr, "--ready-file", ready}, extra...), sink, ready, "", mark)
+			p, base := startServeBench(tb, bin, dir, sink, mark, extra)
 			go func() {
 				tick := time.NewTicker(time.Second)
 				defer tick.Stop()
@@ -80,7 +77,7 @@ func serveTracer(tb testing.TB, name string, extra []string) churnTracer {
 						return
 					case <-tick.C:
 					}
-					if resp, err := http.Get("http://" + addr + "/metrics"); err == nil {
+					if resp, err := http.Get(base + "/metrics"); err == nil {
 						resp.Body.Close()
 					}
 				}
@@ -90,4 +87,17 @@ func serveTracer(tb testing.TB, name string, extra []string) churnTracer {
 		events:   func(testing.TB, *benchTracer, outputCounts) (int64, int64) { return 0, 0 },
 		portMark: func(port uint16) string { return fmt.Sprintf(":%d", port) },
 	}
+}
+
+// startServeBench starts `socklife serve` (with extra arguments) on a free
+// loopback port, its output to sink, and returns it once its ready file is
+// written, with the base URL it serves on (answering may take a moment
+// more: the ready file comes before the listening).
+func startServeBench(tb testing.TB, bin, dir string, sink sinkKind, mark string, extra []string) (*benchTracer, string) {
+	tb.Helper()
+	ready := filepath.Join(dir, "serve.ready")
+	os.Remove(ready)
+	addr := "127.0.0.1:" + strconv.Itoa(int(testutil.FreePort(tb)))
+	p := startBenchTracer(tb, dir, append([]string{bin, "serve", "--web.listen-address", addr, "--ready-file", ready}, extra...), sink, ready, "", mark)
+	return p, "http://" + addr
 }
