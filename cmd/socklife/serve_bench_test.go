@@ -16,7 +16,7 @@ import (
 
 // BenchmarkServeChurn measures what `socklife serve` costs the loopback
 // churn (connect, a byte each way, close, as fast as it goes), beside no
-// tracer and `socklife trace -o json`, interleaved round after round so
+// tracer, `socklife trace -o json` and bpftrace's tcpstates one-liner, interleaved round after round so
 // that they share the machine's noise; serve is scraped every second, as a
 // Prometheus with a 1s interval would. It reports each one's median ratio
 // to the no-tracer rate of the same round:
@@ -29,7 +29,7 @@ import (
 func BenchmarkServeChurn(b *testing.B) {
 	testutil.RequireRoot(b)
 	conns, rounds := testutil.EnvInt(b, "SOCKLIFE_BENCH_CHURN_CONNS", churnConns), testutil.EnvInt(b, "SOCKLIFE_BENCH_ROUNDS", churnRounds)
-	tracers := []churnTracer{{name: "off"}, serveTracer(b, "serve", nil), socklifeTracer(b, "trace", nil)}
+	tracers := []churnTracer{{name: "off"}, serveTracer(b, "serve", nil), socklifeTracer(b, "trace", nil), bpftraceTracer(b)}
 	if extra := os.Getenv("SOCKLIFE_BENCH_SERVE_ARGS"); extra != "" {
 		// a variant beside, e.g. "--disable-hook tracepoint": serve
 		// without the accept hook's syscall tracepoint

@@ -33,6 +33,19 @@ func TestProcFDsSelf(t *testing.T) {
 	if _, _, ok := read(1 << 30); ok {
 		t.Error("a pid that does not exist read as known")
 	}
+	// the count is the listing's: a listing of our own fds holds the
+	// descriptor it lists through, which a stat (6.2+) does not count
+	names, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := len(names)
+	if st, err := os.Stat("/proc/self/fd"); err == nil && st.Size() > 0 {
+		want--
+	}
+	if now, _, _ := read(pid); now != uint64(want) {
+		t.Errorf("fds %d, want %d (/proc/self/fd lists %d)", now, want, len(names))
+	}
 }
 
 func TestSoftNoFile(t *testing.T) {
