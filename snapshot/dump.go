@@ -48,6 +48,11 @@ type Options struct {
 	// unix:) limits the dumps to that family. Its state words are not
 	// applied here: fold Filter.StateMask into States.
 	SSFilter *ssfilter.Filter
+	// Keep, if set, sees every socket as it is decoded and says whether
+	// Result keeps it: a caller that only counts most of them holds memory
+	// in proportion to what it keeps, not to the host's sockets. It runs
+	// on the dump workers, so on several goroutines at once.
+	Keep func(*Socket) bool
 
 	// bytecode is SSFilter's program, compiled once by Dump; nil for none.
 	bytecode []byte
@@ -155,10 +160,11 @@ func Dump(ctx context.Context, opts Options) (*Result, error) {
 		}
 	}
 	// sockstat counts sockets in every state and of every address: a dump
-	// of listeners alone (socklife backlog, each interval) or one the
-	// kernel filters with bytecode (ss filters keep a few) must not
-	// allocate, and zero, room for every connection on the host.
-	sized := opts.States&^tcpstate.Of(tcpstate.Listen) != 0 && opts.bytecode == nil
+	// of listeners alone (socklife backlog, each interval), one the
+	// kernel filters with bytecode (ss filters keep a few) or one Keep
+	// thins must not allocate, and zero, room for every connection on
+	// the host.
+	sized := opts.States&^tcpstate.Of(tcpstate.Listen) != 0 && opts.bytecode == nil && opts.Keep == nil
 	jobs := planJobsSized(namespaces, opts.queries(), sized)
 	runJobs(ctx, jobs, opts, self)
 	res, err := gather(jobs, namespaces)
@@ -272,7 +278,7 @@ func (c *diagConn) collect(ctx context.Context, q query, opts Options, netns uin
 			return fmt.Errorf("decoding %s answer: %w", q.module(), err)
 		}
 		s.Netns = netns
-		if opts.SSFilter != nil && !ssKeep(opts.SSFilter, s) {
+		if opts.SSFilter != nil && !ssKeep(opts.SSFilter, s) || opts.Keep != nil && !opts.Keep(s) {
 			out = out[:len(out)-1]
 		}
 		return nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -242,4 +243,42 @@ func TestDumpAllocations(t *testing.T) {
 		t.Errorf("Dump of %d sockets made %.0f allocations, want at most %.0f", n, allocs, limit)
 	}
 	t.Logf("%d sockets, %.0f allocations", n, allocs)
+}
+
+// Keep sees every socket of the dump and Result holds only what it keeps,
+// in a slice sized by what was kept (the sockstat sizing would reserve
+// room for every socket on the host): serve counts 100k sockets by state
+// and keeps its few listeners.
+func TestDumpKeepSeesAllKeepsFew(t *testing.T) {
+	testutil.RequireRoot(t)
+	ln, _ := listenTCP(t, unix.AF_INET, "127.0.0.1", 300)
+	port, _ := sockEnds(t, ln)
+	for range 200 {
+		tcpPair(t, ln)
+	}
+	var mu sync.Mutex
+	ours, seen := 0, 0
+	res := mustDump(t, Options{TCP: true, Keep: func(s *Socket) bool {
+		mu.Lock() // the dump workers call it at once
+		defer mu.Unlock()
+		seen++
+		if s.Local.Port() == port.Port() || s.Remote.Port() == port.Port() {
+			ours++
+		}
+		return s.State == tcpstate.Listen
+	}})
+	if ours != 401 {
+		t.Errorf("Keep saw %d sockets on port %d, want the listener and 200 connections' two ends", ours, port.Port())
+	}
+	for _, s := range res.Sockets {
+		if s.State != tcpstate.Listen {
+			t.Errorf("kept a %v socket %v", s.State, s.Local)
+		}
+	}
+	if !containsSocket(res.Sockets, tuple(TCP, port, netip.AddrPortFrom(netip.IPv4Unspecified(), 0))) {
+		t.Error("our listener not kept")
+	}
+	if c := cap(res.Sockets); c >= seen {
+		t.Errorf("result has room for %d sockets: %d seen, %d kept", c, seen, len(res.Sockets))
+	}
 }

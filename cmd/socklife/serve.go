@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -274,20 +275,29 @@ type serveSource struct {
 }
 
 func (s *serveSource) collect(ctx context.Context) (exporter.Model, error) {
-	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true})
+	// Every socket is counted as the dump decodes it; only listeners and
+	// CLOSE_WAIT sockets are kept: memory follows them, not the host's
+	// sockets.
+	keep := s.flt.Unowned().Socket
+	var mu sync.Mutex
+	states := map[uint32][tcpstate.Max]int{}
+	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true, Keep: func(sk *snapshot.Socket) bool {
+		if !keep(sk) {
+			return false
+		}
+		mu.Lock()
+		exporter.CountState(states, sk)
+		mu.Unlock()
+		return sk.State == tcpstate.Listen || sk.State == tcpstate.CloseWait
+	}})
 	if err != nil {
 		return exporter.Model{}, fmt.Errorf("listing TCP sockets: %w", err)
 	}
 	now := time.Now()
 	var listening []snapshot.Socket
 	stillWaiting := map[closeWaitKey]bool{}
-	keep := s.flt.Unowned().Socket
-	states := exporter.CountStates(res.Sockets, keep)
 	for i := range res.Sockets {
 		sk := &res.Sockets[i]
-		if !keep(sk) {
-			continue
-		}
 		switch sk.State {
 		case tcpstate.Listen:
 			listening = append(listening, *sk)

@@ -289,18 +289,13 @@ func netns(in Inputs) []Netns {
 // since is a duration in seconds, for a caller timing its collection.
 func since(t time.Time) float64 { return time.Since(t).Seconds() }
 
-// CountStates counts the dumped sockets keep accepts (nil: all) by netns
-// and state.
-func CountStates(socks []snapshot.Socket, keep func(*snapshot.Socket) bool) map[uint32][tcpstate.Max]int {
-	m := map[uint32][tcpstate.Max]int{}
-	for i := range socks {
-		s := &socks[i]
-		if !s.State.Known() || keep != nil && !keep(s) {
-			continue
-		}
-		c := m[s.Netns]
-		c[s.State]++
-		m[s.Netns] = c
+// CountState adds s to the counts by netns and state, if its state is
+// one the kernel has.
+func CountState(m map[uint32][tcpstate.Max]int, s *snapshot.Socket) {
+	if !s.State.Known() {
+		return
 	}
-	return m
+	c := m[s.Netns]
+	c[s.State]++
+	m[s.Netns] = c
 }
