@@ -159,7 +159,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	}
 	defer tr.Close()
 	defer stopFollow() // before Close: the follower adds to the tracer's map
-	older, err := seedOlder(ctx, tr, flt)
+	older, err := seedOlder(ctx, tr, flt, log)
 	if err != nil {
 		return err
 	}
@@ -182,7 +182,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 // seedOlder tells the tracer the owners of the sockets older than it, so
 // that one entering CLOSE_WAIT later names its owner, and returns those
 // already in CLOSE_WAIT, which the kernel's map never sees enter it.
-func seedOlder(ctx context.Context, tr *tracer.Tracer, flt *filter.Filter) ([]olderCloseWait, error) {
+func seedOlder(ctx context.Context, tr *tracer.Tracer, flt *filter.Filter, log *slog.Logger) ([]olderCloseWait, error) {
 	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true})
 	if err != nil {
 		return nil, fmt.Errorf("taking the socket snapshot: %w", err)
@@ -192,9 +192,11 @@ func seedOlder(ctx context.Context, tr *tracer.Tracer, flt *filter.Filter) ([]ol
 	if _, err := snapshot.AttachProcesses(socks); err != nil {
 		return nil, fmt.Errorf("finding socket owners: %w", err)
 	}
+	// as the live table's tracker does: a seed that does not take leaves
+	// those sockets' owners unknown, no reason to stop
 	listeners, owners := holders.Seeds(socks)
 	if err := errors.Join(tr.SeedListeners(listeners), tr.SeedOwners(owners)); err != nil {
-		return nil, fmt.Errorf("seeding the owners of older sockets: %w", err)
+		log.Debug("seeding the owners of older sockets", "error", err)
 	}
 	var older []olderCloseWait
 	for i := range socks {
