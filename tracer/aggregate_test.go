@@ -30,19 +30,12 @@ func TestAggregate(t *testing.T) {
 	netns := uint32(st.Ino)
 
 	var ln net.Listener
-	var servers []net.Conn
+	var servers []*net.TCPConn
 	var clientPorts []uint16
 	testutil.InNetns(t, ns, func() {
 		ln = testutil.PlainListener(t)
 		for range 5 {
-			cl, err := net.Dial("tcp4", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			sv, err := ln.Accept()
-			if err != nil {
-				t.Fatal(err)
-			}
+			cl, sv := testutil.Pair(t, ln)
 			servers = append(servers, sv)
 			clientPorts = append(clientPorts, uint16(cl.LocalAddr().(*net.TCPAddr).Port))
 			cl.Close()
@@ -117,14 +110,7 @@ func TestAggregate(t *testing.T) {
 func TestNoAggregateByDefault(t *testing.T) {
 	c := startTracer(t, Options{})
 	ln := testutil.PlainListener(t)
-	cl, err := net.Dial("tcp4", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sv, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl, sv := testutil.Pair(t, ln)
 	cl.Close()
 	c.waitEvents(t, testutil.Port(ln), 4)
 	sv.Close()

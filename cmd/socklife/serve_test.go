@@ -308,17 +308,9 @@ func TestServeMetrics(t *testing.T) {
 func TestServeCloseWaitOlderThanServe(t *testing.T) {
 	testutil.RequireRoot(t)
 	ln := testutil.PlainListener(t)
-	var servers []net.Conn
+	var servers []*net.TCPConn
 	for range 7 {
-		cl, err := net.Dial("tcp4", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		sv, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { sv.Close() })
+		cl, sv := testutil.Pair(t, ln)
 		servers = append(servers, sv)
 		cl.Close()
 		// EOF: the client's FIN is in, the server's end in CLOSE_WAIT
