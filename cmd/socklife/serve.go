@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -281,6 +280,12 @@ func (s *serveSource) collect(ctx context.Context) (exporter.Model, error) {
 	// CLOSE_WAIT sockets are kept: memory follows them, not the host's
 	// sockets.
 	keep := s.flt.Unowned().Socket
+	// the map before the dump: a socket the map names that the dump does
+	// not find has left CLOSE_WAIT (joinCloseWaits)
+	entered, err := s.tr.CloseWaits()
+	if err != nil {
+		return exporter.Model{}, err
+	}
 	var mu sync.Mutex
 	states := map[uint32][tcpstate.Max]int{}
 	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true, Keep: func(sk *snapshot.Socket) bool {
@@ -304,13 +309,10 @@ func (s *serveSource) collect(ctx context.Context) (exporter.Model, error) {
 		case tcpstate.Listen:
 			listening = append(listening, *sk)
 		case tcpstate.CloseWait:
-			stillWaiting[closeWaitKey{sk.Netns, sk.Local, sk.Remote}] = true
+			stillWaiting[cwKey(sk.Netns, sk.Local, sk.Remote)] = true
 		}
 	}
-	conns, err := s.closeWaitConns(stillWaiting)
-	if err != nil {
-		return exporter.Model{}, err
-	}
+	conns := s.closeWaitConns(entered, stillWaiting)
 	frame := topview.Frame{
 		CloseWait: s.closeWaits.Observe(now, conns),
 		Listeners: s.listeners.ListenersOf(topview.Input{At: now, Listening: listening, Keep: s.flt.Match, Holders: s.holders,
@@ -342,39 +344,68 @@ type olderCloseWait struct {
 	sockCgroup uint64
 }
 
-// closeWaitConns are the sockets in CLOSE_WAIT the filters keep: those
-// the kernel saw enter it, and the older ones a dump still finds there
-// (stillWaiting, which older shrinks to).
-func (s *serveSource) closeWaitConns(stillWaiting map[closeWaitKey]bool) ([]closewait.Conn, error) {
-	cws, err := s.tr.CloseWaits()
-	if err != nil {
-		return nil, err
-	}
+// closeWaitConns are the sockets in CLOSE_WAIT the filters keep, of
+// those joinCloseWaits finds; older shrinks to the ones still there.
+func (s *serveSource) closeWaitConns(entered []tracer.CloseWait, stillWaiting map[closeWaitKey]bool) []closewait.Conn {
+	var joined []socketCloseWait
+	joined, s.older = joinCloseWaits(entered, s.older, stillWaiting)
 	var out []closewait.Conn
-	add := func(c closewait.Conn, netns uint32, sockCgroup, ownerCgroup uint64) {
+	for _, j := range joined {
+		c := j.Conn
 		var owners []tracer.Holder
 		if c.PID != 0 {
 			owners = []tracer.Holder{{PID: c.PID, Comm: c.Comm}}
 		}
-		c.Container, c.InContainer = s.names.Containers.OfSocket(sockCgroup, ownerCgroup)
-		if s.flt.Container(c.Container, c.InContainer) && s.flt.Match(netns, c.Local, c.Remote, owners...) {
+		c.Container, c.InContainer = s.names.Containers.OfSocket(j.sockCgroup, j.ownerCgroup)
+		if s.flt.Container(c.Container, c.InContainer) && s.flt.Match(j.netns, c.Local, c.Remote, owners...) {
 			out = append(out, c)
 		}
 	}
-	for _, cw := range cws {
-		c := closewait.Conn{Local: cw.Local, Remote: cw.Remote, Since: cw.Since}
-		if cw.OwnerSource != tracer.OwnerUnknown {
-			c.PID, c.Comm = cw.Owner.PID, cw.Owner.Comm
+	return out
+}
+
+// socketCloseWait is a socket in CLOSE_WAIT and what names its container.
+type socketCloseWait struct {
+	closewait.Conn
+	netns                   uint32
+	sockCgroup, ownerCgroup uint64
+}
+
+// joinCloseWaits says which sockets are in CLOSE_WAIT now. The dump made
+// after the kernel's map was read is the truth (now); the map adds when
+// and the owner of those the kernel saw enter it, and older (found at
+// start) those already there. A map entry the dump does not find has left
+// CLOSE_WAIT without its exit reaching the map (a run the kernel skipped,
+// counted as recursion): it is not counted, and the next socket at its
+// address overwrites or removes it. An older socket the dump does not find
+// is gone for good: stillOlder leaves it out.
+func joinCloseWaits(entered []tracer.CloseWait, older []olderCloseWait, now map[closeWaitKey]bool) (joined []socketCloseWait, stillOlder []olderCloseWait) {
+	for _, cw := range entered {
+		if !now[cwKey(cw.Netns, cw.Local, cw.Remote)] {
+			continue
 		}
-		add(c, cw.Netns, cw.SockCgroupID, cw.Owner.CgroupID)
+		j := socketCloseWait{Conn: closewait.Conn{Local: cw.Local, Remote: cw.Remote, Since: cw.Since},
+			netns: cw.Netns, sockCgroup: cw.SockCgroupID}
+		if cw.OwnerSource != tracer.OwnerUnknown {
+			j.PID, j.Comm, j.ownerCgroup = cw.Owner.PID, cw.Owner.Comm, cw.Owner.CgroupID
+		}
+		joined = append(joined, j)
 	}
-	s.older = slices.DeleteFunc(s.older, func(c olderCloseWait) bool {
-		return !stillWaiting[closeWaitKey{c.netns, c.Local, c.Remote}]
-	})
-	for _, c := range s.older {
-		add(c.Conn, c.netns, c.sockCgroup, 0)
+	for _, o := range older {
+		if now[cwKey(o.netns, o.Local, o.Remote)] {
+			stillOlder = append(stillOlder, o)
+			joined = append(joined, socketCloseWait{Conn: o.Conn, netns: o.netns, sockCgroup: o.sockCgroup})
+		}
 	}
-	return out, nil
+	return joined, stillOlder
+}
+
+// cwKey names a socket by its addresses as both the kernel's map and a
+// dump give them: an IPv6 socket talking IPv4 comes v4-mapped from the
+// dump and unmapped from the map.
+func cwKey(netns uint32, local, remote netip.AddrPort) closeWaitKey {
+	unmap := func(a netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(a.Addr().Unmap(), a.Port()) }
+	return closeWaitKey{netns, unmap(local), unmap(remote)}
 }
 
 // toolInfo is what socklife_build_info and socklife_hook_info say.
