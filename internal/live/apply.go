@@ -132,7 +132,6 @@ func (t *Table) create(ev *tracer.Event) {
 	switch ev.New {
 	case tcpstate.SynSent:
 		e.role = RoleClient
-		t.totalsOf(e.netns).OpenedClient++
 		// connect() has not picked the local port yet: the tuple comes
 		// with SYN_SENT->ESTABLISHED.
 	case tcpstate.SynRecv:
@@ -141,7 +140,6 @@ func (t *Table) create(ev *tracer.Event) {
 		// SYN_RECV->ESTABLISHED at the latest. The listener is named by
 		// its own address (0.0.0.0:80, not the child's 10.0.0.2:80).
 		e.role = RoleServer
-		t.totalsOf(e.netns).OpenedServer++
 		if id, ok := t.listenerFor(e.netns, ev.Local); ok {
 			e.listener = id
 		} else {
@@ -213,9 +211,6 @@ func (t *Table) transition(slot uint32, ev *tracer.Event) error {
 		}
 	}
 	if ev.New == tcpstate.Close {
-		if ev.Old == tcpstate.SynSent {
-			t.totalsOf(e.netns).ConnectFailures++
-		}
 		return t.closeOut(slot, ev.Time.UnixNano(), ev)
 	}
 	inferClosedBy(e, ev.New)

@@ -63,7 +63,6 @@ type Table struct {
 
 	counts   [tcpstate.Max]int
 	timeWait int
-	totals   map[uint32]*Totals // by netns
 	// unknownStates counts events refused for a state no full socket
 	// passes through (Apply).
 	unknownStates uint64
@@ -103,42 +102,7 @@ func NewTable(onClose func(*Conn) error) *Table {
 		listenerNames: []netip.AddrPort{{}},
 		listenerIDs:   make(map[netip.AddrPort]uint32),
 		onClose:       onClose,
-		totals:        make(map[uint32]*Totals),
 	}
-}
-
-// Totals count what the connections of one network namespace did since the
-// table started: counters, as a monitoring system wants them (rates come
-// from their change).
-type Totals struct {
-	// Opened counts connections seen being born: connect()s (clients) and
-	// children of a listener (servers).
-	OpenedClient, OpenedServer uint64
-	// Closed counts connections that left the table, by who ended them;
-	// those whose end was not seen (a resync found them gone) count in
-	// none.
-	ClosedLocal, ClosedRemote, ClosedReset uint64
-	// ConnectFailures counts SYN_SENT -> CLOSE: refused, timed out, reset.
-	ConnectFailures uint64
-}
-
-// Totals returns a copy of the counters, by netns.
-func (t *Table) Totals() map[uint32]Totals {
-	m := make(map[uint32]Totals, len(t.totals))
-	for ns, c := range t.totals {
-		m[ns] = *c
-	}
-	return m
-}
-
-// totalsOf is netns's counters, made on first use.
-func (t *Table) totalsOf(netns uint32) *Totals {
-	c := t.totals[netns]
-	if c == nil {
-		c = new(Totals)
-		t.totals[netns] = c
-	}
-	return c
 }
 
 // UnknownStates is how many events Apply refused for a state no kernel
@@ -400,17 +364,6 @@ func (t *Table) fill(e *entry) *Conn {
 // and removes it.
 func (t *Table) closeOut(slot uint32, closedAt int64, ev *tracer.Event) error {
 	var err error
-	if e := t.at(slot); ev != nil && (e.role == RoleClient || e.role == RoleServer) {
-		c := t.totalsOf(e.netns)
-		switch e.closedBy {
-		case ClosedByLocal:
-			c.ClosedLocal++
-		case ClosedByRemote:
-			c.ClosedRemote++
-		case ClosedByReset:
-			c.ClosedReset++
-		}
-	}
 	if t.onClose != nil {
 		c := t.fill(t.at(slot))
 		c.Closed, c.ClosedAt = true, unixTime(closedAt)

@@ -562,35 +562,3 @@ func TestUnknownStateRefused(t *testing.T) {
 		t.Errorf("UnknownStates = %d, want 5", n)
 	}
 }
-
-// Totals count per namespace what serve exports as counters: every path of
-// TestClosedBy once, a server child, and a socket a resync found gone
-// (counted in none: its end was not seen).
-func TestTotals(t *testing.T) {
-	r := newRecorder()
-	paths := [][]tcpstate.State{
-		{syns, est, fw1, fw2, cls}, {syns, est, cw, la, cls}, {syns, est, cls}, {syns, cls}, {syns, est, cw, cls},
-	}
-	for n, path := range paths {
-		old := cls
-		for i, s := range path {
-			r.apply(t, ev(uint64(n+1), old, s, cli, srv, i))
-			old = s
-		}
-	}
-	r.apply(t, ev(0xc, lst, synr, "0.0.0.0:80", anyAddr, 10), ev(0xc, synr, est, srv, cli, 11))
-	other := ev(0xd, cls, syns, "0.0.0.0:0", srv, 12)
-	other.Netns = 2
-	r.apply(t, other)
-	if err := r.t.Resync(nil, t0.Add(time.Second), nil); err != nil {
-		t.Fatal(err)
-	}
-	got := r.t.Totals()
-	want := map[uint32]Totals{
-		1: {OpenedClient: 5, OpenedServer: 1, ClosedLocal: 1, ClosedRemote: 2, ClosedReset: 2, ConnectFailures: 1},
-		2: {OpenedClient: 1},
-	}
-	if len(got) != len(want) || got[1] != want[1] || got[2] != want[2] {
-		t.Errorf("totals %+v, want %+v", got, want)
-	}
-}
