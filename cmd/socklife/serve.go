@@ -181,7 +181,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 // seedOlder tells the tracer the owners of the sockets older than it, so
 // that one entering CLOSE_WAIT later names its owner, and returns those
 // already in CLOSE_WAIT, which the kernel's map never sees enter it.
-func seedOlder(ctx context.Context, tr *tracer.Tracer, flt *filter.Filter, log *slog.Logger) ([]olderCloseWait, error) {
+func seedOlder(ctx context.Context, tr *tracer.Tracer, flt *filter.Filter, log *slog.Logger) ([]socketCloseWait, error) {
 	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true})
 	if err != nil {
 		return nil, fmt.Errorf("taking the socket snapshot: %w", err)
@@ -197,13 +197,13 @@ func seedOlder(ctx context.Context, tr *tracer.Tracer, flt *filter.Filter, log *
 	if err := errors.Join(tr.SeedListeners(listeners), tr.SeedOwners(owners)); err != nil {
 		log.Debug("seeding the owners of older sockets", "error", err)
 	}
-	var older []olderCloseWait
+	var older []socketCloseWait
 	for i := range socks {
 		s := &socks[i]
 		if s.State != tcpstate.CloseWait || !flt.Unowned().Socket(s) {
 			continue
 		}
-		c := olderCloseWait{Conn: closewait.Conn{Local: s.Local, Remote: s.Remote, AtLeast: found}, netns: s.Netns, sockCgroup: s.CgroupID}
+		c := socketCloseWait{Conn: closewait.Conn{Local: s.Local, Remote: s.Remote, AtLeast: found}, netns: s.Netns, sockCgroup: s.CgroupID}
 		if len(s.Processes) > 0 {
 			c.PID, c.Comm = uint32(s.Processes[0].PID), s.Processes[0].Comm
 		}
@@ -271,7 +271,7 @@ type serveSource struct {
 	maxProcesses int
 	// older are the sockets in CLOSE_WAIT at start, until a dump no
 	// longer finds them there
-	older []olderCloseWait
+	older []socketCloseWait
 	tool  exporter.Tool
 }
 
@@ -337,13 +337,6 @@ type closeWaitKey struct {
 	local, remote netip.AddrPort
 }
 
-// olderCloseWait is a socket found in CLOSE_WAIT at start.
-type olderCloseWait struct {
-	closewait.Conn
-	netns      uint32
-	sockCgroup uint64
-}
-
 // closeWaitConns are the sockets in CLOSE_WAIT the filters keep, of
 // those joinCloseWaits finds; older shrinks to the ones still there.
 func (s *serveSource) closeWaitConns(entered []tracer.CloseWait, stillWaiting map[closeWaitKey]bool) []closewait.Conn {
@@ -364,7 +357,8 @@ func (s *serveSource) closeWaitConns(entered []tracer.CloseWait, stillWaiting ma
 	return out
 }
 
-// socketCloseWait is a socket in CLOSE_WAIT and what names its container.
+// socketCloseWait is a socket in CLOSE_WAIT and what names its container
+// (an older one, found at start, has no owner cgroup).
 type socketCloseWait struct {
 	closewait.Conn
 	netns                   uint32
@@ -379,7 +373,7 @@ type socketCloseWait struct {
 // counted as recursion): it is not counted, and the next socket at its
 // address overwrites or removes it. An older socket the dump does not find
 // is gone for good: stillOlder leaves it out.
-func joinCloseWaits(entered []tracer.CloseWait, older []olderCloseWait, now map[closeWaitKey]bool) (joined []socketCloseWait, stillOlder []olderCloseWait) {
+func joinCloseWaits(entered []tracer.CloseWait, older []socketCloseWait, now map[closeWaitKey]bool) (joined []socketCloseWait, stillOlder []socketCloseWait) {
 	for _, cw := range entered {
 		if !now[cwKey(cw.Netns, cw.Local, cw.Remote)] {
 			continue
@@ -394,7 +388,7 @@ func joinCloseWaits(entered []tracer.CloseWait, older []olderCloseWait, now map[
 	for _, o := range older {
 		if now[cwKey(o.netns, o.Local, o.Remote)] {
 			stillOlder = append(stillOlder, o)
-			joined = append(joined, socketCloseWait{Conn: o.Conn, netns: o.netns, sockCgroup: o.sockCgroup})
+			joined = append(joined, o)
 		}
 	}
 	return joined, stillOlder

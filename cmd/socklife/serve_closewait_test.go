@@ -24,7 +24,7 @@ func TestJoinCloseWaits(t *testing.T) {
 		// the same addresses in another namespace: not the dump's socket
 		{Netns: 2, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:5001"), Since: since},
 	}
-	older := []olderCloseWait{
+	older := []socketCloseWait{
 		{Conn: closewait.Conn{PID: 7, Comm: "old", Local: ap("127.0.0.1:81"), Remote: ap("127.0.0.1:6001")}, netns: 1, sockCgroup: 5},
 		{Conn: closewait.Conn{PID: 7, Comm: "old", Local: ap("127.0.0.1:81"), Remote: ap("127.0.0.1:6002")}, netns: 1},
 	}
