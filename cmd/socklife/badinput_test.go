@@ -30,6 +30,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"backlog", "--port", "0"}, []string{"--port 0 matches nothing"}},
 		{[]string{"serve", "--web.config.file", "/nonexistent/web.yml"}, []string{"--web.config.file /nonexistent/web.yml:", "no such file"}},
 		{[]string{"serve", "--max-processes", "0"}, []string{"--max-processes 0"}},
+		{[]string{"serve", "--accept-wait", "sometimes"}, []string{`--accept-wait "sometimes": want auto, on or off`}},
 		{[]string{"serve", "--port", "0"}, []string{"--port 0 matches nothing"}},
 		{[]string{"info", "-o", "yaml"}, []string{`unknown output format "yaml" (valid: table, json)`}},
 		// containers
