@@ -26,7 +26,13 @@ func cacheRoot() (string, error) {
 		}
 		base = filepath.Join(home, ".cache")
 	}
-	return filepath.Join(base, "socklife-vmtest"), nil
+	dir := filepath.Join(base, "socklife-vmtest")
+	// Made here, not by whoever writes first: with -out elsewhere nothing
+	// else creates it on a fresh machine.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("making the cache directory: %w", err)
+	}
+	return dir, nil
 }
 
 // hostTools maps each command the runner needs to the Debian package that
