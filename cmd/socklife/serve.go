@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"slices"
 	"runtime"
 	"strings"
 	"sync"
@@ -181,20 +182,54 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 // seedOlder tells the tracer the owners of the sockets older than it, so
 // that one entering CLOSE_WAIT later names its owner, and returns those
 // already in CLOSE_WAIT, which the kernel's map never sees enter it.
+//
+// Only listeners and CLOSE_WAIT sockets are kept whole; of the rest (a
+// node may hold a million) the dump keeps a holders.Brief, and one /proc
+// scan finds every owner: serve's memory at start-up must stay within
+// the DaemonSet's limit, whatever the node holds.
 func seedOlder(ctx context.Context, tr *tracer.Tracer, flt *filter.Filter, log *slog.Logger) ([]socketCloseWait, error) {
-	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true})
+	var mu sync.Mutex
+	var briefs []holders.Brief
+	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true, Keep: func(s *snapshot.Socket) bool {
+		if s.State == tcpstate.Listen || s.State == tcpstate.CloseWait {
+			return true
+		}
+		if s.Inode != 0 && s.Cookie != 0 {
+			mu.Lock()
+			briefs = append(briefs, holders.Brief{Inode: s.Inode, Cookie: s.Cookie, CgroupID: s.CgroupID})
+			mu.Unlock()
+		}
+		return false
+	}})
 	if err != nil {
 		return nil, fmt.Errorf("taking the socket snapshot: %w", err)
 	}
 	found := time.Now()
 	socks := res.Sockets
-	if _, err := snapshot.AttachProcesses(socks); err != nil {
+	inodes := make([]uint64, 0, len(briefs)+len(socks))
+	for _, b := range briefs {
+		inodes = append(inodes, b.Inode)
+	}
+	for i := range socks {
+		inodes = append(inodes, socks[i].Inode)
+	}
+	slices.Sort(inodes)
+	owners, _, err := snapshot.ScanSocketOwners(func(inode uint64) bool {
+		_, ok := slices.BinarySearch(inodes, inode)
+		return ok
+	})
+	if err != nil {
 		return nil, fmt.Errorf("finding socket owners: %w", err)
+	}
+	holders.SortOwners(owners)
+	for i := range socks {
+		socks[i].Processes = holders.Processes(owners, socks[i].Inode)
 	}
 	// as the live table's tracker does: a seed that does not take leaves
 	// those sockets' owners unknown, no reason to stop
-	listeners, owners := holders.Seeds(socks)
-	if err := errors.Join(tr.SeedListeners(listeners), tr.SeedOwners(owners)); err != nil {
+	listeners, seeds := holders.Seeds(socks)
+	seeds = append(seeds, holders.OwnerSeeds(briefs, owners)...)
+	if err := errors.Join(tr.SeedListeners(listeners), tr.SeedOwners(seeds)); err != nil {
 		log.Debug("seeding the owners of older sockets", "error", err)
 	}
 	var older []socketCloseWait

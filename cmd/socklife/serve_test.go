@@ -357,6 +357,33 @@ func TestServeCloseWaitOlderThanServe(t *testing.T) {
 	testutil.WaitFor(t, 10*time.Second, "none left", closeWaits(0))
 }
 
+// A connection older than serve that enters CLOSE_WAIT later does so in
+// softirq, where no task is current: its owner is the one serve's start-up
+// snapshot found and seeded (holders.Brief: the sockets it keeps no
+// further), so the process still gets its series.
+func TestServeCloseWaitOwnerOfOlderConnection(t *testing.T) {
+	testutil.RequireRoot(t)
+	ln := testutil.PlainListener(t)
+	var clients []*net.TCPConn
+	var servers []*net.TCPConn
+	for range 5 {
+		cl, sv := testutil.Pair(t, ln)
+		clients, servers = append(clients, cl), append(servers, sv)
+	}
+	_, base := startServe(t, "--collect-interval", "100ms")
+	me := map[string]string{"pid": strconv.Itoa(os.Getpid())}
+	for i, cl := range clients {
+		cl.Close()
+		if _, err := servers[i].Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("reading the closed client: %v, want EOF", err)
+		}
+	}
+	testutil.WaitFor(t, 10*time.Second, "our 5 connections in CLOSE_WAIT, named by the seeded owner", func() bool {
+		_, mfs := scrapeFamilies(t, base)
+		return value(series(mfs, "socklife_process_close_wait_sockets", me)) == 5
+	})
+}
+
 // --accept-wait auto measures accepts where a hook costs per accept()
 // (fexit, kretprobe: the kernel matrix) and leaves them out where the only
 // hook is a syscall tracepoint (this development machine): hook_info says

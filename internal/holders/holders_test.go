@@ -3,12 +3,14 @@ package holders
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
+	"github.com/socklife/socklife/tracer"
 )
 
 var t0 = time.Date(2026, 12, 3, 3, 0, 0, 0, time.UTC)
@@ -163,5 +165,41 @@ func TestRegistryForget(t *testing.T) {
 	}
 	if got := render(r.Listener(Key{Netns: 7, Inode: 201})); got != "-" {
 		t.Errorf("forgotten listener: %s, want nothing", got)
+	}
+}
+
+// The brief path names the owners Seeds would name, from owners in any
+// order: the lowest pid, then the lowest fd, of each inode's holders.
+func TestOwnerSeeds(t *testing.T) {
+	owners := []snapshot.Owner{
+		{Inode: 20, Process: snapshot.Process{PID: 900, Comm: "late", FD: 3}},
+		{Inode: 10, Process: snapshot.Process{PID: 700, Comm: "worker", FD: 9}},
+		{Inode: 10, Process: snapshot.Process{PID: 700, Comm: "worker", FD: 4}},
+		{Inode: 20, Process: snapshot.Process{PID: 100, Comm: "master", FD: 5}},
+		{Inode: 30, Process: snapshot.Process{PID: 300, Comm: "other", FD: 1}},
+	}
+	SortOwners(owners)
+	briefs := []Brief{
+		{Inode: 20, Cookie: 2, CgroupID: 77},
+		{Inode: 10, Cookie: 1},
+		{Inode: 40, Cookie: 4}, // no process holds it
+		{Inode: 30, Cookie: 0}, // no cookie to key it by
+	}
+	got := OwnerSeeds(briefs, owners)
+	want := []tracer.OwnerSeed{
+		{Cookie: 2, Owner: tracer.Task{PID: 100, Comm: "master", CgroupID: 77}},
+		{Cookie: 1, Owner: tracer.Task{PID: 700, Comm: "worker"}},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("OwnerSeeds = %+v, want %+v", got, want)
+	}
+	if p := Processes(owners, 10); len(p) != 2 || p[0].FD != 4 || p[1].FD != 9 {
+		t.Errorf("Processes(10) = %+v, want fd 4 then fd 9", p)
+	}
+	if p := Processes(owners, 20); len(p) != 2 || p[0].PID != 100 || p[1].PID != 900 {
+		t.Errorf("Processes(20) = %+v, want pid 100 then 900", p)
+	}
+	if p := Processes(owners, 40); p != nil {
+		t.Errorf("Processes(40) = %+v, want none", p)
 	}
 }
