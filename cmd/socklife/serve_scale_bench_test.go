@@ -52,7 +52,7 @@ func BenchmarkServeScale(b *testing.B) {
 	for range listeners {
 		testutil.RawListener(b, [4]byte{127, 0, 0, 1}, 0, 128)
 	}
-	established := openScaleConns(b, sockets/2)
+	netns, established := openScaleConns(b, sockets/2)
 	p, base := startServeBench(b, bin, benchOutDir(b), sinkFile, "", []string{"--collect-interval", scaleCollectEvery.String()})
 
 	var first string
@@ -76,6 +76,14 @@ func BenchmarkServeScale(b *testing.B) {
 			b.Fatal(err)
 		}
 		scrape.Add("scrape", time.Since(start))
+		// the peer, interleaved: ss listing the namespace holding the
+		// sockets, the one sock_diag walk a scrape cannot do without
+		start = time.Now()
+		ss := exec.Command("nsenter", "--net="+netns, "ss", "-tan")
+		if out, err := ss.CombinedOutput(); err != nil {
+			b.Fatalf("ss -tan: %v: %s", err, out)
+		}
+		scrape.Add("ss", time.Since(start))
 		line := collectionLine(body)
 		if seen[line] {
 			b.Errorf("two timed scrapes show one collection (%q): the timings are not each a collection's", line)
@@ -103,15 +111,18 @@ func BenchmarkServeScale(b *testing.B) {
 	series := countSeries(body)
 	b.ReportMetric(float64(scrape.Median("scrape"))/1e6, "scrape_ms")
 	b.ReportMetric(churnMedian(collect), "collect_ms")
+	b.ReportMetric(float64(scrape.Median("ss"))/1e6, "ss_ms")
 	b.ReportMetric(float64(len(body)), "body_bytes")
 	b.ReportMetric(float64(series), "series")
 	b.ReportMetric(float64(rss)/1024, "rss_MiB")
 	var t strings.Builder
-	fmt.Fprintf(&t, "%10s %10s %10s %10s %10s %12s %12s %10s %10s\n", "sockets", "listeners", "scrape", "collect", "body", "series", "cpu/scrape", "cpu 10x", "RSS")
-	fmt.Fprintf(&t, "%10d %10d %7.1f ms %7.1f ms %6.0f KiB %12d %9.0f ms %7.0f ms %6.0f MiB\n",
-		2*established, listeners, float64(scrape.Median("scrape"))/1e6, churnMedian(collect), float64(len(body))/1024, series,
+	fmt.Fprintf(&t, "%10s %10s %10s %10s %10s %10s %10s %12s %12s %10s %10s\n", "sockets", "listeners", "scrape", "collect", "ss -tan", "scrape/ss",
+		"body", "series", "cpu/scrape", "cpu 10x", "RSS")
+	fmt.Fprintf(&t, "%10d %10d %7.1f ms %7.1f ms %7.1f ms %10.2f %6.0f KiB %12d %9.0f ms %7.0f ms %6.0f MiB\n",
+		2*established, listeners, float64(scrape.Median("scrape"))/1e6, churnMedian(collect), float64(scrape.Median("ss"))/1e6,
+		scrape.Ratio("scrape", "ss"), float64(len(body))/1024, series,
 		float64(cpuPerScrape)/1e6, float64(cpuTen)/1e6, float64(rss)/1024)
-	b.Logf("socklife serve, medians of %d scrapes %v apart (--collect-interval %v); cpu 10x: ten scrapes at once; RSS after them (peak %.0f MiB):\n%s",
+	b.Logf("socklife serve, medians of %d scrapes %v apart (--collect-interval %v), each followed by `ss -tan` in the sockets' namespace; cpu 10x: ten scrapes at once; RSS after them (peak %.0f MiB):\n%s",
 		scrapes, scaleScrapeGap, scaleCollectEvery, float64(hwm)/1024, t.String())
 }
 
@@ -121,20 +132,21 @@ func BenchmarkServeScale(b *testing.B) {
 const scaleConnsAtOnce = 100000
 
 // openScaleConns opens n loopback connections in a network namespace of
-// their own, as a pod's are, and returns n. In the host's namespace a
+// their own, as a pod's are, and returns the namespace's path and n. In the host's namespace a
 // million sockets would need half a million conntrack entries (the host's
 // nat rules load conntrack, and nf_conntrack_max is 262,144 here): past
 // that the kernel drops every new connection's SYN, the host's included.
 // A namespace without rules has no conntrack.
-func openScaleConns(b *testing.B, n int) int {
+func openScaleConns(b *testing.B, n int) (netns string, opened int) {
 	b.Helper()
-	testutil.InNetns(b, testutil.NamedNetns(b), func() {
+	netns = testutil.NamedNetns(b)
+	testutil.InNetns(b, netns, func() {
 		// the holders are forked from this thread, in the namespace
 		for left := n; left > 0; left -= scaleConnsAtOnce {
 			testutil.OpenConns(b, min(left, scaleConnsAtOnce))
 		}
 	})
-	return n
+	return netns, n
 }
 
 // checkScaleBody checks that a scrape covers what the benchmark made, so
