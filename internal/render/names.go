@@ -22,10 +22,11 @@ type Names struct {
 	ContainerColumns bool
 
 	procs map[int32]uint64 // cgroup ids by pid, for one snapshot's holders
-	// containerJSON holds each container's JSON object, by cgroup path:
+	// containerJSON holds each container's JSON object, by the cgroup id
+	// it was found by (a path would be hashed, 150 bytes, per event):
 	// trace and record write the same few hundred bytes for every event
 	// of a container, escaped once
-	containerJSON map[string]cachedJSON
+	containerJSON map[uint64]cachedJSON
 	// hostIDs are cgroup ids found to be the host's: most events' are,
 	// and the answer cannot change, so they skip the attributor's lock
 	hostIDs map[uint64]bool
@@ -50,22 +51,28 @@ func (n *Names) In(netns, index uint32) string {
 
 // Container is the container of a socket (see Attributor.OfSocket).
 func (n *Names) Container(sockCgroup, ownerCgroup uint64) (container.Container, bool) {
+	_, c, ok := n.container(sockCgroup, ownerCgroup)
+	return c, ok
+}
+
+// container is Container and the cgroup id it was found by.
+func (n *Names) container(sockCgroup, ownerCgroup uint64) (uint64, container.Container, bool) {
 	if n == nil || n.Containers == nil {
-		return container.Container{}, false
+		return 0, container.Container{}, false
 	}
 	for _, id := range [2]uint64{sockCgroup, ownerCgroup} {
 		if id == 0 || n.hostIDs[id] {
 			continue
 		}
 		if c, ok := n.Containers.Of(id); ok {
-			return c, true
+			return id, c, true
 		}
 		if n.hostIDs == nil || len(n.hostIDs) >= maxHostIDs {
 			n.hostIDs = make(map[uint64]bool)
 		}
 		n.hostIDs[id] = true
 	}
-	return container.Container{}, false
+	return 0, container.Container{}, false
 }
 
 // maxHostIDs bounds Names' set of the host's cgroup ids.
@@ -144,18 +151,18 @@ func appendNetnsCell(b []byte, names *Names, netns uint32) []byte {
 // appendContainer appends the `,"container":{...}` of a socket (nothing
 // for the host's), from the cache when the container is unchanged.
 func (n *Names) appendContainer(b []byte, sockCgroup, ownerCgroup uint64) []byte {
-	c, ok := n.Container(sockCgroup, ownerCgroup)
+	id, c, ok := n.container(sockCgroup, ownerCgroup)
 	if !ok {
 		return b
 	}
-	if cached, hit := n.containerJSON[c.Cgroup]; hit && cached.c == c {
+	if cached, hit := n.containerJSON[id]; hit && cached.c == c {
 		return append(b, cached.json...)
 	}
 	if n.containerJSON == nil || len(n.containerJSON) >= maxCachedContainers {
-		n.containerJSON = make(map[string]cachedJSON)
+		n.containerJSON = make(map[uint64]cachedJSON)
 	}
 	json := appendContainerJSON(nil, c, true)
-	n.containerJSON[c.Cgroup] = cachedJSON{c, json}
+	n.containerJSON[id] = cachedJSON{c, json}
 	return append(b, json...)
 }
 
