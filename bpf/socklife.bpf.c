@@ -7,6 +7,7 @@
 #include "common.bpf.h"
 #include "backlog.bpf.h"
 #include "aggregate.bpf.h"
+#include "states.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 

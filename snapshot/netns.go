@@ -253,3 +253,34 @@ func runOnThread(target int, fn func() error) (restored bool, err error) {
 	}
 	return true, err
 }
+
+// EachNetns runs fn in every network namespace that Dump with AllNetns
+// lists, one at a time, each on an OS thread moved into it: what fn opens
+// there (a BPF iterator, a netlink socket) belongs to that namespace. As
+// in Dump, a namespace that vanishes is skipped with a warning, and so
+// are those we may not enter (not root); another failure, fn's included,
+// stops the walk.
+func EachNetns(fn func(inode uint32) error) (warnings []string, err error) {
+	namespaces, err := listNamespacesNoting(&warnings)
+	if err != nil {
+		return warnings, err
+	}
+	denied := 0
+	for _, ns := range namespaces {
+		err := runInNetns(ns, func() error { return fn(ns.inode) })
+		switch {
+		case err == nil:
+		case errors.Is(err, errNamespaceGone):
+			note(fmt.Sprintf("gone %d", ns.inode), err.Error()+"; skipped", &warnings)
+		case errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES):
+			denied++
+		default:
+			return warnings, err
+		}
+	}
+	if denied > 0 {
+		warnings = append(warnings, fmt.Sprintf(
+			"%d other network namespaces skipped: entering them needs CAP_SYS_ADMIN (run as root)", denied))
+	}
+	return warnings, nil
+}

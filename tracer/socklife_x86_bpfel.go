@@ -174,6 +174,7 @@ const (
 	socklifeProgSysEnterAccept    = "sys_enter_accept"
 	socklifeProgSysExitAccept     = "sys_exit_accept"
 	socklifeProgSysExitAcceptRegs = "sys_exit_accept_regs"
+	socklifeProgTcpStates         = "tcp_states"
 	socklifeProgTpState           = "tp_state"
 	socklifeProgTpSynack          = "tp_synack"
 	socklifeVarAggregate          = "aggregate"
@@ -248,6 +249,7 @@ type socklifeProgramSpecs struct {
 	SysEnterAccept    *ebpf.ProgramSpec `ebpf:"sys_enter_accept"`
 	SysExitAccept     *ebpf.ProgramSpec `ebpf:"sys_exit_accept"`
 	SysExitAcceptRegs *ebpf.ProgramSpec `ebpf:"sys_exit_accept_regs"`
+	TcpStates         *ebpf.ProgramSpec `ebpf:"tcp_states"`
 	TpState           *ebpf.ProgramSpec `ebpf:"tp_state"`
 	TpSynack          *ebpf.ProgramSpec `ebpf:"tp_synack"`
 }
@@ -374,6 +376,7 @@ type socklifePrograms struct {
 	SysEnterAccept    *ebpf.Program `ebpf:"sys_enter_accept"`
 	SysExitAccept     *ebpf.Program `ebpf:"sys_exit_accept"`
 	SysExitAcceptRegs *ebpf.Program `ebpf:"sys_exit_accept_regs"`
+	TcpStates         *ebpf.Program `ebpf:"tcp_states"`
 	TpState           *ebpf.Program `ebpf:"tp_state"`
 	TpSynack          *ebpf.Program `ebpf:"tp_synack"`
 }
@@ -390,6 +393,7 @@ func (p *socklifePrograms) Close() error {
 		p.SysEnterAccept,
 		p.SysExitAccept,
 		p.SysExitAcceptRegs,
+		p.TcpStates,
 		p.TpState,
 		p.TpSynack,
 	)

@@ -176,6 +176,16 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	src := &serveSource{tr: tr, poller: poller, names: names, flt: flt, holders: reg, maxProcesses: f.maxProcesses,
 		listeners: topview.NewSampler(0, closewait.ByProcess), closeWaits: closewait.NewWatch(time.Minute),
 		older: older, tool: toolInfo(tr)}
+	// A filter on addresses or ports counts only the sockets it keeps:
+	// that takes the dump of every socket the iterator spares.
+	if flt.WholeNamespaces() {
+		if src.states, err = tracer.NewStateCounter(); err != nil {
+			log.Warn("counting TCP states from a dump of every socket (slower): " + err.Error())
+		} else {
+			defer src.states.Close()
+		}
+	}
+	src.tool.Hooks = append(src.tool.Hooks, exporter.Hook{Feature: "states", Hook: statesHook(src.states)})
 	return serveHTTP(ctx, f, exporter.NewCollector(src.collect, f.collectInterval), run, log)
 }
 
@@ -292,12 +302,15 @@ func serveHTTP(ctx context.Context, f *serveFlags, c *exporter.Collector, run *r
 }
 
 // serveSource makes one collection: what the kernel counted (connections
-// per namespace, the sockets in CLOSE_WAIT), a dump of every TCP socket
-// (states per namespace, the listeners, which older CLOSE_WAIT sockets
-// are still there) and the backlog accounting's report.
+// per namespace, the sockets in CLOSE_WAIT, sockets by state with the
+// iterator), a dump of the listeners and CLOSE_WAIT sockets (which older
+// ones are still there), and the backlog accounting's report.
 type serveSource struct {
-	tr           *tracer.Tracer
-	poller       *backlog.Poller
+	tr     *tracer.Tracer
+	poller *backlog.Poller
+	// states counts each namespace's sockets by state in the kernel; nil:
+	// the dump decodes every socket and counts them
+	states       *tracer.StateCounter
 	listeners    *topview.Sampler
 	closeWaits   *closewait.Watch
 	names        *render.Names
@@ -321,17 +334,28 @@ func (s *serveSource) collect(ctx context.Context) (exporter.Model, error) {
 	if err != nil {
 		return exporter.Model{}, err
 	}
-	var mu sync.Mutex
-	states := map[uint32][tcpstate.Max]int{}
-	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true, Keep: func(sk *snapshot.Socket) bool {
-		if !keep(sk) {
-			return false
+	kept := tcpstate.Of(tcpstate.Listen) | tcpstate.Of(tcpstate.CloseWait)
+	opts := snapshot.Options{TCP: true, AllNetns: true, States: kept, Keep: keep}
+	var states map[uint32][tcpstate.Max]int
+	if s.states != nil {
+		if states, err = s.countStates(); err != nil {
+			return exporter.Model{}, err
 		}
-		mu.Lock()
-		exporter.CountState(states, sk)
-		mu.Unlock()
-		return sk.State == tcpstate.Listen || sk.State == tcpstate.CloseWait
-	}})
+	} else {
+		var mu sync.Mutex
+		states = map[uint32][tcpstate.Max]int{}
+		opts.States = 0 // all, to count them
+		opts.Keep = func(sk *snapshot.Socket) bool {
+			if !keep(sk) {
+				return false
+			}
+			mu.Lock()
+			exporter.CountState(states, sk)
+			mu.Unlock()
+			return kept.Has(sk.State)
+		}
+	}
+	res, err := snapshot.Dump(ctx, opts)
 	if err != nil {
 		return exporter.Model{}, fmt.Errorf("listing TCP sockets: %w", err)
 	}
@@ -365,6 +389,39 @@ func (s *serveSource) collect(ctx context.Context) (exporter.Model, error) {
 	tool.Loss = s.tr.Loss()
 	return exporter.Build(exporter.Inputs{Frame: &frame, Backlog: rep, States: states, Totals: totals,
 		NetnsName: s.names.NetnsName, FDs: exporter.ProcFDs("/proc"), MaxProcesses: s.maxProcesses, Tool: tool}), nil
+}
+
+// countStates counts every namespace's TCP sockets by state with the
+// iterator (those --netns keeps); a namespace without any is left out, as
+// a dump would leave it.
+func (s *serveSource) countStates() (map[uint32][tcpstate.Max]int, error) {
+	out := map[uint32][tcpstate.Max]int{}
+	_, err := snapshot.EachNetns(func(inode uint32) error {
+		if s.flt.Netns != 0 && inode != s.flt.Netns {
+			return nil
+		}
+		counts, err := s.states.Count()
+		if err != nil {
+			return err
+		}
+		if counts != ([tcpstate.Max]int{}) {
+			out[inode] = counts
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("counting TCP sockets by state: %w", err)
+	}
+	return out, nil
+}
+
+// statesHook is socklife_hook_info's hook for the states: the iterator,
+// or the dump that decodes every socket.
+func statesHook(c *tracer.StateCounter) string {
+	if c == nil {
+		return "sock_diag"
+	}
+	return "iter/tcp"
 }
 
 type closeWaitKey struct {

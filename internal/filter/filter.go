@@ -86,6 +86,14 @@ func (f *Filter) Unowned() *Filter {
 	return &u
 }
 
+// WholeNamespaces reports whether Socket, owners aside, keeps every inet
+// socket of each namespace it keeps any of: it tests nothing of a socket
+// but its namespace. A namespace's sockets can then be counted whole
+// (tracer.StateCounter) for what the filter keeps.
+func (f *Filter) WholeNamespaces() bool {
+	return !f.inet() && !f.IPv4Only && !f.IPv6Only && f.Expr == nil
+}
+
 // Owned reports whether the filter needs to know who owns a socket.
 func (f *Filter) Owned() bool { return len(f.PIDs) > 0 || len(f.Comms) > 0 }
 

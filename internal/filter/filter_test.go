@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/socklife/socklife/internal/ssfilter"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/internal/testutil"
 	"github.com/socklife/socklife/snapshot"
@@ -319,5 +320,47 @@ func TestExpr(t *testing.T) {
 		if _, err := parseExpr(t, tc.withState, tc.flags, tc.expr...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v %v: %v, want an error with %q", tc.flags, tc.expr, err, tc.want)
 		}
+	}
+}
+
+// A namespace counted whole stands for what Socket keeps only when the
+// filter looks at nothing of a socket but its namespace (and owners,
+// which the counts leave to Unowned).
+func TestWholeNamespaces(t *testing.T) {
+	self, err := snapshot.CurrentNetns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{nil, true},
+		{[]string{"--netns", strconv.FormatUint(uint64(self), 10)}, true},
+		{[]string{"--pid", "1"}, true},
+		{[]string{"--comm", "nginx"}, true},
+		{[]string{"--state", "close-wait"}, true}, // the command's, not Socket's
+		{[]string{"--port", "80"}, false},
+		{[]string{"--sport", "80"}, false},
+		{[]string{"--dport", "80"}, false},
+		{[]string{"--src", "10.0.0.0/8"}, false},
+		{[]string{"--dst", "::1"}, false},
+		{[]string{"-4"}, false},
+		{[]string{"-6"}, false},
+	} {
+		f, err := parse(t, tc.args...)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.args, err)
+		}
+		if got := f.WholeNamespaces(); got != tc.want {
+			t.Errorf("%q: WholeNamespaces() = %v, want %v", tc.args, got, tc.want)
+		}
+	}
+	e, err := ssfilter.ParseString("sport = :80", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if expr := (&Filter{Expr: e.Expr}); expr.WholeNamespaces() {
+		t.Error("an ss expression: WholeNamespaces() = true, want false")
 	}
 }
