@@ -22,6 +22,7 @@ const enum event_flag *unused_event_flag __attribute__((unused));
 const enum lost_slot *unused_lost_slot __attribute__((unused));
 const struct conn_totals *unused_conn_totals __attribute__((unused));
 const struct close_wait *unused_close_wait __attribute__((unused));
+const struct tuple *unused_tuple __attribute__((unused));
 
 #define PF_KTHREAD 0x00200000 /* include/linux/sched.h */
 

@@ -2,11 +2,12 @@
 /*
  * States: a namespace's TCP sockets by state, for serve's scrape, without
  * a sock_diag dump of each. A BPF iterator over the kernel's TCP hash
- * (5.9+) writes one byte per socket, its state as sock_diag reports it;
- * user space counts the bytes. The iterator lists the namespace of the
- * thread that opens it, so reads in different namespaces share nothing.
- * Measured at 100,000 sockets: 38 ms, where the dump serve would otherwise
- * make takes 90 and `ss -tan` 172.
+ * (5.9+) writes one byte per socket, its state as sock_diag reports it,
+ * and after the byte of a socket in CLOSE_WAIT its struct tuple (serve
+ * checks which sockets are still there); user space counts the bytes. The
+ * iterator lists the namespace of the thread that opens it, so reads in
+ * different namespaces share nothing. Measured at 100,000 sockets: 38 ms,
+ * where a dump of them takes 90 and `ss -tan` 172.
  */
 #ifndef SOCKLIFE_STATES_BPF_H
 #define SOCKLIFE_STATES_BPF_H
@@ -34,6 +35,13 @@ int tcp_states(struct bpf_iter__tcp *ctx)
 		break;
 	}
 	bpf_seq_write(ctx->meta->seq, &state, sizeof(state));
+	if (state == TCP_CLOSE_WAIT) {
+		/* a full sock: only those reach CLOSE_WAIT */
+		struct tuple tu = {};
+
+		sock_tuple((const struct sock *)skc, &tu);
+		bpf_seq_write(ctx->meta->seq, &tu, sizeof(tu));
+	}
 	return 0;
 }
 

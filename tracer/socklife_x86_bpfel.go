@@ -151,6 +151,15 @@ type socklifeTaskId struct {
 	_        [4]byte
 }
 
+type socklifeTuple struct {
+	_      structs.HostLayout
+	Family uint16
+	Sport  uint16
+	Dport  uint16
+	Saddr  [16]uint8
+	Daddr  [16]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -193,6 +202,7 @@ const (
 	socklifeVarUnusedEventHook    = "unused_event_hook"
 	socklifeVarUnusedEventKind    = "unused_event_kind"
 	socklifeVarUnusedLostSlot     = "unused_lost_slot"
+	socklifeVarUnusedTuple        = "unused_tuple"
 	socklifeVarWakeupBytes        = "wakeup_bytes"
 	socklifeVarWantQueue          = "want_queue"
 )
@@ -289,6 +299,7 @@ type socklifeVariableSpecs struct {
 	UnusedEventHook  *ebpf.VariableSpec `ebpf:"unused_event_hook"`
 	UnusedEventKind  *ebpf.VariableSpec `ebpf:"unused_event_kind"`
 	UnusedLostSlot   *ebpf.VariableSpec `ebpf:"unused_lost_slot"`
+	UnusedTuple      *ebpf.VariableSpec `ebpf:"unused_tuple"`
 	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 	WantQueue        *ebpf.VariableSpec `ebpf:"want_queue"`
 }
@@ -358,6 +369,7 @@ type socklifeVariables struct {
 	UnusedEventHook  *ebpf.Variable `ebpf:"unused_event_hook"`
 	UnusedEventKind  *ebpf.Variable `ebpf:"unused_event_kind"`
 	UnusedLostSlot   *ebpf.Variable `ebpf:"unused_lost_slot"`
+	UnusedTuple      *ebpf.Variable `ebpf:"unused_tuple"`
 	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
 	WantQueue        *ebpf.Variable `ebpf:"want_queue"`
 }

@@ -179,13 +179,13 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	// A filter on addresses or ports counts only the sockets it keeps:
 	// that takes the dump of every socket the iterator spares.
 	if flt.WholeNamespaces() {
-		if src.states, err = tracer.NewStateCounter(); err != nil {
+		if src.census, err = tracer.NewCensus(); err != nil {
 			log.Warn("counting TCP states from a dump of every socket (slower): " + err.Error())
 		} else {
-			defer src.states.Close()
+			defer src.census.Close()
 		}
 	}
-	src.tool.Hooks = append(src.tool.Hooks, exporter.Hook{Feature: "states", Hook: statesHook(src.states)})
+	src.tool.Hooks = append(src.tool.Hooks, exporter.Hook{Feature: "states", Hook: statesHook(src.census)})
 	return serveHTTP(ctx, f, exporter.NewCollector(src.collect, f.collectInterval), run, log)
 }
 
@@ -308,9 +308,9 @@ func serveHTTP(ctx context.Context, f *serveFlags, c *exporter.Collector, run *r
 type serveSource struct {
 	tr     *tracer.Tracer
 	poller *backlog.Poller
-	// states counts each namespace's sockets by state in the kernel; nil:
-	// the dump decodes every socket and counts them
-	states       *tracer.StateCounter
+	// census counts each namespace's sockets by state in the kernel and
+	// names those in CLOSE_WAIT; nil: a dump decodes every socket
+	census       *tracer.Census
 	listeners    *topview.Sampler
 	closeWaits   *closewait.Watch
 	names        *render.Names
@@ -324,53 +324,31 @@ type serveSource struct {
 }
 
 func (s *serveSource) collect(ctx context.Context) (exporter.Model, error) {
-	// Every socket is counted as the dump decodes it; only listeners and
-	// CLOSE_WAIT sockets are kept: memory follows them, not the host's
-	// sockets.
 	keep := s.flt.Unowned().Socket
-	// the map before the dump: a socket the map names that the dump does
+	// the map before the walk: a socket the map names that the walk does
 	// not find has left CLOSE_WAIT (joinCloseWaits)
 	entered, err := s.tr.CloseWaits()
 	if err != nil {
 		return exporter.Model{}, err
 	}
-	kept := tcpstate.Of(tcpstate.Listen) | tcpstate.Of(tcpstate.CloseWait)
-	opts := snapshot.Options{TCP: true, AllNetns: true, States: kept, Keep: keep}
 	var states map[uint32][tcpstate.Max]int
-	if s.states != nil {
-		if states, err = s.countStates(); err != nil {
+	var stillWaiting map[closeWaitKey]bool
+	var listening []snapshot.Socket
+	if s.census != nil {
+		// the iterator counts and names the sockets in CLOSE_WAIT; the
+		// dump walks only the listening hash
+		if states, stillWaiting, err = s.takeCensus(); err != nil {
 			return exporter.Model{}, err
 		}
-	} else {
-		var mu sync.Mutex
-		states = map[uint32][tcpstate.Max]int{}
-		opts.States = 0 // all, to count them
-		opts.Keep = func(sk *snapshot.Socket) bool {
-			if !keep(sk) {
-				return false
-			}
-			mu.Lock()
-			exporter.CountState(states, sk)
-			mu.Unlock()
-			return kept.Has(sk.State)
+		res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true, States: tcpstate.Of(tcpstate.Listen), Keep: keep})
+		if err != nil {
+			return exporter.Model{}, fmt.Errorf("listing TCP listeners: %w", err)
 		}
-	}
-	res, err := snapshot.Dump(ctx, opts)
-	if err != nil {
-		return exporter.Model{}, fmt.Errorf("listing TCP sockets: %w", err)
+		listening = res.Sockets
+	} else if states, stillWaiting, listening, err = dumpStates(ctx, keep); err != nil {
+		return exporter.Model{}, err
 	}
 	now := time.Now()
-	var listening []snapshot.Socket
-	stillWaiting := map[closeWaitKey]bool{}
-	for i := range res.Sockets {
-		sk := &res.Sockets[i]
-		switch sk.State {
-		case tcpstate.Listen:
-			listening = append(listening, *sk)
-		case tcpstate.CloseWait:
-			stillWaiting[cwKey(sk.Netns, sk.Local, sk.Remote)] = true
-		}
-	}
 	conns := s.closeWaitConns(entered, stillWaiting)
 	frame := topview.Frame{
 		CloseWait: s.closeWaits.Observe(now, conns),
@@ -391,33 +369,71 @@ func (s *serveSource) collect(ctx context.Context) (exporter.Model, error) {
 		NetnsName: s.names.NetnsName, FDs: exporter.ProcFDs("/proc"), MaxProcesses: s.maxProcesses, Tool: tool}), nil
 }
 
-// countStates counts every namespace's TCP sockets by state with the
-// iterator (those --netns keeps); a namespace without any is left out, as
-// a dump would leave it.
-func (s *serveSource) countStates() (map[uint32][tcpstate.Max]int, error) {
-	out := map[uint32][tcpstate.Max]int{}
+// takeCensus counts every namespace's TCP sockets by state with the
+// iterator (those --netns keeps) and names the ones in CLOSE_WAIT. A
+// namespace without any is left out, as a dump would leave it.
+func (s *serveSource) takeCensus() (map[uint32][tcpstate.Max]int, map[closeWaitKey]bool, error) {
+	states := map[uint32][tcpstate.Max]int{}
+	waiting := map[closeWaitKey]bool{}
 	_, err := snapshot.EachNetns(func(inode uint32) error {
 		if s.flt.Netns != 0 && inode != s.flt.Netns {
 			return nil
 		}
-		counts, err := s.states.Count()
+		tally, err := s.census.Take()
 		if err != nil {
 			return err
 		}
-		if counts != ([tcpstate.Max]int{}) {
-			out[inode] = counts
+		if tally.States != ([tcpstate.Max]int{}) {
+			states[inode] = tally.States
+		}
+		for _, c := range tally.CloseWait {
+			waiting[cwKey(inode, c.Local, c.Remote)] = true
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("counting TCP sockets by state: %w", err)
+		return nil, nil, fmt.Errorf("counting TCP sockets by state: %w", err)
 	}
-	return out, nil
+	return states, waiting, nil
+}
+
+// dumpStates is takeCensus and the listeners from one dump that decodes
+// every socket keep keeps (a kernel without the iterator, a filter on
+// addresses or ports): it counts them all and keeps only the listeners
+// and the CLOSE_WAIT sockets, so memory follows those, not the host's
+// sockets.
+func dumpStates(ctx context.Context, keep func(*snapshot.Socket) bool) (map[uint32][tcpstate.Max]int, map[closeWaitKey]bool, []snapshot.Socket, error) {
+	var mu sync.Mutex
+	states := map[uint32][tcpstate.Max]int{}
+	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true, Keep: func(sk *snapshot.Socket) bool {
+		if !keep(sk) {
+			return false
+		}
+		mu.Lock()
+		exporter.CountState(states, sk)
+		mu.Unlock()
+		return sk.State == tcpstate.Listen || sk.State == tcpstate.CloseWait
+	}})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("listing TCP sockets: %w", err)
+	}
+	var listening []snapshot.Socket
+	waiting := map[closeWaitKey]bool{}
+	for i := range res.Sockets {
+		sk := &res.Sockets[i]
+		switch sk.State {
+		case tcpstate.Listen:
+			listening = append(listening, *sk)
+		case tcpstate.CloseWait:
+			waiting[cwKey(sk.Netns, sk.Local, sk.Remote)] = true
+		}
+	}
+	return states, waiting, listening, nil
 }
 
 // statesHook is socklife_hook_info's hook for the states: the iterator,
 // or the dump that decodes every socket.
-func statesHook(c *tracer.StateCounter) string {
+func statesHook(c *tracer.Census) string {
 	if c == nil {
 		return "sock_diag"
 	}
