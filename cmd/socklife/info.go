@@ -31,6 +31,9 @@ type kernelInfo struct {
 	Runtimes []runtimeInfo `json:"runtimes"`
 	// ServeAcceptWait says whether serve measures accepts by default here.
 	ServeAcceptWait string `json:"serve_accept_wait"`
+	// ServeStates says how serve counts sockets by state here: iter/tcp,
+	// or sock_diag and why.
+	ServeStates string `json:"serve_states"`
 	// lines are the features as HookStatus prints them, for the table.
 	lines []string
 }
@@ -141,6 +144,7 @@ func runInfo(ctx context.Context, w io.Writer, format render.Format, disable []s
 			fmt.Fprintln(out, l)
 		}
 		fmt.Fprintf(out, "serve: accept wait %s\n", info.ServeAcceptWait)
+		fmt.Fprintf(out, "serve: socket states by %s\n", info.ServeStates)
 	}
 	if err := out.Flush(); err != nil {
 		return fmt.Errorf("writing output: %w", err)
@@ -168,6 +172,12 @@ func probeHooks(info *kernelInfo, disable []string) error {
 		if h.Feature == tracer.FeatureAccept {
 			info.ServeAcceptWait = serveAcceptDefault(h)
 		}
+	}
+	info.ServeStates = "iter/tcp (a BPF iterator over each namespace's sockets)"
+	if c, err := tracer.NewCensus(); err != nil {
+		info.ServeStates = "sock_diag, a dump of every socket (no BPF iterator: " + tracer.Reason(err) + ")"
+	} else {
+		c.Close()
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -41,6 +42,19 @@ func TestServeStatesOfANamespace(t *testing.T) {
 		want = ssStateCounts(t, ns)
 		return want[tcpstate.FinWait1] == 0 && want[tcpstate.FinWait2] == 2 && want[tcpstate.CloseWait] == 2 && want[tcpstate.TimeWait] == 1
 	})
+	// info says how serve counts here: the iterator on every kernel we
+	// test (5.9+)
+	out, stderr, code := runCLI(t, "info", "-o", "json")
+	if code != 0 {
+		t.Fatalf("info: exit %d: %s", code, stderr)
+	}
+	var info kernelInfo
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(info.ServeStates, "iter/tcp") {
+		t.Errorf("info's serve_states %q, want the iterator", info.ServeStates)
+	}
 	for _, c := range []struct {
 		name, hook string
 		args       []string
