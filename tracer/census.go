@@ -39,13 +39,9 @@ type Conn struct{ Local, Remote netip.AddrPort }
 // NewCensus loads and attaches the iterator. An error means this kernel
 // has none for TCP (before 5.9) or refuses it: count from a dump.
 func NewCensus() (*Census, error) {
-	spec, err := loadSocklife()
+	_, specs, err := loadSpecs()
 	if err != nil {
-		return nil, fmt.Errorf("reading the BPF object: %w", err)
-	}
-	var specs socklifeProgramSpecs
-	if err := spec.Assign(&specs); err != nil {
-		return nil, fmt.Errorf("reading the BPF object: %w", err)
+		return nil, err
 	}
 	prog, err := ebpf.NewProgram(specs.TcpStates)
 	if err != nil {

@@ -137,18 +137,11 @@ func New(opts Options) (*Tracer, error) {
 	if err := Preflight(); err != nil {
 		return nil, err
 	}
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, fmt.Errorf("removing the memlock rlimit: %w", err)
-	}
-	spec, err := loadSocklife()
+	spec, specs, err := loadSpecs()
 	if err != nil {
-		return nil, fmt.Errorf("reading the BPF object: %w", err)
+		return nil, err
 	}
-	var specs socklifeSpecs
-	if err := spec.Assign(&specs); err != nil {
-		return nil, fmt.Errorf("reading the BPF object: %w", err)
-	}
-	if err := configure(&specs, opts); err != nil {
+	if err := configure(specs, opts); err != nil {
 		return nil, err
 	}
 	t := &Tracer{flush: opts.FlushInterval, clock: newClock(), comms: newCommCache(), filterPID: opts.PID}
@@ -190,6 +183,24 @@ func checkOptions(opts Options) error {
 		return err
 	}
 	return CheckHookNames(opts.DisableHooks)
+}
+
+// loadSpecs lifts the memlock limit (kernels before 5.11 count BPF memory
+// against it) and reads the BPF object, and its programs, maps and
+// variables by their generated names.
+func loadSpecs() (*ebpf.CollectionSpec, *socklifeSpecs, error) {
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, nil, fmt.Errorf("removing the memlock rlimit: %w", err)
+	}
+	spec, err := loadSocklife()
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the BPF object: %w", err)
+	}
+	var specs socklifeSpecs
+	if err := spec.Assign(&specs); err != nil {
+		return nil, nil, fmt.Errorf("reading the BPF object: %w", err)
+	}
+	return spec, &specs, nil
 }
 
 // CheckRingSize says whether n is a valid Options.RingSize.
