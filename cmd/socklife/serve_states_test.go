@@ -140,21 +140,11 @@ func ssStateCounts(t *testing.T, path string) [tcpstate.Max]int {
 		if len(f) == 0 {
 			continue
 		}
-		s, ok := ssStateNamed(f[0])
+		s, ok := testutil.SSState(f[0])
 		if !ok {
 			t.Fatalf("ss printed a state we do not know: %q", line)
 		}
 		n[s]++
 	}
 	return n
-}
-
-// ssStateNamed is the state ss -tan prints as name (ESTAB, TIME-WAIT).
-func ssStateNamed(name string) (tcpstate.State, bool) {
-	for s := tcpstate.State(1); s < tcpstate.Max; s++ {
-		if s.String() == name {
-			return s, true
-		}
-	}
-	return 0, false
 }

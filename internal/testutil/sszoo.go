@@ -221,6 +221,13 @@ var ssStates = func() map[string]tcpstate.State {
 	return m
 }()
 
+// SSState is the state ss prints as name in its State column (ESTAB,
+// TIME-WAIT); false for a name it does not print.
+func SSState(name string) (tcpstate.State, bool) {
+	s, ok := ssStates[name]
+	return s, ok
+}
+
 // ParseSSHost reads ss -n's "ADDR[%DEV]:PORT" column: ADDR is a dotted quad,
 // "[v6]" or "*" (the IPv6 wildcard, read as ::), PORT may be "*" (0).
 func ParseSSHost(s string) (netip.AddrPort, error) {
@@ -283,7 +290,7 @@ func (z *SSZoo) SS(tb testing.TB, flags string, args []string, oneState tcpstate
 		st := oneState
 		if len(f) == 5 {
 			var known bool
-			if st, known = ssStates[f[0]]; !known {
+			if st, known = SSState(f[0]); !known {
 				tb.Fatalf("ss line %q: state %q", line, f[0])
 			}
 		}
