@@ -302,9 +302,10 @@ func serveHTTP(ctx context.Context, f *serveFlags, c *exporter.Collector, run *r
 }
 
 // serveSource makes one collection: what the kernel counted (connections
-// per namespace, the sockets in CLOSE_WAIT, sockets by state with the
-// iterator), a dump of the listeners and CLOSE_WAIT sockets (which older
-// ones are still there), and the backlog accounting's report.
+// per namespace, the sockets in CLOSE_WAIT with their owners), the census
+// of each namespace (sockets by state, and which older CLOSE_WAIT sockets
+// are still there), a dump of the listeners, and the backlog accounting's
+// report. Without the census, one dump of every socket does its part.
 type serveSource struct {
 	tr     *tracer.Tracer
 	poller *backlog.Poller
