@@ -2,6 +2,8 @@ package snapshot
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -128,4 +130,41 @@ func containsUint32(xs []uint32, x uint32) bool {
 		}
 	}
 	return false
+}
+
+// A namespace that vanishes while EachNetns walks (here: deleted, as `ip
+// netns del` does, by fn in the namespace before it) is skipped with a
+// warning, and the walk goes on: serve's census under namespace churn.
+func TestEachNetnsSkipsVanished(t *testing.T) {
+	testutil.RequireRoot(t)
+	a, ia := namedNetns(t)
+	b, ib := namedNetns(t)
+	// the walk goes by inode: delete the later one from the earlier
+	later, laterIno, earlierIno := b, ib, ia
+	if ib < ia {
+		later, laterIno, earlierIno = a, ia, ib
+	}
+	var seen []uint32
+	warnings, err := EachNetns(func(inode uint32) error {
+		seen = append(seen, inode)
+		if inode == earlierIno {
+			if err := unix.Unmount(later, unix.MNT_DETACH); err != nil {
+				return err
+			}
+			return os.Remove(later)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("EachNetns: %v", err)
+	}
+	if !containsUint32(seen, earlierIno) || containsUint32(seen, laterIno) {
+		t.Errorf("fn ran in %v: want %d and not the deleted %d", seen, earlierIno, laterIno)
+	}
+	if !containsUint32(seen, selfNetns(t)) {
+		t.Errorf("fn ran in %v: not in ours", seen)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], fmt.Sprintf("network namespace %d ", laterIno)) {
+		t.Errorf("warnings %q, want one for the deleted namespace %d", warnings, laterIno)
+	}
 }

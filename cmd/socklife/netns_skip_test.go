@@ -51,7 +51,8 @@ func checkNotes(t *testing.T, name, stderr, stale string) {
 
 // A /run/netns entry that is no namespace, and namespaces made and deleted
 // 15 times a second, are skipped: every command that walks the namespaces
-// keeps running, says so once, and ends as it would have.
+// keeps running (serve answers every scrape), says so once, and ends as it
+// would have.
 func TestNetnsNotNamespaceSkipped(t *testing.T) {
 	stale := staleNetnsEntry(t)
 	testutil.ChurnNetns(t, 15)
@@ -70,6 +71,8 @@ func TestNetnsNotNamespaceSkipped(t *testing.T) {
 	// A port nothing uses: whatever else the host runs, nothing to alert on.
 	port := "1"
 	var top, backlog testutil.SyncBuffer
+	// serve counts every namespace (its census enters each): no filter
+	serve, base := startServe(t, "--collect-interval", "50ms")
 	runs := []*socklifeRun{
 		startSocklife(t, &top, "top", "-o", "json", "--interval", "100ms", "-n", "30", "--port", port),
 		startSocklife(t, nil, "closewait", "--threshold", "100000", "--for", "3s", "--interval", "100ms", "--port", port),
@@ -80,6 +83,17 @@ func TestNetnsNotNamespaceSkipped(t *testing.T) {
 	testutil.WaitFor(t, 30*time.Second, "top and backlog to refresh 20 times", func() bool {
 		return strings.Count(top.String(), "\n") >= 20 && strings.Count(backlog.String(), "\n") >= 20
 	})
+	collections := map[string]bool{}
+	testutil.WaitFor(t, 30*time.Second, "20 of serve's collections to answer", func() bool {
+		body, err := httpGet(base + "/metrics")
+		if err != nil {
+			t.Fatalf("serve under namespace churn: %v", err)
+		}
+		collections[collectionLine(body)] = true
+		return len(collections) >= 20
+	})
+	runs = append(runs, serve)
+	serve.cmd.Process.Signal(syscall.SIGTERM)
 	runs[3].cmd.Process.Signal(syscall.SIGTERM)
 	for _, r := range runs {
 		code := r.exitCode(t, 30*time.Second)
