@@ -96,12 +96,16 @@ type OwnerSeed struct {
 // LAST_ACK->CLOSE) name their owner (OwnerSnapshot) as a table built from
 // the same snapshot does. sock_diag generated each dumped socket's cookie,
 // which the BPF side reads from the sock at the socket's first event.
-// Seeds beyond Options.MaxSockets evict the oldest.
+// Of more seeds than Options.MaxSockets only the last are sent: the LRU
+// map would evict the others as the later ones went in.
 func (t *Tracer) SeedOwners(seeds []OwnerSeed) error {
+	m := t.maps.Seeded
+	if n := int(m.MaxEntries()); len(seeds) > n {
+		seeds = seeds[len(seeds)-n:]
+	}
 	if len(seeds) == 0 {
 		return nil
 	}
-	m := t.maps.Seeded
 	keys := make([]uint64, 0, len(seeds))
 	vals := make([]socklifeTaskId, 0, len(seeds))
 	for _, s := range seeds {

@@ -133,3 +133,30 @@ func socketInode(t *testing.T, ln net.Listener) uint64 {
 	}
 	return st.Ino
 }
+
+// More owner seeds than the map holds: the last MaxSockets are in the map,
+// as the LRU would leave them, and nothing fails. (SeedOwners sends only
+// those: a million seeds at serve's start cost a quarter of the work.)
+func TestSeedOwnersPastCapacity(t *testing.T) {
+	const capacity = 4096
+	col := startTracer(t, Options{MaxSockets: capacity})
+	seeds := make([]OwnerSeed, 3*capacity)
+	for i := range seeds {
+		// cookies no socket has yet: sock_diag counts up from 1
+		seeds[i] = OwnerSeed{Cookie: 1<<62 + uint64(i), Owner: Task{PID: uint32(i + 1), Comm: "seeded"}}
+	}
+	if err := col.tr.SeedOwners(seeds); err != nil {
+		t.Fatal(err)
+	}
+	var key uint64
+	var val socklifeTaskId
+	first, last, n := false, false, 0
+	for it := col.tr.maps.Seeded.Iterate(); it.Next(&key, &val); {
+		n++
+		first = first || key == seeds[0].Cookie
+		last = last || key == seeds[len(seeds)-1].Cookie && val.Tgid == uint32(len(seeds))
+	}
+	if n != capacity || first || !last {
+		t.Errorf("the map holds %d seeds (the first: %v, the last: %v), want the last %d", n, first, last, capacity)
+	}
+}
