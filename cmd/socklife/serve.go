@@ -304,8 +304,8 @@ func serveHTTP(ctx context.Context, f *serveFlags, c *exporter.Collector, run *r
 // serveSource makes one collection: what the kernel counted (connections
 // per namespace, the sockets in CLOSE_WAIT with their owners), the census
 // of each namespace (sockets by state, and which older CLOSE_WAIT sockets
-// are still there), a dump of the listeners, and the backlog accounting's
-// report. Without the census, one dump of every socket does its part.
+// are still there), and the backlog accounting's report, whose poll dumps
+// the listeners. Without the census, one dump of every socket does its part.
 type serveSource struct {
 	tr     *tracer.Tracer
 	poller *backlog.Poller
@@ -334,22 +334,28 @@ func (s *serveSource) collect(ctx context.Context) (exporter.Model, error) {
 	}
 	var states map[uint32][tcpstate.Max]int
 	var stillWaiting map[closeWaitKey]bool
-	var listening []snapshot.Socket
 	if s.census != nil {
-		// the iterator counts and names the sockets in CLOSE_WAIT; the
-		// dump walks only the listening hash
-		if states, stillWaiting, err = s.takeCensus(); err != nil {
-			return exporter.Model{}, err
-		}
-		res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true, States: tcpstate.Of(tcpstate.Listen), Keep: keep})
-		if err != nil {
-			return exporter.Model{}, fmt.Errorf("listing TCP listeners: %w", err)
-		}
-		listening = res.Sockets
-	} else if states, stillWaiting, listening, err = dumpStates(ctx, keep); err != nil {
+		// the iterator counts and names the sockets in CLOSE_WAIT
+		states, stillWaiting, err = s.takeCensus()
+	} else {
+		states, stillWaiting, err = dumpStates(ctx, keep)
+	}
+	if err != nil {
 		return exporter.Model{}, err
 	}
 	now := time.Now()
+	// the backlog poll dumps the listening hash: its listeners are the
+	// frame's too
+	rep, err := s.poller.Report(ctx, now)
+	if err != nil {
+		return exporter.Model{}, err
+	}
+	var listening []snapshot.Socket
+	for i := range rep.Listening {
+		if keep(&rep.Listening[i]) {
+			listening = append(listening, rep.Listening[i])
+		}
+	}
 	conns := s.closeWaitConns(entered, stillWaiting)
 	frame := topview.Frame{
 		CloseWait: s.closeWaits.Observe(now, conns),
@@ -357,10 +363,6 @@ func (s *serveSource) collect(ctx context.Context) (exporter.Model, error) {
 			Containers: s.names.Containers, KeepContainer: s.flt.Container}),
 	}
 	totals, err := s.tr.ConnTotals()
-	if err != nil {
-		return exporter.Model{}, err
-	}
-	rep, err := s.poller.Report(ctx, now)
 	if err != nil {
 		return exporter.Model{}, err
 	}
@@ -398,12 +400,11 @@ func (s *serveSource) takeCensus() (map[uint32][tcpstate.Max]int, map[closeWaitK
 	return states, waiting, nil
 }
 
-// dumpStates is takeCensus and the listeners from one dump that decodes
-// every socket keep keeps (a kernel without the iterator, a filter on
-// addresses or ports): it counts them all and keeps only the listeners
-// and the CLOSE_WAIT sockets, so memory follows those, not the host's
-// sockets.
-func dumpStates(ctx context.Context, keep func(*snapshot.Socket) bool) (map[uint32][tcpstate.Max]int, map[closeWaitKey]bool, []snapshot.Socket, error) {
+// dumpStates is takeCensus from one dump that decodes every socket keep
+// keeps (a kernel without the iterator, a filter on addresses or ports):
+// it counts them all and keeps only the CLOSE_WAIT sockets, so memory
+// follows those, not the host's sockets.
+func dumpStates(ctx context.Context, keep func(*snapshot.Socket) bool) (map[uint32][tcpstate.Max]int, map[closeWaitKey]bool, error) {
 	var mu sync.Mutex
 	states := map[uint32][tcpstate.Max]int{}
 	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true, Keep: func(sk *snapshot.Socket) bool {
@@ -413,23 +414,17 @@ func dumpStates(ctx context.Context, keep func(*snapshot.Socket) bool) (map[uint
 		mu.Lock()
 		exporter.CountState(states, sk)
 		mu.Unlock()
-		return sk.State == tcpstate.Listen || sk.State == tcpstate.CloseWait
+		return sk.State == tcpstate.CloseWait
 	}})
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("listing TCP sockets: %w", err)
+		return nil, nil, fmt.Errorf("listing TCP sockets: %w", err)
 	}
-	var listening []snapshot.Socket
 	waiting := map[closeWaitKey]bool{}
 	for i := range res.Sockets {
 		sk := &res.Sockets[i]
-		switch sk.State {
-		case tcpstate.Listen:
-			listening = append(listening, *sk)
-		case tcpstate.CloseWait:
-			waiting[cwKey(sk.Netns, sk.Local, sk.Remote)] = true
-		}
+		waiting[cwKey(sk.Netns, sk.Local, sk.Remote)] = true
 	}
-	return states, waiting, listening, nil
+	return states, waiting, nil
 }
 
 // statesHook is socklife_hook_info's hook for the states: the iterator,

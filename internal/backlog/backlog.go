@@ -24,6 +24,7 @@ import (
 
 	"github.com/socklife/socklife/internal/container"
 	"github.com/socklife/socklife/internal/holders"
+	"github.com/socklife/socklife/snapshot"
 	"github.com/socklife/socklife/tracer"
 )
 
@@ -182,6 +183,10 @@ type Report struct {
 	// listeners they touched is short by as many.
 	Lost uint64
 	Loss tracer.Loss // Lost by cause
+	// Listening are the listening sockets the poll dumped, for a caller
+	// that shows them another way too (serve's holders of listeners):
+	// one dump serves both.
+	Listening []snapshot.Socket `json:"-"`
 }
 
 // QueueFull is the kernel's sk_acceptq_is_full: an accept queue is full

@@ -33,7 +33,7 @@ func Run(ctx context.Context, tr *tracer.Tracer, cfg Config, emit func(*Report) 
 	}
 	m := &monitor{seed: tr.SeedListeners, loss: tr.Loss, self: self, allNetns: cfg.AllNetns, acc: NewAccounting(cfg, time.Now()), tried: map[Key]bool{}}
 	// The first poll is the baseline every count starts from.
-	if err := m.poll(ctx, time.Now()); err != nil {
+	if _, err := m.poll(ctx, time.Now()); err != nil {
 		return err
 	}
 	run := runner.Start(tr, runner.Consumer{Lock: &m.mu, DrainTimeout: drainWait, Event: func(ev *tracer.Event) error {
@@ -92,7 +92,8 @@ type monitor struct {
 const holdersPeriod = 30 * time.Second
 
 func (m *monitor) report(ctx context.Context, now time.Time, emit func(*Report) error) error {
-	if err := m.poll(ctx, now); err != nil {
+	listening, err := m.poll(ctx, now)
+	if err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -100,14 +101,15 @@ func (m *monitor) report(ctx context.Context, now time.Time, emit func(*Report) 
 	m.mu.Unlock()
 	r.Loss = m.loss()
 	r.Lost = r.Loss.Total()
+	r.Listening = listening
 	return emit(r)
 }
 
 // poll dumps the listeners (queue, backlog, sk_drops) of our namespace,
 // of those events came from, or of all with Config.AllNetns; finds their
-// holders when some are new; and reads the netns counters of the
-// namespaces they live in.
-func (m *monitor) poll(ctx context.Context, now time.Time) error {
+// holders when some are new; reads the netns counters of the namespaces
+// they live in; and returns the listeners dumped.
+func (m *monitor) poll(ctx context.Context, now time.Time) ([]snapshot.Socket, error) {
 	m.mu.Lock()
 	netns := m.acc.EventNetns()
 	m.mu.Unlock()
@@ -115,7 +117,7 @@ func (m *monitor) poll(ctx context.Context, now time.Time) error {
 	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, States: tcpstate.Of(tcpstate.Listen), Info: true,
 		AllNetns: m.allNetns, Netns: netns})
 	if err != nil {
-		return fmt.Errorf("listing listeners: %w", err)
+		return nil, fmt.Errorf("listing listeners: %w", err)
 	}
 	m.mu.Lock()
 	m.acc.ObserveDump(now, res.Sockets)
@@ -134,7 +136,7 @@ func (m *monitor) poll(ctx context.Context, now time.Time) error {
 	if _, ok := pids[m.self]; !ok {
 		n, err := ReadNetstat("/proc/self/net/netstat")
 		if err != nil {
-			return err
+			return nil, err
 		}
 		counters[m.self] = n
 	}
@@ -143,7 +145,7 @@ func (m *monitor) poll(ctx context.Context, now time.Time) error {
 		m.acc.ObserveNetstat(ns, n)
 	}
 	m.mu.Unlock()
-	return nil
+	return res.Sockets, nil
 }
 
 // scanHolders finds the holders of the dumped listeners in /proc, at the
@@ -211,7 +213,7 @@ func NewPoller(ctx context.Context, cfg Config, seed func([]tracer.ListenerSeed)
 	}
 	m := &monitor{seed: seed, loss: loss, self: self, allNetns: cfg.AllNetns,
 		acc: NewAccounting(cfg.withDefaults(), time.Now()), tried: map[Key]bool{}}
-	if err := m.poll(ctx, time.Now()); err != nil {
+	if _, err := m.poll(ctx, time.Now()); err != nil {
 		return nil, err
 	}
 	return &Poller{m: m}, nil
