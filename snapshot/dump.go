@@ -305,7 +305,7 @@ func gather(jobs []*job, namespaces []namespace) (*Result, error) {
 		case j.gone:
 			if !warned[j.ns.inode] {
 				warned[j.ns.inode] = true
-				note(fmt.Sprintf("gone %d", j.ns.inode), j.err.Error()+"; skipped", &res.Warnings)
+				noteGone(j.ns.inode, j.err, &res.Warnings)
 			}
 			continue
 		case j.err != nil:
@@ -319,8 +319,7 @@ func gather(jobs []*job, namespaces []namespace) (*Result, error) {
 		j.sockets = nil
 	}
 	if denied > 0 {
-		res.Warnings = append(res.Warnings, fmt.Sprintf(
-			"%d other network namespaces skipped: entering them needs CAP_SYS_ADMIN (run as root)", denied))
+		res.Warnings = append(res.Warnings, deniedWarning(denied))
 	}
 	for _, ns := range namespaces {
 		if !warned[ns.inode] {

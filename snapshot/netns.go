@@ -271,7 +271,7 @@ func EachNetns(fn func(inode uint32) error) (warnings []string, err error) {
 		switch {
 		case err == nil:
 		case errors.Is(err, errNamespaceGone):
-			note(fmt.Sprintf("gone %d", ns.inode), err.Error()+"; skipped", &warnings)
+			noteGone(ns.inode, err, &warnings)
 		case errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES):
 			denied++
 		default:
@@ -279,8 +279,19 @@ func EachNetns(fn func(inode uint32) error) (warnings []string, err error) {
 		}
 	}
 	if denied > 0 {
-		warnings = append(warnings, fmt.Sprintf(
-			"%d other network namespaces skipped: entering them needs CAP_SYS_ADMIN (run as root)", denied))
+		warnings = append(warnings, deniedWarning(denied))
 	}
 	return warnings, nil
+}
+
+// noteGone says once that namespace inode vanished (err says how) and was
+// skipped.
+func noteGone(inode uint32, err error, pending *[]string) {
+	note(fmt.Sprintf("gone %d", inode), err.Error()+"; skipped", pending)
+}
+
+// deniedWarning says that n namespaces were left out for want of the
+// right to enter them.
+func deniedWarning(n int) string {
+	return fmt.Sprintf("%d other network namespaces skipped: entering them needs CAP_SYS_ADMIN (run as root)", n)
 }
