@@ -7,13 +7,12 @@ import (
 	"slices"
 	"time"
 
-	"github.com/socklife/socklife/internal/render"
-
 	"github.com/spf13/cobra"
 
 	"github.com/socklife/socklife/internal/backlog"
 	"github.com/socklife/socklife/internal/closewait"
 	"github.com/socklife/socklife/internal/filter"
+	"github.com/socklife/socklife/internal/render"
 	"github.com/socklife/socklife/tracer"
 )
 

@@ -6,11 +6,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/socklife/socklife/internal/render"
-
 	"github.com/spf13/cobra"
 
 	"github.com/socklife/socklife/internal/closewait"
+	"github.com/socklife/socklife/internal/render"
 	"github.com/socklife/socklife/internal/topview"
 )
 

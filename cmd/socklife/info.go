@@ -12,12 +12,11 @@ import (
 	"os"
 	"strings"
 
-	"github.com/socklife/socklife/internal/container"
-	"github.com/socklife/socklife/internal/render"
-
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/socklife/socklife/internal/container"
+	"github.com/socklife/socklife/internal/render"
 	"github.com/socklife/socklife/tracer"
 )
 

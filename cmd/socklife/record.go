@@ -11,14 +11,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/socklife/socklife/internal/render"
-
 	"github.com/spf13/cobra"
 
 	"github.com/socklife/socklife/internal/filter"
 	"github.com/socklife/socklife/internal/live"
 	"github.com/socklife/socklife/internal/outfile"
 	"github.com/socklife/socklife/internal/record"
+	"github.com/socklife/socklife/internal/render"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"
 	"github.com/socklife/socklife/tracer"

@@ -18,10 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/socklife/socklife/internal/render"
-
 	"golang.org/x/sys/unix"
 
+	"github.com/socklife/socklife/internal/render"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/internal/testutil"
 	"github.com/socklife/socklife/snapshot"

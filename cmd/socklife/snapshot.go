@@ -9,11 +9,10 @@ import (
 	"os"
 	"strings"
 
-	"github.com/socklife/socklife/internal/render"
-
 	"github.com/spf13/cobra"
 
 	"github.com/socklife/socklife/internal/filter"
+	"github.com/socklife/socklife/internal/render"
 	"github.com/socklife/socklife/internal/ssfilter"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"

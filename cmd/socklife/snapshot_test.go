@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/socklife/socklife/internal/render"
-
 	"github.com/socklife/socklife/internal/testutil"
 )
 

@@ -7,10 +7,9 @@ import (
 	"os"
 	"time"
 
-	"github.com/socklife/socklife/internal/render"
-
 	"github.com/spf13/cobra"
 
+	"github.com/socklife/socklife/internal/render"
 	"github.com/socklife/socklife/internal/topview"
 )
 

@@ -10,12 +10,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/socklife/socklife/internal/render"
-
 	"github.com/spf13/cobra"
 
 	"github.com/socklife/socklife/internal/filter"
 	"github.com/socklife/socklife/internal/holders"
+	"github.com/socklife/socklife/internal/render"
 	"github.com/socklife/socklife/internal/runner"
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/snapshot"

@@ -8,9 +8,8 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 
 	"github.com/socklife/socklife/internal/ssfilter"
 	"github.com/socklife/socklife/internal/tcpstate"

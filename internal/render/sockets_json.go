@@ -6,7 +6,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/socklife/socklife/internal/tcpstate"
-
 	"github.com/socklife/socklife/snapshot"
 )
 
