@@ -78,8 +78,17 @@ func NewAttributor(res *Resolver, names Names, answers func() uint64) *Attributo
 // Of is the container of a cgroup id; false for a host cgroup, an unknown
 // id, or a nil Attributor (attribution off).
 func (a *Attributor) Of(id uint64) (Container, bool) {
+	c, ok, _ := a.Lookup(id)
+	return c, ok
+}
+
+// Lookup is Of, and whether its answer is final: a host cgroup's, or a
+// container's the runtime has named (or there is no runtime to ask). A
+// caller may keep a final answer and not ask again; one not final must be
+// asked again, which is what asks the runtime for the names.
+func (a *Attributor) Lookup(id uint64) (c Container, ok, final bool) {
 	if a == nil || id == 0 {
-		return Container{}, false
+		return Container{}, false, true
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -95,12 +104,12 @@ func (a *Attributor) Of(id uint64) (Container, bool) {
 		a.byID[id] = at
 	}
 	if !at.ok {
-		return Container{}, false
+		return Container{}, false, true
 	}
 	if !at.named && at.c.ID != "" && a.names != nil {
 		a.name(at)
 	}
-	return at.c, true
+	return at.c, true, at.named || at.c.ID == "" || a.names == nil
 }
 
 // name asks the runtime for at's names, one lookup in askEvery or as soon

@@ -2,10 +2,15 @@ package render
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
 	"reflect"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/socklife/socklife/internal/container"
+	"github.com/socklife/socklife/internal/testutil"
 )
 
 // trace and record append the container object by hand; snapshot, top and
@@ -63,6 +68,52 @@ func TestContainerCells(t *testing.T) {
 		}
 		if got := string(appendPodCell(nil, tc.c, tc.ok)); got != tc.wantPod {
 			t.Errorf("pod cell of %+v = %q, want %q", tc.c, got, tc.wantPod)
+		}
+	}
+}
+
+// Names keeps the last event's container object, but one not final only
+// for a while: a container the runtime names later shows its names soon
+// after, and events of the host and of a container, interleaved, each get
+// their own.
+func TestContainerJSONAfterNames(t *testing.T) {
+	res := testutil.Resolver(t)
+	_, cgroup := testutil.Cgroup(t, fmt.Sprintf("/socklife-render-names-%d/kubepods/burstable/pod0b5a1c2e-1111-4222-8333-944455556666/%s", os.Getpid(), testContainerID))
+	var answered atomic.Bool
+	a := container.NewAttributor(res, func(container.Runtime, string) (string, container.Pod, bool) {
+		if !answered.Load() {
+			return "", container.Pod{}, false
+		}
+		return "web", container.Pod{Namespace: "shop", Name: "web-7d9f"}, true
+	}, func() uint64 {
+		if answered.Load() {
+			return 1
+		}
+		return 0
+	})
+	names := &Names{Containers: a}
+	ev := sampleEvents()[0]
+	line := func(sockCgroup uint64) string {
+		ev.SockCgroupID = sockCgroup
+		return string(AppendTraceJSON(nil, &ev, names))
+	}
+	for i := range 3 {
+		if l := line(cgroup); !strings.Contains(l, `"name":null,"pod":{"namespace":null`) {
+			t.Fatalf("event %d before the runtime answered: %s", i, l)
+		}
+	}
+	answered.Store(true)
+	// names may show up recheckNames events late, not later
+	for range recheckNames {
+		line(cgroup)
+	}
+	for i, sock := range []uint64{cgroup, cgroup, 0, cgroup, 0, 0, cgroup} {
+		l := line(sock)
+		switch named := strings.Contains(l, `"name":"web","pod":{"namespace":"shop","name":"web-7d9f"`); {
+		case sock == 0 && strings.Contains(l, `"container"`):
+			t.Errorf("event %d, the host's: %s", i, l)
+		case sock != 0 && !named:
+			t.Errorf("event %d, after the runtime answered: %s", i, l)
 		}
 	}
 }

@@ -32,7 +32,8 @@ type Names struct {
 	hostIDs map[uint64]bool
 	// netnsNames keeps what Netns answered: a namespace seen once keeps
 	// its answer (container.NetnsNames.Lookup), so the lock is skipped too
-	netnsNames map[uint32]string
+	netnsNames    map[uint32]string
+	lastContainer lastContainer
 }
 
 type cachedJSON struct {
@@ -51,28 +52,29 @@ func (n *Names) In(netns, index uint32) string {
 
 // Container is the container of a socket (see Attributor.OfSocket).
 func (n *Names) Container(sockCgroup, ownerCgroup uint64) (container.Container, bool) {
-	_, c, ok := n.container(sockCgroup, ownerCgroup)
+	_, c, ok, _ := n.container(sockCgroup, ownerCgroup)
 	return c, ok
 }
 
-// container is Container and the cgroup id it was found by.
-func (n *Names) container(sockCgroup, ownerCgroup uint64) (uint64, container.Container, bool) {
+// container is Container, the cgroup id it was found by, and whether
+// the answer is final (see container.Attributor.Lookup).
+func (n *Names) container(sockCgroup, ownerCgroup uint64) (uint64, container.Container, bool, bool) {
 	if n == nil || n.Containers == nil {
-		return 0, container.Container{}, false
+		return 0, container.Container{}, false, true
 	}
 	for _, id := range [2]uint64{sockCgroup, ownerCgroup} {
 		if id == 0 || n.hostIDs[id] {
 			continue
 		}
-		if c, ok := n.Containers.Of(id); ok {
-			return id, c, true
+		if c, ok, final := n.Containers.Lookup(id); ok {
+			return id, c, true, final
 		}
 		if n.hostIDs == nil || len(n.hostIDs) >= maxHostIDs {
 			n.hostIDs = make(map[uint64]bool)
 		}
 		n.hostIDs[id] = true
 	}
-	return 0, container.Container{}, false
+	return 0, container.Container{}, false, true
 }
 
 // maxHostIDs bounds Names' set of the host's cgroup ids.
@@ -151,20 +153,44 @@ func appendNetnsCell(b []byte, names *Names, netns uint32) []byte {
 // appendContainer appends the `,"container":{...}` of a socket (nothing
 // for the host's), from the cache when the container is unchanged.
 func (n *Names) appendContainer(b []byte, sockCgroup, ownerCgroup uint64) []byte {
-	id, c, ok := n.container(sockCgroup, ownerCgroup)
-	if !ok {
+	if n == nil || n.Containers == nil {
 		return b
 	}
-	if cached, hit := n.containerJSON[id]; hit && cached.c == c {
-		return append(b, cached.json...)
+	if last := &n.lastContainer; last.sock == sockCgroup && last.owner == ownerCgroup && (last.final || last.uses < recheckNames) {
+		last.uses++
+		return append(b, last.json...)
 	}
-	if n.containerJSON == nil || len(n.containerJSON) >= maxCachedContainers {
-		n.containerJSON = make(map[uint64]cachedJSON)
+	id, c, ok, final := n.container(sockCgroup, ownerCgroup)
+	var json []byte
+	if ok {
+		if cached, hit := n.containerJSON[id]; hit && cached.c == c {
+			json = cached.json
+		} else {
+			if n.containerJSON == nil || len(n.containerJSON) >= maxCachedContainers {
+				n.containerJSON = make(map[uint64]cachedJSON)
+			}
+			json = appendContainerJSON(nil, c, true)
+			n.containerJSON[id] = cachedJSON{c, json}
+		}
 	}
-	json := appendContainerJSON(nil, c, true)
-	n.containerJSON[id] = cachedJSON{c, json}
+	n.lastContainer = lastContainer{sock: sockCgroup, owner: ownerCgroup, final: final, json: json}
 	return append(b, json...)
 }
+
+// lastContainer is the container JSON of the last event's pair of cgroup
+// ids: a run of events from one container or one host process (a busy
+// server's) skips the lookups, the attributor's lock among them. An
+// answer not final (the runtime has not named the container yet) is
+// looked up again every recheckNames events, so names show up that many
+// events late at most.
+type lastContainer struct {
+	sock, owner uint64
+	final       bool
+	uses        int
+	json        []byte // nil: the host's
+}
+
+const recheckNames = 64
 
 // maxCachedContainers bounds Names' JSON cache: a node runs a few hundred
 // containers; more than this over a run starts the cache again.
