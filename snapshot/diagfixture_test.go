@@ -152,7 +152,7 @@ func captureFixtures(t *testing.T) {
 	path, ino := namedNetns(t)
 	testutil.InNetns(t, path, func() { captureScenario(t) })
 
-	c, err := openDiagIn(namespace{inode: ino, path: path})
+	c, err := openDiagIn(namespace{inode: ino, paths: []string{path}})
 	if err != nil {
 		t.Fatal(err)
 	}

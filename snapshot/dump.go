@@ -147,7 +147,7 @@ func Dump(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	namespaces := []namespace{{inode: self, path: "/proc/self/ns/net"}}
+	namespaces := []namespace{{inode: self, paths: []string{"/proc/self/ns/net"}}}
 	var warnings []string
 	switch {
 	case opts.AllNetns:
@@ -362,8 +362,8 @@ func (a *arena) memInfo() *MemInfo { return take(&a.mems) }
 // for sockets born during the dump. It is 0 when unknown (Unix sockets, or a
 // namespace known only by its /run/netns name).
 func sockstatHint(q query, ns namespace) int {
-	dir, ok := strings.CutSuffix(ns.path, "/ns/net")
-	if q.proto == Unix || !ok || !strings.HasPrefix(dir, "/proc/") {
+	dir, ok := ns.procDir()
+	if q.proto == Unix || !ok {
 		return 0
 	}
 	file, key := dir+"/net/sockstat", "TCP:"

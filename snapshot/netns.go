@@ -17,11 +17,30 @@ import (
 // may have no process in them at all.
 const netnsRunDir = "/run/netns"
 
-// namespace is one network namespace found on the host: its inode and a
-// path that opens it.
+// namespace is one network namespace found on the host: its inode and
+// the paths that led to it, the most lasting first (ours, then a
+// /run/netns name, then processes in it). Any one may fail by the time it
+// is opened: a process leaves the namespace (ip netns exec, nsenter, a
+// thread of another tool that entered it for a moment) or exits. The
+// namespace is gone only when none leads to it.
 type namespace struct {
 	inode uint32
-	path  string
+	paths []string
+}
+
+// maxNamespacePaths bounds the paths kept per namespace: the host's has
+// one per process, and a few fallbacks are enough.
+const maxNamespacePaths = 4
+
+// procDir is /proc/PID (or /proc/self) of a process in ns when the
+// listing found one, for the counters the kernel keeps per namespace.
+func (ns namespace) procDir() (string, bool) {
+	for _, path := range ns.paths {
+		if dir, ok := strings.CutSuffix(path, "/ns/net"); ok && strings.HasPrefix(dir, "/proc/") {
+			return dir, true
+		}
+	}
+	return "", false
 }
 
 // CurrentNetns returns the inode of the calling process's network namespace,
@@ -50,31 +69,31 @@ func listNamespaces() ([]namespace, error) {
 // function) what it skipped, the first time in this process; nil pending
 // notes nothing.
 func listNamespacesNoting(pending *[]string) ([]namespace, error) {
-	seen := make(map[uint32]bool)
+	index := make(map[uint32]int)
 	var out []namespace
 	add := func(path string) {
 		ino, err := nsInode(path)
-		if err != nil || seen[ino] {
+		if err != nil {
 			return
 		}
-		seen[ino] = true
-		out = append(out, namespace{inode: ino, path: path})
+		i, ok := index[ino]
+		if !ok {
+			i = len(out)
+			index[ino] = i
+			out = append(out, namespace{inode: ino})
+		}
+		if len(out[i].paths) < maxNamespacePaths {
+			out[i].paths = append(out[i].paths, path)
+		}
 	}
 	// Our own first, so it is found even if /proc is odd.
 	add("/proc/self/ns/net")
-	procs, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, fmt.Errorf("listing processes for network namespaces: %w", err)
-	}
-	for _, p := range procs {
-		if name := p.Name(); name[0] >= '1' && name[0] <= '9' {
-			add(filepath.Join("/proc", name, "ns/net"))
-		}
-	}
-	// A missing /run/netns just means no named namespaces. An entry there
-	// that is no namespace (a file `ip netns add` left before its bind
-	// mount, or after its unmount, or anyone's `touch`) is not one to
-	// enter: only a bind mount of a namespace is on nsfs.
+	// A name in /run/netns lasts until `ip netns del`, longer than most
+	// processes in the namespace: it comes before them. A missing
+	// /run/netns just means no named namespaces. An entry there that is
+	// no namespace (a file `ip netns add` left before its bind mount, or
+	// after its unmount, or anyone's `touch`) is not one to enter: only a
+	// bind mount of a namespace is on nsfs.
 	named, _ := os.ReadDir(netnsRunDir)
 	for _, n := range named {
 		path := filepath.Join(netnsRunDir, n.Name())
@@ -84,6 +103,15 @@ func listNamespacesNoting(pending *[]string) ([]namespace, error) {
 		}
 		if info, err := n.Info(); pending != nil && err == nil && time.Since(info.ModTime()) > staleAfter {
 			note("stale "+path, path+": not a network namespace (a file left behind?); skipped", pending)
+		}
+	}
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("listing processes for network namespaces: %w", err)
+	}
+	for _, p := range procs {
+		if name := p.Name(); name[0] >= '1' && name[0] <= '9' {
+			add(filepath.Join("/proc", name, "ns/net"))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].inode < out[j].inode })
@@ -199,25 +227,52 @@ func RunInNetns(inode uint32, fn func() error) error {
 var ErrNetnsGone = errNamespaceGone
 
 func runInNetns(ns namespace, fn func() error) error {
-	target, err := unix.Open(ns.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	err := fmt.Errorf("network namespace %d %w: no path leads to it", ns.inode, errNamespaceGone)
+	for _, path := range ns.paths {
+		var target int
+		if target, err = openNetns(ns.inode, path); errors.Is(err, errNamespaceGone) {
+			continue // another path may still lead to it
+		} else if err != nil {
+			return err
+		}
+		err = runIn(target, fn)
+		unix.Close(target)
+		if err != nil {
+			return fmt.Errorf("network namespace %d (%s): %w", ns.inode, path, err)
+		}
+		return nil
+	}
+	return err
+}
+
+// openNetns opens the namespace inode by path; errNamespaceGone when the
+// path leads nowhere now or to another namespace.
+func openNetns(inode uint32, path string) (int, error) {
+	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	switch {
 	case err == unix.ENOENT || err == unix.ESRCH:
-		return fmt.Errorf("network namespace %d (%s) %w: %w", ns.inode, ns.path, errNamespaceGone, err)
+		return -1, fmt.Errorf("network namespace %d (%s) %w: %w", inode, path, errNamespaceGone, err)
 	case err != nil:
-		return fmt.Errorf("opening network namespace %d (%s): %w", ns.inode, ns.path, err)
+		return -1, fmt.Errorf("opening network namespace %d (%s): %w", inode, path, err)
 	}
-	defer unix.Close(target)
-	// The path may now name another namespace (a PID reused), or no
-	// namespace at all (a /run/netns name unmounted since it was listed):
-	// check what was actually opened.
+	// The path may now name another namespace (a PID reused, a process
+	// that left it), or no namespace at all (a /run/netns name unmounted
+	// since it was listed): check what was actually opened.
 	var st unix.Stat_t
 	var fs unix.Statfs_t
 	if err := unix.Fstatfs(target, &fs); err != nil || fs.Type != unix.NSFS_MAGIC {
-		return fmt.Errorf("network namespace %d (%s) %w: the path is no namespace now", ns.inode, ns.path, errNamespaceGone)
+		unix.Close(target)
+		return -1, fmt.Errorf("network namespace %d (%s) %w: the path is no namespace now", inode, path, errNamespaceGone)
 	}
-	if err := unix.Fstat(target, &st); err != nil || uint32(st.Ino) != ns.inode {
-		return fmt.Errorf("network namespace %d (%s) %w: the path now names another", ns.inode, ns.path, errNamespaceGone)
+	if err := unix.Fstat(target, &st); err != nil || uint32(st.Ino) != inode {
+		unix.Close(target)
+		return -1, fmt.Errorf("network namespace %d (%s) %w: the path now names another", inode, path, errNamespaceGone)
 	}
+	return target, nil
+}
+
+// runIn runs fn on an OS thread moved into the namespace target.
+func runIn(target int, fn func() error) error {
 	errc := make(chan error, 1)
 	// A fresh goroutine owns the locked thread: if the thread cannot be put
 	// back into its namespace, the goroutine exits still locked and the
@@ -230,10 +285,7 @@ func runInNetns(ns namespace, fn func() error) error {
 		}
 		errc <- err
 	}()
-	if err := <-errc; err != nil {
-		return fmt.Errorf("network namespace %d (%s): %w", ns.inode, ns.path, err)
-	}
-	return nil
+	return <-errc
 }
 
 // runOnThread must run on a locked OS thread. restored reports whether the

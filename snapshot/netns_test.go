@@ -2,8 +2,11 @@ package snapshot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
@@ -104,9 +107,9 @@ func TestVanishedNamespaceWarns(t *testing.T) {
 	testutil.RequireRoot(t)
 	self := selfNetns(t)
 	namespaces := []namespace{
-		{inode: self, path: "/proc/self/ns/net"},
-		{inode: 1, path: "/proc/self/ns/net"},       // path reused by another namespace
-		{inode: 2, path: "/proc/2147483647/ns/net"}, // process gone
+		{inode: self, paths: []string{"/proc/self/ns/net"}},
+		{inode: 1, paths: []string{"/proc/self/ns/net"}},       // path reused by another namespace
+		{inode: 2, paths: []string{"/proc/2147483647/ns/net"}}, // process gone
 	}
 	opts := Options{TCP: true, States: tcpstate.All}
 	jobs := planJobs(namespaces, opts.queries())
@@ -121,6 +124,70 @@ func TestVanishedNamespaceWarns(t *testing.T) {
 	if len(res.Namespaces) != 1 || res.Namespaces[0] != self {
 		t.Errorf("namespaces %v, want only ours (%d)", res.Namespaces, self)
 	}
+}
+
+// A namespace is reached by any path that still leads to it: the first
+// one listed may name another namespace by the time it is opened (a
+// process that entered the namespace for a moment, as ip netns exec,
+// nsenter or another tool's thread do, and left it), and the walk must
+// not call the namespace gone while its /run/netns name still holds it.
+func TestNamespaceReachedByALaterPath(t *testing.T) {
+	testutil.RequireRoot(t)
+	path, ino := namedNetns(t)
+	ns := namespace{inode: ino, paths: []string{
+		"/proc/self/ns/net",       // ours now, not ino
+		"/proc/2147483647/ns/net", // a process gone
+		path,
+	}}
+	var in uint32
+	err := runInNetns(ns, func() error {
+		var err error
+		in, err = nsInode("/proc/thread-self/ns/net")
+		return err
+	})
+	if err != nil || in != ino {
+		t.Errorf("runInNetns: ran in %d (%v), want %d through %s", in, err, ino, path)
+	}
+
+	ns.paths = ns.paths[:2]
+	if err := runInNetns(ns, func() error { return nil }); !errors.Is(err, errNamespaceGone) {
+		t.Errorf("no path leads to it: %v, want %v", err, errNamespaceGone)
+	}
+}
+
+// The listing puts a namespace's /run/netns name before the processes in
+// it: a name lasts until ip netns del, a process in it may leave at any
+// time. Both are kept, so either can be tried.
+func TestListNamespacesNamedFirst(t *testing.T) {
+	testutil.RequireRoot(t)
+	path, ino := namedNetns(t)
+	var sleeper *exec.Cmd
+	testutil.InNetns(t, path, func() {
+		// started from this thread, the child is in its namespace
+		sleeper = exec.Command("sleep", "60")
+		if err := sleeper.Start(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	procPath := fmt.Sprintf("/proc/%d/ns/net", sleeper.Process.Pid)
+	if got, err := nsInode(procPath); err != nil || got != ino {
+		t.Fatalf("the sleeper is in %d (%v), want %d", got, err, ino)
+	}
+	nss, err := listNamespaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range nss {
+		if ns.inode != ino {
+			continue
+		}
+		if len(ns.paths) < 2 || ns.paths[0] != path || !slices.Contains(ns.paths, procPath) {
+			t.Errorf("namespace %d: paths %q, want %s first and %s among them", ino, ns.paths, path, procPath)
+		}
+		return
+	}
+	t.Errorf("namespace %d not listed: %v", ino, nss)
 }
 
 func containsUint32(xs []uint32, x uint32) bool {
