@@ -9,6 +9,7 @@
 
 #include "common.bpf.h"
 #include "backlog.bpf.h"
+#include "aggregate.bpf.h"
 
 /* Listener of each thread inside accept(), from the entry hook. */
 struct {
@@ -37,7 +38,7 @@ static __always_inline int on_tcp_accept(const struct sock *lsk, const struct so
 	struct sock_info *si;
 	struct tuple tu = {};
 	struct event *e;
-	bool inherited;
+	bool inherited, wait_known;
 	__u32 netns;
 	__u8 state;
 
@@ -70,6 +71,14 @@ static __always_inline int on_tcp_accept(const struct sock *lsk, const struct so
 	state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	if (!wanted(si, sk, netns, &tu, state, state))
 		return 0;
+	/* the time since the handshake completed: the wait in the accept queue */
+	wait_known = si->state_ts && state == TCP_ESTABLISHED;
+	if (aggregate) {
+		struct accept_key akey = { .ino = lsk ? sock_ino(lsk) : 0, .netns = netns, .port = tu.sport };
+
+		count_accept(&akey, now, wait_known, now - si->state_ts, &si->owner);
+		return 0;
+	}
 	e = reserve_event();
 	if (!e)
 		return 0;
@@ -79,8 +88,7 @@ static __always_inline int on_tcp_accept(const struct sock *lsk, const struct so
 	e->hook = hook;
 	e->oldstate = state;
 	e->newstate = state;
-	/* time since the handshake completed: the wait in the accept queue */
-	if (si->state_ts && state == TCP_ESTABLISHED) {
+	if (wait_known) {
 		e->in_state_ns = now - si->state_ts;
 		e->flags |= FLAG_IN_STATE_KNOWN;
 	}

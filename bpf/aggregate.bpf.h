@@ -5,9 +5,10 @@
  * record, a wake-up, a decode and a table update in user space. With
  * aggregate on, each transition adds to its namespace's counters and keeps
  * the map of sockets in CLOSE_WAIT, both read by user space at scrape time;
- * the ring carries only what the backlog accounting reads, which is rare
- * (listeners starting and stopping) or per accept (the accept hook's, when
- * attached).
+ * the ring carries only what the backlog accounting reads that the kernel
+ * does not count: listeners starting and stopping. Accepts, when the
+ * accept hook is attached, add to their listener's counts and wait
+ * histogram (count_accept), read at scrape time too.
  */
 #ifndef SOCKLIFE_AGGREGATE_BPF_H
 #define SOCKLIFE_AGGREGATE_BPF_H
@@ -150,13 +151,100 @@ static __always_inline void enter_close_wait(const struct sock *sk, __u64 now,
 
 	__builtin_memcpy(cw.saddr, tu->saddr, 16);
 	__builtin_memcpy(cw.daddr, tu->daddr, 16);
-	if (bpf_map_update_elem(&close_waits, &key, &cw, BPF_ANY)) {
-		__u32 slot = LOST_CLOSE_WAIT;
-		__u64 *n = bpf_map_lookup_elem(&lost, &slot);
+	if (bpf_map_update_elem(&close_waits, &key, &cw, BPF_ANY))
+		count_lost(LOST_CLOSE_WAIT);
+}
 
-		if (n)
-			*n += 1;
+/*
+ * Accept waits: the histogram's upper bounds in ns, ascending, set by the
+ * loader from the Go side's buckets (backlog.WaitBuckets), their one home.
+ */
+#define ACCEPT_WAIT_BOUNDS 16
+volatile const __u64 accept_wait_bounds[ACCEPT_WAIT_BOUNDS];
+
+/* The listener accepts count against: its socket inode (sock_diag's), or
+ * ino 0 and its port when the accept hook did not see the listener (a
+ * syscall-tracepoint accept that began before the tracer). */
+struct accept_key {
+	__u64 ino;
+	__u32 netns;
+	__u16 port; /* host order */
+	__u16 pad;
+};
+
+/* One listener's accepts since the tracer started, on one CPU. */
+struct accept_totals {
+	__u64 accepts;
+	/* accepts whose wait in the queue is known (the child's handshake
+	 * was seen), by the first bound they do not exceed; the last counts
+	 * those above every bound. Not cumulative. */
+	__u64 waits[ACCEPT_WAIT_BOUNDS + 1];
+	__u64 wait_sum_ns;
+	__u64 last_ns;           /* bpf_ktime_get_ns of this CPU's latest accept */
+	struct task_id acceptor; /* who made it */
+};
+
+/* Per CPU, so an accept adds to counters no other CPU writes. Allocated
+ * as listeners appear (no prealloc: a value is one per CPU, and most hosts
+ * have few listeners); removed when the listener closes. A listener that
+ * finds no room is counted in lost[LOST_LISTENER_ACCEPTS]. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, struct accept_key);
+	__type(value, struct accept_totals);
+} listener_accepts SEC(".maps");
+
+/* The bucket of a wait of ns: the first bound it does not exceed. */
+static __always_inline __u32 wait_bucket(__u64 ns)
+{
+	__u32 i;
+
+#pragma unroll
+	for (i = 0; i < ACCEPT_WAIT_BOUNDS; i++)
+		if (ns <= accept_wait_bounds[i])
+			return i;
+	return ACCEPT_WAIT_BOUNDS;
+}
+
+/* An accept under aggregate: add it to its listener's counts instead of
+ * ringing an event. wait_known says whether wait_ns (the time in the
+ * queue) is. */
+static __always_inline void count_accept(const struct accept_key *key, __u64 now, bool wait_known,
+					 __u64 wait_ns, const struct task_id *acceptor)
+{
+	struct accept_totals *t = bpf_map_lookup_elem(&listener_accepts, key);
+
+	if (!t) {
+		struct accept_totals zero = {};
+
+		/* BPF_NOEXIST: another CPU may have made it since */
+		bpf_map_update_elem(&listener_accepts, key, &zero, BPF_NOEXIST);
+		t = bpf_map_lookup_elem(&listener_accepts, key);
+		if (!t) {
+			count_lost(LOST_LISTENER_ACCEPTS);
+			return;
+		}
 	}
+	t->accepts++;
+	t->last_ns = now;
+	t->acceptor = *acceptor;
+	if (wait_known) {
+		__u32 b = wait_bucket(wait_ns);
+
+		if (b <= ACCEPT_WAIT_BOUNDS) /* for the verifier */
+			t->waits[b]++;
+		t->wait_sum_ns += wait_ns;
+	}
+}
+
+/* A listener closing takes its accept counts with it. */
+static __always_inline void forget_listener_accepts(const struct sock *sk, __u32 netns, __u16 port)
+{
+	struct accept_key key = { .ino = sock_ino(sk), .netns = netns, .port = port };
+
+	bpf_map_delete_elem(&listener_accepts, &key);
 }
 
 /* What aggregate does with one transition that passed the filters. */
@@ -169,14 +257,18 @@ static __always_inline void aggregate_transition(const struct sock *sk, __u64 no
 		enter_close_wait(sk, now, si, netns, tu);
 }
 
-/* A socket leaving CLOSE_WAIT, whether or not it passed the filters when
- * it entered (the delete of a missing key is a lookup). */
-static __always_inline void aggregate_leave(const struct sock *sk, int old, int new)
+/* A socket leaving CLOSE_WAIT, or a listener closing, whether or not it
+ * passed the filters when it entered (the delete of a missing key is a
+ * lookup). */
+static __always_inline void aggregate_leave(const struct sock *sk, int old, int new, __u32 netns,
+					    __u16 port)
 {
 	__u64 key = (__u64)sk;
 
 	if (old == TCP_CLOSE_WAIT && new != old)
 		bpf_map_delete_elem(&close_waits, &key);
+	if (old == TCP_LISTEN && new == TCP_CLOSE)
+		forget_listener_accepts(sk, netns, port);
 }
 
 /* Whether the ring gets a state change under aggregate: a listener's

@@ -41,15 +41,18 @@ struct {
 } events SEC(".maps");
 
 /* Per CPU, summed by the reader: reserve failures (the ring was full), and
- * CLOSE_WAIT sockets aggregate's map had no room for. */
+ * what aggregate's maps had no room for (CLOSE_WAIT sockets, listeners'
+ * accept counts). */
 enum lost_slot {
 	LOST_RING = 0,
 	LOST_CLOSE_WAIT = 1,
+	LOST_LISTENER_ACCEPTS = 2,
+	LOST_SLOTS,
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, LOST_SLOTS);
 	__type(key, __u32);
 	__type(value, __u64);
 } lost SEC(".maps");
@@ -332,6 +335,15 @@ struct {
 	__type(value, __u8); /* unused */
 } filter_cgroups SEC(".maps");
 
+/* One more lost in slot: what never reached user space is counted. */
+static __always_inline void count_lost(__u32 slot)
+{
+	__u64 *n = bpf_map_lookup_elem(&lost, &slot);
+
+	if (n)
+		*n += 1;
+}
+
 /* Whether sk (si's) passes filter_by_cgroup: the cgroup it was created in,
  * or its owner's. */
 static __always_inline bool cgroup_wanted(const struct sock_info *si, const struct sock *sk)
@@ -379,11 +391,7 @@ static __always_inline struct event *reserve_event(void)
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
 	if (!e) {
-		__u32 slot = LOST_RING;
-		__u64 *n = bpf_map_lookup_elem(&lost, &slot);
-
-		if (n)
-			*n += 1;
+		count_lost(LOST_RING);
 		return NULL;
 	}
 	/* ring memory is not zeroed, and every byte of it reaches user space */

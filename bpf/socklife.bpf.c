@@ -22,6 +22,8 @@ const enum event_flag *unused_event_flag __attribute__((unused));
 const enum lost_slot *unused_lost_slot __attribute__((unused));
 const struct conn_totals *unused_conn_totals __attribute__((unused));
 const struct close_wait *unused_close_wait __attribute__((unused));
+const struct accept_key *unused_accept_key __attribute__((unused));
+const struct accept_totals *unused_accept_totals __attribute__((unused));
 const struct tuple *unused_tuple __attribute__((unused));
 
 #define PF_KTHREAD 0x00200000 /* include/linux/sched.h */
@@ -172,7 +174,7 @@ static __always_inline int on_state(const struct sock *sk, int old, int new,
 
 	ring = wanted(si, sk, netns, tu, old, new);
 	if (aggregate) {
-		aggregate_leave(sk, old, new);
+		aggregate_leave(sk, old, new, netns, tu->sport);
 		if (ring)
 			aggregate_transition(sk, now, old, new, si, netns, tu);
 		ring = ring && aggregate_rings(old, new);

@@ -2,12 +2,15 @@ package tracer
 
 // aggregate.go: what the programs count in the kernel under
 // Options.Aggregate (serve), read when asked (a scrape): connections per
-// network namespace and the sockets in CLOSE_WAIT. See bpf/aggregate.bpf.h.
+// network namespace, the sockets in CLOSE_WAIT and each listener's
+// accepts. See bpf/aggregate.bpf.h.
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -96,6 +99,104 @@ func (t *Tracer) CloseWaits() ([]CloseWait, error) {
 	// what was read is still true of each socket it names.
 	if err := it.Err(); err != nil && !errors.Is(err, ebpf.ErrIterationAborted) {
 		return nil, fmt.Errorf("reading the CLOSE_WAIT sockets: %w", err)
+	}
+	return out, nil
+}
+
+// AcceptWaitBuckets are the upper bounds of the accept-wait histogram:
+// 100µs to 10s, about three a decade, from a loopback accept (tens of µs)
+// to an acceptor stuck for seconds. The programs count into them under
+// Aggregate (ListenerAccepts), and the backlog accounting counts accept
+// events into the same ones; the loader gives them to the programs, so
+// they live here alone.
+var AcceptWaitBuckets = [len(socklifeAcceptTotals{}.Waits) - 1]time.Duration{
+	100 * time.Microsecond, 250 * time.Microsecond, 500 * time.Microsecond,
+	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond,
+	10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond,
+	100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond,
+	time.Second, 2500 * time.Millisecond, 5 * time.Second, 10 * time.Second,
+}
+
+// acceptWaitBoundsNs is AcceptWaitBuckets as the programs read them.
+func acceptWaitBoundsNs() [len(AcceptWaitBuckets)]uint64 {
+	var ns [len(AcceptWaitBuckets)]uint64
+	for i, b := range AcceptWaitBuckets {
+		ns[i] = uint64(b)
+	}
+	return ns
+}
+
+// AcceptKey names the listener the programs counted accepts against: its
+// socket inode, or (Inode 0) only its namespace and port, when the accept
+// hook did not see the listener (an accept() that began before the tracer,
+// on the syscall tracepoint rung).
+type AcceptKey struct {
+	Netns uint32
+	Port  uint16
+	Inode uint64
+}
+
+// ListenerAccepts is what the programs counted of one listener's accepts
+// since the tracer started, summed over CPUs.
+type ListenerAccepts struct {
+	Accepts uint64
+	// Waits counts the accepts whose wait in the queue is known (the
+	// child's handshake was seen) by AcceptWaitBuckets: Waits[i] those in
+	// (AcceptWaitBuckets[i-1], AcceptWaitBuckets[i]], the last those above
+	// every bound. Not cumulative.
+	Waits   [len(AcceptWaitBuckets) + 1]uint64
+	WaitSum time.Duration
+	// Last is the latest accept; Acceptors made the latest accept on some
+	// CPU each, the most recent first: the workers taking connections.
+	Last      time.Time
+	Acceptors []Task
+}
+
+// ListenerAccepts reads the accept counts of every listener an accept was
+// counted on. Empty without Options.Aggregate or without an accept hook.
+func (t *Tracer) ListenerAccepts() (map[AcceptKey]ListenerAccepts, error) {
+	out := map[AcceptKey]ListenerAccepts{}
+	comms := newCommCache()
+	var key socklifeAcceptKey
+	var perCPU []socklifeAcceptTotals
+	it := t.maps.ListenerAccepts.Iterate()
+	for it.Next(&key, &perCPU) {
+		var la ListenerAccepts
+		var lastNs uint64
+		type seen struct {
+			at   uint64
+			task Task
+		}
+		var acceptors []seen
+		for _, v := range perCPU {
+			la.Accepts += v.Accepts
+			for i, n := range v.Waits {
+				la.Waits[i] += n
+			}
+			la.WaitSum += time.Duration(v.WaitSumNs)
+			if v.Accepts == 0 {
+				continue // no accept on this CPU
+			}
+			lastNs = max(lastNs, v.LastNs)
+			if i := slices.IndexFunc(acceptors, func(s seen) bool { return s.task.PID == v.Acceptor.Tgid }); i >= 0 {
+				acceptors[i].at = max(acceptors[i].at, v.LastNs)
+				continue
+			}
+			acceptors = append(acceptors, seen{v.LastNs, Task{PID: v.Acceptor.Tgid, Comm: comms.name(v.Acceptor.Comm), CgroupID: v.Acceptor.CgroupId}})
+		}
+		if la.Accepts == 0 {
+			continue
+		}
+		la.Last = t.clock.wall(lastNs)
+		slices.SortFunc(acceptors, func(a, b seen) int { return cmp.Compare(b.at, a.at) })
+		for _, s := range acceptors {
+			la.Acceptors = append(la.Acceptors, s.task)
+		}
+		out[AcceptKey{Netns: key.Netns, Port: key.Port, Inode: key.Ino}] = la
+	}
+	// as CloseWaits: what was read is true of each listener it names
+	if err := it.Err(); err != nil && !errors.Is(err, ebpf.ErrIterationAborted) {
+		return nil, fmt.Errorf("reading the listeners' accept counts: %w", err)
 	}
 	return out, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/socklife/socklife/internal/tcpstate"
 	"github.com/socklife/socklife/internal/testutil"
+	"github.com/socklife/socklife/snapshot"
 )
 
 // Under Aggregate the kernel counts a namespace's connections and keeps
@@ -95,8 +96,8 @@ func TestAggregate(t *testing.T) {
 		t.Errorf("namespace counters %+v, want %+v", got, want)
 	}
 
-	// the ring: the listeners' starts and ends, and accepts; nothing per
-	// transition of a connection
+	// the ring: the listeners' starts and ends; nothing per transition of
+	// a connection (nor accept: TestListenerAccepts)
 	for _, ev := range c.snapshot(port) {
 		if ev.Kind == StateChange && ev.New != tcpstate.Listen && ev.Old != tcpstate.Listen {
 			t.Errorf("a connection's transition reached the ring: %s", transition(ev))
@@ -124,5 +125,105 @@ func TestNoAggregateByDefault(t *testing.T) {
 	}
 	if len(totals) != 0 || len(cws) != 0 {
 		t.Errorf("counted without Aggregate: totals %v, CLOSE_WAIT %v", totals, cws)
+	}
+}
+
+// Under Aggregate an accept adds to its listener's counts in the kernel
+// instead of ringing an event: the accepts, each wait in its bucket, the
+// last accept's time and who made it, keyed by the listener's inode as
+// sock_diag gives it; and the counts leave with the listener.
+func TestListenerAccepts(t *testing.T) {
+	c := startTracer(t, Options{Aggregate: true, Backlog: true})
+	checkHooks(t, c.tr)
+	ln := testutil.PlainListener(t)
+	port := testutil.Port(ln)
+	netns, err := snapshot.CurrentNetns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := AcceptKey{Netns: netns, Port: port, Inode: socketInode(t, ln)}
+
+	for range 3 { // accepted at once
+		cl, sv := testutil.Pair(t, ln)
+		cl.Close()
+		sv.Close()
+	}
+	// one left in the queue for at least slow: its handshake was done
+	// when Dial returned
+	const slow = 60 * time.Millisecond
+	cl, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	queued := time.Now()
+	time.Sleep(slow)
+	sv, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := time.Now()
+	defer sv.Close()
+
+	// the programs ran in the accept() calls: their counts are there now
+	all, err := c.tr.ListenerAccepts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := all[key]
+	if !ok {
+		t.Fatalf("no accept counts for %+v: %v", key, all)
+	}
+	var waits, atLeastSlow uint64
+	for i, n := range got.Waits {
+		waits += n
+		if i == len(AcceptWaitBuckets) || AcceptWaitBuckets[i] >= slow {
+			atLeastSlow += n
+		}
+	}
+	if got.Accepts != 4 || waits != 4 || atLeastSlow != 1 {
+		t.Errorf("%d accepts, %d waits, %d of them over %v; want 4, 4, 1 (waits %v)", got.Accepts, waits, atLeastSlow, slow, got.Waits)
+	}
+	if got.WaitSum < slow || got.WaitSum > accepted.Sub(queued)+time.Second {
+		t.Errorf("wait sum %v, want at least the queued one's %v", got.WaitSum, slow)
+	}
+	if got.Last.Before(queued) || got.Last.After(time.Now()) {
+		t.Errorf("last accept at %v, want between %v and now", got.Last, queued)
+	}
+	if len(got.Acceptors) != 1 || got.Acceptors[0].PID != uint32(os.Getpid()) {
+		t.Errorf("acceptors %+v, want us (%d)", got.Acceptors, os.Getpid())
+	}
+
+	ln.Close()
+	// the ring keeps order: once the listener's end is read, an accept
+	// rung before it would have been too
+	testutil.WaitFor(t, 5*time.Second, "the listener's end in the ring", func() bool {
+		return slices.ContainsFunc(c.snapshot(port), func(ev Event) bool {
+			return ev.Kind == StateChange && ev.Old == tcpstate.Listen && ev.New == tcpstate.Close
+		})
+	})
+	for _, ev := range c.snapshot(port) {
+		if ev.Kind == Accept {
+			t.Errorf("an accept reached the ring: %s", transition(ev))
+		}
+	}
+	testutil.WaitFor(t, 5*time.Second, "the closed listener's counts to go", func() bool {
+		all, err := c.tr.ListenerAccepts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ok := all[key]
+		return !ok
+	})
+	checkNoLoss(t, c.tr)
+}
+
+// The accept-wait buckets the programs count into rise strictly: a bound
+// left zero (C given more buckets than Go lists) would take every wait.
+func TestAcceptWaitBuckets(t *testing.T) {
+	for i, b := range AcceptWaitBuckets {
+		if b <= 0 || i > 0 && b <= AcceptWaitBuckets[i-1] {
+			t.Fatalf("AcceptWaitBuckets %v: bound %d is not above the one before", AcceptWaitBuckets, i)
+		}
 	}
 }

@@ -24,10 +24,15 @@ type Loss struct {
 	// CloseWaitFull counts sockets entering CLOSE_WAIT that Aggregate's
 	// map had no room for: CloseWaits does not list them.
 	CloseWaitFull uint64
+	// ListenerAcceptsFull counts accepts on listeners Aggregate's map had
+	// no room for: ListenerAccepts is short by as many.
+	ListenerAcceptsFull uint64
 }
 
 // Total is every event lost, whatever the cause.
-func (l Loss) Total() uint64 { return l.RingFull + l.Recursion + l.Undecodable + l.CloseWaitFull }
+func (l Loss) Total() uint64 {
+	return l.RingFull + l.Recursion + l.Undecodable + l.CloseWaitFull + l.ListenerAcceptsFull
+}
 
 // Loss reads the loss counters now: the ring's in the BPF map, the
 // programs' in the kernel's per-program stats.
@@ -35,6 +40,7 @@ func (t *Tracer) Loss() Loss {
 	l := Loss{Undecodable: t.badRecs, RecursionKnown: t.recursionKnown}
 	l.RingFull = t.lost(socklifeLostSlotLOST_RING)
 	l.CloseWaitFull = t.lost(socklifeLostSlotLOST_CLOSE_WAIT)
+	l.ListenerAcceptsFull = t.lost(socklifeLostSlotLOST_LISTENER_ACCEPTS)
 	for _, c := range t.progs {
 		for _, p := range c.Programs {
 			// Stats is one BPF_OBJ_GET_INFO_BY_FD; recursion misses are

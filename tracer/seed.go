@@ -91,6 +91,10 @@ type OwnerSeed struct {
 	Owner  Task
 }
 
+// MaxOwnerSeeds is how many older sockets' owners the BPF side keeps
+// (Options.MaxSockets): of more seeds, SeedOwners sends only the last.
+func (t *Tracer) MaxOwnerSeeds() int { return int(t.maps.Seeded.MaxEntries()) }
+
 // SeedOwners tells the BPF side who owns sockets older than the tracer, so
 // that their transitions in softirq (a peer's FIN: ESTABLISHED->CLOSE_WAIT,
 // LAST_ACK->CLOSE) name their owner (OwnerSnapshot) as a table built from
@@ -100,7 +104,7 @@ type OwnerSeed struct {
 // map would evict the others as the later ones went in.
 func (t *Tracer) SeedOwners(seeds []OwnerSeed) error {
 	m := t.maps.Seeded
-	if n := int(m.MaxEntries()); len(seeds) > n {
+	if n := t.MaxOwnerSeeds(); len(seeds) > n {
 		seeds = seeds[len(seeds)-n:]
 	}
 	if len(seeds) == 0 {

@@ -13,6 +13,23 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type socklifeAcceptKey struct {
+	_     structs.HostLayout
+	Ino   uint64
+	Netns uint32
+	Port  uint16
+	Pad   uint16
+}
+
+type socklifeAcceptTotals struct {
+	_         structs.HostLayout
+	Accepts   uint64
+	Waits     [17]uint64
+	WaitSumNs uint64
+	LastNs    uint64
+	Acceptor  socklifeTaskId
+}
+
 type socklifeCloseWait struct {
 	_          structs.HostLayout
 	Owner      socklifeTaskId
@@ -124,8 +141,10 @@ type socklifeListenKey struct {
 type socklifeLostSlot uint32
 
 const (
-	socklifeLostSlotLOST_RING       socklifeLostSlot = 0
-	socklifeLostSlotLOST_CLOSE_WAIT socklifeLostSlot = 1
+	socklifeLostSlotLOST_RING             socklifeLostSlot = 0
+	socklifeLostSlotLOST_CLOSE_WAIT       socklifeLostSlot = 1
+	socklifeLostSlotLOST_LISTENER_ACCEPTS socklifeLostSlot = 2
+	socklifeLostSlotLOST_SLOTS            socklifeLostSlot = 3
 )
 
 type socklifeSockInfo struct {
@@ -168,6 +187,7 @@ const (
 	socklifeMapCloseWaits         = "close_waits"
 	socklifeMapEvents             = "events"
 	socklifeMapFilterCgroups      = "filter_cgroups"
+	socklifeMapListenerAccepts    = "listener_accepts"
 	socklifeMapListeners          = "listeners"
 	socklifeMapLost               = "lost"
 	socklifeMapNetnsTotals        = "netns_totals"
@@ -186,6 +206,7 @@ const (
 	socklifeProgTcpStates         = "tcp_states"
 	socklifeProgTpState           = "tp_state"
 	socklifeProgTpSynack          = "tp_synack"
+	socklifeVarAcceptWaitBounds   = "accept_wait_bounds"
 	socklifeVarAggregate          = "aggregate"
 	socklifeVarFilterByCgroup     = "filter_by_cgroup"
 	socklifeVarFilterDports       = "filter_dports"
@@ -195,6 +216,8 @@ const (
 	socklifeVarFilterPorts        = "filter_ports"
 	socklifeVarFilterSports       = "filter_sports"
 	socklifeVarFilterStates       = "filter_states"
+	socklifeVarUnusedAcceptKey    = "unused_accept_key"
+	socklifeVarUnusedAcceptTotals = "unused_accept_totals"
 	socklifeVarUnusedCloseWait    = "unused_close_wait"
 	socklifeVarUnusedConnTotals   = "unused_conn_totals"
 	socklifeVarUnusedEvent        = "unused_event"
@@ -268,40 +291,44 @@ type socklifeProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socklifeMapSpecs struct {
-	Accepting     *ebpf.MapSpec `ebpf:"accepting"`
-	CloseWaits    *ebpf.MapSpec `ebpf:"close_waits"`
-	Events        *ebpf.MapSpec `ebpf:"events"`
-	FilterCgroups *ebpf.MapSpec `ebpf:"filter_cgroups"`
-	Listeners     *ebpf.MapSpec `ebpf:"listeners"`
-	Lost          *ebpf.MapSpec `ebpf:"lost"`
-	NetnsTotals   *ebpf.MapSpec `ebpf:"netns_totals"`
-	Seeded        *ebpf.MapSpec `ebpf:"seeded"`
-	Socks         *ebpf.MapSpec `ebpf:"socks"`
+	Accepting       *ebpf.MapSpec `ebpf:"accepting"`
+	CloseWaits      *ebpf.MapSpec `ebpf:"close_waits"`
+	Events          *ebpf.MapSpec `ebpf:"events"`
+	FilterCgroups   *ebpf.MapSpec `ebpf:"filter_cgroups"`
+	ListenerAccepts *ebpf.MapSpec `ebpf:"listener_accepts"`
+	Listeners       *ebpf.MapSpec `ebpf:"listeners"`
+	Lost            *ebpf.MapSpec `ebpf:"lost"`
+	NetnsTotals     *ebpf.MapSpec `ebpf:"netns_totals"`
+	Seeded          *ebpf.MapSpec `ebpf:"seeded"`
+	Socks           *ebpf.MapSpec `ebpf:"socks"`
 }
 
 // socklifeVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socklifeVariableSpecs struct {
-	Aggregate        *ebpf.VariableSpec `ebpf:"aggregate"`
-	FilterByCgroup   *ebpf.VariableSpec `ebpf:"filter_by_cgroup"`
-	FilterDports     *ebpf.VariableSpec `ebpf:"filter_dports"`
-	FilterFamily     *ebpf.VariableSpec `ebpf:"filter_family"`
-	FilterNetns      *ebpf.VariableSpec `ebpf:"filter_netns"`
-	FilterPid        *ebpf.VariableSpec `ebpf:"filter_pid"`
-	FilterPorts      *ebpf.VariableSpec `ebpf:"filter_ports"`
-	FilterSports     *ebpf.VariableSpec `ebpf:"filter_sports"`
-	FilterStates     *ebpf.VariableSpec `ebpf:"filter_states"`
-	UnusedCloseWait  *ebpf.VariableSpec `ebpf:"unused_close_wait"`
-	UnusedConnTotals *ebpf.VariableSpec `ebpf:"unused_conn_totals"`
-	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedEventFlag  *ebpf.VariableSpec `ebpf:"unused_event_flag"`
-	UnusedEventHook  *ebpf.VariableSpec `ebpf:"unused_event_hook"`
-	UnusedEventKind  *ebpf.VariableSpec `ebpf:"unused_event_kind"`
-	UnusedLostSlot   *ebpf.VariableSpec `ebpf:"unused_lost_slot"`
-	UnusedTuple      *ebpf.VariableSpec `ebpf:"unused_tuple"`
-	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
-	WantQueue        *ebpf.VariableSpec `ebpf:"want_queue"`
+	AcceptWaitBounds   *ebpf.VariableSpec `ebpf:"accept_wait_bounds"`
+	Aggregate          *ebpf.VariableSpec `ebpf:"aggregate"`
+	FilterByCgroup     *ebpf.VariableSpec `ebpf:"filter_by_cgroup"`
+	FilterDports       *ebpf.VariableSpec `ebpf:"filter_dports"`
+	FilterFamily       *ebpf.VariableSpec `ebpf:"filter_family"`
+	FilterNetns        *ebpf.VariableSpec `ebpf:"filter_netns"`
+	FilterPid          *ebpf.VariableSpec `ebpf:"filter_pid"`
+	FilterPorts        *ebpf.VariableSpec `ebpf:"filter_ports"`
+	FilterSports       *ebpf.VariableSpec `ebpf:"filter_sports"`
+	FilterStates       *ebpf.VariableSpec `ebpf:"filter_states"`
+	UnusedAcceptKey    *ebpf.VariableSpec `ebpf:"unused_accept_key"`
+	UnusedAcceptTotals *ebpf.VariableSpec `ebpf:"unused_accept_totals"`
+	UnusedCloseWait    *ebpf.VariableSpec `ebpf:"unused_close_wait"`
+	UnusedConnTotals   *ebpf.VariableSpec `ebpf:"unused_conn_totals"`
+	UnusedEvent        *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedEventFlag    *ebpf.VariableSpec `ebpf:"unused_event_flag"`
+	UnusedEventHook    *ebpf.VariableSpec `ebpf:"unused_event_hook"`
+	UnusedEventKind    *ebpf.VariableSpec `ebpf:"unused_event_kind"`
+	UnusedLostSlot     *ebpf.VariableSpec `ebpf:"unused_lost_slot"`
+	UnusedTuple        *ebpf.VariableSpec `ebpf:"unused_tuple"`
+	WakeupBytes        *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	WantQueue          *ebpf.VariableSpec `ebpf:"want_queue"`
 }
 
 // socklifeObjects contains all objects after they have been loaded into the kernel.
@@ -324,15 +351,16 @@ func (o *socklifeObjects) Close() error {
 //
 // It can be passed to loadSocklifeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socklifeMaps struct {
-	Accepting     *ebpf.Map `ebpf:"accepting"`
-	CloseWaits    *ebpf.Map `ebpf:"close_waits"`
-	Events        *ebpf.Map `ebpf:"events"`
-	FilterCgroups *ebpf.Map `ebpf:"filter_cgroups"`
-	Listeners     *ebpf.Map `ebpf:"listeners"`
-	Lost          *ebpf.Map `ebpf:"lost"`
-	NetnsTotals   *ebpf.Map `ebpf:"netns_totals"`
-	Seeded        *ebpf.Map `ebpf:"seeded"`
-	Socks         *ebpf.Map `ebpf:"socks"`
+	Accepting       *ebpf.Map `ebpf:"accepting"`
+	CloseWaits      *ebpf.Map `ebpf:"close_waits"`
+	Events          *ebpf.Map `ebpf:"events"`
+	FilterCgroups   *ebpf.Map `ebpf:"filter_cgroups"`
+	ListenerAccepts *ebpf.Map `ebpf:"listener_accepts"`
+	Listeners       *ebpf.Map `ebpf:"listeners"`
+	Lost            *ebpf.Map `ebpf:"lost"`
+	NetnsTotals     *ebpf.Map `ebpf:"netns_totals"`
+	Seeded          *ebpf.Map `ebpf:"seeded"`
+	Socks           *ebpf.Map `ebpf:"socks"`
 }
 
 func (m *socklifeMaps) Close() error {
@@ -341,6 +369,7 @@ func (m *socklifeMaps) Close() error {
 		m.CloseWaits,
 		m.Events,
 		m.FilterCgroups,
+		m.ListenerAccepts,
 		m.Listeners,
 		m.Lost,
 		m.NetnsTotals,
@@ -353,25 +382,28 @@ func (m *socklifeMaps) Close() error {
 //
 // It can be passed to loadSocklifeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socklifeVariables struct {
-	Aggregate        *ebpf.Variable `ebpf:"aggregate"`
-	FilterByCgroup   *ebpf.Variable `ebpf:"filter_by_cgroup"`
-	FilterDports     *ebpf.Variable `ebpf:"filter_dports"`
-	FilterFamily     *ebpf.Variable `ebpf:"filter_family"`
-	FilterNetns      *ebpf.Variable `ebpf:"filter_netns"`
-	FilterPid        *ebpf.Variable `ebpf:"filter_pid"`
-	FilterPorts      *ebpf.Variable `ebpf:"filter_ports"`
-	FilterSports     *ebpf.Variable `ebpf:"filter_sports"`
-	FilterStates     *ebpf.Variable `ebpf:"filter_states"`
-	UnusedCloseWait  *ebpf.Variable `ebpf:"unused_close_wait"`
-	UnusedConnTotals *ebpf.Variable `ebpf:"unused_conn_totals"`
-	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
-	UnusedEventFlag  *ebpf.Variable `ebpf:"unused_event_flag"`
-	UnusedEventHook  *ebpf.Variable `ebpf:"unused_event_hook"`
-	UnusedEventKind  *ebpf.Variable `ebpf:"unused_event_kind"`
-	UnusedLostSlot   *ebpf.Variable `ebpf:"unused_lost_slot"`
-	UnusedTuple      *ebpf.Variable `ebpf:"unused_tuple"`
-	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
-	WantQueue        *ebpf.Variable `ebpf:"want_queue"`
+	AcceptWaitBounds   *ebpf.Variable `ebpf:"accept_wait_bounds"`
+	Aggregate          *ebpf.Variable `ebpf:"aggregate"`
+	FilterByCgroup     *ebpf.Variable `ebpf:"filter_by_cgroup"`
+	FilterDports       *ebpf.Variable `ebpf:"filter_dports"`
+	FilterFamily       *ebpf.Variable `ebpf:"filter_family"`
+	FilterNetns        *ebpf.Variable `ebpf:"filter_netns"`
+	FilterPid          *ebpf.Variable `ebpf:"filter_pid"`
+	FilterPorts        *ebpf.Variable `ebpf:"filter_ports"`
+	FilterSports       *ebpf.Variable `ebpf:"filter_sports"`
+	FilterStates       *ebpf.Variable `ebpf:"filter_states"`
+	UnusedAcceptKey    *ebpf.Variable `ebpf:"unused_accept_key"`
+	UnusedAcceptTotals *ebpf.Variable `ebpf:"unused_accept_totals"`
+	UnusedCloseWait    *ebpf.Variable `ebpf:"unused_close_wait"`
+	UnusedConnTotals   *ebpf.Variable `ebpf:"unused_conn_totals"`
+	UnusedEvent        *ebpf.Variable `ebpf:"unused_event"`
+	UnusedEventFlag    *ebpf.Variable `ebpf:"unused_event_flag"`
+	UnusedEventHook    *ebpf.Variable `ebpf:"unused_event_hook"`
+	UnusedEventKind    *ebpf.Variable `ebpf:"unused_event_kind"`
+	UnusedLostSlot     *ebpf.Variable `ebpf:"unused_lost_slot"`
+	UnusedTuple        *ebpf.Variable `ebpf:"unused_tuple"`
+	WakeupBytes        *ebpf.Variable `ebpf:"wakeup_bytes"`
+	WantQueue          *ebpf.Variable `ebpf:"want_queue"`
 }
 
 // socklifePrograms contains all programs after they have been loaded into the kernel.

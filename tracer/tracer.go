@@ -61,9 +61,9 @@ type Options struct {
 	// listener's queues (Event.Queue) and SYN-ACK retransmits are traced.
 	Backlog bool
 	// Aggregate counts in the kernel what an always-on exporter reads
-	// (ConnTotals, CloseWaits) and sends through the ring only listener
-	// starts and ends among state changes, beside accepts and SYN-ACK
-	// retransmits: no record per transition.
+	// (ConnTotals, CloseWaits, ListenerAccepts) and sends through the ring
+	// only listener starts and ends among state changes, beside SYN-ACK
+	// retransmits: no record per transition or accept.
 	Aggregate bool
 	// AcceptHooks limits the accept hook to what an always-on agent can
 	// pay for: AcceptPerCall leaves out the syscall tracepoint rung, which
@@ -242,6 +242,7 @@ func configure(specs *socklifeSpecs, opts Options) error {
 		{specs.FilterByCgroup, boolByte(opts.ByCgroup)},
 		{specs.WantQueue, boolByte(opts.Backlog)},
 		{specs.Aggregate, boolByte(opts.Aggregate)},
+		{specs.AcceptWaitBounds, acceptWaitBoundsNs()},
 		// Wake the reader early enough that a burst cannot fill the ring
 		// between two timer drains.
 		{specs.WakeupBytes, uint64(specs.Events.MaxEntries / 32)},

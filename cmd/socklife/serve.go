@@ -164,7 +164,8 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		return err
 	}
 	poller, err := backlog.NewPoller(ctx, backlog.Config{Stall: f.stall, Keep: flt.Match, AllNetns: true,
-		Containers: names.Containers, KeepContainer: flt.Container}, tr.SeedListeners, tr.Loss)
+		Containers: names.Containers, KeepContainer: flt.Container, ListenerAccepts: tr.ListenerAccepts},
+		tr.SeedListeners, tr.Loss)
 	if err != nil {
 		return err
 	}
@@ -194,25 +195,37 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 // already in CLOSE_WAIT, which the kernel's map never sees enter it.
 //
 // Only listeners and CLOSE_WAIT sockets are kept whole; of the rest (a
-// node may hold a million) the dump keeps a holders.Brief, and one /proc
-// scan finds every owner: serve's memory at start-up must stay within
-// the DaemonSet's limit, whatever the node holds.
+// node may hold a million) the dump keeps a holders.Brief, as many as the
+// BPF side keeps seeds (tracer.MaxOwnerSeeds), and one /proc scan finds
+// their owners: serve's memory at start-up must stay within the
+// DaemonSet's limit, whatever the node holds.
 func seedOlder(ctx context.Context, tr *tracer.Tracer, flt *filter.Filter, log *slog.Logger) ([]socketCloseWait, error) {
 	var mu sync.Mutex
 	var briefs []holders.Brief
+	maxBriefs, unseeded := tr.MaxOwnerSeeds(), 0
 	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true, Keep: func(s *snapshot.Socket) bool {
 		if s.State == tcpstate.Listen || s.State == tcpstate.CloseWait {
 			return true
 		}
 		if s.Inode != 0 && s.Cookie != 0 {
 			mu.Lock()
-			briefs = append(briefs, holders.Brief{Inode: s.Inode, Cookie: s.Cookie, CgroupID: s.CgroupID})
+			if len(briefs) < maxBriefs {
+				briefs = append(briefs, holders.Brief{Inode: s.Inode, Cookie: s.Cookie, CgroupID: s.CgroupID})
+			} else {
+				unseeded++
+			}
 			mu.Unlock()
 		}
 		return false
 	}})
 	if err != nil {
 		return nil, fmt.Errorf("taking the socket snapshot: %w", err)
+	}
+	if unseeded > 0 {
+		// what such a socket loses: the owner of its entry into CLOSE_WAIT
+		// if the peer's FIN comes first (softirq); its owner's own calls
+		// still name it
+		log.Warn(fmt.Sprintf("the owners of %d sockets older than serve are not seeded: the BPF side keeps %d", unseeded, maxBriefs))
 	}
 	found := time.Now()
 	socks := res.Sockets

@@ -241,6 +241,53 @@ func (a *Accounting) ObserveDump(t time.Time, socks []snapshot.Socket) {
 	}
 }
 
+// ObserveListenerAccepts takes the kernel's accept counts
+// (tracer.ListenerAccepts, under serve's Aggregate): the polled input
+// that stands for accept events. A listener no dump has shown yet is
+// left for the next reading, whose counts still hold its accepts; one the
+// kernel counted by port alone is found by its port, as an event is.
+func (a *Accounting) ObserveListenerAccepts(counts map[tracer.AcceptKey]tracer.ListenerAccepts) {
+	// a listener may have counts by inode and by port: summed first
+	sums := map[*listener]tracer.ListenerAccepts{}
+	for k, c := range counts {
+		var l *listener
+		if k.Inode != 0 {
+			l = a.listeners[Key{Netns: k.Netns, Inode: k.Inode}]
+		} else {
+			l = a.byPort(k.Netns, k.Port)
+		}
+		if l == nil {
+			continue
+		}
+		sum, ok := sums[l]
+		if !ok {
+			sums[l] = c
+			continue
+		}
+		sum.Accepts += c.Accepts
+		for i, n := range c.Waits {
+			sum.Waits[i] += n
+		}
+		sum.WaitSum += c.WaitSum
+		if c.Last.After(sum.Last) {
+			sum.Last = c.Last
+			sum.Acceptors = append(slices.Clip(c.Acceptors), sum.Acceptors...)
+		} else {
+			sum.Acceptors = append(slices.Clip(sum.Acceptors), c.Acceptors...)
+		}
+		sums[l] = sum
+	}
+	for l, c := range sums {
+		l.fromKernel(c)
+		for _, who := range c.Acceptors {
+			a.holders.Accepted(l.key, who.PID, who.Comm, c.Last)
+		}
+		if l.stalled && c.Last.After(l.stallSince) {
+			a.stalls = append(a.stalls, a.named(l, l.endStall(c.Last)))
+		}
+	}
+}
+
 // ObserveNetstat takes a netns's counters read at the end of the interval.
 func (a *Accounting) ObserveNetstat(netns uint32, n Netstat) {
 	acc, ok := a.netns[netns]

@@ -502,3 +502,56 @@ func TestWaitHistogram(t *testing.T) {
 		t.Errorf("merged %+v (and h %+v)", m, h)
 	}
 }
+
+// Under serve the kernel counts accepts (tracer.ListenerAccepts) and each
+// poll hands its running counts over: the interval's accepts are what they
+// grew by, the totals and histogram are the kernel's, counts by inode and
+// by port add up on one listener, an accept made since the stall began
+// ends it, and the CPUs' last acceptors are the listener's acceptors.
+func TestAccountingKernelAccepts(t *testing.T) {
+	a := NewAccounting(Config{Interval: time.Second, Stall: 300 * time.Millisecond}, at(0))
+	a.ObserveDump(at(0), dumped(2, 0))
+	a.ObserveListenerAccepts(nil)
+	r := a.Tick(at(500))
+	if len(r.Stalls) != 1 || !r.Stalls[0].Begin {
+		t.Fatalf("stalls %+v, want one beginning: queue 2 and no accept for 500ms", r.Stalls)
+	}
+
+	var byInode, byPort tracer.ListenerAccepts
+	byInode.Accepts, byInode.Waits[0], byInode.Waits[10] = 3, 1, 1 // 50µs, 200ms; one unknown
+	byInode.WaitSum = 200*time.Millisecond + 50*time.Microsecond
+	byInode.Last, byInode.Acceptors = at(600), []tracer.Task{{PID: 42, Comm: "server"}}
+	byPort.Accepts, byPort.Last, byPort.Acceptors = 1, at(550), []tracer.Task{{PID: 43, Comm: "worker"}}
+	counts := map[tracer.AcceptKey]tracer.ListenerAccepts{
+		{Netns: lnKey.Netns, Inode: lnKey.Inode}:                 byInode,
+		{Netns: lnKey.Netns, Port: lnAt.Port()}:                  byPort,
+		{Netns: lnKey.Netns, Inode: 999}:                         byInode, // no such listener
+		{Netns: lnKey.Netns + 1, Port: lnAt.Port(), Inode: 1001}: byInode, // nor here
+	}
+	a.ObserveDump(at(700), dumped(0, 0))
+	a.ObserveListenerAccepts(counts)
+	r = a.Tick(at(700))
+	l := r.Listeners[0]
+	if l.Accepts != 4 || l.AcceptsTotal != 4 || l.WaitHistogram.Count != 2 || l.WaitHistogram.Sum != byInode.WaitSum {
+		t.Errorf("accepts %d (total %d), waits %d summing %v; want 4 (4), 2 summing %v",
+			l.Accepts, l.AcceptsTotal, l.WaitHistogram.Count, l.WaitHistogram.Sum, byInode.WaitSum)
+	}
+	if c := l.WaitHistogram.Cumulative(); c[0] != 1 || c[9] != 1 || c[10] != 2 {
+		t.Errorf("cumulative waits %v, want 1 at 100µs, 2 from 250ms", c)
+	}
+	if len(r.Stalls) != 1 || r.Stalls[0].Begin || r.Stalls[0].For != 600*time.Millisecond || l.Stalled {
+		t.Errorf("stalls %+v (stalled %v), want the stall ended by the accept at 600ms, 600ms long", r.Stalls, l.Stalled)
+	}
+	if l.Acceptors != 2 || holderList(l.Holders) != "42*,43*" || l.Holders[0].Comm != "server" {
+		t.Errorf("%d acceptors %s, want 42 server and 43 worker", l.Acceptors, holderList(l.Holders))
+	}
+
+	byInode.Accepts = 5
+	counts = map[tracer.AcceptKey]tracer.ListenerAccepts{{Netns: lnKey.Netns, Inode: lnKey.Inode}: byInode,
+		{Netns: lnKey.Netns, Port: lnAt.Port()}: byPort}
+	a.ObserveDump(at(1700), dumped(0, 0))
+	a.ObserveListenerAccepts(counts)
+	if l := a.Tick(at(1700)).Listeners[0]; l.Accepts != 2 || l.AcceptsTotal != 6 {
+		t.Errorf("accepts %d, total %d; want 2 in the interval, 6 in all", l.Accepts, l.AcceptsTotal)
+	}
+}

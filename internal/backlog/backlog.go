@@ -54,6 +54,10 @@ type Config struct {
 	// (filter.Filter.Container).
 	Containers    *container.Attributor
 	KeepContainer func(c container.Container, ok bool) bool
+	// ListenerAccepts, if set, reads the kernel's per-listener accept
+	// counts (tracer.Tracer.ListenerAccepts, under Options.Aggregate) at
+	// every poll: accepts then come from there, not as events.
+	ListenerAccepts func() (map[tracer.AcceptKey]tracer.ListenerAccepts, error)
 }
 
 func (c Config) withDefaults() Config {

@@ -1,17 +1,14 @@
 package backlog
 
-import "time"
+import (
+	"time"
 
-// WaitBuckets are the upper bounds of WaitHistogram's buckets: 100µs to
-// 10s, about three a decade, from a loopback accept (tens of µs) to an
-// acceptor stuck for seconds.
-var WaitBuckets = [...]time.Duration{
-	100 * time.Microsecond, 250 * time.Microsecond, 500 * time.Microsecond,
-	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond,
-	10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond,
-	100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond,
-	time.Second, 2500 * time.Millisecond, 5 * time.Second, 10 * time.Second,
-}
+	"github.com/socklife/socklife/tracer"
+)
+
+// WaitBuckets are the upper bounds of WaitHistogram's buckets, the ones
+// the kernel counts into under serve (tracer.AcceptWaitBuckets).
+var WaitBuckets = tracer.AcceptWaitBuckets
 
 // WaitHistogram counts accept waits into WaitBuckets: unlike percentiles,
 // counts add up across listeners and over time. It is a value: a copy is a

@@ -35,6 +35,7 @@ type listener struct {
 	waits, allWaits   waitSample // this interval, since start
 	waitHist          WaitHistogram
 	acceptsTot        uint64
+	kernelAccepts     uint64        // the kernel's count at the last reading (fromKernel)
 	stallTot          time.Duration // stalls that ended
 	rng               *rand.PCG     // for the samples; seeded per listener, so runs repeat
 
@@ -115,6 +116,30 @@ func (l *listener) accepted(t time.Time, wait time.Duration, known bool) {
 		}
 		l.waits.add(wait, l.rng)
 		l.allWaits.add(wait, l.rng)
+	}
+}
+
+// fromKernel takes the kernel's running count of this listener's accepts
+// (tracer.ListenerAccepts, since the tracer started), which stands for
+// accept events under serve: the interval's accepts are what it grew by,
+// the totals and the histogram are the kernel's.
+func (l *listener) fromKernel(c tracer.ListenerAccepts) {
+	if c.Accepts > l.kernelAccepts {
+		l.accepts += c.Accepts - l.kernelAccepts
+	}
+	l.kernelAccepts = c.Accepts
+	l.acceptsTot = c.Accepts
+	h := WaitHistogram{Counts: c.Waits, Sum: c.WaitSum}
+	for _, n := range c.Waits {
+		h.Count += n
+	}
+	l.waitHist = h
+	if c.Last.After(l.lastAccept) {
+		l.lastAccept = c.Last
+	}
+	if len(c.Acceptors) > 0 {
+		who := c.Acceptors[0]
+		l.pid, l.comm, l.acceptor, l.ownerCgroup = who.PID, who.Comm, true, who.CgroupID
 	}
 }
 

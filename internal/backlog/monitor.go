@@ -31,7 +31,8 @@ func Run(ctx context.Context, tr *tracer.Tracer, cfg Config, emit func(*Report) 
 	if err != nil {
 		return err
 	}
-	m := &monitor{seed: tr.SeedListeners, loss: tr.Loss, self: self, allNetns: cfg.AllNetns, acc: NewAccounting(cfg, time.Now()), tried: map[Key]bool{}}
+	m := &monitor{seed: tr.SeedListeners, loss: tr.Loss, acceptCounts: cfg.ListenerAccepts, self: self, allNetns: cfg.AllNetns,
+		acc: NewAccounting(cfg, time.Now()), tried: map[Key]bool{}}
 	// The first poll is the baseline every count starts from.
 	if _, err := m.poll(ctx, time.Now()); err != nil {
 		return err
@@ -75,12 +76,14 @@ func Run(ctx context.Context, tr *tracer.Tracer, cfg Config, emit func(*Report) 
 type monitor struct {
 	// seed tells the tracer about listeners older than it; loss reads
 	// its lost events
-	seed     func([]tracer.ListenerSeed) error
-	loss     func() tracer.Loss
-	self     uint32
-	allNetns bool
-	mu       sync.Mutex // guards acc
-	acc      *Accounting
+	seed func([]tracer.ListenerSeed) error
+	loss func() tracer.Loss
+	// acceptCounts reads the kernel's accept counts (Config.ListenerAccepts)
+	acceptCounts func() (map[tracer.AcceptKey]tracer.ListenerAccepts, error)
+	self         uint32
+	allNetns     bool
+	mu           sync.Mutex // guards acc
+	acc          *Accounting
 	// lastScan is when /proc was last scanned for listener holders;
 	// tried holds the listeners looked for since the last periodic scan.
 	lastScan time.Time
@@ -119,8 +122,17 @@ func (m *monitor) poll(ctx context.Context, now time.Time) ([]snapshot.Socket, e
 	if err != nil {
 		return nil, fmt.Errorf("listing listeners: %w", err)
 	}
+	// the kernel's accept counts after the dump: every listener they
+	// name that was listening before the dump is in it
+	var accepts map[tracer.AcceptKey]tracer.ListenerAccepts
+	if m.acceptCounts != nil {
+		if accepts, err = m.acceptCounts(); err != nil {
+			return nil, err
+		}
+	}
 	m.mu.Lock()
 	m.acc.ObserveDump(now, res.Sockets)
+	m.acc.ObserveListenerAccepts(accepts)
 	missed := m.acc.Holders().Missed()
 	m.mu.Unlock()
 	m.scanHolders(res.Sockets, started, missed)
@@ -211,7 +223,7 @@ func NewPoller(ctx context.Context, cfg Config, seed func([]tracer.ListenerSeed)
 	if err != nil {
 		return nil, err
 	}
-	m := &monitor{seed: seed, loss: loss, self: self, allNetns: cfg.AllNetns,
+	m := &monitor{seed: seed, loss: loss, acceptCounts: cfg.ListenerAccepts, self: self, allNetns: cfg.AllNetns,
 		acc: NewAccounting(cfg.withDefaults(), time.Now()), tried: map[Key]bool{}}
 	if _, err := m.poll(ctx, time.Now()); err != nil {
 		return nil, err

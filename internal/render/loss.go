@@ -28,6 +28,9 @@ func LossCauses(l tracer.Loss) string {
 	if l.CloseWaitFull > 0 {
 		s += fmt.Sprintf(", CLOSE_WAIT map full %d", l.CloseWaitFull)
 	}
+	if l.ListenerAcceptsFull > 0 {
+		s += fmt.Sprintf(", listener accepts map full %d", l.ListenerAcceptsFull)
+	}
 	return s
 }
 
