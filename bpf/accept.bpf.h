@@ -76,7 +76,7 @@ static __always_inline int on_tcp_accept(const struct sock *lsk, const struct so
 	if (aggregate) {
 		struct accept_key akey = { .ino = lsk ? sock_ino(lsk) : 0, .netns = netns, .port = tu.sport };
 
-		count_accept(&akey, now, wait_known, now - si->state_ts, &si->owner);
+		count_accept(&akey, now, wait_known, now - si->state_ts, si->owner.tgid);
 		return 0;
 	}
 	e = reserve_event();

@@ -172,7 +172,7 @@ struct accept_key {
 	__u16 pad;
 };
 
-/* One listener's accepts since the tracer started, on one CPU. */
+/* One listener's accepts since the tracer started. */
 struct accept_totals {
 	__u64 accepts;
 	/* accepts whose wait in the queue is known (the child's handshake
@@ -180,17 +180,22 @@ struct accept_totals {
 	 * those above every bound. Not cumulative. */
 	__u64 waits[ACCEPT_WAIT_BOUNDS + 1];
 	__u64 wait_sum_ns;
-	__u64 last_ns;           /* bpf_ktime_get_ns of this CPU's latest accept */
-	struct task_id acceptor; /* who made it */
+	__u64 last_ns;      /* bpf_ktime_get_ns of a latest accept */
+	__u32 acceptor;     /* the tgid that made it */
+	__u32 pad;
 };
 
-/* Per CPU, so an accept adds to counters no other CPU writes. Allocated
- * as listeners appear (no prealloc: a value is one per CPU, and most hosts
- * have few listeners); removed when the listener closes. A listener that
- * finds no room is counted in lost[LOST_LISTENER_ACCEPTS]. */
+/*
+ * One entry per listener, shared by every CPU: the counts are atomic adds,
+ * and last_ns and acceptor single stores (with accepts on two CPUs at once,
+ * either one's). Preallocated: a per-CPU value would cost each listener
+ * its size times the CPUs, and a hash allocated at run time is unsafe in
+ * tracing programs before 6.1 (the verifier warns with a kernel splat).
+ * Removed when the listener closes. A listener that finds no room is
+ * counted in lost[LOST_LISTENER_ACCEPTS].
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct accept_key);
 	__type(value, struct accept_totals);
@@ -212,7 +217,7 @@ static __always_inline __u32 wait_bucket(__u64 ns)
  * ringing an event. wait_known says whether wait_ns (the time in the
  * queue) is. */
 static __always_inline void count_accept(const struct accept_key *key, __u64 now, bool wait_known,
-					 __u64 wait_ns, const struct task_id *acceptor)
+					 __u64 wait_ns, __u32 acceptor)
 {
 	struct accept_totals *t = bpf_map_lookup_elem(&listener_accepts, key);
 
@@ -227,15 +232,15 @@ static __always_inline void count_accept(const struct accept_key *key, __u64 now
 			return;
 		}
 	}
-	t->accepts++;
+	__sync_fetch_and_add(&t->accepts, 1);
 	t->last_ns = now;
-	t->acceptor = *acceptor;
+	t->acceptor = acceptor;
 	if (wait_known) {
 		__u32 b = wait_bucket(wait_ns);
 
 		if (b <= ACCEPT_WAIT_BOUNDS) /* for the verifier */
-			t->waits[b]++;
-		t->wait_sum_ns += wait_ns;
+			__sync_fetch_and_add(&t->waits[b], 1);
+		__sync_fetch_and_add(&t->wait_sum_ns, wait_ns);
 	}
 }
 

@@ -6,11 +6,9 @@ package tracer
 // accepts. See bpf/aggregate.bpf.h.
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -137,7 +135,7 @@ type AcceptKey struct {
 }
 
 // ListenerAccepts is what the programs counted of one listener's accepts
-// since the tracer started, summed over CPUs.
+// since the tracer started.
 type ListenerAccepts struct {
 	Accepts uint64
 	// Waits counts the accepts whose wait in the queue is known (the
@@ -146,51 +144,23 @@ type ListenerAccepts struct {
 	// every bound. Not cumulative.
 	Waits   [len(AcceptWaitBuckets) + 1]uint64
 	WaitSum time.Duration
-	// Last is the latest accept; Acceptors made the latest accept on some
-	// CPU each, the most recent first: the workers taking connections.
-	Last      time.Time
-	Acceptors []Task
+	// Last is the latest accept and Acceptor the process (tgid) that made
+	// it; of two accepts at the same moment on two CPUs, either one's.
+	Last     time.Time
+	Acceptor uint32
 }
 
 // ListenerAccepts reads the accept counts of every listener an accept was
 // counted on. Empty without Options.Aggregate or without an accept hook.
 func (t *Tracer) ListenerAccepts() (map[AcceptKey]ListenerAccepts, error) {
 	out := map[AcceptKey]ListenerAccepts{}
-	comms := newCommCache()
 	var key socklifeAcceptKey
-	var perCPU []socklifeAcceptTotals
+	var v socklifeAcceptTotals
 	it := t.maps.ListenerAccepts.Iterate()
-	for it.Next(&key, &perCPU) {
-		var la ListenerAccepts
-		var lastNs uint64
-		type seen struct {
-			at   uint64
-			task Task
-		}
-		var acceptors []seen
-		for _, v := range perCPU {
-			la.Accepts += v.Accepts
-			for i, n := range v.Waits {
-				la.Waits[i] += n
-			}
-			la.WaitSum += time.Duration(v.WaitSumNs)
-			if v.Accepts == 0 {
-				continue // no accept on this CPU
-			}
-			lastNs = max(lastNs, v.LastNs)
-			if i := slices.IndexFunc(acceptors, func(s seen) bool { return s.task.PID == v.Acceptor.Tgid }); i >= 0 {
-				acceptors[i].at = max(acceptors[i].at, v.LastNs)
-				continue
-			}
-			acceptors = append(acceptors, seen{v.LastNs, Task{PID: v.Acceptor.Tgid, Comm: comms.name(v.Acceptor.Comm), CgroupID: v.Acceptor.CgroupId}})
-		}
-		if la.Accepts == 0 {
-			continue
-		}
-		la.Last = t.clock.wall(lastNs)
-		slices.SortFunc(acceptors, func(a, b seen) int { return cmp.Compare(b.at, a.at) })
-		for _, s := range acceptors {
-			la.Acceptors = append(la.Acceptors, s.task)
+	for it.Next(&key, &v) {
+		la := ListenerAccepts{Accepts: v.Accepts, Waits: v.Waits, WaitSum: time.Duration(v.WaitSumNs), Acceptor: v.Acceptor}
+		if v.Accepts != 0 {
+			la.Last = t.clock.wall(v.LastNs)
 		}
 		out[AcceptKey{Netns: key.Netns, Port: key.Port, Inode: key.Ino}] = la
 	}

@@ -27,7 +27,8 @@ type socklifeAcceptTotals struct {
 	Waits     [17]uint64
 	WaitSumNs uint64
 	LastNs    uint64
-	Acceptor  socklifeTaskId
+	Acceptor  uint32
+	Pad       uint32
 }
 
 type socklifeCloseWait struct {

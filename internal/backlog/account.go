@@ -270,17 +270,21 @@ func (a *Accounting) ObserveListenerAccepts(counts map[tracer.AcceptKey]tracer.L
 		}
 		sum.WaitSum += c.WaitSum
 		if c.Last.After(sum.Last) {
-			sum.Last = c.Last
-			sum.Acceptors = append(slices.Clip(c.Acceptors), sum.Acceptors...)
-		} else {
-			sum.Acceptors = append(slices.Clip(sum.Acceptors), c.Acceptors...)
+			sum.Last, sum.Acceptor = c.Last, c.Acceptor
 		}
 		sums[l] = sum
 	}
 	for l, c := range sums {
-		l.fromKernel(c)
-		for _, who := range c.Acceptors {
-			a.holders.Accepted(l.key, who.PID, who.Comm, c.Last)
+		// the kernel keeps the acceptor's pid: its name is the holder's
+		var comm string
+		if set := a.holders.Listener(l.key); set != nil {
+			if i := slices.IndexFunc(set.Holders, func(h tracer.Holder) bool { return h.PID == c.Acceptor }); i >= 0 {
+				comm = set.Holders[i].Comm
+			}
+		}
+		l.fromKernel(c, comm)
+		if c.Acceptor != 0 {
+			a.holders.Accepted(l.key, c.Acceptor, comm, c.Last)
 		}
 		if l.stalled && c.Last.After(l.stallSince) {
 			a.stalls = append(a.stalls, a.named(l, l.endStall(c.Last)))

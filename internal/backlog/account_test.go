@@ -507,7 +507,8 @@ func TestWaitHistogram(t *testing.T) {
 // poll hands its running counts over: the interval's accepts are what they
 // grew by, the totals and histogram are the kernel's, counts by inode and
 // by port add up on one listener, an accept made since the stall began
-// ends it, and the CPUs' last acceptors are the listener's acceptors.
+// ends it, and the latest accept's process is an acceptor, named as the
+// scan named it.
 func TestAccountingKernelAccepts(t *testing.T) {
 	a := NewAccounting(Config{Interval: time.Second, Stall: 300 * time.Millisecond}, at(0))
 	a.ObserveDump(at(0), dumped(2, 0))
@@ -520,14 +521,18 @@ func TestAccountingKernelAccepts(t *testing.T) {
 	var byInode, byPort tracer.ListenerAccepts
 	byInode.Accepts, byInode.Waits[0], byInode.Waits[10] = 3, 1, 1 // 50µs, 200ms; one unknown
 	byInode.WaitSum = 200*time.Millisecond + 50*time.Microsecond
-	byInode.Last, byInode.Acceptors = at(600), []tracer.Task{{PID: 42, Comm: "server"}}
-	byPort.Accepts, byPort.Last, byPort.Acceptors = 1, at(550), []tracer.Task{{PID: 43, Comm: "worker"}}
+	byInode.Last, byInode.Acceptor = at(600), 42
+	byPort.Accepts, byPort.Last, byPort.Acceptor = 1, at(550), 43
 	counts := map[tracer.AcceptKey]tracer.ListenerAccepts{
 		{Netns: lnKey.Netns, Inode: lnKey.Inode}:                 byInode,
 		{Netns: lnKey.Netns, Port: lnAt.Port()}:                  byPort,
 		{Netns: lnKey.Netns, Inode: 999}:                         byInode, // no such listener
 		{Netns: lnKey.Netns + 1, Port: lnAt.Port(), Inode: 1001}: byInode, // nor here
 	}
+	// a scan found the holders: the kernel's acceptor takes its name
+	s := dumped(2, 0)
+	s[0].Processes = []snapshot.Process{{PID: 42, Comm: "server"}, {PID: 43, Comm: "worker"}}
+	a.Holders().Load(s, at(650), false)
 	a.ObserveDump(at(700), dumped(0, 0))
 	a.ObserveListenerAccepts(counts)
 	r = a.Tick(at(700))
@@ -542,8 +547,8 @@ func TestAccountingKernelAccepts(t *testing.T) {
 	if len(r.Stalls) != 1 || r.Stalls[0].Begin || r.Stalls[0].For != 600*time.Millisecond || l.Stalled {
 		t.Errorf("stalls %+v (stalled %v), want the stall ended by the accept at 600ms, 600ms long", r.Stalls, l.Stalled)
 	}
-	if l.Acceptors != 2 || holderList(l.Holders) != "42*,43*" || l.Holders[0].Comm != "server" {
-		t.Errorf("%d acceptors %s, want 42 server and 43 worker", l.Acceptors, holderList(l.Holders))
+	if l.Acceptors != 1 || holderList(l.Holders) != "42*,43" || l.Holders[0].Comm != "server" {
+		t.Errorf("%d acceptors %s, want 42 (server), who made the latest accept, of 42 and 43", l.Acceptors, holderList(l.Holders))
 	}
 
 	byInode.Accepts = 5

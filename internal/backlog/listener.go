@@ -122,8 +122,9 @@ func (l *listener) accepted(t time.Time, wait time.Duration, known bool) {
 // fromKernel takes the kernel's running count of this listener's accepts
 // (tracer.ListenerAccepts, since the tracer started), which stands for
 // accept events under serve: the interval's accepts are what it grew by,
-// the totals and the histogram are the kernel's.
-func (l *listener) fromKernel(c tracer.ListenerAccepts) {
+// the totals and the histogram are the kernel's. comm names its acceptor
+// ("" if unknown).
+func (l *listener) fromKernel(c tracer.ListenerAccepts, comm string) {
 	if c.Accepts > l.kernelAccepts {
 		l.accepts += c.Accepts - l.kernelAccepts
 	}
@@ -137,9 +138,8 @@ func (l *listener) fromKernel(c tracer.ListenerAccepts) {
 	if c.Last.After(l.lastAccept) {
 		l.lastAccept = c.Last
 	}
-	if len(c.Acceptors) > 0 {
-		who := c.Acceptors[0]
-		l.pid, l.comm, l.acceptor, l.ownerCgroup = who.PID, who.Comm, true, who.CgroupID
+	if c.Acceptor != 0 {
+		l.pid, l.comm, l.acceptor = c.Acceptor, comm, true
 	}
 }
 

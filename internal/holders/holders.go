@@ -277,7 +277,7 @@ func merge(ls []*listener) *Set {
 	add := func(h Holder) {
 		if i := slices.IndexFunc(set.Holders, func(x Holder) bool { return x.PID == h.PID }); i >= 0 {
 			set.Holders[i].Accepts = set.Holders[i].Accepts || h.Accepts
-			if h.Accepts {
+			if h.Accepts && h.Comm != "" {
 				set.Holders[i].Comm = h.Comm // the newer name
 			}
 			return

@@ -87,6 +87,19 @@ func TestRegistry(t *testing.T) {
 	}
 }
 
+// The kernel's accept counts name an acceptor by pid alone (serve): the
+// name a scan found stays.
+func TestRegistryAcceptorByPID(t *testing.T) {
+	k := Key{Netns: 7, Inode: 100}
+	r := New()
+	r.Load([]snapshot.Socket{listening(100, "127.0.0.1:80", 3120, 3121)}, at(0), false)
+	r.Accepted(k, 3121, "", at(1))
+	set := r.Listener(k)
+	if render(set) != "3121*,3120" || set.Holders[0].Comm != "nginx" {
+		t.Errorf("holders %s, the acceptor named %q; want 3121*,3120 and nginx", render(set), set.Holders[0].Comm)
+	}
+}
+
 // SO_REUSEPORT: each worker has a listener of its own on one address; the
 // BPF side names one of them for every child, so a child's holders are the
 // group's. Another address on the same port is another group.
