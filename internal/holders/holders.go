@@ -188,11 +188,17 @@ func (r *Registry) forget(k Key, l *listener) {
 	delete(r.listeners, k)
 }
 
-// Accepted records pid taking a connection off listener k at t.
+// Accepted records pid taking a connection off listener k at t. comm ""
+// is a pid known alone (serve's accept counts in the kernel): it leaves
+// the name a scan gives.
 func (r *Registry) Accepted(k Key, pid uint32, comm string, t time.Time) {
 	r.mu.RLock()
 	l := r.listeners[k]
-	known := l != nil && l.acceptors[pid].comm == comm && comm != ""
+	var known bool
+	if l != nil {
+		a, ok := l.acceptors[pid]
+		known = ok && (comm == "" || a.comm == comm)
+	}
 	r.mu.RUnlock()
 	if known {
 		return // the common case: the same worker again
