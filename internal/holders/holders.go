@@ -190,7 +190,7 @@ func (r *Registry) forget(k Key, l *listener) {
 
 // Accepted records pid taking a connection off listener k at t. comm ""
 // is a pid known alone (serve's accept counts in the kernel): it leaves
-// the name a scan gives.
+// the name a scan gives, and asks for a scan if none has listed pid.
 func (r *Registry) Accepted(k Key, pid uint32, comm string, t time.Time) {
 	r.mu.RLock()
 	l := r.listeners[k]
@@ -206,7 +206,9 @@ func (r *Registry) Accepted(k Key, pid uint32, comm string, t time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	l = r.listener(k, netip.AddrPort{})
-	if l.scannedAt.IsZero() {
+	// a pid known alone that no scan listed (a worker forked since) is
+	// named by the next scan, which this asks for
+	if l.scannedAt.IsZero() || comm == "" && !slices.ContainsFunc(l.scanned, func(h Holder) bool { return h.PID == pid }) {
 		r.missed[k] = true
 	}
 	l.acceptors[pid] = acceptor{comm: comm, seen: t}

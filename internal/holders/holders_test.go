@@ -88,7 +88,7 @@ func TestRegistry(t *testing.T) {
 }
 
 // The kernel's accept counts name an acceptor by pid alone (serve): the
-// name a scan found stays.
+// name a scan found stays, and a pid no scan listed asks for a scan.
 func TestRegistryAcceptorByPID(t *testing.T) {
 	k := Key{Netns: 7, Inode: 100}
 	r := New()
@@ -97,6 +97,14 @@ func TestRegistryAcceptorByPID(t *testing.T) {
 	set := r.Listener(k)
 	if render(set) != "3121*,3120" || set.Holders[0].Comm != "nginx" {
 		t.Errorf("holders %s, the acceptor named %q; want 3121*,3120 and nginx", render(set), set.Holders[0].Comm)
+	}
+	if got := r.Missed(); len(got) != 0 {
+		t.Errorf("missed %v: the scan named the acceptor", got)
+	}
+	// a worker forked since the scan: only a scan can name it
+	r.Accepted(k, 4000, "", at(2))
+	if got := r.Missed(); len(got) != 1 || got[0] != k {
+		t.Errorf("missed %v, want [%v]: an acceptor no scan listed", got, k)
 	}
 }
 
