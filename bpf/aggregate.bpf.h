@@ -157,7 +157,7 @@ static __always_inline void enter_close_wait(const struct sock *sk, __u64 now,
 
 /*
  * Accept waits: the histogram's upper bounds in ns, ascending, set by the
- * loader from the Go side's buckets (backlog.WaitBuckets), their one home.
+ * loader from tracer.AcceptWaitBuckets, their one home.
  */
 #define ACCEPT_WAIT_BOUNDS 16
 volatile const __u64 accept_wait_bounds[ACCEPT_WAIT_BOUNDS];
