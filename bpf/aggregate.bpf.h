@@ -3,12 +3,14 @@
  * serve's counting in the kernel (aggregate, set by the loader). An
  * always-on exporter must not pay per transition what trace pays: a ring
  * record, a wake-up, a decode and a table update in user space. With
- * aggregate on, each transition adds to its namespace's counters and keeps
- * the map of sockets in CLOSE_WAIT, both read by user space at scrape time;
- * the ring carries only what the backlog accounting reads that the kernel
- * does not count: listeners starting and stopping. Accepts, when the
- * accept hook is attached, add to their listener's counts and wait
- * histogram (count_accept), read at scrape time too.
+ * aggregate on, each transition adds to its namespace's counters, read by
+ * user space at scrape time; the ring carries only what the backlog
+ * accounting reads that the kernel does not count: listeners starting and
+ * stopping. Accepts, when the accept hook is attached, add to their
+ * listener's counts and wait histogram (count_accept), read at scrape time
+ * too. The sockets in CLOSE_WAIT cost a transition nothing more than the
+ * socks entry it already keeps: the census lists them at scrape time
+ * (states.bpf.h).
  */
 #ifndef SOCKLIFE_AGGREGATE_BPF_H
 #define SOCKLIFE_AGGREGATE_BPF_H
@@ -40,10 +42,14 @@ struct {
 	__type(value, struct conn_totals);
 } netns_totals SEC(".maps");
 
-/* A socket in CLOSE_WAIT: the peer closed, its owner has not yet. */
+/*
+ * A socket in CLOSE_WAIT as the census writes it (states.bpf.h): its
+ * addresses, and from its socks entry its owner and when it entered
+ * CLOSE_WAIT.
+ */
 struct close_wait {
-	struct task_id owner; /* tgid 0: not known */
-	__u64 since_ns;       /* bpf_ktime_get_ns at CLOSE_WAIT */
+	struct task_id owner; /* owner_flag 0: not known */
+	__u64 since_ns;       /* bpf_ktime_get_ns at CLOSE_WAIT; 0: not seen entering it */
 	__u64 sock_cgroup;
 	__u32 netns;
 	__u16 family;
@@ -54,17 +60,6 @@ struct close_wait {
 	__u8 saddr[16]; /* IPv4 as v4-mapped IPv6 */
 	__u8 daddr[16];
 };
-
-/* Sockets in CLOSE_WAIT, by struct sock *: entered at ->CLOSE_WAIT,
- * removed at CLOSE_WAIT->. A plain hash: an entry must not be evicted for
- * a newer one (the leak is the old ones); one that finds no room is
- * counted in lost[LOST_CLOSE_WAIT]. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1 << 16); /* the loader may resize */
-	__type(key, __u64);
-	__type(value, struct close_wait);
-} close_waits SEC(".maps");
 
 enum counter { NOT_COUNTED, OPENED_CLIENT, OPENED_SERVER, CLOSED_LOCAL, CLOSED_REMOTE, CLOSED_RESET };
 
@@ -131,28 +126,6 @@ static __always_inline void count_transition(__u32 netns, int old, int new)
 	default:
 		break;
 	}
-}
-
-static __always_inline void enter_close_wait(const struct sock *sk, __u64 now,
-					     const struct sock_info *si, __u32 netns,
-					     const struct tuple *tu)
-{
-	__u64 key = (__u64)sk;
-	struct close_wait cw = {
-		.owner = si->owner,
-		.since_ns = now,
-		.sock_cgroup = si->sock_cgroup,
-		.netns = netns,
-		.family = tu->family,
-		.sport = tu->sport,
-		.dport = tu->dport,
-		.owner_flag = si->owner_flag,
-	};
-
-	__builtin_memcpy(cw.saddr, tu->saddr, 16);
-	__builtin_memcpy(cw.daddr, tu->daddr, 16);
-	if (bpf_map_update_elem(&close_waits, &key, &cw, BPF_ANY))
-		count_lost(LOST_CLOSE_WAIT);
 }
 
 /*
@@ -250,30 +223,6 @@ static __always_inline void forget_listener_accepts(const struct sock *sk, __u32
 	struct accept_key key = { .ino = sock_ino(sk), .netns = netns, .port = port };
 
 	bpf_map_delete_elem(&listener_accepts, &key);
-}
-
-/* What aggregate does with one transition that passed the filters. */
-static __always_inline void aggregate_transition(const struct sock *sk, __u64 now, int old,
-						 int new, const struct sock_info *si,
-						 __u32 netns, const struct tuple *tu)
-{
-	count_transition(netns, old, new);
-	if (new == TCP_CLOSE_WAIT && old != new)
-		enter_close_wait(sk, now, si, netns, tu);
-}
-
-/* A socket leaving CLOSE_WAIT, or a listener closing, whether or not it
- * passed the filters when it entered (the delete of a missing key is a
- * lookup). */
-static __always_inline void aggregate_leave(const struct sock *sk, int old, int new, __u32 netns,
-					    __u16 port)
-{
-	__u64 key = (__u64)sk;
-
-	if (old == TCP_CLOSE_WAIT && new != old)
-		bpf_map_delete_elem(&close_waits, &key);
-	if (old == TCP_LISTEN && new == TCP_CLOSE)
-		forget_listener_accepts(sk, netns, port);
 }
 
 /* Whether the ring gets a state change under aggregate: a listener's

@@ -41,12 +41,10 @@ struct {
 } events SEC(".maps");
 
 /* Per CPU, summed by the reader: reserve failures (the ring was full), and
- * what aggregate's maps had no room for (CLOSE_WAIT sockets, listeners'
- * accept counts). */
+ * accepts aggregate's map of listeners had no room for. */
 enum lost_slot {
 	LOST_RING = 0,
-	LOST_CLOSE_WAIT = 1,
-	LOST_LISTENER_ACCEPTS = 2,
+	LOST_LISTENER_ACCEPTS = 1,
 	LOST_SLOTS,
 };
 
@@ -75,7 +73,9 @@ struct sock_info {
 	/* a child not accepted yet whose listener filter_pid holds: filter_pid
 	 * may be the one to accept it, so its events pass the pid filter */
 	__u8 held_by_filter;
-	__u8 pad;
+	/* the state it entered last (state_ts's), for the census to trust
+	 * state_ts as a CLOSE_WAIT socket's entry into it */
+	__u8 state;
 	/* 0 until the state or accept program reads it; kept as a sock's netns
 	 * never changes and the read costs two helper calls */
 	__u32 netns;

@@ -21,7 +21,7 @@ const enum event_hook *unused_event_hook __attribute__((unused));
 const enum event_flag *unused_event_flag __attribute__((unused));
 const enum lost_slot *unused_lost_slot __attribute__((unused));
 const struct conn_totals *unused_conn_totals __attribute__((unused));
-const struct close_wait *unused_close_wait __attribute__((unused));
+const struct close_wait *unused_close_wait __attribute__((unused)); /* the census's */
 const struct accept_key *unused_accept_key __attribute__((unused));
 const struct accept_totals *unused_accept_totals __attribute__((unused));
 const struct tuple *unused_tuple __attribute__((unused));
@@ -45,6 +45,8 @@ static __always_inline bool in_owner_context(__u32 lock_owned)
 
 	if (!lock_owned)
 		return false;
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf))
+		return !(bpf_get_current_task_btf()->flags & PF_KTHREAD);
 	task = (struct task_struct *)bpf_get_current_task();
 	return !(BPF_CORE_READ(task, flags) & PF_KTHREAD);
 }
@@ -154,8 +156,11 @@ static __always_inline int on_state(const struct sock *sk, int old, int new,
 			    : sock_netns(sk);
 		si->netns = netns;
 	}
-	/* read once per socket: it never changes, and an event reads it */
-	if (!si->sock_cgroup)
+	/* read once per socket: it never changes, and an event reads it.
+	 * Under aggregate no connection's event does, and the census reads
+	 * it for the few sockets in CLOSE_WAIT: three helper calls a socket
+	 * saved (unless a cgroup filter needs it). */
+	if (!si->sock_cgroup && (!aggregate || filter_by_cgroup))
 		si->sock_cgroup = sock_cgroup_id(sk);
 	if (si->state_ts) {
 		in_state = now - si->state_ts;
@@ -171,12 +176,14 @@ static __always_inline int on_state(const struct sock *sk, int old, int new,
 	 * the socket has been in FIN_WAIT1 since the first: keep that time. */
 	if (old != new)
 		si->state_ts = now;
+	si->state = new;
 
 	ring = wanted(si, sk, netns, tu, old, new);
 	if (aggregate) {
-		aggregate_leave(sk, old, new, netns, tu->sport);
+		if (old == TCP_LISTEN && new == TCP_CLOSE)
+			forget_listener_accepts(sk, netns, tu->sport);
 		if (ring)
-			aggregate_transition(sk, now, old, new, si, netns, tu);
+			count_transition(netns, old, new);
 		ring = ring && aggregate_rings(old, new);
 	}
 	if (ring) {

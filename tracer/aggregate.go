@@ -2,13 +2,12 @@ package tracer
 
 // aggregate.go: what the programs count in the kernel under
 // Options.Aggregate (serve), read when asked (a scrape): connections per
-// network namespace, the sockets in CLOSE_WAIT and each listener's
-// accepts. See bpf/aggregate.bpf.h.
+// network namespace and each listener's accepts. See bpf/aggregate.bpf.h;
+// the sockets in CLOSE_WAIT are the Census's.
 
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -49,54 +48,6 @@ func (t *Tracer) ConnTotals() (map[uint32]ConnTotals, error) {
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("reading the connection counters: %w", err)
-	}
-	return out, nil
-}
-
-// CloseWait is a socket the programs saw enter CLOSE_WAIT, still there.
-type CloseWait struct {
-	Sock          uint64 // struct sock *
-	Netns         uint32
-	Family        uint8
-	Local, Remote netip.AddrPort
-	// Owner is the socket's owner when it entered CLOSE_WAIT, as an
-	// event would have named it (OwnerSource).
-	Owner        Task
-	OwnerSource  OwnerSource
-	Since        time.Time
-	SockCgroupID uint64
-}
-
-// CloseWaits lists the sockets in CLOSE_WAIT the programs saw enter it
-// (sockets already there when the tracer started are not in it). Without
-// Options.Aggregate it is empty.
-func (t *Tracer) CloseWaits() ([]CloseWait, error) {
-	var out []CloseWait
-	var sock uint64
-	var w socklifeCloseWait
-	comms := newCommCache()
-	seen := map[uint64]bool{}
-	it := t.maps.CloseWaits.Iterate()
-	for it.Next(&sock, &w) {
-		// a walk that lost its place restarts from the first key
-		if seen[sock] {
-			continue
-		}
-		seen[sock] = true
-		cw := CloseWait{
-			Sock: sock, Netns: w.Netns, Family: uint8(w.Family),
-			Local: addrPort(w.Saddr, w.Sport), Remote: addrPort(w.Daddr, w.Dport),
-			OwnerSource: ownerSource(w.OwnerFlag), Since: t.clock.wall(w.SinceNs), SockCgroupID: w.SockCgroup,
-		}
-		if cw.OwnerSource != OwnerUnknown {
-			cw.Owner = Task{PID: w.Owner.Tgid, Comm: comms.name(w.Owner.Comm), CgroupID: w.Owner.CgroupId}
-		}
-		out = append(out, cw)
-	}
-	// A hash changing under the walk can restart it past its retries:
-	// what was read is still true of each socket it names.
-	if err := it.Err(); err != nil && !errors.Is(err, ebpf.ErrIterationAborted) {
-		return nil, fmt.Errorf("reading the CLOSE_WAIT sockets: %w", err)
 	}
 	return out, nil
 }

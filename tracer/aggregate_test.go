@@ -14,11 +14,12 @@ import (
 	"github.com/socklife/socklife/snapshot"
 )
 
-// Under Aggregate the kernel counts a namespace's connections and keeps
-// the sockets in CLOSE_WAIT, and the ring carries no per-transition
-// record. In a namespace of its own, so that every count is exact: five
-// connections its clients close first (the server's ends sit in
-// CLOSE_WAIT, owned by us, until we close them) and one refused connect.
+// Under Aggregate the kernel counts a namespace's connections, the census
+// names the sockets in CLOSE_WAIT with their owners, and the ring carries
+// no per-transition record. In a namespace of its own, so that every count
+// is exact: five connections its clients close first (the server's ends
+// sit in CLOSE_WAIT, owned by us, until we close them) and one refused
+// connect.
 func TestAggregate(t *testing.T) {
 	start := time.Now()
 	c := startTracer(t, Options{Aggregate: true})
@@ -50,12 +51,20 @@ func TestAggregate(t *testing.T) {
 	})
 	port := testutil.Port(ln)
 
-	ours := func() []CloseWait {
-		cws, err := c.tr.CloseWaits()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return slices.DeleteFunc(cws, func(cw CloseWait) bool { return cw.Netns != netns })
+	census, err := c.tr.NewCensus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer census.Close()
+	ours := func() (cws []CloseWait) {
+		testutil.InNetns(t, ns, func() {
+			tally, err := census.Take()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cws = tally.CloseWait
+		})
+		return cws
 	}
 	var cws []CloseWait
 	testutil.WaitFor(t, 5*time.Second, "5 sockets in CLOSE_WAIT", func() bool { cws = ours(); return len(cws) == 5 })
@@ -64,6 +73,9 @@ func TestAggregate(t *testing.T) {
 		remotes = append(remotes, cw.Remote.Port())
 		if cw.Local.Port() != port || cw.Local.Addr().String() != "127.0.0.1" {
 			t.Errorf("CLOSE_WAIT socket %v -> %v: want the server's end, local 127.0.0.1:%d", cw.Local, cw.Remote, port)
+		}
+		if cw.Netns != netns {
+			t.Errorf("CLOSE_WAIT socket %v in netns %d, want %d", cw.Local, cw.Netns, netns)
 		}
 		if cw.OwnerSource == OwnerUnknown || cw.Owner.PID != uint32(os.Getpid()) {
 			t.Errorf("CLOSE_WAIT socket %v owned by %+v (%v), want us (%d)", cw.Local, cw.Owner, cw.OwnerSource, os.Getpid())
@@ -119,12 +131,8 @@ func TestNoAggregateByDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cws, err := c.tr.CloseWaits()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(totals) != 0 || len(cws) != 0 {
-		t.Errorf("counted without Aggregate: totals %v, CLOSE_WAIT %v", totals, cws)
+	if len(totals) != 0 {
+		t.Errorf("counted without Aggregate: totals %v", totals)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -16,43 +17,62 @@ import (
 
 // Census takes stock of a network namespace's TCP sockets in the kernel:
 // a BPF iterator over the TCP hash (iter/tcp, Linux 5.9+) writes one byte
-// per socket, its state as sock_diag reports it, and the addresses of
-// those in CLOSE_WAIT (bpf/states.bpf.h). A sock_diag dump builds and
-// copies a message for every socket instead; at 100,000 sockets the
-// iterator takes 38 ms, the dump 90. It needs no Tracer.
+// per socket, its state as sock_diag reports it, and for each socket in
+// CLOSE_WAIT its addresses with what the tracer's programs know of it
+// (bpf/states.bpf.h). A sock_diag dump builds and copies a message for
+// every socket instead; at 100,000 sockets the iterator takes 38 ms, the
+// dump 90.
 type Census struct {
-	prog *ebpf.Program
-	iter *link.Iter
+	prog  *ebpf.Program
+	iter  *link.Iter
+	clock clock
 }
 
 // Tally is what a Census found in one namespace.
 type Tally struct {
 	States [tcpstate.Max]int
-	// CloseWait are the sockets in CLOSE_WAIT (IPv4 over IPv6 unmapped,
-	// as Tracer.CloseWaits gives them).
-	CloseWait []Conn
+	// CloseWait are the sockets in CLOSE_WAIT.
+	CloseWait []CloseWait
 }
 
-// Conn is a connection's two ends.
-type Conn struct{ Local, Remote netip.AddrPort }
+// CloseWait is a socket in CLOSE_WAIT, with its owner and since when as
+// the tracer's programs saw them: the owner is the one an event would
+// have named (OwnerSource), and Since is zero when they did not see it
+// enter CLOSE_WAIT (it did before the tracer started).
+type CloseWait struct {
+	Netns  uint32
+	Family uint8
+	// IPv4 over IPv6 unmapped, as an event gives them
+	Local, Remote netip.AddrPort
+	Owner         Task
+	OwnerSource   OwnerSource
+	Since         time.Time
+	SockCgroupID  uint64
+}
 
-// NewCensus loads and attaches the iterator. An error means this kernel
-// has none for TCP (before 5.9) or refuses it: count from a dump.
-func NewCensus() (*Census, error) {
-	_, specs, err := loadSpecs()
+// NewCensus loads and attaches the iterator, which reads the tracer's
+// map of sockets for the owners. An error means this kernel has none for
+// TCP (before 5.9) or refuses it: count from a dump.
+func (t *Tracer) NewCensus() (*Census, error) {
+	spec, _, err := loadSpecs()
 	if err != nil {
 		return nil, err
 	}
-	prog, err := ebpf.NewProgram(specs.TcpStates)
-	if err != nil {
+	var objs struct {
+		Prog *ebpf.Program `ebpf:"tcp_states"`
+	}
+	// the tracer's maps: a new socks map would know no owner, and cost
+	// its preallocated entries
+	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"socks": t.maps.Socks}}
+	if err := spec.LoadAndAssign(&objs, opts); err != nil {
 		return nil, fmt.Errorf("loading the TCP socket iterator: %w", err)
 	}
-	it, err := link.AttachIter(link.IterOptions{Program: prog})
+	it, err := link.AttachIter(link.IterOptions{Program: objs.Prog})
 	if err != nil {
-		prog.Close()
+		objs.Prog.Close()
 		return nil, fmt.Errorf("attaching the TCP socket iterator: %w", err)
 	}
-	return &Census{prog: prog, iter: it}, nil
+	return &Census{prog: objs.Prog, iter: it, clock: t.clock}, nil
 }
 
 // Take counts the TCP sockets of the calling thread's network namespace
@@ -67,7 +87,7 @@ func (c *Census) Take() (Tally, error) {
 		return t, fmt.Errorf("opening the TCP socket iterator: %w", err)
 	}
 	defer f.Close()
-	err = readTally(bufio.NewReaderSize(f, 64<<10), &t)
+	err = c.readTally(bufio.NewReaderSize(f, 64<<10), &t)
 	if err != nil {
 		return t, fmt.Errorf("reading the TCP socket iterator: %w", err)
 	}
@@ -75,8 +95,9 @@ func (c *Census) Take() (Tally, error) {
 }
 
 // readTally reads the iterator's output: a state byte a socket, the
-// socket's socklifeTuple after each CLOSE_WAIT.
-func readTally(r *bufio.Reader, t *Tally) error {
+// socket's socklifeCloseWait after each CLOSE_WAIT.
+func (c *Census) readTally(r *bufio.Reader, t *Tally) error {
+	comms := newCommCache()
 	for {
 		b, err := r.ReadByte()
 		if errors.Is(err, io.EOF) {
@@ -92,11 +113,22 @@ func readTally(r *bufio.Reader, t *Tally) error {
 		if s != tcpstate.CloseWait {
 			continue
 		}
-		var tu socklifeTuple
-		if err := binary.Read(r, binary.NativeEndian, &tu); err != nil {
-			return fmt.Errorf("a CLOSE_WAIT socket's addresses: %w", err)
+		var w socklifeCloseWait
+		if err := binary.Read(r, binary.NativeEndian, &w); err != nil {
+			return fmt.Errorf("a CLOSE_WAIT socket's record: %w", err)
 		}
-		t.CloseWait = append(t.CloseWait, Conn{Local: addrPort(tu.Saddr, tu.Sport), Remote: addrPort(tu.Daddr, tu.Dport)})
+		cw := CloseWait{
+			Netns: w.Netns, Family: uint8(w.Family),
+			Local: addrPort(w.Saddr, w.Sport), Remote: addrPort(w.Daddr, w.Dport),
+			OwnerSource: ownerSource(w.OwnerFlag), SockCgroupID: w.SockCgroup,
+		}
+		if w.SinceNs != 0 {
+			cw.Since = c.clock.wall(w.SinceNs)
+		}
+		if cw.OwnerSource != OwnerUnknown {
+			cw.Owner = Task{PID: w.Owner.Tgid, Comm: comms.name(w.Owner.Comm), CgroupID: w.Owner.CgroupId}
+		}
+		t.CloseWait = append(t.CloseWait, cw)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net/netip"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -20,13 +21,16 @@ import (
 
 // The iterator counts a namespace's sockets by state as sock_diag reports
 // them, timewait socks by their substate (an orphan that timed out of
-// FIN_WAIT2 is FIN-WAIT-2 to ss) included, and names those in CLOSE_WAIT:
-// in a namespace of its own the test makes listeners and connections in
-// five states, and the tally equals both what it made and a dump of that
-// namespace.
+// FIN_WAIT2 is FIN-WAIT-2 to ss) included, and names those in CLOSE_WAIT
+// with what the tracer's programs saw: in a namespace of its own the test
+// makes listeners and connections in five states, and the tally equals
+// both what it made and a dump of that namespace; the CLOSE_WAIT sockets
+// are ours since the test made them, in the namespace and cgroup the dump
+// gives them.
 func TestCensus(t *testing.T) {
-	testutil.RequireRoot(t)
-	c, err := NewCensus()
+	start := time.Now()
+	tr := startTracer(t, Options{Aggregate: true}).tr
+	c, err := tr.NewCensus()
 	if err != nil {
 		t.Fatalf("this kernel has BPF iterators (5.9+): %v", err)
 	}
@@ -40,7 +44,7 @@ func TestCensus(t *testing.T) {
 		tcpstate.TimeWait:    1,
 	}
 	var got Tally
-	var closeWaits []Conn
+	var closeWaits []ends
 	testutil.InNetns(t, ns, func() {
 		ln := testutil.PlainListener(t)
 		testutil.Listen(t, "tcp6", "[::1]:0")
@@ -49,7 +53,7 @@ func TestCensus(t *testing.T) {
 		}
 		for range 2 {
 			cl, sv := testutil.Pair(t, ln)
-			closeWaits = append(closeWaits, Conn{Local: netip.MustParseAddrPort(sv.LocalAddr().String()), Remote: netip.MustParseAddrPort(sv.RemoteAddr().String())})
+			closeWaits = append(closeWaits, ends{Local: netip.MustParseAddrPort(sv.LocalAddr().String()), Remote: netip.MustParseAddrPort(sv.RemoteAddr().String())})
 			cl.Close()
 			if _, err := sv.Read(make([]byte, 1)); err != io.EOF {
 				t.Fatalf("reading the closed client: %v, want EOF", err)
@@ -89,13 +93,17 @@ func TestCensus(t *testing.T) {
 			t.Errorf("%v: the iterator counted %d, the test made %d", s, got.States[s], want[s])
 		}
 	}
-	sortConns := func(cs []Conn) {
-		slices.SortFunc(cs, func(a, b Conn) int { return cmp.Compare(a.Remote.Port(), b.Remote.Port()) })
+	var gotConns []ends
+	for _, cw := range got.CloseWait {
+		gotConns = append(gotConns, ends{Local: cw.Local, Remote: cw.Remote})
 	}
-	sortConns(got.CloseWait)
+	sortConns := func(cs []ends) {
+		slices.SortFunc(cs, func(a, b ends) int { return cmp.Compare(a.Remote.Port(), b.Remote.Port()) })
+	}
+	sortConns(gotConns)
 	sortConns(closeWaits)
-	if !slices.Equal(got.CloseWait, closeWaits) {
-		t.Errorf("the iterator's CLOSE_WAIT sockets %v, the test's %v", got.CloseWait, closeWaits)
+	if !slices.Equal(gotConns, closeWaits) {
+		t.Errorf("the iterator's CLOSE_WAIT sockets %v, the test's %v", gotConns, closeWaits)
 	}
 
 	var st unix.Stat_t
@@ -115,40 +123,81 @@ func TestCensus(t *testing.T) {
 	if dumped != got.States {
 		t.Errorf("the iterator counted %v, a sock_diag dump %v", got, dumped)
 	}
+	// what the programs knew of each CLOSE_WAIT socket: a child of our
+	// listener, not accepted by an accept the programs saw, so our
+	// listener's owner; since it entered CLOSE_WAIT in the test
+	cgroups := map[ends]uint64{}
+	for _, s := range res.Sockets {
+		if s.State == tcpstate.CloseWait {
+			cgroups[ends{Local: unmapped(s.Local), Remote: unmapped(s.Remote)}] = s.CgroupID
+		}
+	}
+	for _, cw := range got.CloseWait {
+		if cw.OwnerSource == OwnerUnknown || cw.Owner.PID != uint32(os.Getpid()) {
+			t.Errorf("CLOSE_WAIT %v: owner %+v (%v), want us (%d)", cw.Local, cw.Owner, cw.OwnerSource, os.Getpid())
+		}
+		if cw.Since.Before(start) || cw.Since.After(time.Now()) {
+			t.Errorf("CLOSE_WAIT %v since %v: not within the test (%v to now)", cw.Local, cw.Since, start)
+		}
+		if cw.Netns != uint32(st.Ino) {
+			t.Errorf("CLOSE_WAIT %v in netns %d, want %d", cw.Local, cw.Netns, st.Ino)
+		}
+		if want, ok := cgroups[ends{Local: cw.Local, Remote: cw.Remote}]; !ok || cw.SockCgroupID != want {
+			t.Errorf("CLOSE_WAIT %v: cgroup %d, the dump's %d (found: %v)", cw.Local, cw.SockCgroupID, want, ok)
+		}
+	}
 }
 
-// The iterator's stream: a byte a socket, a tuple after each CLOSE_WAIT.
-// A tuple cut short is an error, never a socket made up of what is left;
-// states sock_diag does not name are not counted.
+func unmapped(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+}
+
+// The iterator's stream: a byte a socket, a record after each CLOSE_WAIT.
+// A record cut short is an error, never a socket made up of what is left;
+// states sock_diag does not name are not counted; an owner and a since
+// the programs did not know stay unknown, not pid 0 and 1970.
 func TestReadTally(t *testing.T) {
-	tuple := func(local, remote string) []byte {
+	c := &Census{clock: newClock()}
+	record := func(local, remote string, w socklifeCloseWait) []byte {
 		l, r := netip.MustParseAddrPort(local), netip.MustParseAddrPort(remote)
-		tu := socklifeTuple{Family: unix.AF_INET, Sport: l.Port(), Dport: r.Port(),
-			Saddr: l.Addr().As16(), Daddr: r.Addr().As16()}
+		w.Family, w.Sport, w.Dport, w.Saddr, w.Daddr = unix.AF_INET, l.Port(), r.Port(), l.Addr().As16(), r.Addr().As16()
 		var b bytes.Buffer
-		if err := binary.Write(&b, binary.NativeEndian, &tu); err != nil {
+		if err := binary.Write(&b, binary.NativeEndian, &w); err != nil {
 			t.Fatal(err)
 		}
 		return b.Bytes()
 	}
-	cw := tuple("127.0.0.1:80", "127.0.0.1:5000")
+	var known socklifeCloseWait
+	known.Owner.Tgid, known.Owner.CgroupId, known.OwnerFlag = 42, 7, uint8(socklifeEventFlagFLAG_OWNER_TASK)
+	copy(known.Owner.Comm[:], "nginx")
+	known.SinceNs, known.SockCgroup, known.Netns = 1e9, 9, 4026531840
 	stream := append([]byte{byte(tcpstate.Listen), byte(tcpstate.Established), 0, byte(tcpstate.Max)}, byte(tcpstate.CloseWait))
-	stream = append(stream, cw...)
+	stream = append(stream, record("127.0.0.1:80", "127.0.0.1:5000", known)...)
+	stream = append(stream, byte(tcpstate.CloseWait))
+	stream = append(stream, record("127.0.0.1:80", "127.0.0.1:5001", socklifeCloseWait{Netns: 4026531840})...)
 	stream = append(stream, byte(tcpstate.TimeWait))
 
 	var got Tally
-	if err := readTally(bufio.NewReader(bytes.NewReader(stream)), &got); err != nil {
+	if err := c.readTally(bufio.NewReader(bytes.NewReader(stream)), &got); err != nil {
 		t.Fatal(err)
 	}
 	var want Tally
-	want.States[tcpstate.Listen], want.States[tcpstate.Established], want.States[tcpstate.CloseWait], want.States[tcpstate.TimeWait] = 1, 1, 1, 1
-	want.CloseWait = []Conn{{Local: netip.MustParseAddrPort("127.0.0.1:80"), Remote: netip.MustParseAddrPort("127.0.0.1:5000")}}
+	want.States[tcpstate.Listen], want.States[tcpstate.Established], want.States[tcpstate.CloseWait], want.States[tcpstate.TimeWait] = 1, 1, 2, 1
+	want.CloseWait = []CloseWait{
+		{Netns: 4026531840, Family: unix.AF_INET, Local: netip.MustParseAddrPort("127.0.0.1:80"), Remote: netip.MustParseAddrPort("127.0.0.1:5000"),
+			Owner: Task{PID: 42, Comm: "nginx", CgroupID: 7}, OwnerSource: OwnerTask, Since: c.clock.wall(1e9), SockCgroupID: 9},
+		{Netns: 4026531840, Family: unix.AF_INET, Local: netip.MustParseAddrPort("127.0.0.1:80"), Remote: netip.MustParseAddrPort("127.0.0.1:5001")},
+	}
 	if got.States != want.States || !slices.Equal(got.CloseWait, want.CloseWait) {
 		t.Errorf("readTally = %+v, want %+v", got, want)
 	}
 
-	cut := append([]byte{byte(tcpstate.CloseWait)}, cw[:len(cw)-1]...)
-	if err := readTally(bufio.NewReader(bytes.NewReader(cut)), &Tally{}); err == nil {
-		t.Error("a CLOSE_WAIT tuple cut short: no error")
+	full := record("127.0.0.1:80", "127.0.0.1:5000", known)
+	cut := append([]byte{byte(tcpstate.CloseWait)}, full[:len(full)-1]...)
+	if err := c.readTally(bufio.NewReader(bytes.NewReader(cut)), &Tally{}); err == nil {
+		t.Error("a CLOSE_WAIT record cut short: no error")
 	}
 }
+
+// ends are a connection's two ends.
+type ends struct{ Local, Remote netip.AddrPort }

@@ -21,9 +21,6 @@ type Loss struct {
 	RecursionKnown bool
 	// Undecodable counts records the decoder refused.
 	Undecodable uint64
-	// CloseWaitFull counts sockets entering CLOSE_WAIT that Aggregate's
-	// map had no room for: CloseWaits does not list them.
-	CloseWaitFull uint64
 	// ListenerAcceptsFull counts accepts on listeners Aggregate's map had
 	// no room for: ListenerAccepts is short by as many.
 	ListenerAcceptsFull uint64
@@ -31,7 +28,7 @@ type Loss struct {
 
 // Total is every event lost, whatever the cause.
 func (l Loss) Total() uint64 {
-	return l.RingFull + l.Recursion + l.Undecodable + l.CloseWaitFull + l.ListenerAcceptsFull
+	return l.RingFull + l.Recursion + l.Undecodable + l.ListenerAcceptsFull
 }
 
 // Loss reads the loss counters now: the ring's in the BPF map, the
@@ -39,7 +36,6 @@ func (l Loss) Total() uint64 {
 func (t *Tracer) Loss() Loss {
 	l := Loss{Undecodable: t.badRecs, RecursionKnown: t.recursionKnown}
 	l.RingFull = t.lost(socklifeLostSlotLOST_RING)
-	l.CloseWaitFull = t.lost(socklifeLostSlotLOST_CLOSE_WAIT)
 	l.ListenerAcceptsFull = t.lost(socklifeLostSlotLOST_LISTENER_ACCEPTS)
 	for _, c := range t.progs {
 		for _, p := range c.Programs {

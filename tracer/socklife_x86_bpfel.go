@@ -143,9 +143,8 @@ type socklifeLostSlot uint32
 
 const (
 	socklifeLostSlotLOST_RING             socklifeLostSlot = 0
-	socklifeLostSlotLOST_CLOSE_WAIT       socklifeLostSlot = 1
-	socklifeLostSlotLOST_LISTENER_ACCEPTS socklifeLostSlot = 2
-	socklifeLostSlotLOST_SLOTS            socklifeLostSlot = 3
+	socklifeLostSlotLOST_LISTENER_ACCEPTS socklifeLostSlot = 1
+	socklifeLostSlotLOST_SLOTS            socklifeLostSlot = 2
 )
 
 type socklifeSockInfo struct {
@@ -156,7 +155,7 @@ type socklifeSockInfo struct {
 	OwnerFlag     uint8
 	ListenerFound uint8
 	HeldByFilter  uint8
-	Pad           uint8
+	State         uint8
 	Netns         uint32
 	Pad2          uint32
 	_             [4]byte
@@ -185,7 +184,6 @@ type socklifeTuple struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	socklifeMapAccepting          = "accepting"
-	socklifeMapCloseWaits         = "close_waits"
 	socklifeMapEvents             = "events"
 	socklifeMapFilterCgroups      = "filter_cgroups"
 	socklifeMapListenerAccepts    = "listener_accepts"
@@ -293,7 +291,6 @@ type socklifeProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type socklifeMapSpecs struct {
 	Accepting       *ebpf.MapSpec `ebpf:"accepting"`
-	CloseWaits      *ebpf.MapSpec `ebpf:"close_waits"`
 	Events          *ebpf.MapSpec `ebpf:"events"`
 	FilterCgroups   *ebpf.MapSpec `ebpf:"filter_cgroups"`
 	ListenerAccepts *ebpf.MapSpec `ebpf:"listener_accepts"`
@@ -353,7 +350,6 @@ func (o *socklifeObjects) Close() error {
 // It can be passed to loadSocklifeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socklifeMaps struct {
 	Accepting       *ebpf.Map `ebpf:"accepting"`
-	CloseWaits      *ebpf.Map `ebpf:"close_waits"`
 	Events          *ebpf.Map `ebpf:"events"`
 	FilterCgroups   *ebpf.Map `ebpf:"filter_cgroups"`
 	ListenerAccepts *ebpf.Map `ebpf:"listener_accepts"`
@@ -367,7 +363,6 @@ type socklifeMaps struct {
 func (m *socklifeMaps) Close() error {
 	return _SocklifeClose(
 		m.Accepting,
-		m.CloseWaits,
 		m.Events,
 		m.FilterCgroups,
 		m.ListenerAccepts,

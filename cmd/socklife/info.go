@@ -173,7 +173,7 @@ func probeHooks(info *kernelInfo, disable []string) error {
 		}
 	}
 	info.ServeStates = "iter/tcp (a BPF iterator over each namespace's sockets)"
-	if c, err := tracer.NewCensus(); err != nil {
+	if c, err := tr.NewCensus(); err != nil {
 		info.ServeStates = "sock_diag, a dump of every socket (no BPF iterator: " + tracer.Reason(err) + ")"
 	} else {
 		c.Close()

@@ -177,29 +177,28 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	src := &serveSource{tr: tr, poller: poller, names: names, flt: flt, holders: reg, maxProcesses: f.maxProcesses,
 		listeners: topview.NewSampler(0, closewait.ByProcess), closeWaits: closewait.NewWatch(time.Minute),
 		older: older, tool: toolInfo(tr)}
+	if src.census, err = tr.NewCensus(); err != nil {
+		log.Warn("counting TCP states from a dump of every socket (slower), and CLOSE_WAIT sockets without their owners and ages: " + err.Error())
+	} else {
+		defer src.census.Close()
+	}
 	// A filter on addresses or ports counts only the sockets it keeps:
 	// that takes the dump of every socket the iterator spares.
-	if flt.WholeNamespaces() {
-		if src.census, err = tracer.NewCensus(); err != nil {
-			log.Warn("counting TCP states from a dump of every socket (slower): " + err.Error())
-		} else {
-			defer src.census.Close()
-		}
-	}
-	src.tool.Hooks = append(src.tool.Hooks, exporter.Hook{Feature: "states", Hook: statesHook(src.census)})
+	src.censusStates = src.census != nil && flt.WholeNamespaces()
+	src.tool.Hooks = append(src.tool.Hooks, exporter.Hook{Feature: "states", Hook: statesHook(src.censusStates)})
 	return serveHTTP(ctx, f, exporter.NewCollector(src.collect, f.collectInterval), run, log)
 }
 
 // seedOlder tells the tracer the owners of the sockets older than it, so
 // that one entering CLOSE_WAIT later names its owner, and returns those
-// already in CLOSE_WAIT, which the kernel's map never sees enter it.
+// already in CLOSE_WAIT, which the programs never see enter it.
 //
 // Only listeners and CLOSE_WAIT sockets are kept whole; of the rest (a
 // node may hold a million) the dump keeps a holders.Brief, as many as the
 // BPF side keeps seeds (tracer.MaxOwnerSeeds), and one /proc scan finds
 // their owners: serve's memory at start-up must stay within the
 // DaemonSet's limit, whatever the node holds.
-func seedOlder(ctx context.Context, tr *tracer.Tracer, flt *filter.Filter, log *slog.Logger) ([]socketCloseWait, error) {
+func seedOlder(ctx context.Context, tr *tracer.Tracer, flt *filter.Filter, log *slog.Logger) (map[closeWaitKey]socketCloseWait, error) {
 	var mu sync.Mutex
 	var briefs []holders.Brief
 	maxBriefs, unseeded := tr.MaxOwnerSeeds(), 0
@@ -255,7 +254,7 @@ func seedOlder(ctx context.Context, tr *tracer.Tracer, flt *filter.Filter, log *
 	if err := errors.Join(tr.SeedListeners(listeners), tr.SeedOwners(seeds)); err != nil {
 		log.Debug("seeding the owners of older sockets", "error", err)
 	}
-	var older []socketCloseWait
+	older := map[closeWaitKey]socketCloseWait{}
 	for i := range socks {
 		s := &socks[i]
 		if s.State != tcpstate.CloseWait || !flt.Unowned().Socket(s) {
@@ -265,7 +264,7 @@ func seedOlder(ctx context.Context, tr *tracer.Tracer, flt *filter.Filter, log *
 		if len(s.Processes) > 0 {
 			c.PID, c.Comm = uint32(s.Processes[0].PID), s.Processes[0].Comm
 		}
-		older = append(older, c)
+		older[cwKey(s.Netns, s.Local, s.Remote)] = c
 	}
 	return older, nil
 }
@@ -315,46 +314,51 @@ func serveHTTP(ctx context.Context, f *serveFlags, c *exporter.Collector, run *r
 }
 
 // serveSource makes one collection: what the kernel counted (connections
-// per namespace, the sockets in CLOSE_WAIT with their owners), the census
-// of each namespace (sockets by state, and which older CLOSE_WAIT sockets
-// are still there), and the backlog accounting's report, whose poll dumps
-// the listeners. Without the census, one dump of every socket does its part.
+// per namespace), the census (per namespace, the sockets by state and
+// those in CLOSE_WAIT with their owners and ages), and the backlog
+// accounting's report, whose poll dumps the listeners. Without the census,
+// one dump of every socket does its part.
 type serveSource struct {
 	tr     *tracer.Tracer
 	poller *backlog.Poller
 	// census counts each namespace's sockets by state in the kernel and
 	// names those in CLOSE_WAIT; nil: a dump decodes every socket
-	census       *tracer.Census
+	census *tracer.Census
+	// censusStates says the census's counts are the states': false when
+	// a filter on addresses or ports needs a dump
+	censusStates bool
 	listeners    *topview.Sampler
 	closeWaits   *closewait.Watch
 	names        *render.Names
 	flt          *filter.Filter
 	holders      *holders.Registry
 	maxProcesses int
-	// older are the sockets in CLOSE_WAIT at start, until a dump no
-	// longer finds them there
-	older []socketCloseWait
+	// older are the sockets in CLOSE_WAIT the programs did not see enter
+	// it (at start, or found later), until a collection no longer finds
+	// them there
+	older map[closeWaitKey]socketCloseWait
 	tool  exporter.Tool
 }
 
 func (s *serveSource) collect(ctx context.Context) (exporter.Model, error) {
 	keep := s.flt.Unowned().Socket
-	// the map before the walk: a socket the map names that the walk does
-	// not find has left CLOSE_WAIT (joinCloseWaits)
-	entered, err := s.tr.CloseWaits()
-	if err != nil {
-		return exporter.Model{}, err
-	}
 	var states map[uint32][tcpstate.Max]int
-	var stillWaiting map[closeWaitKey]bool
+	var found []tracer.CloseWait
+	var err error
 	if s.census != nil {
 		// the iterator counts and names the sockets in CLOSE_WAIT
-		states, stillWaiting, err = s.takeCensus()
-	} else {
-		states, stillWaiting, err = dumpStates(ctx, keep)
+		if states, found, err = s.takeCensus(); err != nil {
+			return exporter.Model{}, err
+		}
 	}
-	if err != nil {
-		return exporter.Model{}, err
+	if !s.censusStates {
+		var dumped []tracer.CloseWait
+		if states, dumped, err = dumpStates(ctx, keep); err != nil {
+			return exporter.Model{}, err
+		}
+		if s.census == nil {
+			found = dumped
+		}
 	}
 	now := time.Now()
 	// the backlog poll dumps the listening hash: its listeners are the
@@ -369,7 +373,7 @@ func (s *serveSource) collect(ctx context.Context) (exporter.Model, error) {
 			listening = append(listening, rep.Listening[i])
 		}
 	}
-	conns := s.closeWaitConns(entered, stillWaiting)
+	conns := s.closeWaitConns(now, found)
 	frame := topview.Frame{
 		CloseWait: s.closeWaits.Observe(now, conns),
 		Listeners: s.listeners.ListenersOf(topview.Input{At: now, Listening: listening, Keep: s.flt.Match, Holders: s.holders,
@@ -388,9 +392,9 @@ func (s *serveSource) collect(ctx context.Context) (exporter.Model, error) {
 // takeCensus counts every namespace's TCP sockets by state with the
 // iterator (those --netns keeps) and names the ones in CLOSE_WAIT. A
 // namespace without any is left out, as a dump would leave it.
-func (s *serveSource) takeCensus() (map[uint32][tcpstate.Max]int, map[closeWaitKey]bool, error) {
+func (s *serveSource) takeCensus() (map[uint32][tcpstate.Max]int, []tracer.CloseWait, error) {
 	states := map[uint32][tcpstate.Max]int{}
-	waiting := map[closeWaitKey]bool{}
+	var waiting []tracer.CloseWait
 	_, err := snapshot.EachNetns(func(inode uint32) error {
 		if s.flt.Netns != 0 && inode != s.flt.Netns {
 			return nil
@@ -402,9 +406,7 @@ func (s *serveSource) takeCensus() (map[uint32][tcpstate.Max]int, map[closeWaitK
 		if tally.States != ([tcpstate.Max]int{}) {
 			states[inode] = tally.States
 		}
-		for _, c := range tally.CloseWait {
-			waiting[cwKey(inode, c.Local, c.Remote)] = true
-		}
+		waiting = append(waiting, tally.CloseWait...)
 		return nil
 	})
 	if err != nil {
@@ -416,8 +418,9 @@ func (s *serveSource) takeCensus() (map[uint32][tcpstate.Max]int, map[closeWaitK
 // dumpStates is takeCensus from one dump that decodes every socket keep
 // keeps (a kernel without the iterator, a filter on addresses or ports):
 // it counts them all and keeps only the CLOSE_WAIT sockets, so memory
-// follows those, not the host's sockets.
-func dumpStates(ctx context.Context, keep func(*snapshot.Socket) bool) (map[uint32][tcpstate.Max]int, map[closeWaitKey]bool, error) {
+// follows those, not the host's sockets. A dump knows neither when a
+// socket entered CLOSE_WAIT nor who acted on it last.
+func dumpStates(ctx context.Context, keep func(*snapshot.Socket) bool) (map[uint32][tcpstate.Max]int, []tracer.CloseWait, error) {
 	var mu sync.Mutex
 	states := map[uint32][tcpstate.Max]int{}
 	res, err := snapshot.Dump(ctx, snapshot.Options{TCP: true, AllNetns: true, Keep: func(sk *snapshot.Socket) bool {
@@ -432,18 +435,18 @@ func dumpStates(ctx context.Context, keep func(*snapshot.Socket) bool) (map[uint
 	if err != nil {
 		return nil, nil, fmt.Errorf("listing TCP sockets: %w", err)
 	}
-	waiting := map[closeWaitKey]bool{}
+	waiting := make([]tracer.CloseWait, 0, len(res.Sockets))
 	for i := range res.Sockets {
 		sk := &res.Sockets[i]
-		waiting[cwKey(sk.Netns, sk.Local, sk.Remote)] = true
+		waiting = append(waiting, tracer.CloseWait{Netns: sk.Netns, Local: sk.Local, Remote: sk.Remote, SockCgroupID: sk.CgroupID})
 	}
 	return states, waiting, nil
 }
 
 // statesHook is socklife_hook_info's hook for the states: the iterator,
 // or the dump that decodes every socket.
-func statesHook(c *tracer.Census) string {
-	if c == nil {
+func statesHook(census bool) string {
+	if !census {
 		return "sock_diag"
 	}
 	return "iter/tcp"
@@ -455,10 +458,10 @@ type closeWaitKey struct {
 }
 
 // closeWaitConns are the sockets in CLOSE_WAIT the filters keep, of
-// those joinCloseWaits finds; older shrinks to the ones still there.
-func (s *serveSource) closeWaitConns(entered []tracer.CloseWait, stillWaiting map[closeWaitKey]bool) []closewait.Conn {
+// those found now; older follows them (joinCloseWaits).
+func (s *serveSource) closeWaitConns(now time.Time, found []tracer.CloseWait) []closewait.Conn {
 	var joined []socketCloseWait
-	joined, s.older = joinCloseWaits(entered, s.older, stillWaiting)
+	joined, s.older = joinCloseWaits(now, found, s.older)
 	var out []closewait.Conn
 	for _, j := range joined {
 		c := j.Conn
@@ -482,38 +485,39 @@ type socketCloseWait struct {
 	sockCgroup, ownerCgroup uint64
 }
 
-// joinCloseWaits says which sockets are in CLOSE_WAIT now. The dump made
-// after the kernel's map was read is the truth (now); the map adds when
-// and the owner of those the kernel saw enter it, and older (found at
-// start) those already there. A map entry the dump does not find has left
-// CLOSE_WAIT without its exit reaching the map (a run the kernel skipped,
-// counted as recursion): it is not counted, and the next socket at its
-// address overwrites or removes it. An older socket the dump does not find
-// is gone for good: stillOlder leaves it out.
-func joinCloseWaits(entered []tracer.CloseWait, older []socketCloseWait, now map[closeWaitKey]bool) (joined []socketCloseWait, stillOlder []socketCloseWait) {
-	for _, cw := range entered {
-		if !now[cwKey(cw.Netns, cw.Local, cw.Remote)] {
-			continue
-		}
+// joinCloseWaits says what is known of each socket found in CLOSE_WAIT
+// now. One the programs saw enter it has its since and owner from the
+// kernel. One they did not (it did before serve started, or the kernel
+// skipped the run) is an older one: its age counts from when serve first
+// found it, a lower bound, and its owner is the one named then (the
+// start-up snapshot's holder, or the kernel's if it knew one). older
+// comes back as the older ones still there, those found this time
+// included; the rest are gone for good.
+func joinCloseWaits(now time.Time, found []tracer.CloseWait, older map[closeWaitKey]socketCloseWait) (joined []socketCloseWait, stillOlder map[closeWaitKey]socketCloseWait) {
+	stillOlder = map[closeWaitKey]socketCloseWait{}
+	for _, cw := range found {
 		j := socketCloseWait{Conn: closewait.Conn{Local: cw.Local, Remote: cw.Remote, Since: cw.Since},
 			netns: cw.Netns, sockCgroup: cw.SockCgroupID}
 		if cw.OwnerSource != tracer.OwnerUnknown {
 			j.PID, j.Comm, j.ownerCgroup = cw.Owner.PID, cw.Owner.Comm, cw.Owner.CgroupID
 		}
-		joined = append(joined, j)
-	}
-	for _, o := range older {
-		if now[cwKey(o.netns, o.Local, o.Remote)] {
-			stillOlder = append(stillOlder, o)
-			joined = append(joined, o)
+		if cw.Since.IsZero() {
+			k := cwKey(cw.Netns, cw.Local, cw.Remote)
+			if o, ok := older[k]; ok {
+				j = o
+			} else {
+				j.AtLeast = now
+			}
+			stillOlder[k] = j
 		}
+		joined = append(joined, j)
 	}
 	return joined, stillOlder
 }
 
-// cwKey names a socket by its addresses as both the kernel's map and a
-// dump give them: an IPv6 socket talking IPv4 comes v4-mapped from the
-// dump and unmapped from the map.
+// cwKey names a socket by its addresses as both the census and a dump
+// give them: an IPv6 socket talking IPv4 comes v4-mapped from the dump and
+// unmapped from the census.
 func cwKey(netns uint32, local, remote netip.AddrPort) closeWaitKey {
 	unmap := func(a netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(a.Addr().Unmap(), a.Port()) }
 	return closeWaitKey{netns, unmap(local), unmap(remote)}

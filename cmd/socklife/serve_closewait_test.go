@@ -9,54 +9,65 @@ import (
 	"github.com/socklife/socklife/tracer"
 )
 
-// Which sockets serve counts in CLOSE_WAIT: the dump says which are there,
-// the kernel's map when and whose, the start-up snapshot the older ones.
+// Which sockets serve counts in CLOSE_WAIT, and what it says of each: the
+// census says which are there and, for those the programs saw enter it,
+// since when and whose; an older one (from the start-up snapshot, or
+// found without a since) keeps what serve knew when it first found it.
 func TestJoinCloseWaits(t *testing.T) {
 	ap := netip.MustParseAddrPort
 	since := time.Unix(1700000000, 0)
-	entered := []tracer.CloseWait{
+	start := since.Add(-time.Hour)
+	older := map[closeWaitKey]socketCloseWait{}
+	for _, o := range []socketCloseWait{
+		{Conn: closewait.Conn{PID: 7, Comm: "old", Local: ap("127.0.0.1:81"), Remote: ap("127.0.0.1:6001"), AtLeast: start}, netns: 1, sockCgroup: 5},
+		// gone since the snapshot
+		{Conn: closewait.Conn{PID: 7, Comm: "old", Local: ap("127.0.0.1:81"), Remote: ap("127.0.0.1:6002"), AtLeast: start}, netns: 1},
+		// the snapshot's socket talking IPv4 over IPv6: v4-mapped in a dump
+		{Conn: closewait.Conn{PID: 8, Comm: "v6", Local: ap("[::ffff:10.0.0.1]:443"), Remote: ap("[::ffff:10.0.0.2]:5002"), AtLeast: start}, netns: 1},
+	} {
+		older[cwKey(o.netns, o.Local, o.Remote)] = o
+	}
+	found := []tracer.CloseWait{
 		{Netns: 1, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:5001"), Since: since, OwnerSource: tracer.OwnerTask,
 			Owner: tracer.Task{PID: 42, Comm: "srv", CgroupID: 9}, SockCgroupID: 8},
-		// an IPv6 socket talking IPv4: unmapped in the map, v4-mapped in the dump
-		{Netns: 1, Local: ap("10.0.0.1:443"), Remote: ap("10.0.0.2:5002"), Since: since},
-		// left CLOSE_WAIT, its exit never reached the map
-		{Netns: 1, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:5003"), Since: since, OwnerSource: tracer.OwnerTask, Owner: tracer.Task{PID: 42}},
-		// the same addresses in another namespace: not the dump's socket
+		// the same addresses in another namespace, no owner known
 		{Netns: 2, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:5001"), Since: since},
+		// older ones still there, as the census gives them
+		{Netns: 1, Local: ap("127.0.0.1:81"), Remote: ap("127.0.0.1:6001"), SockCgroupID: 5},
+		{Netns: 1, Local: ap("10.0.0.1:443"), Remote: ap("10.0.0.2:5002")},
+		// no since: a run the kernel skipped; its owner is the kernel's
+		{Netns: 1, Local: ap("127.0.0.1:82"), Remote: ap("127.0.0.1:7001"), OwnerSource: tracer.OwnerListener,
+			Owner: tracer.Task{PID: 43, Comm: "lst", CgroupID: 10}, SockCgroupID: 11},
 	}
-	older := []socketCloseWait{
-		{Conn: closewait.Conn{PID: 7, Comm: "old", Local: ap("127.0.0.1:81"), Remote: ap("127.0.0.1:6001")}, netns: 1, sockCgroup: 5},
-		{Conn: closewait.Conn{PID: 7, Comm: "old", Local: ap("127.0.0.1:81"), Remote: ap("127.0.0.1:6002")}, netns: 1},
+	now := since.Add(time.Minute)
+	joined, still := joinCloseWaits(now, found, older)
+	if len(joined) != len(found) {
+		t.Fatalf("joined %d sockets, want %d: %+v", len(joined), len(found), joined)
 	}
-	now := map[closeWaitKey]bool{}
-	for _, k := range []struct {
-		netns         uint32
-		local, remote string
-	}{
-		{1, "127.0.0.1:80", "127.0.0.1:5001"},
-		{1, "[::ffff:10.0.0.1]:443", "[::ffff:10.0.0.2]:5002"},
-		{1, "127.0.0.1:81", "127.0.0.1:6001"},
-	} {
-		now[cwKey(k.netns, ap(k.local), ap(k.remote))] = true
+	want := []socketCloseWait{
+		{Conn: closewait.Conn{PID: 42, Comm: "srv", Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:5001"), Since: since}, netns: 1, sockCgroup: 8, ownerCgroup: 9},
+		{Conn: closewait.Conn{Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:5001"), Since: since}, netns: 2},
+		older[cwKey(1, ap("127.0.0.1:81"), ap("127.0.0.1:6001"))],
+		older[cwKey(1, ap("10.0.0.1:443"), ap("10.0.0.2:5002"))],
+		{Conn: closewait.Conn{PID: 43, Comm: "lst", Local: ap("127.0.0.1:82"), Remote: ap("127.0.0.1:7001"), AtLeast: now}, netns: 1, sockCgroup: 11, ownerCgroup: 10},
 	}
-	joined, still := joinCloseWaits(entered, older, now)
-	got := map[string]socketCloseWait{}
-	for _, j := range joined {
-		got[j.Remote.String()] = j
+	for i := range want {
+		if joined[i] != want[i] {
+			t.Errorf("socket %d: %+v, want %+v", i, joined[i], want[i])
+		}
 	}
-	if len(joined) != 3 {
-		t.Errorf("joined %d sockets, want 3: %+v", len(joined), joined)
+	// the older ones still there, and the one found without a since
+	// from now on, with the age it got now
+	if len(still) != 3 {
+		t.Errorf("older sockets kept %+v, want 3", still)
 	}
-	if j := got["127.0.0.1:5001"]; j.PID != 42 || j.Comm != "srv" || j.ownerCgroup != 9 || j.sockCgroup != 8 || !j.Since.Equal(since) || j.netns != 1 {
-		t.Errorf("the kernel's entry lost its owner or since: %+v", j)
+	for _, i := range []int{2, 3, 4} {
+		if got, ok := still[cwKey(want[i].netns, want[i].Local, want[i].Remote)]; !ok || got != want[i] {
+			t.Errorf("older socket %v kept as %+v (%v)", want[i].Remote, got, ok)
+		}
 	}
-	if _, ok := got["10.0.0.2:5002"]; !ok {
-		t.Error("the v4-mapped socket is not matched")
-	}
-	if j, ok := got["127.0.0.1:6001"]; !ok || j.PID != 7 || j.sockCgroup != 5 || !j.Since.IsZero() {
-		t.Errorf("the older socket still there: %+v (found %v)", j, ok)
-	}
-	if len(still) != 1 || still[0].Remote != ap("127.0.0.1:6001") {
-		t.Errorf("older sockets kept %+v, want the one still in CLOSE_WAIT", still)
+	again, _ := joinCloseWaits(now.Add(time.Minute), found[4:], still)
+	if len(again) != 1 || !again[0].AtLeast.Equal(now) {
+		t.Errorf("found again: %+v, want its first finding kept (%v)", again, now)
 	}
 }

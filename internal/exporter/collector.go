@@ -86,7 +86,7 @@ var (
 	descTcpExt    = map[string]*prometheus.Desc{}
 	descBuild     = desc("socklife_build_info", "socklife's version, the Go version it was built with and the kernel it runs on.", nil, "version", "goversion", "kernel")
 	descHook      = desc("socklife_hook_info", "The hook each feature uses, \"none\" when it is off.", nil, "feature", "hook")
-	descLost      = desc("socklife_events_lost_total", "Tracer events lost, by cause: the counts they touched are short by as many (close_wait_map_full: CLOSE_WAIT sockets serve's kernel map had no room for; listener_accepts_map_full: accepts on listeners its accept map had no room for).", nil, "cause")
+	descLost      = desc("socklife_events_lost_total", "Tracer events lost, by cause: the counts they touched are short by as many (listener_accepts_map_full: accepts on listeners serve's kernel accept map had no room for).", nil, "cause")
 	descCollected = desc("socklife_scrape_collection_seconds", "How long the last collection took.", nil)
 )
 
@@ -163,7 +163,6 @@ func Emit(m *Model, ch chan<- prometheus.Metric) {
 	counter(descLost, float64(t.Loss.RingFull), "ring_full")
 	counter(descLost, float64(t.Loss.Recursion), "recursion")
 	counter(descLost, float64(t.Loss.Undecodable), "undecodable")
-	counter(descLost, float64(t.Loss.CloseWaitFull), "close_wait_map_full")
 	counter(descLost, float64(t.Loss.ListenerAcceptsFull), "listener_accepts_map_full")
 	gauge(descCollected, t.CollectionSeconds)
 }

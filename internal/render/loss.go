@@ -25,9 +25,6 @@ func LossCauses(l tracer.Loss) string {
 	if l.Undecodable > 0 {
 		s += fmt.Sprintf(", undecodable %d", l.Undecodable)
 	}
-	if l.CloseWaitFull > 0 {
-		s += fmt.Sprintf(", CLOSE_WAIT map full %d", l.CloseWaitFull)
-	}
 	if l.ListenerAcceptsFull > 0 {
 		s += fmt.Sprintf(", listener accepts map full %d", l.ListenerAcceptsFull)
 	}
