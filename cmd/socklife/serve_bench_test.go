@@ -16,24 +16,30 @@ import (
 
 // BenchmarkServeChurn measures what `socklife serve` costs the loopback
 // churn (connect, a byte each way, close, as fast as it goes), beside no
-// tracer, `socklife trace -o json` and bpftrace's tcpstates one-liner, interleaved round after round so
-// that they share the machine's noise; serve is scraped every second, as a
-// Prometheus with a 1s interval would. It reports each one's median ratio
-// to the no-tracer rate of the same round:
+// tracer, `socklife trace -o json` and bpftrace's tcpstates one-liner,
+// interleaved round after round so that they share the machine's noise. It
+// reports each one's median ratio to the no-tracer rate of the same round:
 //
 //	go test -v -run '^$' -bench ServeChurn -benchtime 1x ./cmd/socklife
 //
+// serve runs twice: scraped every 30 s, as deploy/'s PodMonitor has it
+// (so no scrape falls in a run of a few seconds: that is what being always
+// on costs), and scraped every second. A scrape counts every socket, and
+// the churn leaves ~100,000 in TIME_WAIT: each scrape costs tens of ms,
+// which at 1 Hz is a cost of its own, set by the scrape interval.
+//
 // SOCKLIFE_BENCH_CHURN_CONNS and SOCKLIFE_BENCH_ROUNDS as for
 // BenchmarkTraceChurn; SOCKLIFE_BENCH_SERVE_ARGS adds serve with those
-// arguments as a fourth configuration.
+// arguments (scraped every 30 s) as one more configuration.
 func BenchmarkServeChurn(b *testing.B) {
 	testutil.RequireRoot(b)
 	conns, rounds := testutil.EnvInt(b, "SOCKLIFE_BENCH_CHURN_CONNS", churnConns), testutil.EnvInt(b, "SOCKLIFE_BENCH_ROUNDS", churnRounds)
-	tracers := []churnTracer{{name: "off"}, serveTracer(b, "serve", nil), socklifeTracer(b, "trace", nil), bpftraceTracer(b)}
+	tracers := []churnTracer{{name: "off"}, serveTracer(b, "serve", deployedScrapeInterval, nil),
+		serveTracer(b, "serve, scraped every 1s", time.Second, nil), socklifeTracer(b, "trace", nil), bpftraceTracer(b)}
 	if extra := os.Getenv("SOCKLIFE_BENCH_SERVE_ARGS"); extra != "" {
-		// a variant beside, e.g. "--disable-hook tracepoint": serve
-		// without the accept hook's syscall tracepoint
-		tracers = append(tracers, serveTracer(b, "serve "+extra, strings.Fields(extra)))
+		// a variant beside, e.g. "--accept-wait on": serve with the
+		// accept hook's syscall tracepoint
+		tracers = append(tracers, serveTracer(b, "serve "+extra, deployedScrapeInterval, strings.Fields(extra)))
 	}
 	gen, err := churn.New(churn.Config{})
 	if err != nil {
@@ -43,33 +49,47 @@ func BenchmarkServeChurn(b *testing.B) {
 	dir := benchOutDir(b)
 	sink := benchSink(b)
 	samples := interleaveChurn(b, gen, tracers, dir, conns, rounds, sink)
+	progs := progCosts(b, gen, tracers[1:], dir, conns, sink)
 	var table strings.Builder
-	fmt.Fprintf(&table, "%-40s %12s %8s\n", "", "conn/s", "vs off")
+	fmt.Fprintf(&table, "%-40s %8s %7s %15s %9s %9s\n", "", "conn/s", "vs off", "(middle half)", "CPU/conn", "BPF/conn")
 	for _, tr := range tracers {
-		var rates, ratios []float64
+		var rates, ratios, cpu []float64
 		for i, s := range samples[tr.name] {
 			rates = append(rates, s.rate)
 			ratios = append(ratios, s.rate/samples["off"][i].rate)
+			cpu = append(cpu, float64(s.cpu)/float64(conns))
 		}
 		ratio := churnMedian(ratios)
-		fmt.Fprintf(&table, "%-40s %12.0f %8.3f\n", tr.name, churnMedian(rates), ratio)
+		var bpf time.Duration
+		for _, p := range progs[tr.name] {
+			bpf += p.runtime
+		}
+		lo, hi := churnQuartiles(ratios)
+		fmt.Fprintf(&table, "%-40s %8.0f %7.3f %7.3f-%.3f %9v %9v\n", tr.name, churnMedian(rates), ratio, lo, hi,
+			time.Duration(churnMedian(cpu)).Round(10*time.Nanosecond), (bpf / time.Duration(conns)).Round(10*time.Nanosecond))
 		if tr.name != "off" {
-			b.ReportMetric(ratio, strings.Join(strings.Fields(tr.name), "_")+"/off") // a unit has no spaces
+			// a unit has no spaces or commas
+			b.ReportMetric(ratio, strings.Join(strings.Fields(strings.ReplaceAll(tr.name, ",", "")), "_")+"/off")
 		}
 	}
-	b.Logf("loopback churn, %d connections a run, medians of %d interleaved rounds:\n%s", conns, rounds, table.String())
+	b.Logf("loopback churn, %d connections a run, medians of %d interleaved rounds (the middle half of the rounds' ratios beside); "+
+		"the tracer's own CPU a connection (median), and its BPF programs' run time a connection in one more run with bpf_stats on:\n%s",
+		conns, rounds, table.String())
 }
 
+// deployedScrapeInterval is the PodMonitor's in deploy/podmonitor.yaml.
+const deployedScrapeInterval = 30 * time.Second
+
 // serveTracer runs `socklife serve` (with extra arguments) on a free
-// loopback port, scraped every second until it stops.
-func serveTracer(tb testing.TB, name string, extra []string) churnTracer {
+// loopback port, scraped every scrapeEvery until it stops.
+func serveTracer(tb testing.TB, name string, scrapeEvery time.Duration, extra []string) churnTracer {
 	bin := buildSocklife(tb)
 	return churnTracer{
 		name: name,
 		start: func(tb testing.TB, dir string, port uint16, sink sinkKind, mark string) *benchTracer {
 			p, base := startServeBench(tb, bin, dir, sink, mark, extra)
 			go func() {
-				tick := time.NewTicker(time.Second)
+				tick := time.NewTicker(scrapeEvery)
 				defer tick.Stop()
 				for {
 					select {

@@ -134,6 +134,18 @@ func churnMedian(xs []float64) float64 {
 	return xs[len(xs)/2]
 }
 
+// churnQuartiles are the first and third quartiles of xs (sorted in
+// place), each the median of its half: the middle half of the rounds lies
+// between them.
+func churnQuartiles(xs []float64) (lo, hi float64) {
+	if len(xs) == 0 {
+		return 0, 0
+	}
+	slices.Sort(xs)
+	n := len(xs)
+	return churnMedian(slices.Clone(xs[:n/2+n%2])), churnMedian(slices.Clone(xs[n/2:]))
+}
+
 // The benchmark's arithmetic and parsing, which a wrong number in the README
 // would come from.
 func TestChurnBenchSummary(t *testing.T) {
@@ -143,6 +155,14 @@ func TestChurnBenchSummary(t *testing.T) {
 	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
 		if got := churnMedian(tc.xs); got != tc.want {
 			t.Errorf("churnMedian(%v) = %v, want %v", tc.xs, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		xs     []float64
+		lo, hi float64
+	}{{nil, 0, 0}, {[]float64{3}, 3, 3}, {[]float64{4, 1, 3, 2}, 1.5, 3.5}, {[]float64{7, 1, 6, 2, 5, 3, 4}, 2.5, 5.5}} {
+		if lo, hi := churnQuartiles(tc.xs); lo != tc.lo || hi != tc.hi {
+			t.Errorf("churnQuartiles(%v) = %v, %v, want %v, %v", tc.xs, lo, hi, tc.lo, tc.hi)
 		}
 	}
 	// Ratios pair each run with the "off" run of its own round.
