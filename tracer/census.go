@@ -61,8 +61,10 @@ func (t *Tracer) NewCensus() (*Census, error) {
 	var objs struct {
 		Prog *ebpf.Program `ebpf:"tcp_states"`
 	}
-	// the tracer's maps: a new socks map would know no owner, and cost
-	// its preallocated entries
+	// the tracer's map: a new one would know no owner, and cost its
+	// preallocated entries. Its spec sized as the tracer sized it
+	// (Options.MaxSockets), or the replacement is refused.
+	spec.Maps["socks"].MaxEntries = t.maps.Socks.MaxEntries()
 	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"socks": t.maps.Socks}}
 	if err := spec.LoadAndAssign(&objs, opts); err != nil {
 		return nil, fmt.Errorf("loading the TCP socket iterator: %w", err)
