@@ -79,7 +79,7 @@ unit:
 # run is BenchmarkServeScale again at a million sockets, for serve's RSS there
 # (two or three minutes more, and about 5 GiB of memory while it runs).
 bench:
-	$(GO) test -count=1 -v -run '^$$' -bench . -benchtime 1x -timeout 15m ./...
+	$(GO) test -count=1 -v -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
 	SOCKLIFE_BENCH_SCALE_SOCKETS=1000000 $(GO) test -count=1 -v -run '^$$' -bench '^BenchmarkServeScale$$' -benchtime 1x -timeout 15m ./cmd/socklife
 
 # The privileged tests inside Debian 5.10, 6.1 and 6.12 under QEMU (the matrix in
