@@ -178,10 +178,10 @@ static __always_inline int on_state(const struct sock *sk, int old, int new,
 		 * per process): the same process acting again keeps the comm
 		 * and cgroup read the first time, two helper calls saved on
 		 * most of a connection's transitions. trace names the thread
-		 * that runs, each time. */
-		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-
-		if (!aggregate || si->owner_flag != FLAG_OWNER_TASK || si->owner.tgid != tgid)
+		 * that runs, each time, and pays no extra helper call for the
+		 * check (short-circuit on a load-time constant). */
+		if (!aggregate || si->owner_flag != FLAG_OWNER_TASK ||
+		    si->owner.tgid != (__u32)(bpf_get_current_pid_tgid() >> 32))
 			task_now(&si->owner);
 		si->owner_flag = FLAG_OWNER_TASK;
 	} else if (old == TCP_LISTEN && new == TCP_SYN_RECV && !si->owner_flag) {
